@@ -1,0 +1,34 @@
+# The two commands a newcomer runs (see README): `make demo` and `make test`.
+# Both create .venv and install everything first: torch's CPU build, then the pinned
+# google-vizier stack, then this project.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: install demo test bench-regression bench-bbob clean
+
+$(VENV)/.installed: pyproject.toml requirements/stack.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements/stack.txt
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/vizier-omnipred demo
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench-regression: install
+	$(PY) benchmarks/regression.py
+
+bench-bbob: install
+	$(PY) benchmarks/bbob.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,80 @@
+"""`vizier-omnipred`: demo, pretrain, bench.
+
+    vizier-omnipred demo                      # optimise a shifted BBOB function, table vs random
+    vizier-omnipred pretrain --out runs/x     # multi-task pretraining (torchrun for many GPUs)
+    vizier-omnipred bench regression|bbob     # the benchmarks in benchmarks/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch: see vizier_omnipred/__init__
+
+
+def _pretrain(args) -> int:
+  import torch  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred.model import ModelConfig  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred.pretraining import trainer  # pylint: disable=g-import-not-at-top
+  if args.threads:
+    torch.set_num_threads(args.threads)
+  cfg = trainer.TrainConfig(
+      model=ModelConfig(d_model=args.d_model, encoder_layers=args.encoder_layers,
+                        decoder_layers=args.decoder_layers, d_ff=2 * args.d_model,
+                        num_heads=args.heads),
+      steps=args.steps, studies_per_batch=args.studies_per_batch,
+      trials_per_study=args.trials_per_study, learning_rate=args.lr, bf16=args.bf16,
+      eval_every=args.eval_every, checkpoint_every=args.eval_every,
+      time_limit_s=args.time_limit, seed=args.seed, warmup_steps=min(300, args.steps // 10 + 1),
+  )
+  summary = trainer.train(cfg, args.out, resume=not args.no_resume, progress=not args.quiet)
+  if int(os.environ.get('RANK', '0')) == 0:
+    print(f'steps {summary["steps"]}  final val loss {summary["final_val_loss"]:.4f}  '
+          f'wall {summary["wall_time_s"]:.0f}s  -> {args.out}/model.pt')
+  return 0
+
+
+def _demo(args) -> int:
+  from designers import demo  # pylint: disable=g-import-not-at-top
+  return demo.main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog='vizier-omnipred', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest='command', required=True)
+
+  p = sub.add_parser('pretrain', help='multi-task pretraining on synthetic studies')
+  p.add_argument('--out', required=True, help='run directory (resumes from last.pt there)')
+  p.add_argument('--steps', type=int, default=20_000)
+  p.add_argument('--studies-per-batch', type=int, default=8)
+  p.add_argument('--trials-per-study', type=int, default=32)
+  p.add_argument('--lr', type=float, default=1e-3)
+  p.add_argument('--d-model', type=int, default=128)
+  p.add_argument('--heads', type=int, default=4)
+  p.add_argument('--encoder-layers', type=int, default=3)
+  p.add_argument('--decoder-layers', type=int, default=2)
+  p.add_argument('--eval-every', type=int, default=500)
+  p.add_argument('--time-limit', type=float, default=None, help='seconds of training')
+  p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
+  p.add_argument('--bf16', action='store_true')
+  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--no-resume', action='store_true')
+  p.add_argument('--quiet', action='store_true')
+  p.set_defaults(fn=_pretrain)
+
+  p = sub.add_parser('demo', help='optimise a shifted BBOB function with the shipped model')
+  p.add_argument('--function', default='Rastrigin')
+  p.add_argument('--dim', type=int, default=4)
+  p.add_argument('--trials', type=int, default=40)
+  p.add_argument('--seed', type=int, default=0)
+  p.set_defaults(fn=_demo)
+
+  args = parser.parse_args(argv)
+  return args.fn(args)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

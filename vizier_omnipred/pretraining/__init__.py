@@ -1,0 +1,1 @@
+"""Multi-task pretraining: synthetic studies and the trainer."""

@@ -1,0 +1,296 @@
+"""Vizier problems and trial parameters -> model inputs.
+
+OmniPred reads a trial as text: parameter names with their values, plus study metadata.
+Here each parameter becomes ONE item (as the end-to-end symbolic-regression paper embeds a
+whole point as one vector): its name as characters, its value as number tokens (sign,
+exponent, mantissa digits) or, for categories, as characters. Study metadata (title, metric
+name, goal, description) are items too. The encoder sees a *set* of items, so the order of
+parameters does not matter, and the input is ~d + 4 items long instead of ~100 characters.
+
+Search-space bounds are never part of the input: the features of ``x=2`` are the same whether
+the range is [1, 5] or [0, 100].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence, Union
+
+import attrs
+import numpy as np
+from vizier import pyvizier as vz
+
+from vizier_omnipred.numbers import NumberCodec
+
+ParameterValue = Union[float, int, str, bool]
+Parameters = Mapping[str, ParameterValue]
+
+# Item kinds. A NUMBER carries number tokens; TEXT carries characters (a category or a
+# metadata string).
+NUMBER = 0
+TEXT = 1
+NUM_KINDS = 2
+
+_CHAR_VOCAB = 128  # ASCII; anything else maps to '?'. 0 is padding.
+
+
+@attrs.frozen
+class FeaturizerConfig:
+  """Sizes of the item features. Part of a checkpoint: change it and retrain."""
+
+  max_name_chars: int = attrs.field(default=24, kw_only=True)
+  max_text_chars: int = attrs.field(default=24, kw_only=True)
+  value_digits: int = attrs.field(default=4, kw_only=True)
+  value_min_exponent: int = attrs.field(default=-30, kw_only=True)
+  value_max_exponent: int = attrs.field(default=30, kw_only=True)
+
+  @property
+  def value_codec(self) -> NumberCodec:
+    return NumberCodec(
+        digits=self.value_digits,
+        min_exponent=self.value_min_exponent,
+        max_exponent=self.value_max_exponent,
+    )
+
+  @property
+  def char_vocab(self) -> int:
+    return _CHAR_VOCAB
+
+
+@attrs.frozen
+class StudyInfo:
+  """What a study says about itself, in words. Goes into every input."""
+
+  title: str = attrs.field(default='', kw_only=True)
+  metric_name: str = attrs.field(default='objective', kw_only=True)
+  goal: str = attrs.field(default='MAXIMIZE', kw_only=True)
+  description: str = attrs.field(default='', kw_only=True)
+
+  @classmethod
+  def from_problem(cls, problem: vz.ProblemStatement, metric_name: str | None = None) -> 'StudyInfo':
+    metrics = problem.metric_information
+    if metric_name is None:
+      objectives = list(metrics.of_type(vz.MetricType.OBJECTIVE)) if len(metrics) else []
+      metric = objectives[0] if objectives else None
+    else:
+      matches = [m for m in metrics if m.name == metric_name]
+      if not matches:
+        raise ValueError(
+            f'Metric {metric_name!r} is not in the problem; it has'
+            f' {[m.name for m in metrics]}.'
+        )
+      metric = matches[0]
+    return cls(
+        title=str(problem.metadata.get('title', '') or ''),
+        description=str(problem.metadata.get('description', '') or ''),
+        metric_name=metric.name if metric else 'objective',
+        goal=metric.goal.name if metric else 'MAXIMIZE',
+    )
+
+  def items(self) -> list[tuple[str, str]]:
+    pairs = [('metric', self.metric_name), ('goal', self.goal)]
+    if self.title:
+      pairs.append(('title', self.title))
+    if self.description:
+      pairs.append(('description', self.description))
+    return pairs
+
+
+@attrs.frozen
+class ModelInputs:
+  """A batch of featurised inputs: n rows of P items (padded). numpy, ready for torch.
+
+  names:   [n, P, max_name_chars] int64 character ids (0 = pad)
+  kinds:   [n, P] int64, NUMBER or TEXT
+  numbers: [n, P, codec.length] int64 slot ids (zeros for TEXT items)
+  scalars: [n, P] float32, sign(v) * log1p(|v|) for NUMBER items, 0 otherwise
+  texts:   [n, P, max_text_chars] int64 character ids (zeros for NUMBER items)
+  mask:    [n, P] bool, True where an item is present
+  """
+
+  names: np.ndarray
+  kinds: np.ndarray
+  numbers: np.ndarray
+  scalars: np.ndarray
+  texts: np.ndarray
+  mask: np.ndarray
+
+  def __len__(self) -> int:
+    return self.names.shape[0]
+
+  def select(self, index: np.ndarray | slice) -> 'ModelInputs':
+    return ModelInputs(**{k: v[index] for k, v in attrs.asdict(self, recurse=False).items()})
+
+  @classmethod
+  def concatenate(cls, parts: Sequence['ModelInputs']) -> 'ModelInputs':
+    """Stacks rows; pads the item axis to the longest part."""
+    width = max(p.mask.shape[1] for p in parts)
+    out = {}
+    for field in attrs.fields(cls):
+      arrays = []
+      for p in parts:
+        a = getattr(p, field.name)
+        pad = [(0, 0)] * a.ndim
+        pad[1] = (0, width - a.shape[1])
+        arrays.append(np.pad(a, pad))
+      out[field.name] = np.concatenate(arrays, axis=0)
+    return cls(**out)
+
+
+def encode_chars(text: str, length: int) -> np.ndarray:
+  """A string -> [length] ASCII ids, truncated; non-ASCII becomes '?'; 0 pads."""
+  ids = [ord(c) if 0 < ord(c) < _CHAR_VOCAB else ord('?') for c in text[:length]]
+  return np.pad(np.asarray(ids, dtype=np.int64), (0, length - len(ids)))
+
+
+def _symlog(v: np.ndarray) -> np.ndarray:
+  return (np.sign(v) * np.log1p(np.abs(v))).astype(np.float32)
+
+
+class Featurizer:
+  """Turns parameter dicts into `ModelInputs` for one study.
+
+  With a `problem`, every row is checked against its search space: each parameter must be
+  present and known, categorical values must be feasible, numbers finite. Without one, the
+  parameter types are inferred from the first row (str/bool -> TEXT, int/float -> NUMBER)
+  and later rows must have the same names.
+  """
+
+  def __init__(
+      self,
+      problem: vz.ProblemStatement | None = None,
+      *,
+      study: StudyInfo | None = None,
+      config: FeaturizerConfig = FeaturizerConfig(),
+  ):
+    self.config = config
+    self._codec = config.value_codec
+    self._configs: dict[str, vz.ParameterConfig] | None = None
+    if problem is not None:
+      if problem.search_space.is_conditional:
+        raise ValueError(
+            'OmniPred does not support conditional search spaces: flatten the search space'
+            ' (every parameter at the root) first.'
+        )
+      self._configs = {pc.name: pc for pc in problem.search_space.parameters}
+      study = study or StudyInfo.from_problem(problem)
+    self.study = study or StudyInfo()
+    self._text_params: set[str] = set()
+    self._names: list[str] | None = None
+    if self._configs is not None:
+      self._names = sorted(self._configs)
+      self._text_params = {
+          n for n, pc in self._configs.items() if pc.type == vz.ParameterType.CATEGORICAL
+      }
+    self._name_ids: dict[str, np.ndarray] = {}
+    meta = self.study.items()
+    self._meta_names = np.stack([self._name_chars(n) for n, _ in meta]) if meta else None
+    self._meta_texts = (
+        np.stack([encode_chars(t, config.max_text_chars) for _, t in meta]) if meta else None
+    )
+
+  @property
+  def parameter_names(self) -> list[str] | None:
+    return None if self._names is None else list(self._names)
+
+  def _name_chars(self, name: str) -> np.ndarray:
+    if name not in self._name_ids:
+      self._name_ids[name] = encode_chars(name, self.config.max_name_chars)
+    return self._name_ids[name]
+
+  def _infer(self, row: Parameters) -> None:
+    self._names = sorted(row)
+    if not self._names:
+      raise ValueError('A trial has no parameters; OmniPred needs at least one.')
+    self._text_params = {n for n, v in row.items() if isinstance(v, (str, bool, np.bool_))}
+
+  def _check(self, i: int, row: Parameters) -> None:
+    names = set(row)
+    expected = set(self._names)
+    missing = sorted(expected - names)
+    if missing:
+      raise ValueError(f'Row {i}: parameter {missing[0]!r} is missing (expected {sorted(expected)}).')
+    extra = sorted(names - expected)
+    if extra:
+      where = 'the search space' if self._configs is not None else 'the first row'
+      raise ValueError(f'Row {i}: parameter {extra[0]!r} is not in {where} ({sorted(expected)}).')
+    for name in self._names:
+      value = row[name]
+      if name in self._text_params:
+        if self._configs is not None:
+          feasible = self._configs[name].feasible_values
+          if str(value) not in feasible:
+            raise ValueError(
+                f'Row {i}: parameter {name!r} has value {value!r}, which is not one of its'
+                f' categories {feasible}.'
+            )
+      else:
+        if isinstance(value, (str, bool, np.bool_)):
+          raise ValueError(f'Row {i}: parameter {name!r} is numeric but got {value!r}.')
+        if not math.isfinite(float(value)):
+          raise ValueError(f'Row {i}: parameter {name!r} is {value!r}; numbers must be finite.')
+
+  def featurize(self, rows: Sequence[Parameters]) -> ModelInputs:
+    """[n] parameter dicts -> ModelInputs with P = num parameters + num metadata items."""
+    rows = [_plain(r) for r in rows]
+    if self._names is None:
+      if not rows:
+        raise ValueError('Cannot infer parameter types from zero rows; pass a problem.')
+      self._infer(rows[0])
+    for i, row in enumerate(rows):
+      self._check(i, row)
+    n, p = len(rows), len(self._names)
+    cfg = self.config
+    num_ids = np.zeros((n, p, self._codec.length), dtype=np.int64)
+    scalars = np.zeros((n, p), dtype=np.float32)
+    texts = np.zeros((n, p, cfg.max_text_chars), dtype=np.int64)
+    kinds = np.zeros((n, p), dtype=np.int64)
+    for j, name in enumerate(self._names):
+      if name in self._text_params:
+        kinds[:, j] = TEXT
+        cache: dict[str, np.ndarray] = {}
+        for i, row in enumerate(rows):
+          key = str(row[name])
+          if key not in cache:
+            cache[key] = encode_chars(key, cfg.max_text_chars)
+          texts[i, j] = cache[key]
+      else:
+        values = np.asarray([float(row[name]) for row in rows], dtype=np.float64)
+        num_ids[:, j] = self._codec.encode_many(values)
+        scalars[:, j] = _symlog(values)
+    names = np.broadcast_to(
+        np.stack([self._name_chars(nm) for nm in self._names]), (n, p, cfg.max_name_chars)
+    )
+    mask = np.ones((n, p), dtype=bool)
+    inputs = ModelInputs(
+        names=np.ascontiguousarray(names), kinds=kinds, numbers=num_ids, scalars=scalars,
+        texts=texts, mask=mask,
+    )
+    if self._meta_names is None:
+      return inputs
+    m = len(self._meta_names)
+    meta = ModelInputs(
+        names=np.broadcast_to(self._meta_names, (n, m, cfg.max_name_chars)),
+        kinds=np.full((n, m), TEXT, dtype=np.int64),
+        numbers=np.zeros((n, m, self._codec.length), dtype=np.int64),
+        scalars=np.zeros((n, m), dtype=np.float32),
+        texts=np.broadcast_to(self._meta_texts, (n, m, cfg.max_text_chars)),
+        mask=np.ones((n, m), dtype=bool),
+    )
+    return ModelInputs(**{
+        f.name: np.concatenate([getattr(inputs, f.name), getattr(meta, f.name)], axis=1)
+        for f in attrs.fields(ModelInputs)
+    })
+
+
+def _plain(row: Any) -> dict[str, ParameterValue]:
+  """A vz.ParameterDict or a plain mapping -> {name: python value}."""
+  if isinstance(row, vz.ParameterDict):
+    return {k: v.value for k, v in row.items()}
+  if isinstance(row, vz.TrialSuggestion):
+    return _plain(row.parameters)
+  if not isinstance(row, Mapping):
+    raise TypeError(f'Expected a parameter mapping or a Vizier trial, got {type(row).__name__}.')
+  return {
+      k: (v.value if isinstance(v, vz.ParameterValue) else v) for k, v in row.items()
+  }
