@@ -1,0 +1,42 @@
+"""A TuRBO-style trust region: grows after repeated improvements, shrinks after stalls."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class TrustRegionConfig:
+  initial_radius: float = attrs.field(default=0.15, kw_only=True)  # in unit (scaled) space
+  min_radius: float = attrs.field(default=0.005, kw_only=True)
+  max_radius: float = attrs.field(default=0.5, kw_only=True)
+  success_tolerance: int = attrs.field(default=2, kw_only=True)
+  failure_tolerance: int = attrs.field(default=4, kw_only=True)
+
+
+@attrs.define
+class TrustRegion:
+  """Radius of the local moves around the best trials. Restarts when it collapses."""
+
+  config: TrustRegionConfig = attrs.field(factory=TrustRegionConfig)
+  radius: float = attrs.field(default=None)
+  successes: int = 0
+  failures: int = 0
+
+  def __attrs_post_init__(self):
+    if self.radius is None:
+      self.radius = self.config.initial_radius
+
+  def observe(self, improved: bool) -> None:
+    """One batch of new results: did it beat the best so far?"""
+    cfg = self.config
+    if improved:
+      self.successes, self.failures = self.successes + 1, 0
+    else:
+      self.successes, self.failures = 0, self.failures + 1
+    if self.successes >= cfg.success_tolerance:
+      self.radius, self.successes = min(cfg.max_radius, 2 * self.radius), 0
+    elif self.failures >= cfg.failure_tolerance:
+      self.radius, self.failures = self.radius / 2, 0
+      if self.radius < cfg.min_radius:
+        self.radius = cfg.initial_radius

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+from vizier import pyvizier as vz
+
+from designers.candidates import CATEGORICAL, CONTINUOUS, ORDINAL, CandidateSpace, parameter_key
+from designers.trust_region import TrustRegion, TrustRegionConfig
+
+
+def test_kinds_sizes_and_exact_round_trip(mixed_problem):
+  space = CandidateSpace(mixed_problem.search_space, seed=0)
+  kinds = dict(zip(space.names, space.kinds))
+  assert kinds == {'learning_rate': CONTINUOUS, 'dropout': CONTINUOUS, 'num_layers': ORDINAL,
+                   'batch_size': ORDINAL, 'optimizer': CATEGORICAL, 'use_bias': CATEGORICAL}
+  unit = space.quasi_random(50)
+  params = space.to_parameters(unit)
+  np.testing.assert_allclose(space.to_unit([vz.TrialSuggestion(p) for p in params]), unit,
+                             atol=1e-12)
+  for p in params:
+    assert mixed_problem.search_space.contains(p)
+
+
+def test_log_parameters_are_scaled_in_log_space(mixed_problem):
+  space = CandidateSpace(mixed_problem.search_space)
+  centre = space.to_parameters(space.centre())[0]
+  np.testing.assert_allclose(centre['learning_rate'].value, 10 ** -3, rtol=1e-9)
+
+
+def test_local_moves_stay_near_and_move_something(mixed_problem):
+  space = CandidateSpace(mixed_problem.search_space)
+  centre = space.centre()
+  moves = space.local(centre, 200, 0.05, np.random.default_rng(0))
+  assert np.all((moves != centre).any(axis=1))
+  cont = space.kinds == CONTINUOUS
+  assert np.abs(moves[:, cont] - centre[:, cont]).max() < 0.4
+
+
+def test_parameter_key_treats_service_floats_as_integers():
+  assert parameter_key({'n': 3, 'c': 'a'}) == parameter_key({'n': 3.0, 'c': 'a'})
+  assert parameter_key({'x': 0.1}) != parameter_key({'x': 0.1000001})
+
+
+def test_empty_search_space_is_rejected():
+  with pytest.raises(ValueError, match='at least one parameter'):
+    CandidateSpace(vz.SearchSpace())
+
+
+def test_trust_region_grows_shrinks_and_restarts():
+  cfg = TrustRegionConfig(initial_radius=0.1, min_radius=0.02, max_radius=0.3,
+                          success_tolerance=2, failure_tolerance=2)
+  tr = TrustRegion(cfg)
+  for _ in range(4):
+    tr.observe(True)
+  assert tr.radius == pytest.approx(0.3)  # 0.1 -> 0.2 -> 0.3 (capped)
+  for _ in range(8):
+    tr.observe(False)
+  # 0.3 -> 0.15 -> 0.075 -> 0.0375 -> 0.01875 < min: restart at 0.1
+  assert tr.radius == pytest.approx(0.1)

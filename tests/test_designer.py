@@ -1,0 +1,178 @@
+import math
+
+import numpy as np
+import pytest
+from vizier import algorithms as vza
+from vizier import pyvizier as vz
+
+from designers.candidates import parameter_key
+from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
+from vizier_omnipred import FineTuneConfig, OmniPredRegressor
+from tests.conftest import TINY
+
+FAST = OmniPredDesignerConfig(
+    num_seed_trials=3, num_candidates=64, num_samples=8,
+    fine_tune=FineTuneConfig(max_steps=8, min_validation=100), warm_start_steps=4)
+
+
+def _designer(problem, seed=0, config=FAST):
+  return OmniPredDesigner(problem, seed=seed, config=config,
+                          regressor=OmniPredRegressor.from_scratch(TINY, seed=0))
+
+
+def _objective(params: vz.ParameterDict) -> float:
+  total = 0.0
+  for name, value in params.items():
+    v = value.value
+    total += (len(v) if isinstance(v, str) else math.log1p(abs(float(v))))
+  return total
+
+
+def _run(designer, problem, n, *, count=1, value_fn=_objective, start_id=1):
+  """Suggest/complete loop; returns the completed trials."""
+  trials = []
+  tid = start_id
+  while len(trials) < n:
+    suggestions = designer.suggest(count)
+    assert len(suggestions) >= count
+    batch = []
+    for s in suggestions[:count]:
+      assert problem.search_space.contains(s.parameters), s.parameters
+      t = s.to_trial(tid)
+      tid += 1
+      value = value_fn(t.parameters)
+      if value is None:
+        t.complete(vz.Measurement(), infeasibility_reason='crashed')
+      else:
+        t.complete(vz.Measurement(metrics={problem.metric_information.item().name: value}))
+      batch.append(t)
+    designer.update(vza.CompletedTrials(batch), vza.ActiveTrials())
+    trials.extend(batch)
+  return trials
+
+
+@pytest.mark.parametrize('goal', [vz.ObjectiveMetricGoal.MAXIMIZE, vz.ObjectiveMetricGoal.MINIMIZE])
+def test_every_parameter_type_and_both_goals(mixed_problem, goal):
+  mixed_problem.metric_information = vz.MetricsConfig([vz.MetricInformation('accuracy', goal=goal)])
+  designer = _designer(mixed_problem)
+  trials = _run(designer, mixed_problem, 7)
+  assert [t.metadata.ns('omnipred')['phase'] for t in trials][:3] == ['seed'] * 3
+  assert trials[-1].metadata.ns('omnipred')['phase'] == 'model'
+  assert all(isinstance(t.parameters['num_layers'].value, int) for t in trials)
+  assert designer.last_report['fit_steps'] >= 1
+
+
+def test_zero_completed_trials_starts_at_the_centre():
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_float_param('x', -5.0, 5.0)
+  problem.search_space.root.add_int_param('n', 0, 10)
+  problem.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
+  first = _designer(problem).suggest(3)
+  assert first[0].parameters['x'].value == 0.0 and first[0].parameters['n'].value == 5
+  assert len({parameter_key(s.parameters) for s in first}) == 3
+
+
+def test_batches_have_no_duplicates_of_completed_active_or_each_other():
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_categorical_param('a', ['p', 'q', 'r'])
+  problem.search_space.root.add_categorical_param('b', ['u', 'v', 'w', 'z'])
+  problem.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
+  designer = _designer(problem)
+  completed = _run(designer, problem, 4)
+  active = designer.suggest(2)
+  active_trials = [s.to_trial(100 + i) for i, s in enumerate(active)]
+  designer.update(vza.CompletedTrials([]), vza.ActiveTrials(active_trials))
+  batch = designer.suggest(5)
+  keys = [parameter_key(s.parameters) for s in batch]
+  assert len(set(keys)) == 5
+  taken = {parameter_key(t.parameters) for t in completed + active_trials}
+  assert not taken & set(keys)
+
+
+def test_an_exhausted_space_still_returns_count_suggestions():
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_bool_param('flag')
+  problem.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
+  designer = _designer(problem)
+  _run(designer, problem, 2, value_fn=lambda p: 1.0 if p['flag'].value == 'True' else 0.0)
+  assert len(designer.suggest(3)) == 3
+
+
+def test_one_parameter_and_infeasible_and_nan_trials():
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_float_param('x', 0.0, 1.0)
+  problem.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MINIMIZE))
+
+  def value_fn(p):
+    x = p['x'].value
+    if x > 0.8:
+      return None  # infeasible
+    if 0.7 < x <= 0.8:
+      return float('nan')
+    return (x - 0.3) ** 2
+
+  designer = _designer(problem)
+  trials = _run(designer, problem, 12, value_fn=value_fn)
+  feasible = [t for t in trials if not t.infeasible
+              and np.isfinite(t.final_measurement.metrics['y'].value)]
+  assert designer.last_report['fit_steps'] >= 1
+  assert len(designer._feasible) == len(feasible)
+
+
+def test_missing_metric_is_not_fed_as_a_number(mixed_problem):
+  designer = _designer(mixed_problem)
+  _run(designer, mixed_problem, 4)
+  t = designer.suggest(1)[0].to_trial(99)
+  t.complete(vz.Measurement(metrics={'other': 1.0}))
+  designer.update(vza.CompletedTrials([t]), vza.ActiveTrials())
+  assert len(designer._feasible) == 4
+  assert len(designer.suggest(2)) == 2
+
+
+@pytest.mark.parametrize('scale', [1e300, -1e-300, 0.0])
+def test_extreme_and_constant_objectives(scale):
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_float_param('x', -1.0, 1.0)
+  problem.search_space.root.add_float_param('z', 1e-3, 1e3, scale_type=vz.ScaleType.LOG)
+  problem.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
+  designer = _designer(problem, config=FAST)
+  _run(designer, problem, 6, value_fn=lambda p: scale * (1 + p['x'].value))
+  assert len(designer.suggest(2)) == 2
+
+
+def test_seeded_runs_are_reproducible(mixed_problem):
+  a = [t.parameters.as_dict() for t in _run(_designer(mixed_problem, seed=7), mixed_problem, 6)]
+  b = [t.parameters.as_dict() for t in _run(_designer(mixed_problem, seed=7), mixed_problem, 6)]
+  assert a == b
+  c = [t.parameters.as_dict() for t in _run(_designer(mixed_problem, seed=8), mixed_problem, 6)]
+  assert a != c
+
+
+def test_time_budget_degrades_and_says_so(mixed_problem):
+  config = OmniPredDesignerConfig(
+      num_seed_trials=3, num_candidates=4096, min_candidates=16, num_samples=8,
+      fine_tune=FineTuneConfig(max_steps=200, min_validation=100), time_budget_s=0.05)
+  designer = _designer(mixed_problem, config=config)
+  _run(designer, mixed_problem, 4)  # one model suggestion measures the sampling speed
+  s = designer.suggest(1)[0]
+  assert 'time budget' in s.metadata.ns('omnipred')['degraded']
+  assert designer.last_report['candidates'] < 4096
+
+
+def test_bad_problems_fail_at_construction():
+  conditional = vz.ProblemStatement()
+  model = conditional.search_space.root.add_categorical_param('model', ['a', 'b'])
+  model.select_values(['b']).add_float_param('lr', 0.1, 1.0)
+  conditional.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
+  with pytest.raises(ValueError, match='OmniPredDesigner does not support conditional'):
+    _designer(conditional)
+  flat = vz.ProblemStatement()
+  flat.search_space.root.add_float_param('x', 0.0, 1.0)
+  flat.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
+  with pytest.raises(ValueError, match="Metric 'loss' is not in the problem"):
+    _designer(flat, config=OmniPredDesignerConfig(metric_name='loss'))
+
+
+def test_unknown_acquisition_is_rejected():
+  with pytest.raises(ValueError, match='acquisition'):
+    OmniPredDesignerConfig(acquisition='magic')
