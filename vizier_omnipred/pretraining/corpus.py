@@ -80,6 +80,10 @@ class CorpusConfig:
   # y replaced by its rank among the sampled trials (what a rank-warping designer feeds).
   rank_warp_fraction: float = attrs.field(default=0.15, kw_only=True)
   noise_fraction: float = attrs.field(default=0.2, kw_only=True)
+  # Training studies come from a fixed pool and recur with fresh trials, so the model must
+  # learn each study's x -> y (OmniPred's multi-task setting); None: every study is new.
+  pool_size: int | None = attrs.field(default=2048, kw_only=True)
+  reference_trials: int = attrs.field(default=128, kw_only=True)  # fixes each study's y scale
 
 
 @attrs.frozen
@@ -134,7 +138,15 @@ class SyntheticStudy:
     title = str(rng.choice(_TITLES)).format(m=rng.choice(_MODELS), d=rng.choice(_DATASETS))
     if title:
       problem.metadata['title'] = title
+    problem.metadata['description'] = f'synthetic study {seed}'
     self.problem = problem
+    # Raw objective on a fixed uniform sample: the rank warp's ECDF and the y range, so that
+    # targets of one study are the same on every visit.
+    ref_rng = np.random.default_rng([seed, 2])
+    self._reference = np.sort(self._raw(self.sample_parameters(config.reference_trials, ref_rng,
+                                                               uniform=True)))
+    ref = self._output(self._reference)
+    self.y_range = (float(ref.min()), float(ref.max()))
 
   def _coordinate(self, i: int, bbob_style: bool) -> _Coordinate:
     rng = self._rng
@@ -209,11 +221,12 @@ class SyntheticStudy:
   def parameter_names(self) -> list[str]:
     return [c.config.name for c in self._coords]
 
-  def sample_parameters(self, n: int, rng: np.random.Generator) -> list[dict]:
+  def sample_parameters(self, n: int, rng: np.random.Generator, *,
+                        uniform: bool = False) -> list[dict]:
     """Uniform draws, or draws clustered near the optimum (as an optimizer's trials are)."""
     rows = []
     for _ in range(n):
-      if rng.random() < self._clustered_fraction:
+      if not uniform and rng.random() < self._clustered_fraction:
         centre = self.shift + rng.normal(0, 1.0, self.dim)
         z = centre + rng.normal(0, 10 ** rng.uniform(-1.5, 0.3), self.dim)
         rows.append({c.config.name: c.from_z(zi) for c, zi in zip(self._coords, z)})
@@ -221,19 +234,28 @@ class SyntheticStudy:
         rows.append({c.config.name: c.sample(rng) for c in self._coords})
     return rows
 
-  def evaluate(self, rows: list[dict], rng: np.random.Generator | None = None) -> np.ndarray:
-    """Objective values (float64) of parameter dicts."""
+  def _raw(self, rows: list[dict]) -> np.ndarray:
     out = np.empty(len(rows))
     for i, row in enumerate(rows):
       z = np.asarray([c.to_z(row[c.config.name]) for c in self._coords]) - self.shift
       out[i] = float(np.real(self._fn(z, seed=self._rotation_seed)))
+    return out
+
+  def _output(self, raw: np.ndarray) -> np.ndarray:
+    """Raw BBOB values -> the study's metric (warp, scale, sign, offset)."""
+    out = raw
     if self._log_warp:
       out = np.log1p(np.maximum(out, 0.0))
-    if self._noise and rng is not None:
-      out = out + rng.normal(0, 0.01 * (np.std(out) + 1e-12), len(out))
-    if self._rank_warp:
-      out = np.argsort(np.argsort(out)) / max(1, len(out) - 1)
+    elif self._rank_warp:  # the reference sample's ECDF: a fixed monotone map
+      out = np.searchsorted(self._reference, out) / len(self._reference)
     return self._scale * out + self._offset
+
+  def evaluate(self, rows: list[dict], rng: np.random.Generator | None = None) -> np.ndarray:
+    """Objective values (float64) of parameter dicts; `rng` adds the study's noise, if any."""
+    raw = self._raw(rows)
+    if self._noise and rng is not None:
+      raw = raw + rng.normal(0, 0.01 * (np.std(self._reference) + 1e-12), len(raw))
+    return self._output(raw)
 
 
 def iterate_studies(seed: int, config: CorpusConfig = CorpusConfig(), *,

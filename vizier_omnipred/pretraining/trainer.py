@@ -5,12 +5,14 @@
 
 Each rank draws its own studies from (seed, step, rank), so the stream is deterministic and
 resuming needs no data state: a checkpoint holds the model, the optimizer and the step.
-y is normalised per study exactly as `OmniPredRegressor.fine_tune` does it.
+y is mapped onto [2, 3] with `YScaler` as in `OmniPredRegressor.fine_tune`, but from each
+study's fixed reference range, so a recurring study has the same targets on every visit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -61,8 +63,14 @@ def study_batch(studies: list[SyntheticStudy], trials_per_study: int, rng: np.ra
     rows = study.sample_parameters(trials_per_study, rng)
     y = study.evaluate(rows, rng)
     parts.append(Featurizer(study.problem, config=model_config.featurizer).featurize(rows))
-    ids.append(codec.encode_many(YScaler.fit(y).transform(y)))
+    ids.append(codec.encode_many(YScaler.fit(np.asarray(study.y_range)).transform(y)))
   return ModelInputs.concatenate(parts), np.concatenate(ids)
+
+
+@functools.lru_cache(maxsize=8192)
+def _train_study(seed: int, corpus: CorpusConfig) -> SyntheticStudy:
+  """Pool studies recur: build each once per process."""
+  return SyntheticStudy(seed, corpus, split='train')
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
@@ -155,8 +163,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
   model.train()
   while step < cfg.steps:
     rng = np.random.default_rng([cfg.seed, step, env.rank])
-    seeds = rng.integers(0, EVAL_SEED_OFFSET, cfg.studies_per_batch)
-    studies = [SyntheticStudy(int(s), cfg.corpus, split='train') for s in seeds]
+    pool = cfg.corpus.pool_size or EVAL_SEED_OFFSET
+    studies = [_train_study(int(s), cfg.corpus) for s in rng.integers(0, pool, cfg.studies_per_batch)]
     inputs, ids = study_batch(studies, cfg.trials_per_study, rng, cfg.model)
     for group in opt.param_groups:
       group['lr'] = _lr(step, cfg)
