@@ -1,8 +1,8 @@
-"""`vizier-omnipred`: demo, pretrain, bench.
+"""`vizier-omnipred`: demo, serve, pretrain.
 
     vizier-omnipred demo                      # optimise a shifted BBOB function, table vs random
+    vizier-omnipred serve --port 6006         # Vizier server where OMNIPRED is an algorithm
     vizier-omnipred pretrain --out runs/x     # multi-task pretraining (torchrun for many GPUs)
-    vizier-omnipred bench regression|bbob     # the benchmarks in benchmarks/
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ def _pretrain(args) -> int:
   return 0
 
 
+def _serve(args) -> int:
+  from designers import serving  # pylint: disable=g-import-not-at-top
+  return serving.serve(args)
+
+
 def _demo(args) -> int:
   from designers import demo  # pylint: disable=g-import-not-at-top
   return demo.main(args)
@@ -64,6 +69,16 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--no-resume', action='store_true')
   p.add_argument('--quiet', action='store_true')
   p.set_defaults(fn=_pretrain)
+
+  p = sub.add_parser('serve', help='a Vizier server (or Pythia service) with OMNIPRED')
+  p.add_argument('--host', default='localhost')
+  p.add_argument('--port', type=int, default=6006)
+  p.add_argument('--database', default=None,
+                 help='SQLite file (default: $XDG_DATA_HOME/vizier-omnipred/vizier.db)')
+  p.add_argument('--pythia-only', action='store_true',
+                 help='serve only Pythia for an existing Vizier server (split deployment)')
+  p.add_argument('--vizier-endpoint', default=None, help='HOST:PORT of that Vizier server')
+  p.set_defaults(fn=_serve)
 
   p = sub.add_parser('demo', help='optimise a shifted BBOB function with the shipped model')
   p.add_argument('--function', default='Rastrigin')

@@ -66,14 +66,17 @@ class FineTuneConfig:
 
   method: str = attrs.field(default='lora', kw_only=True,
                             validator=attrs.validators.in_(('lora', 'full')))
-  lora_rank: int = attrs.field(default=8, kw_only=True)
-  lora_alpha: float = attrs.field(default=16.0, kw_only=True)
+  lora_rank: int = attrs.field(default=16, kw_only=True)
+  lora_alpha: float = attrs.field(default=32.0, kw_only=True)
   learning_rate: float = attrs.field(default=3e-3, kw_only=True)
   weight_decay: float = attrs.field(default=0.0, kw_only=True)
   batch_size: int = attrs.field(default=64, kw_only=True)
-  max_steps: int = attrs.field(default=300, kw_only=True)
-  eval_every: int = attrs.field(default=10, kw_only=True)
+  max_steps: int = attrs.field(default=500, kw_only=True)
+  eval_every: int = attrs.field(default=20, kw_only=True)
   patience: int = attrs.field(default=5, kw_only=True)  # evaluations without improvement
+  # LoRA starts on a plateau (B = 0; the model first predicts y's marginal): validation loss
+  # stalls for ~100 steps before x starts to matter, so no early stop before this.
+  min_steps: int = attrs.field(default=150, kw_only=True)
   validation_fraction: float = attrs.field(default=0.2, kw_only=True)
   min_validation: int = attrs.field(default=3, kw_only=True)  # below this, no early stopping
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)
@@ -262,7 +265,7 @@ class OmniPredRegressor:
           best_state = {k: p.detach().clone() for k, p in net.named_parameters() if p.requires_grad}
         else:
           bad_evals += 1
-          if bad_evals >= config.patience:
+          if bad_evals >= config.patience and step >= config.min_steps:
             stopped_by = 'early_stopping'
             break
       if config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s:

@@ -1,0 +1,89 @@
+"""Vizier server plugin: the algorithm string `OMNIPRED`, selectable by any Vizier client.
+
+    from vizier.service import vizier_server
+    server = vizier_server.DefaultVizierServer(policy_factory=OmniPredPolicyFactory())
+
+The Vizier server asks its policy factory anew on every Suggest call. For `OMNIPRED` this
+factory returns the same in-memory policy (and so the same designer, with its warm LoRA
+adapter) for a study until the study's config changes; Vizier's `InRamDesignerPolicy` feeds
+it only the trials completed since the last call. A new process (a server restart) builds a
+fresh policy, which rebuilds the designer from all the trials stored in the database.
+Every other algorithm goes to Vizier's `DefaultPolicyFactory`.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+from vizier import pythia
+from vizier import pyvizier as vz
+from vizier._src.algorithms.policies import designer_policy
+from vizier._src.service import policy_factory as vizier_policy_factory
+
+from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
+
+ALGORITHM = 'OMNIPRED'
+# What Vizier's DefaultPolicyFactory accepts (vizier 0.1.24), for the error message.
+VIZIER_ALGORITHMS = (
+    'DEFAULT', 'ALGORITHM_UNSPECIFIED', 'GP_UCB_PE', 'GAUSSIAN_PROCESS_BANDIT', 'RANDOM_SEARCH',
+    'QUASI_RANDOM_SEARCH', 'GRID_SEARCH', 'SHUFFLED_GRID_SEARCH', 'NSGA2', 'BOCS', 'HARMONICA',
+    'CMA_ES', 'EAGLE_STRATEGY',
+)
+
+
+class OmniPredPolicyFactory(pythia.PolicyFactory):
+  """Maps `OMNIPRED` to an in-memory `OmniPredDesigner` per study; the rest to Vizier."""
+
+  def __init__(self, *, config: OmniPredDesignerConfig = OmniPredDesignerConfig(),
+               max_studies: int = 64, seed: int | None = 0):
+    """`max_studies`: designers kept in memory; the least recently used is dropped (and
+    rebuilt from its stored trials if its study comes back)."""
+    self._config = config
+    self._max_studies = max_studies
+    self._seed = seed
+    self._policies: collections.OrderedDict[str, designer_policy.InRamDesignerPolicy] = (
+        collections.OrderedDict())
+    self._lock = threading.Lock()
+    self._default = vizier_policy_factory.DefaultPolicyFactory()
+    self._base = None  # the pretrained model, loaded once and shared by every study
+
+  def _regressor(self):
+    from vizier_omnipred import OmniPredRegressor  # pylint: disable=g-import-not-at-top
+    if self._base is None:
+      self._base = OmniPredRegressor.from_pretrained(self._config.checkpoint)
+    return OmniPredRegressor(self._base.base, card=self._base.card)
+
+  def _designer(self, problem: vz.ProblemStatement, seed=None) -> OmniPredDesigner:
+    return OmniPredDesigner(problem, seed=seed, config=self._config, regressor=self._regressor())
+
+  def __call__(self, problem_statement: vz.ProblemStatement, algorithm: str,
+               policy_supporter: pythia.PolicySupporter, study_name: str) -> pythia.Policy:
+    if algorithm != ALGORITHM:
+      try:
+        return self._default(problem_statement, algorithm, policy_supporter, study_name)
+      except ValueError:
+        raise ValueError(
+            f'Algorithm {algorithm!r} is not registered. Known algorithms: {ALGORITHM}, '
+            + ', '.join(VIZIER_ALGORITHMS) + '.'
+        ) from None
+    with self._lock:
+      policy = self._policies.get(study_name)
+      if policy is None or not _same_problem(policy._problem_statement, problem_statement):  # pylint: disable=protected-access
+        policy = designer_policy.InRamDesignerPolicy(
+            problem_statement, policy_supporter, self._designer, seed=self._seed,
+            policy_name=ALGORITHM)
+        self._policies[study_name] = policy
+      self._policies.move_to_end(study_name)
+      while len(self._policies) > self._max_studies:
+        self._policies.popitem(last=False)
+      return policy
+
+  @property
+  def num_cached_studies(self) -> int:
+    return len(self._policies)
+
+
+def _same_problem(a: vz.ProblemStatement, b: vz.ProblemStatement) -> bool:
+  """Same search space and metrics (study metadata may change between calls)."""
+  return a.search_space == b.search_space and a.metric_information == b.metric_information

@@ -1,0 +1,29 @@
+"""The README's Python example runs as written, with the shipped checkpoint."""
+
+import pathlib
+import re
+
+import pytest
+
+from vizier_omnipred import checkpoints
+
+README = pathlib.Path(__file__).resolve().parents[1] / 'README.md'
+
+
+def _first_python_block() -> str:
+  return re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)[0]
+
+
+@pytest.mark.skipif(not checkpoints.SHIPPED.exists(), reason='no shipped checkpoint')
+def test_regressor_example_gives_positive_rank_correlation(capsys):
+  exec(compile(_first_python_block(), 'README.md', 'exec'), {})  # pylint: disable=exec-used
+  rho = float(capsys.readouterr().out.strip().splitlines()[-1])
+  assert rho > 0.3
+
+
+def test_shipped_checkpoint_is_small_and_loads():
+  assert checkpoints.SHIPPED.exists(), 'the package must ship its pretrained checkpoint'
+  assert checkpoints.SHIPPED.stat().st_size < 25 * 2**20
+  from vizier_omnipred import OmniPredRegressor  # pylint: disable=g-import-not-at-top
+  reg = OmniPredRegressor.from_pretrained()
+  assert reg.card['steps'] > 0 and 'train_config' in reg.card
