@@ -49,8 +49,8 @@ class OmniPredDesignerConfig:
   y_warp: str = attrs.field(default='rank', kw_only=True,
                             validator=attrs.validators.in_(('rank', 'none')))
   fine_tune: FineTuneConfig = attrs.field(
-      factory=lambda: FineTuneConfig(max_steps=120, eval_every=10, patience=3), kw_only=True)
-  warm_start_steps: int = attrs.field(default=40, kw_only=True)  # steps when warm-starting
+      factory=lambda: FineTuneConfig(learning_rate=3e-3, max_steps=200), kw_only=True)
+  warm_start_steps: int = attrs.field(default=60, kw_only=True)  # steps when warm-starting
   trust_region: TrustRegionConfig = attrs.field(factory=TrustRegionConfig, kw_only=True)
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)  # per suggest()
   min_candidates: int = attrs.field(default=64, kw_only=True)  # floor when degrading

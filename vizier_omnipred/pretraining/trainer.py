@@ -110,6 +110,9 @@ class _Dist:
 
   def close(self):
     if self.world > 1 and dist.is_initialized():
+      # Rank 0 evaluates and saves last; tearing gloo down on the other ranks meanwhile
+      # aborts them ("terminate called without an active exception").
+      dist.barrier()
       dist.destroy_process_group()
 
 
