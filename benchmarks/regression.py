@@ -80,7 +80,7 @@ class LMMethod:
     if self.mode == 'scratch':
       reg = OmniPredRegressor.from_scratch(self.model_config, seed=self.seed)
       reg.fine_tune(list(zip(_rows(xtr), ytr)), problem=problem,
-                    config=FineTuneConfig(method='full', learning_rate=1e-3, max_steps=300))
+                    config=FineTuneConfig(method='full', learning_rate=1e-3, max_steps=500))
     else:
       reg = OmniPredRegressor(self.base.base, card=self.base.card)
       if self.mode == 'lora':

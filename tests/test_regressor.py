@@ -91,7 +91,8 @@ def test_time_budget_and_early_stopping_stop_training():
   report = reg.fine_tune(list(zip(rows, y)), config=FineTuneConfig(time_budget_s=0.0))
   assert report.stopped_by == 'time_budget' and report.steps == 1
   report = reg.fine_tune(list(zip(rows, y)), config=FineTuneConfig(
-      method='full', max_steps=5000, eval_every=2, patience=2, learning_rate=0.05, min_steps=10))
+      method='full', max_steps=5000, eval_every=2, patience=2, learning_rate=0.05, min_steps=10,
+      min_validation=3))
   assert report.stopped_by == 'early_stopping' and report.num_validation == 8
   assert report.best_validation_loss is not None
 

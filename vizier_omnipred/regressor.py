@@ -68,7 +68,7 @@ class FineTuneConfig:
                             validator=attrs.validators.in_(('lora', 'full')))
   lora_rank: int = attrs.field(default=16, kw_only=True)
   lora_alpha: float = attrs.field(default=32.0, kw_only=True)
-  learning_rate: float = attrs.field(default=1e-3, kw_only=True)
+  learning_rate: float = attrs.field(default=3e-3, kw_only=True)
   weight_decay: float = attrs.field(default=0.0, kw_only=True)
   batch_size: int = attrs.field(default=64, kw_only=True)
   max_steps: int = attrs.field(default=500, kw_only=True)
@@ -79,7 +79,9 @@ class FineTuneConfig:
   # matter (measured: stopping at 160 steps gave rank correlation < 0, 500 steps 0.59).
   min_steps: int = attrs.field(default=300, kw_only=True)
   validation_fraction: float = attrs.field(default=0.2, kw_only=True)
-  min_validation: int = attrs.field(default=3, kw_only=True)  # below this, no early stopping
+  # Below this many validation points, no split and no early stopping: on 30 trials the 6
+  # held-out points' loss picked a plateau state (rank corr -0.03 vs 0.59 after 500 steps).
+  min_validation: int = attrs.field(default=20, kw_only=True)
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)
   seed: int = attrs.field(default=0, kw_only=True)
 
