@@ -22,6 +22,7 @@ import json
 import os
 import pathlib
 import resource
+import subprocess
 import sys
 import time
 
@@ -103,13 +104,24 @@ def raw_path(preset, designer, function, dim, seed) -> pathlib.Path:
   return RAW / preset / f'{designer}_{function}_{dim}_{seed}.json'
 
 
-def run_jobs(preset: str, jobs: list[tuple]) -> None:
+# Vizier's GP-UCB-PE exhausts XLA's JIT memory after ~110 suggestions in one process
+# ("LLVM compilation error: Cannot allocate memory", seen here): one process per GP study.
+ISOLATED = ('gp_ucb_pe',)
+
+
+def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True) -> None:
   p = PRESETS[preset]
   todo = [j for j in jobs if not raw_path(preset, *j).exists()]
   factories = {}
   bar = tqdm(total=len(todo) * p['trials'], desc=f'bbob {preset}', dynamic_ncols=True)
   for designer, function, dim, seed in todo:
     bar.set_postfix_str(f'{designer} {function} {dim}-D seed {seed}')
+    if isolate and designer in ISOLATED:
+      subprocess.run([sys.executable, __file__, '--preset', preset, '--designers', designer,
+                      '--job', f'{function},{dim},{seed}'], check=True,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      bar.update(p['trials'])
+      continue
     if designer not in factories:
       factories[designer] = designer_factory(designer)
     run = run_study(designer, factories[designer], shifted_bbob(function, dim, seed),
@@ -279,14 +291,22 @@ def main(argv=None) -> int:
   parser.add_argument('--designers', default=None, help='comma-separated subset')
   parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
   parser.add_argument('--dims', default=None, help='comma-separated subset of the dims')
+  parser.add_argument('--seeds', default=None, help='comma-separated subset of the seeds')
+  parser.add_argument('--job', default=None, help='FUNCTION,DIM,SEED: run one study here')
   parser.add_argument('--aggregate', action='store_true', help='only write tables and plots')
   args = parser.parse_args(argv)
   designers = tuple(args.designers.split(',')) if args.designers else PRESETS[args.preset]['designers']
+  if args.job:
+    f, dim, seed = args.job.split(',')
+    run_jobs(args.preset, [(designers[0], f, int(dim), int(seed))], isolate=False)
+    return 0
   if not args.aggregate:
     i, n = (int(v) for v in args.shard.split('/'))
     jobs = jobs_for(args.preset, designers)
     if args.dims:
       jobs = [j for j in jobs if str(j[2]) in args.dims.split(',')]
+    if args.seeds:
+      jobs = [j for j in jobs if str(j[3]) in args.seeds.split(',')]
     jobs = jobs[i::n]
     t0 = time.perf_counter()
     run_jobs(args.preset, jobs)
