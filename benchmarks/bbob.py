@@ -224,8 +224,10 @@ def aggregate(preset: str, designers: tuple[str, ...]) -> str:
               f'(function, dim) pairs at trial {at}.']
 
   buckets = [(0, 10), (10, 25), (25, 45), (45, 56), (56, 100)]
-  lines += ['', 'Latency: median seconds per suggest+evaluate step by completed trials '
-            '(same run, same machine), and peak RSS of the process.', '',
+  lines += ['', 'Latency: median seconds per suggest+evaluate step by completed trials, and '
+            'peak RSS of the process, as measured in the processes that ran the studies above '
+            '(not simultaneously: the 2-core machine ran other jobs meanwhile, so compare '
+            'with care; `--preset latency` runs every designer in one process).', '',
             '| designer | ' + ' | '.join(f'{a}-{b - 1} done' for a, b in buckets) + ' | peak RSS MB |',
             '|---|' + '---|' * (len(buckets) + 1)]
   for d in present:
