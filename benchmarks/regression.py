@@ -39,7 +39,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from vizier._src.benchmarks.experimenters.synthetic import bbob  # noqa: E402
 
-from vizier_omnipred import FineTuneConfig, OmniPredRegressor  # noqa: E402
+from vizier_omnipred import FineTuneConfig, OmniPredRegressor, YScaler  # noqa: E402
 from vizier_omnipred.pretraining.corpus import HELD_OUT_FUNCTIONS  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
@@ -72,8 +72,10 @@ def _problem(dim: int):
 class LMMethod:
   """One of the OmniPred rows; `base` is shared, every study gets a fresh fine-tuning."""
 
-  def __init__(self, name: str, base: OmniPredRegressor | None, mode: str, seed: int = 0):
+  def __init__(self, name: str, base: OmniPredRegressor | None, mode: str, seed: int = 0,
+               model_config=None):
     self.name, self.base, self.mode, self.seed = name, base, mode, seed
+    self.model_config = model_config  # for 'scratch': the size to train from random weights
 
   def __call__(self, xtr, ytr, xte, dim):
     problem = _problem(dim)
@@ -86,7 +88,6 @@ class LMMethod:
       if self.mode == 'lora':
         reg.fine_tune(list(zip(_rows(xtr), ytr)), problem=problem, config=FineTuneConfig())
       else:  # zero-shot: weights untouched, train y only fixes the affine y scale
-        from vizier_omnipred import YScaler  # pylint: disable=g-import-not-at-top
         reg.set_study(problem)
         reg.y_scaler = YScaler.fit(ytr)
     return reg.predict(_rows(xte), num_samples=64).median
@@ -132,9 +133,8 @@ def main(argv=None) -> int:
     print(f'(no pretrained rows: {e})')
     from vizier_omnipred import ModelConfig  # pylint: disable=g-import-not-at-top
     model_config = ModelConfig(encoder_layers=3)
-  scratch = LMMethod('single-task from scratch', None, 'scratch')
-  scratch.model_config = model_config
-  methods['single-task LM from scratch'] = scratch
+  methods['single-task LM from scratch'] = LMMethod(
+      'single-task from scratch', None, 'scratch', model_config=model_config)
   methods.update(sklearn_methods(0))
 
   jobs = [(f, d, s, n) for f in functions for d in dims for s in seeds for n in sizes]
