@@ -1,8 +1,10 @@
-"""`vizier-omnipred`: demo, serve, pretrain.
+"""`vizier-omnipred`: demo, serve, pretrain, explain, explain-pretrain.
 
     vizier-omnipred demo                      # optimise a shifted BBOB function, table vs random
     vizier-omnipred serve --port 6006         # Vizier server where OMNIPRED is an algorithm
     vizier-omnipred pretrain --out runs/x     # multi-task pretraining (torchrun for many GPUs)
+    vizier-omnipred explain data.csv          # a closed-form formula for y (symbolic regression)
+    vizier-omnipred explain-pretrain --out runs/s   # train the symbolic-regression model
 """
 
 from __future__ import annotations
@@ -34,6 +36,32 @@ def _pretrain(args) -> int:
     print(f'steps {summary["steps"]}  final val loss {summary["final_val_loss"]:.4f}  '
           f'wall {summary["wall_time_s"]:.0f}s  -> {args.out}/model.pt')
   return 0
+
+
+def _explain_pretrain(args) -> int:
+  import torch  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred.symbolic import trainer  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred.symbolic.model import SymbolicConfig  # pylint: disable=g-import-not-at-top
+  if args.threads:
+    torch.set_num_threads(args.threads)
+  cfg = trainer.SymbolicTrainConfig(
+      model=SymbolicConfig(d_model=args.d_model, encoder_layers=args.encoder_layers,
+                           decoder_layers=args.decoder_layers, d_ff=2 * args.d_model,
+                           num_heads=args.heads),
+      steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, bf16=args.bf16,
+      eval_every=args.eval_every, checkpoint_every=args.eval_every,
+      time_limit_s=args.time_limit, seed=args.seed, warmup_steps=min(500, args.steps // 10 + 1),
+  )
+  summary = trainer.train(cfg, args.out, resume=not args.no_resume, progress=not args.quiet)
+  if int(os.environ.get('RANK', '0')) == 0:
+    print(f'steps {summary["steps"]}  final val loss {summary["final_val_loss"]:.4f}  '
+          f'wall {summary["wall_time_s"]:.0f}s  -> {args.out}/model.pt')
+  return 0
+
+
+def _explain(args) -> int:
+  from vizier_omnipred.symbolic import cli  # pylint: disable=g-import-not-at-top
+  return cli.main(args)
 
 
 def _serve(args) -> int:
@@ -69,6 +97,38 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--no-resume', action='store_true')
   p.add_argument('--quiet', action='store_true')
   p.set_defaults(fn=_pretrain)
+
+  p = sub.add_parser('explain', help='a closed-form formula for y (symbolic regression)')
+  p.add_argument('csv', nargs='?', help='CSV file with a header row')
+  p.add_argument('--target', default=None, help='column to explain (default: the last)')
+  p.add_argument('--inputs', default=None, help='comma-separated input columns/parameters')
+  p.add_argument('--server', default=None, help='HOST:PORT of a Vizier server')
+  p.add_argument('--study', default=None, help='OWNER/NAME of the study on --server')
+  p.add_argument('--metric', default=None, help='metric to explain (default: the only one)')
+  p.add_argument('--checkpoint', default=None, help='symbolic model (default: the shipped one)')
+  p.add_argument('--samples', type=int, default=32, help='sampled candidate formulas')
+  p.add_argument('--min-r2', type=float, default=0.9, help='held-out R2 needed to report a formula')
+  p.add_argument('--no-refine', action='store_true', help='skip BFGS (the paper\'s ablation)')
+  p.add_argument('--seed', type=int, default=0)
+  p.set_defaults(fn=_explain)
+
+  p = sub.add_parser('explain-pretrain', help='train the symbolic-regression model')
+  p.add_argument('--out', required=True, help='run directory (resumes from last.pt there)')
+  p.add_argument('--steps', type=int, default=12_000)
+  p.add_argument('--batch-size', type=int, default=32)
+  p.add_argument('--lr', type=float, default=1e-3)
+  p.add_argument('--d-model', type=int, default=128)
+  p.add_argument('--heads', type=int, default=4)
+  p.add_argument('--encoder-layers', type=int, default=2)
+  p.add_argument('--decoder-layers', type=int, default=4)
+  p.add_argument('--eval-every', type=int, default=500)
+  p.add_argument('--time-limit', type=float, default=None, help='seconds of training')
+  p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
+  p.add_argument('--bf16', action='store_true')
+  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--no-resume', action='store_true')
+  p.add_argument('--quiet', action='store_true')
+  p.set_defaults(fn=_explain_pretrain)
 
   p = sub.add_parser('serve', help='a Vizier server (or Pythia service) with OMNIPRED')
   p.add_argument('--host', default='localhost')

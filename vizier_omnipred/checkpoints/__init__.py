@@ -2,47 +2,77 @@
 
 A checkpoint is one `torch.save` of plain data (loadable with `weights_only=True`):
 ``{'format', 'model_config', 'state_dict', 'card'}``. The card records how it was made.
+Two kinds ship: the surrogate LM (`load`) and the symbolic-regression model (`load_symbolic`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+from typing import Callable
 
 import torch
+from torch import nn
 
 from vizier_omnipred.model import ModelConfig, OmniPredModel
+from vizier_omnipred.symbolic.model import SymbolicConfig, SymbolicModel
 
 FORMAT = 'vizier-omnipred/1'
+SYMBOLIC_FORMAT = 'vizier-omnipred-symbolic/1'
 SHIPPED = pathlib.Path(__file__).parent / 'omnipred-small.pt'
+SHIPPED_SYMBOLIC = pathlib.Path(__file__).parent / 'symbolic-small.pt'
 
 
-def save(path: str | os.PathLike, model: OmniPredModel, card: dict) -> None:
+def save(path: str | os.PathLike, model: OmniPredModel | SymbolicModel, card: dict) -> None:
   torch.save({
-      'format': FORMAT,
+      'format': SYMBOLIC_FORMAT if isinstance(model, SymbolicModel) else FORMAT,
       'model_config': model.model_config.to_dict(),
       'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()},
       'card': dict(card),
   }, pathlib.Path(path))
 
 
-def load(path: str | os.PathLike | None = None, *,
-         device: str | torch.device | None = None) -> tuple[OmniPredModel, dict]:
-  """-> (model in eval mode, card). No path: the checkpoint shipped with the package."""
-  path = pathlib.Path(path) if path is not None else SHIPPED
+def card_from_summary(name: str, summary: dict) -> dict:
+  """Flat, weights_only-loadable card (strings and numbers only) from a training summary."""
+  return {
+      'name': name, 'steps': summary['steps'],
+      'num_parameters': summary['num_parameters'], 'wall_time_s': summary['wall_time_s'],
+      'world_size': summary['world_size'], 'device': summary['device'],
+      'final_val_loss': summary['final_val_loss'], 'seed': summary['seed'],
+      'train_config': json.dumps(summary['train_config']),
+  }
+
+
+def _load(path, shipped: pathlib.Path, fmt: str, build: Callable[[dict], nn.Module], device,
+          how_to_train: str):
+  path = pathlib.Path(path) if path is not None else shipped
   if not path.exists():
-    if path == SHIPPED:
-      raise FileNotFoundError(
-          f'No pretrained checkpoint is shipped at {SHIPPED}. Train one with'
-          ' `vizier-omnipred pretrain`, pass its path, or use'
-          ' OmniPredRegressor.from_scratch() for an untrained model.'
-      )
+    if path == shipped:
+      raise FileNotFoundError(f'No pretrained checkpoint is shipped at {shipped}. {how_to_train}')
     raise FileNotFoundError(f'Checkpoint {path} does not exist.')
   blob = torch.load(path, map_location=device or 'cpu', weights_only=True)
-  if not isinstance(blob, dict) or blob.get('format') != FORMAT:
-    raise ValueError(f'{path} is not a {FORMAT} checkpoint.')
-  model = OmniPredModel(ModelConfig.from_dict(blob['model_config']))
+  if not isinstance(blob, dict) or blob.get('format') != fmt:
+    found = blob.get('format') if isinstance(blob, dict) else type(blob).__name__
+    raise ValueError(f'{path} is not a {fmt} checkpoint (found {found!r}).')
+  model = build(blob['model_config'])
   model.load_state_dict(blob['state_dict'])
   if device is not None:
     model.to(device)
   return model.eval(), dict(blob.get('card', {}))
+
+
+def load(path: str | os.PathLike | None = None, *,
+         device: str | torch.device | None = None) -> tuple[OmniPredModel, dict]:
+  """-> (surrogate model in eval mode, card). No path: the checkpoint shipped with the package."""
+  return _load(path, SHIPPED, FORMAT, lambda c: OmniPredModel(ModelConfig.from_dict(c)), device,
+               'Train one with `vizier-omnipred pretrain`, pass its path, or use'
+               ' OmniPredRegressor.from_scratch() for an untrained model.')
+
+
+def load_symbolic(path: str | os.PathLike | None = None, *,
+                  device: str | torch.device | None = None) -> tuple[SymbolicModel, dict]:
+  """-> (symbolic-regression model in eval mode, card). No path: the shipped one."""
+  return _load(path, SHIPPED_SYMBOLIC, SYMBOLIC_FORMAT,
+               lambda c: SymbolicModel(SymbolicConfig.from_dict(c)), device,
+               'Train one with `vizier-omnipred explain-pretrain` and pass its path.')

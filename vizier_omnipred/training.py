@@ -1,0 +1,182 @@
+"""The training loop both pretrainers share: one CPU, one GPU, or many ranks via torchrun.
+
+    torchrun --nproc_per_node=8 -m vizier_omnipred.cli pretrain ...      # or: explain-pretrain
+
+Data is streamed: each rank builds its batch from (seed, step, rank), so the stream is
+deterministic and resuming needs no data state. `last.pt` in the run directory holds the
+model, the optimizer, the step and the history; `model.pt` is the shippable checkpoint that
+the caller's `save` writes. Learning rate: linear warm-up, then cosine to
+`min_learning_rate_ratio` of the peak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import pathlib
+import time
+from typing import Callable, Protocol
+
+import attrs
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+
+class LoopConfig(Protocol):
+  """The fields of a trainer config that the loop reads."""
+
+  steps: int
+  learning_rate: float
+  min_learning_rate_ratio: float
+  warmup_steps: int
+  weight_decay: float
+  grad_clip: float
+  bf16: bool
+  eval_every: int
+  checkpoint_every: int
+  time_limit_s: float | None
+  seed: int
+
+
+def cosine_lr(step: int, cfg: LoopConfig) -> float:
+  if step < cfg.warmup_steps:
+    return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+  frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+  cos = 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+  return cfg.learning_rate * (cfg.min_learning_rate_ratio + (1 - cfg.min_learning_rate_ratio) * cos)
+
+
+class DistEnv:
+  """Rank/world from torchrun's environment; a no-op on one process."""
+
+  def __init__(self):
+    self.world = int(os.environ.get('WORLD_SIZE', '1'))
+    self.rank = int(os.environ.get('RANK', '0'))
+    self.local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+    if self.world > 1 and not dist.is_initialized():
+      dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    if torch.cuda.is_available():
+      self.device = torch.device('cuda', self.local_rank)
+      torch.cuda.set_device(self.device)
+    else:
+      self.device = torch.device('cpu')
+
+  @property
+  def main(self) -> bool:
+    return self.rank == 0
+
+  def mean(self, value: float) -> float:
+    if self.world == 1:
+      return value
+    t = torch.tensor([value], dtype=torch.float64, device=self.device)
+    dist.all_reduce(t)
+    return float(t) / self.world
+
+  def close(self):
+    if self.world > 1 and dist.is_initialized():
+      # Rank 0 evaluates and saves last; tearing gloo down on the other ranks meanwhile
+      # aborts them ("terminate called without an active exception").
+      dist.barrier()
+      dist.destroy_process_group()
+
+
+def train_loop(
+    model: nn.Module,
+    cfg: LoopConfig,
+    out_dir: str | os.PathLike,
+    *,
+    env: DistEnv,
+    batch_loss: Callable[[nn.Module, int], torch.Tensor],
+    evaluate: Callable[[], float],
+    save: Callable[[pathlib.Path, dict], None],
+    examples_per_step: int,
+    name: str,
+    resume: bool = True,
+    progress: bool = True,
+) -> dict:
+  """Trains `model` (already on env.device) to cfg.steps; returns the run summary.
+
+  batch_loss(net, step): the loss of this rank's batch at `step`, computed through `net`'s
+  forward (DDP syncs gradients only through it). evaluate(): held-out loss, run on rank 0.
+  save(path, summary): writes the shippable checkpoint, on rank 0.
+  """
+  out = pathlib.Path(out_dir)
+  if env.main:
+    out.mkdir(parents=True, exist_ok=True)
+  opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate,
+                          weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+  step, history, elapsed_before = 0, [], 0.0
+  last = out / 'last.pt'
+  if resume and last.exists():
+    blob = torch.load(last, map_location=env.device, weights_only=True)
+    model.load_state_dict(blob['model'])
+    opt.load_state_dict(blob['optimizer'])
+    step, history = int(blob['step']), json.loads(blob['history'])
+    elapsed_before = float(blob['elapsed_s'])
+  net = model
+  if env.world > 1:
+    net = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[env.local_rank] if env.device.type == 'cuda' else None)
+  autocast = (torch.autocast(env.device.type, dtype=torch.bfloat16) if cfg.bf16
+              else contextlib.nullcontext())
+  start = time.perf_counter()
+  bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and env.main), desc=name,
+             dynamic_ncols=True)
+  examples, tick = 0, time.perf_counter()
+  model.train()
+  while step < cfg.steps:
+    for group in opt.param_groups:
+      group['lr'] = cosine_lr(step, cfg)
+    with autocast:
+      loss = batch_loss(net, step)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    step += 1
+    examples += examples_per_step * env.world
+    now = time.perf_counter()
+    loss_value = loss.item()
+    bar.set_postfix(loss=f'{loss_value:.3f}', ex_s=f'{examples / (now - tick):.0f}')
+    bar.update(1)
+    timed_out = cfg.time_limit_s is not None and elapsed_before + now - start > cfg.time_limit_s
+    if step % cfg.eval_every == 0 or step == cfg.steps or timed_out:
+      if env.main:
+        model.eval()
+        with torch.no_grad():
+          val = evaluate()
+        model.train()
+      else:
+        val = 0.0
+      history.append({'step': step, 'train_loss': env.mean(loss_value), 'val_loss': val,
+                      'elapsed_s': elapsed_before + now - start})
+      if env.main:
+        bar.write(f'step {step}: train {history[-1]["train_loss"]:.4f} val {val:.4f}')
+    if env.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps or timed_out):
+      torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': step,
+                  'history': json.dumps(history),
+                  'elapsed_s': elapsed_before + time.perf_counter() - start}, last)
+    if timed_out:
+      break
+  bar.close()
+  summary = {
+      'steps': step, 'num_parameters': sum(p.numel() for p in model.parameters()),
+      'wall_time_s': round(elapsed_before + time.perf_counter() - start, 1),
+      'examples_per_step': examples_per_step * env.world,
+      'world_size': env.world, 'device': str(env.device),
+      'final_val_loss': history[-1]['val_loss'] if history else None,
+      'seed': cfg.seed, 'train_config': jsonable(attrs.asdict(cfg)), 'history': history,
+  }
+  if env.main:
+    save(out / 'model.pt', summary)
+    (out / 'summary.json').write_text(json.dumps(summary, indent=1, default=str))
+  env.close()
+  return summary
+
+
+def jsonable(d):
+  return json.loads(json.dumps(d, default=str))
