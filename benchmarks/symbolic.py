@@ -160,7 +160,8 @@ def run(args):
   torch.set_num_threads(1)
   warnings.filterwarnings('ignore')
   model, _ = checkpoints.load_symbolic(args.checkpoint)
-  probs = problems(args.in_domain)
+  probs = {k: v for k, v in problems(args.in_domain).items()
+           if not args.problems or any(p in k for p in args.problems.split(','))}
   RAW.mkdir(parents=True, exist_ok=True)
   methods = args.methods.split(',')
   jobs = [(name, m) for name in probs for m in methods if not (RAW / f'{name}__{m}.json').exists()]
@@ -217,9 +218,11 @@ def aggregate() -> str:
     cells = []
     for m in METHODS:
       r = next((r for r in rows if r['problem'] == name and r['method'] == m), None)
-      cells.append('' if r is None else
-                   f"{'n/a' if r['r2'] is None else f'{max(r['r2'], -9.99):.3f}'}"
-                   f"{' ✓' if r['acc_0.1'] else ''}")
+      if r is None:
+        cells.append('')
+        continue
+      r2 = 'n/a' if r['r2'] is None else f"{max(r['r2'], -9.99):.3f}"
+      cells.append(r2 + (' ✓' if r['acc_0.1'] else ''))
     per_problem.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   formulas = ['', '| problem | truth | ours |', '|---|---|---|']
   for r in rows:
@@ -265,6 +268,7 @@ def main() -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--in-domain', type=int, default=24, help='held-out generated problems')
   parser.add_argument('--methods', default=','.join(METHODS))
+  parser.add_argument('--problems', default=None, help='comma-separated name substrings')
   parser.add_argument('--checkpoint', default=None, help='symbolic model (default: shipped)')
   parser.add_argument('--aggregate', action='store_true', help='only write table and plot')
   args = parser.parse_args()

@@ -232,3 +232,24 @@ def test_cli_explain_prints_a_formula_for_a_csv(tmp_path, capsys):
   out = capsys.readouterr().out
   assert out.startswith('energy = ')
   assert 'held-out 0.99' in out or 'held-out 1.0' in out
+
+
+def test_cached_greedy_decoding_matches_the_full_forward_pass():
+  torch.manual_seed(1)
+  model = SymbolicModel(TINY).eval()
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(25, 2))
+  y = x[:, 0] * x[:, 1]
+  formula = model.sample(x, y, 1, temperature=0.0)[0]
+  ids = [1] + model.vocab.encode(formula) + [2]  # BOS ... EOS
+  from vizier_omnipred.symbolic.model import collate_points, point_arrays
+  from vizier_omnipred.symbolic.vocabulary import Grammar
+  points = collate_points([point_arrays(x, y, TINY)], 'cpu')
+  with torch.no_grad():
+    memory, mask = model.encode(points)
+    logits = model.decode(torch.tensor([ids[:-1]]), memory, mask)[0]
+  grammar = Grammar(model.vocab, torch.tensor([2]), TINY.generator.max_len)
+  for t, nxt in enumerate(ids[1:]):
+    masked = logits[t].masked_fill(~grammar.mask()[0], float('-inf'))
+    assert int(masked.argmax()) == nxt, t
+    grammar.step(torch.tensor([nxt]))

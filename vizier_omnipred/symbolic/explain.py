@@ -9,7 +9,8 @@ does; the model reads (a subsample of) the training points and samples candidate
 (plus its greedy one); each distinct candidate is rewritten in the raw inputs and its
 constants are refined by BFGS (scipy) on the training points' squared error, with gradients
 from torch; the shortest candidate within `r2_tolerance` of the best training R2 wins; its
-held-out R2 decides whether it `fits` (`ExplainConfig.min_r2`). A failed fit is reported as such, never as a formula.
+constants that can be zeroed at almost no cost are (`prune_constants`); its held-out R2
+decides whether it `fits` (`ExplainConfig.min_r2`). A failed fit is reported as such.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ExplainConfig:
   bfgs_max_iter: int = attrs.field(default=100, kw_only=True)
   min_r2: float = attrs.field(default=0.9, kw_only=True)
   r2_tolerance: float = attrs.field(default=1e-3, kw_only=True)  # prefer shorter within this
+  prune_tolerance: float = attrs.field(default=1e-5, kw_only=True)  # R2 a dropped constant may cost
   seed: int = attrs.field(default=0, kw_only=True)
 
   def __attrs_post_init__(self):
@@ -103,31 +105,62 @@ def in_raw_inputs(formula: Formula, mean: np.ndarray, std: np.ndarray, y_scale: 
   return Formula(tokens, consts)
 
 
-def refine_constants(formula: Formula, x: np.ndarray, y: np.ndarray, max_iter: int) -> Formula:
-  """BFGS on the mean squared error / var(y), from the formula's own constants."""
-  if formula.num_constants == 0:
+def refine_constants(formula: Formula, x: np.ndarray, y: np.ndarray, max_iter: int,
+                     frozen: Sequence[int] = ()) -> Formula:
+  """BFGS on the mean squared error / var(y), from the formula's own constants.
+
+  Constants whose index is in `frozen` keep their value. Never returns a worse fit.
+  """
+  free = np.array([i for i in range(formula.num_constants) if i not in set(frozen)], dtype=int)
+  if len(free) == 0:
     return formula
   xt = torch.as_tensor(x, dtype=torch.float64)
   yt = torch.as_tensor(y, dtype=torch.float64)
   scale = float(np.var(y)) or 1.0
+  full = np.asarray(formula.constants, dtype=np.float64)
 
   def loss_and_grad(c: np.ndarray):
-    ct = torch.tensor(c, dtype=torch.float64, requires_grad=True)
+    values = full.copy()
+    values[free] = c
+    ct = torch.tensor(values, dtype=torch.float64, requires_grad=True)
     loss = torch.mean((formula.evaluate_torch(xt, ct) - yt) ** 2) / scale
     if not torch.isfinite(loss):
       return 1e12, np.zeros_like(c)
     loss.backward()
-    grad = ct.grad.numpy()
+    grad = ct.grad.numpy()[free]
     if not np.all(np.isfinite(grad)):
       return 1e12, np.zeros_like(c)
     return float(loss.detach()), grad
 
-  start = np.asarray(formula.constants, dtype=np.float64)
+  start = full[free]
   with np.errstate(all='ignore'):
     res = scipy.optimize.minimize(loss_and_grad, start, jac=True, method='BFGS',
                                   options={'maxiter': max_iter, 'gtol': 1e-10})
-  best = res.x if np.all(np.isfinite(res.x)) and res.fun <= loss_and_grad(start)[0] else start
-  return formula.with_constants(best)
+  if np.all(np.isfinite(res.x)) and res.fun <= loss_and_grad(start)[0]:
+    full[free] = res.x
+  return formula.with_constants(full)
+
+
+def prune_constants(formula: Formula, x: np.ndarray, y: np.ndarray, max_iter: int,
+                    tolerance: float) -> Formula:
+  """Sets each constant to 0 (others re-refined) when R2 drops by less than `tolerance`.
+
+  Whitening leaves shifts like (x - 1e-9) in a refined formula; dropping them is what lets
+  SymPy fold the rest into a readable law.
+  """
+  best_r2 = r2_score(y, formula.evaluate(x))
+  zeroed: list[int] = []
+  for i in range(formula.num_constants):
+    if formula.constants[i] == 0.0:
+      continue
+    values = list(formula.constants)
+    values[i] = 0.0
+    trial = refine_constants(formula.with_constants(values), x, y, max_iter, zeroed + [i])
+    r2 = r2_score(y, trial.evaluate(x))
+    if r2 >= best_r2 - tolerance:
+      formula, best_r2 = trial, max(best_r2, r2)
+      zeroed.append(i)
+  return formula
 
 
 def _check_data(x, y, names, max_dim: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
@@ -204,6 +237,9 @@ def explain(x, y, names: Sequence[str] | None = None, *, target: str = 'y',
   top = scored[0][0]
   r2_train, _, best = max((s for s in scored if s[0] >= top - config.r2_tolerance),
                           key=lambda s: s[1]) if math.isfinite(top) else scored[0]
+  if config.refine and math.isfinite(r2_train):
+    best = prune_constants(best, xt, yt, config.bfgs_max_iter, config.prune_tolerance)
+    r2_train = r2_score(yt, best.evaluate(xt))
   r2_test = r2_score(y[test], best.evaluate(x[test])) if n_test else None
   judged = r2_test if r2_test is not None else r2_train
   fits = bool(np.isfinite(judged) and judged >= config.min_r2)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vizier_omnipred.decoding import CachedDecoder
 from vizier_omnipred.model import DecoderBlock, EncoderBlock
 from vizier_omnipred.numbers import NumberCodec
 from vizier_omnipred.symbolic.expressions import Formula
@@ -212,17 +213,20 @@ class SymbolicModel(nn.Module):
     s = 1 if temperature == 0 else num_samples
     points = collate_points([point_arrays(x, y, cfg)], self.device)
     memory, mask = self.encode(points)
-    memory = memory.expand(s, -1, -1)
+    max_len = cfg.generator.max_len + 1  # + EOS
+    decoder = CachedDecoder(self.decoder, memory, mask, s, max_len)
     grammar = Grammar(self.vocab, torch.full((s,), x.shape[1], device=self.device),
                       cfg.generator.max_len)
     seq = torch.full((s, 1), BOS, dtype=torch.long, device=self.device)
-    while not grammar.finished:
-      logits = self.decode(seq, memory, mask)[:, -1].float()
-      logits = logits.masked_fill(~grammar.mask(), float('-inf'))
+    for t in range(max_len):
+      y = decoder.step((self.tokens(seq[:, -1]) + self.positions.weight[t])[None], t)[0]
+      logits = self.head(self.ln_out(y)).float().masked_fill(~grammar.mask(), float('-inf'))
       if temperature == 0:
         ids = logits.argmax(-1)
       else:
         ids = torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
       grammar.step(ids)
       seq = torch.cat([seq, ids[:, None]], dim=1)
+      if grammar.finished:
+        break
     return [self.vocab.decode(row[1:].tolist()) for row in seq]
