@@ -6,7 +6,7 @@
 
 Steps (Kamienny et al. 2022): split off held-out points; whiten the inputs as the generator
 does; the model reads (a subsample of) the training points and samples candidate formulas
-(plus its greedy one); each distinct candidate is rewritten in the raw inputs and its
+(plus its greedy one); each distinct skeleton is rewritten in the raw inputs and its
 constants are refined by BFGS (scipy) on the training points' squared error, with gradients
 from torch; the shortest candidate within `r2_tolerance` of the best training R2 wins; its
 constants that can be zeroed at almost no cost are (`prune_constants`); its held-out R2
@@ -222,16 +222,21 @@ def explain(x, y, names: Sequence[str] | None = None, *, target: str = 'y',
     if config.num_samples:
       candidates += model.sample(z, y[read] / y_scale, config.num_samples,
                                  temperature=config.temperature, generator=gen)
-  seen, scored = set(), []
+  # One start per distinct skeleton: the sampled constants that fit best before refinement.
+  # The skeleton is rewritten in the raw inputs first, which gives every input occurrence its
+  # own free scale and shift for BFGS (x -> C * (x - C)).
+  starts: dict[tuple[str, ...], tuple[float, Formula]] = {}
   for cand in candidates:
-    key = (cand.tokens, cand.constants)
-    if key in seen:
-      continue
-    seen.add(key)
     f = in_raw_inputs(cand, mean, std, y_scale)
+    r2 = r2_score(yt, f.evaluate(xt))
+    if f.tokens not in starts or r2 > starts[f.tokens][0]:
+      starts[f.tokens] = (r2, f)
+  scored = []
+  for r2, f in starts.values():
     if config.refine:
       f = refine_constants(f, xt, yt, config.bfgs_max_iter)
-    scored.append((r2_score(yt, f.evaluate(xt)), -len(f.tokens), f))
+      r2 = r2_score(yt, f.evaluate(xt))
+    scored.append((r2, -len(f.tokens), f))
   scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
   # Occam: the shortest formula within `r2_tolerance` of the best training fit.
   top = scored[0][0]
@@ -246,7 +251,7 @@ def explain(x, y, names: Sequence[str] | None = None, *, target: str = 'y',
   formula = simplified(best.to_sympy(names)) if np.isfinite(r2_train) else str(best.to_sympy(names))
   where = 'held-out' if r2_test is not None else 'training'
   message = (f'R2 {judged:.4f} on {where} points (threshold {config.min_r2}).' if fits else
-             f'The best of {len(scored)} candidates reaches R2 {judged:.4f} on {where} points,'
+             f'The best of {len(scored)} distinct formulas reaches R2 {judged:.4f} on {where} points,'
              f' below the threshold {config.min_r2}: {formula}')
   return Explanation(
       formula=formula, fits=fits, r2_train=float(r2_train),
