@@ -27,3 +27,18 @@ def test_shipped_checkpoint_is_small_and_loads():
   from vizier_omnipred import OmniPredRegressor  # pylint: disable=g-import-not-at-top
   reg = OmniPredRegressor.from_pretrained()
   assert reg.card['steps'] > 0 and 'train_config' in reg.card
+
+
+@pytest.mark.skipif(not checkpoints.SHIPPED_SYMBOLIC.exists(), reason='no shipped checkpoint')
+def test_explain_example_prints_the_law(capsys):
+  block = next(b for b in re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)
+               if 'explain(' in b)
+  exec(compile(block, 'README.md', 'exec'), {})  # pylint: disable=exec-used
+  out = capsys.readouterr().out
+  assert out.startswith('energy = 0.5*mass*speed**2'), out
+  assert 'held-out 1.0000' in out
+
+
+def test_shipped_checkpoints_stay_under_25_mb_together():
+  total = sum(p.stat().st_size for p in checkpoints.SHIPPED.parent.glob('*.pt'))
+  assert total < 25 * 2**20

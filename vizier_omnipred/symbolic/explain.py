@@ -244,11 +244,12 @@ def explain(x, y, names: Sequence[str] | None = None, *, target: str = 'y',
                           key=lambda s: s[1]) if math.isfinite(top) else scored[0]
   if config.refine and math.isfinite(r2_train):
     best = prune_constants(best, xt, yt, config.bfgs_max_iter, config.prune_tolerance)
+    best = refine_constants(best, xt, yt, 5 * config.bfgs_max_iter)  # polish the winner
     r2_train = r2_score(yt, best.evaluate(xt))
   r2_test = r2_score(y[test], best.evaluate(x[test])) if n_test else None
   judged = r2_test if r2_test is not None else r2_train
   fits = bool(np.isfinite(judged) and judged >= config.min_r2)
-  formula = simplified(best.to_sympy(names)) if np.isfinite(r2_train) else str(best.to_sympy(names))
+  formula = simplified(best.to_sympy(names), max_ops=40 if np.isfinite(r2_train) else -1)
   where = 'held-out' if r2_test is not None else 'training'
   message = (f'R2 {judged:.4f} on {where} points (threshold {config.min_r2}).' if fits else
              f'The best of {len(scored)} distinct formulas reaches R2 {judged:.4f} on {where} points,'

@@ -136,14 +136,19 @@ class Formula:
                 lambda t, i: constants[i] if t == CONSTANT else x[:, int(t[1:])])
     return out.expand(x.shape[0]) if out.dim() == 0 else out
 
-  def to_sympy(self, names: Sequence[str] | None = None, digits: int = 4):
-    """SymPy expression, constants rounded to `digits` significant digits."""
+  def to_sympy(self, names: Sequence[str] | None = None, digits: int | None = None):
+    """SymPy expression; constants rounded to `digits` significant digits (None: exact).
+
+    Round after simplifying, not before: a product of rounded constants is not the rounded
+    product (0.5 printed as 0.4999).
+    """
     import sympy  # pylint: disable=g-import-not-at-top
     symbols = {}
 
     def leaf(tok, i):
       if tok == CONSTANT:
-        return sympy.Float(float(f'{self.constants[i]:.{digits}g}'), digits)
+        c = self.constants[i]
+        return sympy.Float(c) if digits is None else sympy.Float(float(f'{c:.{digits}g}'), digits)
       j = int(tok[1:])
       name = names[j] if names is not None else tok
       return symbols.setdefault(name, sympy.Symbol(name, real=True))
@@ -151,7 +156,7 @@ class Formula:
     return _fold(self.tokens, _sympy_ops(), leaf)
 
   def __str__(self) -> str:
-    return str(self.to_sympy())
+    return str(self.to_sympy(digits=4))
 
 
 def simplified(expr, max_ops: int = 40, digits: int = 4) -> str:
