@@ -16,47 +16,56 @@ import sys
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch: see vizier_omnipred/__init__
 
 
-def _pretrain(args) -> int:
+def _train(args, trainer, make_config) -> int:
+  """Shared by both trainers: threads, config from the common flags, summary line."""
   import torch  # pylint: disable=g-import-not-at-top
-  from vizier_omnipred.model import ModelConfig  # pylint: disable=g-import-not-at-top
-  from vizier_omnipred.pretraining import trainer  # pylint: disable=g-import-not-at-top
   if args.threads:
     torch.set_num_threads(args.threads)
-  cfg = trainer.TrainConfig(
-      model=ModelConfig(d_model=args.d_model, encoder_layers=args.encoder_layers,
-                        decoder_layers=args.decoder_layers, d_ff=2 * args.d_model,
-                        num_heads=args.heads),
-      steps=args.steps, studies_per_batch=args.studies_per_batch,
-      trials_per_study=args.trials_per_study, learning_rate=args.lr, bf16=args.bf16,
-      eval_every=args.eval_every, checkpoint_every=args.eval_every,
-      time_limit_s=args.time_limit, seed=args.seed, warmup_steps=min(300, args.steps // 10 + 1),
-  )
-  summary = trainer.train(cfg, args.out, resume=not args.no_resume, progress=not args.quiet)
+  common = dict(steps=args.steps, learning_rate=args.lr, bf16=args.bf16,
+                eval_every=args.eval_every, checkpoint_every=args.eval_every,
+                time_limit_s=args.time_limit, seed=args.seed)
+  sizes = dict(d_model=args.d_model, encoder_layers=args.encoder_layers,
+               decoder_layers=args.decoder_layers, d_ff=2 * args.d_model, num_heads=args.heads)
+  summary = trainer.train(make_config(sizes, common), args.out, resume=not args.no_resume,
+                          progress=not args.quiet)
   if int(os.environ.get('RANK', '0')) == 0:
     print(f'steps {summary["steps"]}  final val loss {summary["final_val_loss"]:.4f}  '
           f'wall {summary["wall_time_s"]:.0f}s  -> {args.out}/model.pt')
   return 0
+
+
+def _pretrain(args) -> int:
+  from vizier_omnipred.model import ModelConfig  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred.pretraining import trainer  # pylint: disable=g-import-not-at-top
+  return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
+      model=ModelConfig(**sizes), studies_per_batch=args.studies_per_batch,
+      trials_per_study=args.trials_per_study, warmup_steps=min(300, args.steps // 10 + 1),
+      **common))
 
 
 def _explain_pretrain(args) -> int:
-  import torch  # pylint: disable=g-import-not-at-top
   from vizier_omnipred.symbolic import trainer  # pylint: disable=g-import-not-at-top
   from vizier_omnipred.symbolic.model import SymbolicConfig  # pylint: disable=g-import-not-at-top
-  if args.threads:
-    torch.set_num_threads(args.threads)
-  cfg = trainer.SymbolicTrainConfig(
-      model=SymbolicConfig(d_model=args.d_model, encoder_layers=args.encoder_layers,
-                           decoder_layers=args.decoder_layers, d_ff=2 * args.d_model,
-                           num_heads=args.heads),
-      steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, bf16=args.bf16,
-      eval_every=args.eval_every, checkpoint_every=args.eval_every,
-      time_limit_s=args.time_limit, seed=args.seed, warmup_steps=min(500, args.steps // 10 + 1),
-  )
-  summary = trainer.train(cfg, args.out, resume=not args.no_resume, progress=not args.quiet)
-  if int(os.environ.get('RANK', '0')) == 0:
-    print(f'steps {summary["steps"]}  final val loss {summary["final_val_loss"]:.4f}  '
-          f'wall {summary["wall_time_s"]:.0f}s  -> {args.out}/model.pt')
-  return 0
+  return _train(args, trainer, lambda sizes, common: trainer.SymbolicTrainConfig(
+      model=SymbolicConfig(**sizes), batch_size=args.batch_size,
+      warmup_steps=min(500, args.steps // 10 + 1), **common))
+
+
+def _training_flags(p, *, steps: int, encoder_layers: int, decoder_layers: int) -> None:
+  p.add_argument('--out', required=True, help='run directory (resumes from last.pt there)')
+  p.add_argument('--steps', type=int, default=steps)
+  p.add_argument('--lr', type=float, default=1e-3)
+  p.add_argument('--d-model', type=int, default=128)
+  p.add_argument('--heads', type=int, default=4)
+  p.add_argument('--encoder-layers', type=int, default=encoder_layers)
+  p.add_argument('--decoder-layers', type=int, default=decoder_layers)
+  p.add_argument('--eval-every', type=int, default=500)
+  p.add_argument('--time-limit', type=float, default=None, help='seconds of training')
+  p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
+  p.add_argument('--bf16', action='store_true')
+  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--no-resume', action='store_true')
+  p.add_argument('--quiet', action='store_true')
 
 
 def _explain(args) -> int:
@@ -80,22 +89,9 @@ def main(argv: list[str] | None = None) -> int:
   sub = parser.add_subparsers(dest='command', required=True)
 
   p = sub.add_parser('pretrain', help='multi-task pretraining on synthetic studies')
-  p.add_argument('--out', required=True, help='run directory (resumes from last.pt there)')
-  p.add_argument('--steps', type=int, default=20_000)
+  _training_flags(p, steps=20_000, encoder_layers=3, decoder_layers=2)
   p.add_argument('--studies-per-batch', type=int, default=8)
   p.add_argument('--trials-per-study', type=int, default=32)
-  p.add_argument('--lr', type=float, default=1e-3)
-  p.add_argument('--d-model', type=int, default=128)
-  p.add_argument('--heads', type=int, default=4)
-  p.add_argument('--encoder-layers', type=int, default=3)
-  p.add_argument('--decoder-layers', type=int, default=2)
-  p.add_argument('--eval-every', type=int, default=500)
-  p.add_argument('--time-limit', type=float, default=None, help='seconds of training')
-  p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
-  p.add_argument('--bf16', action='store_true')
-  p.add_argument('--seed', type=int, default=0)
-  p.add_argument('--no-resume', action='store_true')
-  p.add_argument('--quiet', action='store_true')
   p.set_defaults(fn=_pretrain)
 
   p = sub.add_parser('explain', help='a closed-form formula for y (symbolic regression)')
@@ -113,21 +109,8 @@ def main(argv: list[str] | None = None) -> int:
   p.set_defaults(fn=_explain)
 
   p = sub.add_parser('explain-pretrain', help='train the symbolic-regression model')
-  p.add_argument('--out', required=True, help='run directory (resumes from last.pt there)')
-  p.add_argument('--steps', type=int, default=12_000)
+  _training_flags(p, steps=12_000, encoder_layers=2, decoder_layers=4)
   p.add_argument('--batch-size', type=int, default=32)
-  p.add_argument('--lr', type=float, default=1e-3)
-  p.add_argument('--d-model', type=int, default=128)
-  p.add_argument('--heads', type=int, default=4)
-  p.add_argument('--encoder-layers', type=int, default=2)
-  p.add_argument('--decoder-layers', type=int, default=4)
-  p.add_argument('--eval-every', type=int, default=500)
-  p.add_argument('--time-limit', type=float, default=None, help='seconds of training')
-  p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
-  p.add_argument('--bf16', action='store_true')
-  p.add_argument('--seed', type=int, default=0)
-  p.add_argument('--no-resume', action='store_true')
-  p.add_argument('--quiet', action='store_true')
   p.set_defaults(fn=_explain_pretrain)
 
   p = sub.add_parser('serve', help='a Vizier server (or Pythia service) with OMNIPRED')
