@@ -253,3 +253,27 @@ def test_cached_greedy_decoding_matches_the_full_forward_pass():
     masked = logits[t].masked_fill(~grammar.mask()[0], float('-inf'))
     assert int(masked.argmax()) == nxt, t
     grammar.step(torch.tensor([nxt]))
+
+
+@needs_shipped
+def test_cli_explain_reads_a_study_from_a_vizier_server(tmp_path, capsys):
+  from vizier.service import clients, servers
+  from vizier.service import pyvizier as svz
+  server = servers.DefaultVizierServer(database_url=f'sqlite:///{tmp_path / "v.db"}')
+  try:
+    clients.environment_variables.server_endpoint = server.endpoint
+    config = svz.StudyConfig(algorithm='RANDOM_SEARCH')
+    config.search_space.root.add_float_param('mass', 1.0, 5.0)
+    config.search_space.root.add_float_param('speed', 1.0, 5.0)
+    config.metric_information.append(
+        vz.MetricInformation('energy', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
+    study = clients.Study.from_study_config(config, owner='me', study_id='energy')
+    for trial in study.suggest(count=30):
+      p = trial.parameters
+      trial.complete(vz.Measurement({'energy': 0.5 * p['mass'] * p['speed'] ** 2}))
+    code = cli_main(['explain', '--server', server.endpoint, '--study', 'me/energy'])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith('energy = 0.5*mass*speed**2'), out
+  finally:
+    server._server.stop(0)  # pylint: disable=protected-access

@@ -51,7 +51,7 @@ def _study(args):
   owner, _, name = args.study.rpartition('/')
   study = clients.Study.from_owner_and_id(owner or 'owner', name)
   problem = study.materialize_problem_statement()
-  trials = [t.materialize() for t in study.trials().get()]
+  trials = list(study.trials().get())  # already pyvizier Trials
   return problem, trials
 
 
