@@ -277,3 +277,28 @@ def test_cli_explain_reads_a_study_from_a_vizier_server(tmp_path, capsys):
     assert out.startswith('energy = 0.5*mass*speed**2'), out
   finally:
     server._server.stop(0)  # pylint: disable=protected-access
+
+
+def test_explain_pretrain_under_torchrun_two_cpu_ranks(tmp_path):
+  """The multi-GPU path of the symbolic trainer (DDP through the shared loop) on 2 gloo ranks."""
+  import json
+  import os
+  import pathlib
+  import socket
+  import subprocess
+  import sys
+  root = pathlib.Path(__file__).resolve().parents[1]
+  with socket.socket() as sock:  # torchrun's static rendezvous needs a real free port
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+  cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={port}', '-m', 'vizier_omnipred.cli', 'explain-pretrain',
+         '--out', str(tmp_path), '--steps', '3', '--eval-every', '3', '--d-model', '32',
+         '--heads', '2', '--encoder-layers', '1', '--decoder-layers', '1', '--batch-size', '4',
+         '--threads', '1', '--quiet']
+  env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS='1')
+  proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  assert summary['world_size'] == 2 and summary['steps'] == 3 and summary['examples_per_step'] == 8
+  checkpoints.load_symbolic(tmp_path / 'model.pt')
