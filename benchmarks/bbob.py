@@ -51,22 +51,25 @@ PRESETS = {
                             'gp_ucb_pe')),
     # Speed: every designer in one process, one after the other, on the same study.
     'latency': dict(functions=('Rastrigin',), dims=(4,), seeds=(0,), trials=60,
-                    designers=('omnipred', 'gp_ucb_pe', 'random', 'quasi_random', 'eagle',
-                               'cmaes')),
+                    designers=('omnipred', 'omnipred_budget', 'gp_ucb_pe', 'random',
+                               'quasi_random', 'eagle', 'cmaes')),
 }
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
 GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'latency': (0,)}
 BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
+BUDGET_S = 1.8  # OmniPredDesignerConfig.time_budget_s of the `omnipred_budget` variant
 
 
 def designer_factory(name: str):
   """-> (problem, seed) -> Designer. Imports lazily: JAX and peft cost seconds to import."""
-  if name == 'omnipred':
-    from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
+  if name in ('omnipred', 'omnipred_budget'):
+    from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
     from vizier_omnipred import OmniPredRegressor  # pylint: disable=g-import-not-at-top
     shared = OmniPredRegressor.from_pretrained()
+    # omnipred_budget: the per-suggestion time budget set so that suggest() stays under 2 s.
+    config = OmniPredDesignerConfig(time_budget_s=BUDGET_S if name == 'omnipred_budget' else None)
     return lambda p, seed=None: OmniPredDesigner(
-        p, seed=seed, regressor=OmniPredRegressor(shared.base, card=shared.card))
+        p, seed=seed, config=config, regressor=OmniPredRegressor(shared.base, card=shared.card))
   if name == 'random':
     from vizier._src.algorithms.designers import random  # pylint: disable=g-import-not-at-top
     return lambda p, seed=None: random.RandomDesigner(p.search_space, seed=seed)
@@ -88,7 +91,8 @@ def designer_factory(name: str):
     from vizier._src.algorithms.designers import gp_ucb_pe  # pylint: disable=g-import-not-at-top
     return lambda p, seed=None: gp_ucb_pe.VizierGPUCBPEBandit(
         p, rng=jax.random.PRNGKey(seed or 0))
-  raise ValueError(f'Unknown designer {name!r}; known: omnipred, {", ".join(BASELINES)}.')
+  raise ValueError(f'Unknown designer {name!r}; known: omnipred, omnipred_budget,'
+                   f' {", ".join(BASELINES)}.')
 
 
 def jobs_for(preset: str, designers: tuple[str, ...]) -> list[tuple]:

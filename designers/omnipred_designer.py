@@ -15,6 +15,7 @@ candidates whose nearest evaluated neighbour failed are ranked last.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from typing import Optional, Sequence
@@ -78,6 +79,9 @@ class OmniPredDesigner(vza.Designer):
     self._seed = 0 if seed is None else int(seed)
     self._regressor = regressor or OmniPredRegressor.from_pretrained(config.checkpoint)
     self._regressor.set_study(problem, study=self._info)
+    # peft (and transformers behind it) takes ~5 s to import: pay it here, once per process,
+    # rather than inside the first suggestion's time budget.
+    importlib.import_module('peft')
     self._completed: list[vz.Trial] = []
     self._active: list[vz.Trial] = []
     self._region = TrustRegion(config.trust_region)
@@ -185,11 +189,19 @@ class OmniPredDesigner(vza.Designer):
           notes.append(f'candidates {n}->{n_new} (time budget)')
           n = n_new
     unit = self._pool(n)
-    t0 = time.perf_counter()
     params = self._space.to_parameters(unit)
-    samples = self._regressor.sample(params, cfg.num_samples, temperature=cfg.temperature,
-                                     seed=int(self._rng.integers(2**31)))
-    self._seconds_per_candidate = (time.perf_counter() - t0) / len(params)
+    # With a budget and no cost estimate yet (first model suggestion), sample a probe batch
+    # first and size the rest from its measured cost.
+    first = n if deadline is None or self._seconds_per_candidate else min(n, cfg.min_candidates)
+    samples = self._sample(params[:first])
+    if first < n:
+      affordable = int((deadline - time.perf_counter()) / self._seconds_per_candidate)
+      keep = first + max(0, min(n - first, affordable))
+      if keep < n:
+        notes.append(f'candidates {n}->{keep} (time budget)')
+        n, unit, params = keep, unit[:keep], params[:keep]
+      if keep > first:
+        samples = np.concatenate([samples, self._sample(params[first:])])
     oriented = samples if self._maximize else -samples
     scores = acquisition.score(cfg.acquisition, oriented, best=self._fed_best, rng=self._rng,
                                quantile=cfg.ucb_quantile)
@@ -206,6 +218,15 @@ class OmniPredDesigner(vza.Designer):
         md['degraded'] = '; '.join(notes)
         logging.info('OmniPredDesigner degraded: %s', md['degraded'])
     return out
+
+  def _sample(self, params: list) -> np.ndarray:
+    """[n, num_samples] y samples; updates the per-candidate cost estimate."""
+    cfg = self._config
+    t0 = time.perf_counter()
+    samples = self._regressor.sample(params, cfg.num_samples, temperature=cfg.temperature,
+                                     seed=int(self._rng.integers(2**31)))
+    self._seconds_per_candidate = (time.perf_counter() - t0) / len(params)
+    return samples
 
   def _near_failure(self, unit: np.ndarray) -> np.ndarray:
     """True where the nearest evaluated trial (unit-cube distance) gave no usable value."""
