@@ -302,3 +302,11 @@ def test_explain_pretrain_under_torchrun_two_cpu_ranks(tmp_path):
   summary = json.loads((tmp_path / 'summary.json').read_text())
   assert summary['world_size'] == 2 and summary['steps'] == 3 and summary['examples_per_step'] == 8
   checkpoints.load_symbolic(tmp_path / 'model.pt')
+
+
+def test_simplified_rounds_every_constant_after_simplifying():
+  from vizier_omnipred.symbolic.expressions import simplified
+  f = Formula(('mul', 'C', 'sin', 'add', 'mul', 'C', 'x0', 'C'), (2.41512345, 0.0497380499, 1.1309))
+  assert simplified(f.to_sympy(['t'])) == '2.415*sin(0.04974*t + 1.131)'
+  product = Formula(('mul', 'mul', 'C', 'x0', 'mul', 'C', 'x0'), (0.7071068, 0.7071068))
+  assert simplified(product.to_sympy(['t'])) == '0.5*t**2'  # not 0.4999 from rounded factors

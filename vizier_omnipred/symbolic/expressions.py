@@ -167,7 +167,9 @@ def simplified(expr, max_ops: int = 40, digits: int = 4) -> str:
       expr = sympy.simplify(expr)
     except (TypeError, ValueError, RecursionError):  # sympy gives up on some abs/log mixes
       pass
-  return str(sympy.N(expr, digits))
+  # sympy.N leaves floats inside function arguments at full precision: round every one.
+  expr = expr.xreplace({f: sympy.Float(f, digits) for f in expr.atoms(sympy.Float)})
+  return str(expr)
 
 
 def round_significant(value: float, digits: int) -> float:
