@@ -33,7 +33,9 @@ class ExplainConfig:
   """Knobs of one explanation."""
 
   num_samples: int = attrs.field(default=32, kw_only=True)  # sampled candidates (+1 greedy)
-  temperature: float = attrs.field(default=1.0, kw_only=True)
+  # 0.7: on 18 validation problems (not the benchmark's) share with test R2 > 0.99 was
+  # 0.67 at 0.7, 0.56 at 1.0, 0.50 at 0.5 (step-13000 model).
+  temperature: float = attrs.field(default=0.7, kw_only=True)
   max_points: int = attrs.field(default=100, kw_only=True)  # the model reads at most these
   test_fraction: float = attrs.field(default=0.25, kw_only=True)
   refine: bool = attrs.field(default=True, kw_only=True)  # False: the paper's ablation
@@ -80,8 +82,9 @@ def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
   """Coefficient of determination; -inf when the prediction is not finite everywhere."""
   if not np.all(np.isfinite(pred)):
     return -math.inf
-  ss_res = float(np.sum((y - pred) ** 2))
-  ss_tot = float(np.sum((y - np.mean(y)) ** 2))
+  with np.errstate(over='ignore'):
+    ss_res = float(np.sum((y - pred) ** 2))
+    ss_tot = float(np.sum((y - np.mean(y)) ** 2))
   return 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else -math.inf)
 
 
