@@ -94,7 +94,7 @@ def problems(in_domain: int) -> dict[str, dict]:
         break
     else:
       x, y = s.x, s.y
-    out[f'in_domain_{i:02d}'] = {'x': x, 'y': y, 'truth': str(s.formula.to_sympy())}
+    out[f'in_domain_{i:02d}'] = {'x': x, 'y': y, 'truth': str(s.formula)}
   for k, (name, (fn, domain)) in enumerate(KNOWN.items()):
     rng = np.random.default_rng(1000 + k)
     lo, hi = np.array(domain, dtype=float).T
@@ -247,6 +247,7 @@ def _plot(summary):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   for ax, group in zip(axes, ('in-domain', 'known')):
     for method in METHODS:
@@ -256,6 +257,8 @@ def _plot(summary):
       ax.scatter(wall, acc, s=60, label=method)
       ax.annotate(method, (wall, acc), fontsize=8, xytext=(4, 4), textcoords='offset points')
     ax.set_xscale('log')
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks([0.1, 0.2, 0.5, 1, 2, 5, 10], ['0.1', '0.2', '0.5', '1', '2', '5', '10'])
     ax.set_xlabel('median wall seconds per problem (log)')
     ax.set_ylabel('Acc_0.1 (share of problems)')
     ax.set_title(f'{group} problems')
