@@ -180,3 +180,27 @@ def test_bad_problems_fail_at_construction():
 def test_unknown_acquisition_is_rejected():
   with pytest.raises(ValueError, match='acquisition'):
     OmniPredDesignerConfig(acquisition='magic')
+
+
+def test_suggest_uses_its_torch_threads_and_restores_the_callers(mixed_problem):
+  import torch
+  seen = []
+  config = OmniPredDesignerConfig(num_seed_trials=2, num_candidates=32, num_samples=4,
+                                  fine_tune=FineTuneConfig(max_steps=2, min_steps=0),
+                                  warm_start_steps=1, torch_threads=1)
+  designer = _designer(mixed_problem, config=config)
+  _run(designer, mixed_problem, 2)
+  original = designer._regressor.sample  # pylint: disable=protected-access
+
+  def spy(*args, **kwargs):
+    seen.append(torch.get_num_threads())
+    return original(*args, **kwargs)
+
+  designer._regressor.sample = spy  # pylint: disable=protected-access
+  before = torch.get_num_threads()
+  torch.set_num_threads(2)
+  try:
+    designer.suggest(1)
+    assert seen == [1] and torch.get_num_threads() == 2
+  finally:
+    torch.set_num_threads(before)
