@@ -211,15 +211,7 @@ class OmniPredModel(nn.Module):
     self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.decoder_layers))
     self.ln_out = nn.LayerNorm(d)
     self.head = nn.Linear(d, self.vocab_size)
-    self.apply(self._init)
-
-  @staticmethod
-  def _init(m):
-    if isinstance(m, nn.Linear):
-      nn.init.normal_(m.weight, std=0.02)
-      nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.Embedding):
-      nn.init.normal_(m.weight, std=0.02)
+    self.apply(init_weights)
 
   @property
   def device(self) -> torch.device:
@@ -266,6 +258,14 @@ class OmniPredModel(nn.Module):
     logits = self.forward(inputs, y_ids)
     target = y_ids + self.slot_offsets
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1))
+
+
+def init_weights(m: nn.Module) -> None:
+  """N(0, 0.02) weights, zero biases: for `module.apply` (both models use it)."""
+  if isinstance(m, (nn.Linear, nn.Embedding)):
+    nn.init.normal_(m.weight, std=0.02)
+  if isinstance(m, nn.Linear):
+    nn.init.zeros_(m.bias)
 
 
 def num_parameters(model: nn.Module) -> int:

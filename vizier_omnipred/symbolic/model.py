@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizier_omnipred.decoding import CachedDecoder
-from vizier_omnipred.model import DecoderBlock, EncoderBlock
+from vizier_omnipred.model import DecoderBlock, EncoderBlock, init_weights
 from vizier_omnipred.numbers import NumberCodec
 from vizier_omnipred.symbolic.expressions import Formula
 from vizier_omnipred.symbolic.generator import GeneratorConfig, Sample
@@ -152,14 +152,7 @@ class SymbolicModel(nn.Module):
     self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.decoder_layers))
     self.ln_out = nn.LayerNorm(d)
     self.head = nn.Linear(d, len(self.vocab))
-    self.apply(self._init)
-
-  @staticmethod
-  def _init(m):
-    if isinstance(m, (nn.Linear, nn.Embedding)):
-      nn.init.normal_(m.weight, std=0.02)
-    if isinstance(m, nn.Linear):
-      nn.init.zeros_(m.bias)
+    self.apply(init_weights)
 
   @property
   def device(self) -> torch.device:
