@@ -15,7 +15,6 @@ candidates whose nearest evaluated neighbour failed are ranked last.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from typing import Optional, Sequence
@@ -85,9 +84,6 @@ class OmniPredDesigner(vza.Designer):
     self._seed = 0 if seed is None else int(seed)
     self._regressor = regressor or OmniPredRegressor.from_pretrained(config.checkpoint)
     self._regressor.set_study(problem, study=self._info)
-    # peft (and transformers behind it) takes ~5 s to import: pay it here, once per process,
-    # rather than inside the first suggestion's time budget.
-    importlib.import_module('peft')
     self._completed: list[vz.Trial] = []
     self._active: list[vz.Trial] = []
     self._region = TrustRegion(config.trust_region)

@@ -154,8 +154,13 @@ class OmniPredRegressor:
   # --- data -----------------------------------------------------------------------------
   def set_study(self, problem: vz.ProblemStatement | None = None, *,
                 study: StudyInfo | None = None) -> None:
-    """Binds the regressor to a study's search space and metadata (validation, prompt)."""
+    """Binds the regressor to a study's search space and metadata (validation, prompt).
+
+    Also imports peft (and transformers behind it, ~5 s once per process) now, so that the
+    first `fine_tune`, and a designer's first time budget, are not charged with it.
+    """
     self.featurizer = Featurizer(problem, study=study, config=self.base.model_config.featurizer)
+    _import_peft()
     self._problem = problem
 
   def _rows_and_y(self, examples: Sequence[Example]) -> tuple[list[dict], np.ndarray]:

@@ -220,11 +220,10 @@ def explain(x, y, names: Sequence[str] | None = None, *, target: str = 'y',
                                                                   replace=False)
   z = (x[read] - mean) / std
   gen = torch.Generator().manual_seed(config.seed)
-  with torch.no_grad():
-    candidates = model.sample(z, y[read] / y_scale, 1, temperature=0.0)
-    if config.num_samples:
-      candidates += model.sample(z, y[read] / y_scale, config.num_samples,
-                                 temperature=config.temperature, generator=gen)
+  candidates = model.sample(z, y[read] / y_scale, 1, temperature=0.0)
+  if config.num_samples:
+    candidates += model.sample(z, y[read] / y_scale, config.num_samples,
+                               temperature=config.temperature, generator=gen)
   # One start per distinct skeleton: the sampled constants that fit best before refinement.
   # The skeleton is rewritten in the raw inputs first, which gives every input occurrence its
   # own free scale and shift for BFGS (x -> C * (x - C)).
@@ -240,11 +239,10 @@ def explain(x, y, names: Sequence[str] | None = None, *, target: str = 'y',
       f = refine_constants(f, xt, yt, config.bfgs_max_iter)
       r2 = r2_score(yt, f.evaluate(xt))
     scored.append((r2, -len(f.tokens), f))
-  scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
   # Occam: the shortest formula within `r2_tolerance` of the best training fit.
-  top = scored[0][0]
-  r2_train, _, best = max((s for s in scored if s[0] >= top - config.r2_tolerance),
-                          key=lambda s: s[1]) if math.isfinite(top) else scored[0]
+  top = max(s[0] for s in scored)
+  pool = [s for s in scored if s[0] >= top - config.r2_tolerance] if math.isfinite(top) else scored
+  r2_train, _, best = max(pool, key=lambda s: (s[1], s[0]))
   if config.refine and math.isfinite(r2_train):
     best = prune_constants(best, xt, yt, config.bfgs_max_iter, config.prune_tolerance)
     best = refine_constants(best, xt, yt, 5 * config.bfgs_max_iter)  # polish the winner

@@ -13,6 +13,7 @@ skeleton is what lets BFGS refine them (`explain`) and the model write them as n
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -55,7 +56,8 @@ _NUMPY = {
 }
 
 
-def _torch_ops():
+@functools.cache
+def _torch_ops():  # cached: BFGS evaluates formulas thousands of times
   import torch  # pylint: disable=g-import-not-at-top
   return {
       'add': torch.add, 'sub': torch.sub, 'mul': torch.mul, 'div': torch.div,
@@ -65,6 +67,7 @@ def _torch_ops():
   }
 
 
+@functools.cache
 def _sympy_ops():
   import sympy  # pylint: disable=g-import-not-at-top
   return {
