@@ -1,9 +1,11 @@
-"""Batched, constrained sampling of y tokens with a KV cache.
+"""Batched, constrained sampling of y tokens with a KV cache and shared prefixes.
 
-Every candidate is encoded once. Its cross-attention keys/values are computed once per
-decoder layer and its S samples attend to them as S queries (no copy of the memory per
-sample); self-attention keys/values go into a preallocated cache, one slot per position.
-At each position only that slot's tokens are legal, so every sample parses to a float.
+Every candidate is encoded once and its cross-attention keys/values are computed once per
+decoder layer. The decoder runs on *rows*, one per distinct prefix: all S samples of a
+candidate start from BOS (one row), and a row splits only when samples draw different tokens.
+A trained surrogate is confident about sign and exponent, so 16 samples x 6 positions need
+~19 rows per candidate instead of 96. Tokens are still drawn per sample, from the logits of
+the sample's row, so the draws are those of one row per sample.
 """
 
 from __future__ import annotations
@@ -15,44 +17,66 @@ from vizier_omnipred.model import OmniPredModel
 
 
 class CachedDecoder:
-  """Runs decoder blocks one position at a time for B memories x S samples each.
+  """Runs decoder blocks one position at a time over rows of (memory, prefix).
 
-  Cross-attention keys/values are computed once per block from the memory [B, N, D]; the S
-  samples of each memory attend to them as S queries. Self-attention keys/values go into a
-  cache preallocated for `max_len` positions. Blocks are `model.DecoderBlock`s.
+  `step(y, t, memory_index, parent)`: y [R, D] embeds the token at position t of R rows;
+  `memory_index[r]` is the memory row r reads (cross-attention keys/values are gathered once
+  per distinct `memory_index` tensor); `parent[r]` is the row of step t-1 whose prefix row r
+  extends (None: the same rows in the same order). Blocks are `model.DecoderBlock`s.
   """
 
-  def __init__(self, blocks, memory: torch.Tensor, mask: torch.Tensor, num_samples: int,
-               max_len: int):
+  def __init__(self, blocks, memory: torch.Tensor, mask: torch.Tensor):
     self.blocks = blocks
-    self.mask = mask
-    b, _, d = memory.shape
-    self.shape = (b, num_samples, d)
-    self.cross, self.caches = [], []
+    self.mask = mask  # [B, 1, 1, N]
+    self.cross = []
     for block in blocks:
       att = block.cross_attn
       self.cross.append((att.split(att.k_proj(memory)), att.split(att.v_proj(memory))))
-      h = block.self_attn.num_heads
-      shape = (b * num_samples, h, max_len, d // h)
-      self.caches.append((memory.new_empty(shape), memory.new_empty(shape)))
+    self.caches: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: [R, H, t, dh]
+    self.length = 0  # positions decoded so far
+    self._index = None
+    self._rows: tuple = ()
 
-  def step(self, y: torch.Tensor, t: int) -> torch.Tensor:
-    """y [B, S, D]: embeddings of the tokens at position t -> decoder states [B, S, D]."""
-    b, s, d = self.shape
-    for block, (ck, cv), (k_cache, v_cache) in zip(self.blocks, self.cross, self.caches):
+  def _cross_rows(self, memory_index: torch.Tensor) -> tuple:
+    """Cross keys/values and mask per row; a single memory is broadcast, not copied."""
+    if memory_index is not self._index:
+      r = len(memory_index)
+      if self.mask.shape[0] == 1:
+        pick = lambda x: x.expand(r, *x.shape[1:])  # noqa: E731
+      else:
+        pick = lambda x: x[memory_index]  # noqa: E731
+      self._rows = ([(pick(k), pick(v)) for k, v in self.cross], pick(self.mask))
+      self._index = memory_index
+    return self._rows
+
+  def step(self, y: torch.Tensor, t: int, memory_index: torch.Tensor,
+           parent: torch.Tensor | None = None) -> torch.Tensor:
+    """-> decoder states [R, D] at position t."""
+    if t != self.length:
+      raise ValueError(f'step({t}) out of order: {self.length} positions are decoded.')
+    cross, mask = self._cross_rows(memory_index)
+    y = y[:, None]  # [R, 1, D]
+    new_caches = []
+    for i, (block, (ck, cv)) in enumerate(zip(self.blocks, cross)):
       att = block.self_attn
-      h = block.ln_self(y).reshape(b * s, 1, d)
-      q = att.split(att.q_proj(h))  # [B*S, H, 1, dh]
-      k_cache[:, :, t:t + 1] = att.split(att.k_proj(h))
-      v_cache[:, :, t:t + 1] = att.split(att.v_proj(h))
-      o = F.scaled_dot_product_attention(q, k_cache[:, :, :t + 1], v_cache[:, :, :t + 1])
-      y = y + att.o_proj(att.merge(o)).reshape(b, s, d)
+      h = block.ln_self(y)
+      q, k, v = att.split(att.q_proj(h)), att.split(att.k_proj(h)), att.split(att.v_proj(h))
+      if self.caches:
+        k_old, v_old = self.caches[i]
+        if parent is not None:
+          k_old, v_old = k_old[parent], v_old[parent]
+        k, v = torch.cat([k_old, k], dim=2), torch.cat([v_old, v], dim=2)
+      new_caches.append((k, v))
+      o = F.scaled_dot_product_attention(q, k, v)  # [R, H, 1, dh]
+      y = y + att.o_proj(att.merge(o))
       att = block.cross_attn
-      q = att.split(att.q_proj(block.ln_cross(y)))  # [B, H, S, dh]
-      o = F.scaled_dot_product_attention(q, ck, cv, attn_mask=self.mask)
+      q = att.split(att.q_proj(block.ln_cross(y)))
+      o = F.scaled_dot_product_attention(q, ck, cv, attn_mask=mask)
       y = y + att.o_proj(att.merge(o))
       y = y + block.mlp(block.ln_mlp(y))
-    return y
+    self.caches = new_caches
+    self.length += 1
+    return y[:, 0]
 
 
 @torch.no_grad()
@@ -70,23 +94,28 @@ def sample_ids(
   if temperature < 0:
     raise ValueError(f'temperature must be >= 0, got {temperature}.')
   memory, mask = model.encode(inputs)
-  b = memory.shape[0]
-  s = num_samples
+  b, s = memory.shape[0], num_samples
+  dev = memory.device
   sizes = model.model_config.y_codec.slot_sizes
   offsets = model.slot_offsets.tolist()
-  num_pos = len(sizes)
-  decoder = CachedDecoder(model.decoder, memory, mask, s, num_pos)
-  prev = torch.full((b, s), model.bos_id, dtype=torch.long, device=memory.device)
-  out = torch.empty((b, s, num_pos), dtype=torch.long, device=memory.device)
-  for t in range(num_pos):
-    y = decoder.step(model.tokens(prev) + model.positions.weight[t], t)  # [B, S, D]
-    lo, size = offsets[t], sizes[t]
-    logits = model.head(model.ln_out(y))[..., lo:lo + size].float()  # [B, S, size]
+  decoder = CachedDecoder(model.decoder, memory, mask)
+  # One row per distinct prefix; every sample starts on its memory's BOS row.
+  row_memory = torch.arange(b, device=dev)
+  row_token = torch.full((b,), model.bos_id, dtype=torch.long, device=dev)
+  sample_row = torch.arange(b, device=dev).repeat_interleave(s)  # [B*S], sample-major
+  parent = None
+  out = torch.empty((b * s, len(sizes)), dtype=torch.long, device=dev)
+  for t, (lo, size) in enumerate(zip(offsets, sizes)):
+    y = decoder.step(model.tokens(row_token) + model.positions.weight[t], t, row_memory, parent)
+    logits = model.head(model.ln_out(y))[:, lo:lo + size].float()[sample_row]  # [B*S, size]
     if temperature == 0:
       ids = logits.argmax(-1)
     else:
-      probs = F.softmax(logits / temperature, dim=-1).reshape(b * s, size)
-      ids = torch.multinomial(probs, 1, generator=generator).reshape(b, s)
-    out[..., t] = ids
-    prev = ids + lo
-  return out
+      probs = F.softmax(logits / temperature, dim=-1)
+      ids = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    out[:, t] = ids
+    if t + 1 < len(sizes):  # rows of the next step: distinct (row, token) pairs
+      keys, sample_row = torch.unique(sample_row * size + ids, return_inverse=True)
+      parent = torch.div(keys, size, rounding_mode='floor')
+      row_memory, row_token = row_memory[parent], keys % size + lo
+  return out.view(b, s, len(sizes))

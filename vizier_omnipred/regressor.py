@@ -250,7 +250,9 @@ class OmniPredRegressor:
     train = ({k: v[train_idx] for k, v in tensors.items()}, y_t[train_idx])
     val = ({k: v[val_idx] for k, v in tensors.items()}, y_t[val_idx]) if n_val else None
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    # foreach: one kernel per op over all ~100 small LoRA tensors (the CPU default loops).
+    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
+                            foreach=True)
     best_loss, best_state, bad_evals = math.inf, None, 0
     stopped_by, step, loss_value = 'max_steps', 0, math.nan
     n_train = len(train_idx)
@@ -260,7 +262,7 @@ class OmniPredRegressor:
       loss = core.loss({k: v[idx] for k, v in train[0].items()}, train[1][idx])
       opt.zero_grad(set_to_none=True)
       loss.backward()
-      torch.nn.utils.clip_grad_norm_(params, 1.0)
+      torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
       opt.step()
       loss_value = loss.item()
       if val is not None and step % config.eval_every == 0:

@@ -207,12 +207,13 @@ class SymbolicModel(nn.Module):
     points = collate_points([point_arrays(x, y, cfg)], self.device)
     memory, mask = self.encode(points)
     max_len = cfg.generator.max_len + 1  # + EOS
-    decoder = CachedDecoder(self.decoder, memory, mask, s, max_len)
+    decoder = CachedDecoder(self.decoder, memory, mask)
+    rows = torch.zeros(s, dtype=torch.long, device=self.device)  # every sample reads memory 0
     grammar = Grammar(self.vocab, torch.full((s,), x.shape[1], device=self.device),
                       cfg.generator.max_len)
     seq = torch.full((s, 1), BOS, dtype=torch.long, device=self.device)
     for t in range(max_len):
-      y = decoder.step((self.tokens(seq[:, -1]) + self.positions.weight[t])[None], t)[0]
+      y = decoder.step(self.tokens(seq[:, -1]) + self.positions.weight[t], t, rows)
       logits = self.head(self.ln_out(y)).float().masked_fill(~grammar.mask(), float('-inf'))
       if temperature == 0:
         ids = logits.argmax(-1)
