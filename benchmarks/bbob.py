@@ -4,6 +4,8 @@
     python benchmarks/bbob.py --preset full --shard 0/2   # run shards in parallel processes,
     python benchmarks/bbob.py --preset full --shard 1/2   # each resumable
     python benchmarks/bbob.py --preset full --aggregate   # tables + plots from what has run
+    python benchmarks/bbob.py --preset latency            # every designer in one process
+    python benchmarks/bbob.py --preset memory --designers omnipred   # peak RSS, 100 trials
 
 Every (designer, function, dim, seed) study runs through Vizier's BenchmarkRunner (see
 `designers.study_runner`) and is stored as JSON under benchmarks/results/raw/ (ignored by git),
@@ -47,27 +49,36 @@ PRESETS = {
                             'AttractiveSector', 'StepEllipsoidal', 'RosenbrockRotated',
                             'Weierstrass'),
                  dims=(4, 8), seeds=(0, 1, 2, 3, 4), trials=50,
-                 designers=('omnipred', 'random', 'quasi_random', 'eagle', 'cmaes',
-                            'gp_ucb_pe')),
+                 designers=('omnipred', 'omnipred_fast', 'random', 'quasi_random', 'eagle',
+                            'cmaes', 'gp_ucb_pe')),
     # Speed: every designer in one process, one after the other, on the same study.
     'latency': dict(functions=('Rastrigin',), dims=(4,), seeds=(0,), trials=60,
-                    designers=('omnipred', 'omnipred_budget', 'gp_ucb_pe', 'random',
+                    designers=('omnipred', 'omnipred_fast', 'omnipred_budget', 'gp_ucb_pe', 'random',
                                'quasi_random', 'eagle', 'cmaes')),
+    # Memory: peak RSS of a 100-trial 8-D study; run one designer per process (--designers).
+    'memory': dict(functions=('Rastrigin',), dims=(8,), seeds=(0,), trials=100,
+                   designers=('omnipred', 'omnipred_fast')),
 }
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
-GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'latency': (0,)}
+GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'latency': (0,), 'memory': (0,)}
 BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
-BUDGET_S = 1.8  # OmniPredDesignerConfig.time_budget_s of the `omnipred_budget` variant
+# OmniPred variants: OmniPredDesignerConfig fields over the defaults. `fast` halves the
+# warm-start fine-tuning (the bulk of a suggestion at 50 trials); `budget` cuts fine-tuning
+# and the candidate pool by the clock so that suggest() stays under 2 s (not reproducible).
+OMNIPRED_VARIANTS = {
+    'omnipred': {},
+    'omnipred_fast': {'warm_start_steps': 30},
+    'omnipred_budget': {'time_budget_s': 1.8},
+}
 
 
 def designer_factory(name: str):
   """-> (problem, seed) -> Designer. Imports lazily: JAX and peft cost seconds to import."""
-  if name in ('omnipred', 'omnipred_budget'):
+  if name in OMNIPRED_VARIANTS:
     from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
     from vizier_omnipred import OmniPredRegressor  # pylint: disable=g-import-not-at-top
     shared = OmniPredRegressor.from_pretrained()
-    # omnipred_budget: the per-suggestion time budget set so that suggest() stays under 2 s.
-    config = OmniPredDesignerConfig(time_budget_s=BUDGET_S if name == 'omnipred_budget' else None)
+    config = OmniPredDesignerConfig(**OMNIPRED_VARIANTS[name])
     return lambda p, seed=None: OmniPredDesigner(
         p, seed=seed, config=config, regressor=OmniPredRegressor(shared.base, card=shared.card))
   if name == 'random':
@@ -91,7 +102,7 @@ def designer_factory(name: str):
     from vizier._src.algorithms.designers import gp_ucb_pe  # pylint: disable=g-import-not-at-top
     return lambda p, seed=None: gp_ucb_pe.VizierGPUCBPEBandit(
         p, rng=jax.random.PRNGKey(seed or 0))
-  raise ValueError(f'Unknown designer {name!r}; known: omnipred, omnipred_budget,'
+  raise ValueError(f'Unknown designer {name!r}; known: {", ".join(OMNIPRED_VARIANTS)},'
                    f' {", ".join(BASELINES)}.')
 
 
@@ -194,22 +205,25 @@ def aggregate(preset: str, designers: tuple[str, ...]) -> str:
     lines.append(f'| {d} | {len(studies)} | ' + ' | '.join(cells) + ' |')
 
   at = min(50, p['trials'])
-  lines += ['', f'Win rate of OmniPred at trial {at}: share of studies (same function, dim and '
-            'seed) where its regret is lower (ties count half).', '',
-            '| against | studies | OmniPred wins |', '|---|---|---|']
-  for d in present:
-    if d == 'omnipred':
-      continue
-    pairs = [(regret[('omnipred',) + k[1:]][at - 1], regret[k][at - 1])
-             for k in regret if k[0] == d and ('omnipred',) + k[1:] in regret]
-    if pairs:
-      wins = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
-      lines.append(f'| {d} | {len(pairs)} | {wins:.0%} |')
+  ours = [d for d in present if d in OMNIPRED_VARIANTS]
+  lines += ['', f'Win rate at trial {at}: share of studies (same function, dim and seed) where '
+            'the OmniPred variant\'s regret is lower (ties count half).', '',
+            '| OmniPred variant | against | studies | wins |', '|---|---|---|---|']
+  for o in ours:
+    for d in present:
+      if d in OMNIPRED_VARIANTS:
+        continue
+      pairs = [(regret[(o,) + k[1:]][at - 1], regret[k][at - 1])
+               for k in regret if k[0] == d and (o,) + k[1:] in regret]
+      if pairs:
+        wins = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
+        lines.append(f'| {o} | {d} | {len(pairs)} | {wins:.0%} |')
 
-  lines += ['', f'Mean regret at trial {at} by (function, dim); bold = OmniPred beats both '
-            'random and quasi-random (mean over seeds).', '',
+  lines += ['', f'Mean regret at trial {at} by (function, dim); bold = an OmniPred variant beats '
+            'both random and quasi-random (mean over seeds).', '',
             '| function | dim | ' + ' | '.join(present) + ' |', '|---|---|' + '---|' * len(present)]
-  beat, total = 0, 0
+  beat = {o: 0 for o in ours}
+  total = {o: 0 for o in ours}
   for f in p['functions']:
     for dim in p['dims']:
       means = {}
@@ -217,15 +231,18 @@ def aggregate(preset: str, designers: tuple[str, ...]) -> str:
         vals = [regret[k][at - 1] for k in regret if k[0] == d and k[1] == f and k[2] == dim]
         means[d] = np.mean(vals) if vals else np.nan
       cells = [f'{means[d]:.4f}' for d in present]
-      if all(k in means and np.isfinite(means[k]) for k in ('omnipred', 'random', 'quasi_random')):
-        total += 1
-        if means['omnipred'] < min(means['random'], means['quasi_random']):
-          beat += 1
-          cells[present.index('omnipred')] = f'**{cells[present.index("omnipred")]}**'
+      for o in ours:
+        if all(k in means and np.isfinite(means[k]) for k in (o, 'random', 'quasi_random')):
+          total[o] += 1
+          if means[o] < min(means['random'], means['quasi_random']):
+            beat[o] += 1
+            cells[present.index(o)] = f'**{cells[present.index(o)]}**'
       lines.append(f'| {f} | {dim} | ' + ' | '.join(cells) + ' |')
-  if total:
-    lines += ['', f'OmniPred beats random and quasi-random on {beat}/{total} '
-              f'(function, dim) pairs at trial {at}.']
+  lines.append('')
+  for o in ours:
+    if total[o]:
+      lines.append(f'{o} beats random and quasi-random on {beat[o]}/{total[o]} '
+                   f'(function, dim) pairs at trial {at}.')
 
   buckets = [(0, 10), (10, 25), (25, 45), (45, 56), (56, 100)]
   lines += ['', 'Latency: median seconds per suggest+evaluate step by completed trials, and '
