@@ -28,7 +28,7 @@ from vizier import pyvizier as vz
 from designers import acquisition
 from designers.candidates import CandidateSpace, parameter_key
 from designers.trust_region import TrustRegion, TrustRegionConfig
-from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo
+from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo, default_device
 
 _NS = 'omnipred'
 
@@ -56,6 +56,17 @@ class OmniPredDesignerConfig:
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)  # per suggest()
   min_candidates: int = attrs.field(default=64, kw_only=True)  # floor when degrading
   checkpoint: str | None = attrs.field(default=None, kw_only=True)  # None: shipped weights
+  # Where the surrogate runs. None: 'cuda' when torch sees a GPU, else 'cpu'.
+  device: str | None = attrs.field(default=None, kw_only=True)
+
+  @device.validator
+  def _check_device(self, attribute, value):
+    del attribute
+    if value is not None:
+      try:
+        torch.device(value)
+      except RuntimeError as e:
+        raise ValueError(f'device {value!r} is not a torch device: {e}') from None
   # torch threads inside suggest() (restored after; None: leave torch's setting). Seconds per
   # suggestion at 50 trials, 4-D, 2 cores: 1 thread 3.0-3.3 whether or not the other core is
   # busy; 2 threads 2.25 (quiet, OMP_WAIT_POLICY=ACTIVE), 6.8 (ACTIVE, other core busy),
@@ -82,7 +93,8 @@ class OmniPredDesigner(vza.Designer):
     self._space = CandidateSpace(problem.search_space, seed=0 if seed is None else seed)
     self._rng = np.random.default_rng(seed)
     self._seed = 0 if seed is None else int(seed)
-    self._regressor = regressor or OmniPredRegressor.from_pretrained(config.checkpoint)
+    self._regressor = regressor or OmniPredRegressor.from_pretrained(
+        config.checkpoint, device=config.device or default_device())
     self._regressor.set_study(problem, study=self._info)
     self._completed: list[vz.Trial] = []
     self._active: list[vz.Trial] = []

@@ -204,3 +204,16 @@ def test_suggest_uses_its_torch_threads_and_restores_the_callers(mixed_problem):
     assert seen == [1] and torch.get_num_threads() == 2
   finally:
     torch.set_num_threads(before)
+
+
+def test_surrogate_runs_on_the_configured_or_detected_device(mixed_problem, monkeypatch):
+  import torch
+  from vizier_omnipred import default_device
+  designer = OmniPredDesigner(mixed_problem, config=OmniPredDesignerConfig(device='cpu'))
+  assert designer._regressor.model.device == torch.device('cpu')  # pylint: disable=protected-access
+  monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+  assert default_device() == 'cuda'
+  monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+  assert default_device() == 'cpu'
+  with pytest.raises(ValueError, match="device 'gpu0' is not a torch device"):
+    OmniPredDesignerConfig(device='gpu0')

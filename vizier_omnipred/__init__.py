@@ -9,10 +9,11 @@ _os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 from vizier_omnipred.model import ModelConfig, OmniPredModel  # noqa: E402
 from vizier_omnipred.numbers import NumberCodec  # noqa: E402
 from vizier_omnipred.regressor import (  # noqa: E402
-    FineTuneConfig, FineTuneReport, OmniPredRegressor, Prediction, YScaler)
+    FineTuneConfig, FineTuneReport, OmniPredRegressor, Prediction, YScaler, default_device)
 from vizier_omnipred.serialization import Featurizer, FeaturizerConfig, StudyInfo  # noqa: E402
 
 __all__ = [
     'FineTuneConfig', 'FineTuneReport', 'Featurizer', 'FeaturizerConfig', 'ModelConfig',
     'NumberCodec', 'OmniPredModel', 'OmniPredRegressor', 'Prediction', 'StudyInfo', 'YScaler',
+    'default_device',
 ]

@@ -108,6 +108,11 @@ class Prediction:
   samples: np.ndarray  # [n, num_samples]
 
 
+def default_device() -> str:
+  """'cuda' when torch sees a GPU, else 'cpu': where a surrogate runs unless told."""
+  return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
 def _import_peft():
   import peft  # pylint: disable=g-import-not-at-top  # costs seconds: import on first use
   return peft
