@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from vizier_omnipred.decoding import sample_ids
+from vizier_omnipred.decoding import CachedDecoder, sample_ids
 from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel
 from vizier_omnipred.serialization import Featurizer
 
@@ -98,6 +98,27 @@ def test_prefix_shared_sampling_draws_what_per_sample_decoding_draws(tiny_config
   # Position 0 runs once per candidate; later positions once per distinct prefix.
   assert rows[0] == 5
   assert sum(rows) < 5 * 16 * len(rows)
+
+
+def test_rows_on_shuffled_memories_attend_to_their_own_memory_only(tiny_config):
+  """Rows in any order, several per memory, ragged masks: each row's states equal those of
+  a decoder that holds only that row's memory."""
+  torch.manual_seed(5)
+  model = OmniPredModel(tiny_config).eval()
+  d = tiny_config.d_model
+  memory = torch.randn(3, 4, d)
+  mask = torch.tensor([[True, True, False, False], [True, True, True, True],
+                       [True, False, False, False]])[:, None, None, :]
+  memory_index = torch.tensor([2, 0, 2, 1, 2, 0])
+  steps = [torch.randn(6, d) for _ in range(3)]
+  with torch.no_grad():
+    shared = CachedDecoder(model.decoder, memory, mask)
+    got = [shared.step(y, t, memory_index) for t, y in enumerate(steps)]
+    for r, mi in enumerate(memory_index.tolist()):
+      alone = CachedDecoder(model.decoder, memory[mi:mi + 1], mask[mi:mi + 1])
+      rows = torch.zeros(1, dtype=torch.long)
+      for t, y in enumerate(steps):
+        torch.testing.assert_close(got[t][r], alone.step(y[r:r + 1], t, rows)[0])
 
 
 def test_pooled_characters_equal_the_mean_of_char_plus_position_embeddings(tiny_config):
