@@ -59,6 +59,9 @@ class OmniPredDesignerConfig:
   trust_region: TrustRegionConfig = attrs.field(factory=TrustRegionConfig, kw_only=True)
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)  # per suggest()
   min_candidates: int = attrs.field(default=64, kw_only=True)  # floor when degrading
+  # After a suggestion, freed heap goes back to the OS once resident memory has grown this
+  # much since the last time (glibc; elsewhere nothing happens). See vizier_omnipred/heap.py.
+  heap_slack_mb: float = attrs.field(default=256.0, kw_only=True)
   checkpoint: str | None = attrs.field(default=None, kw_only=True)  # None: shipped weights
   # Where the surrogate runs. None: 'cuda' when torch sees a GPU, else 'cpu'.
   device: str | None = attrs.field(default=None, kw_only=True)
@@ -154,7 +157,7 @@ class OmniPredDesigner(vza.Designer):
       return self._model_suggestions(count, taken, start)
     finally:
       torch.set_num_threads(previous)
-      release_free_memory()  # or a long-lived process's heap keeps every suggestion's peak
+      release_free_memory(self._config.heap_slack_mb)  # see vizier_omnipred/heap.py
 
   def _seed_suggestions(self, count: int, taken: set) -> list[vz.TrialSuggestion]:
     points = []

@@ -1,22 +1,36 @@
 import ctypes
-import os
 
 import pytest
 
 from vizier_omnipred import heap
 
-
-def _rss_mb() -> float:
-  return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+needs_glibc = pytest.mark.skipif(heap._malloc_trim() is None, reason='needs glibc malloc_trim')
 
 
-@pytest.mark.skipif(heap._malloc_trim() is None, reason='needs glibc malloc_trim')
-def test_freed_heap_pages_go_back_to_the_os():
+def _fragment() -> list:
   blocks = [ctypes.create_string_buffer(64 * 1024) for _ in range(3000)]  # ~190 MB of heap
   del blocks[:-1]  # the last block keeps the top of the heap in use
-  kept = _rss_mb()
-  assert heap.release_free_memory()
-  assert _rss_mb() < kept - 100  # freed but kept by malloc before; returned after
+  return blocks
+
+
+@needs_glibc
+def test_freed_heap_pages_go_back_to_the_os():
+  heap.release_free_memory()
+  blocks = _fragment()
+  kept = heap.resident_mb()
+  assert heap.release_free_memory(slack_mb=100)
+  assert heap.resident_mb() < kept - 100  # freed but kept by malloc before; returned after
+  del blocks
+
+
+@needs_glibc
+def test_no_trim_while_growth_is_within_the_slack():
+  heap.release_free_memory()
+  blocks = _fragment()
+  kept = heap.resident_mb()
+  assert not heap.release_free_memory(slack_mb=10_000)
+  assert heap.resident_mb() > kept - 10
+  assert heap.release_free_memory(slack_mb=0)
   del blocks
 
 
