@@ -207,18 +207,21 @@ def aggregate(preset: str, designers: tuple[str, ...]) -> str:
 
   at = min(50, p['trials'])
   ours = [d for d in present if d in OMNIPRED_VARIANTS]
-  lines += ['', f'Win rate at trial {at}: share of studies (same function, dim and seed) where '
-            'the OmniPred variant\'s regret is lower (ties count half).', '',
-            '| OmniPred variant | against | studies | wins |', '|---|---|---|---|']
+  # Every variant against every baseline; the default config also against the other variants.
+  rows = []
   for o in ours:
     for d in present:
-      if d in OMNIPRED_VARIANTS:
+      if d == o or (d in OMNIPRED_VARIANTS and o != 'omnipred'):
         continue
       pairs = [(regret[(o,) + k[1:]][at - 1], regret[k][at - 1])
                for k in regret if k[0] == d and (o,) + k[1:] in regret]
       if pairs:
         wins = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
-        lines.append(f'| {o} | {d} | {len(pairs)} | {wins:.0%} |')
+        rows.append(f'| {o} | {d} | {len(pairs)} | {wins:.0%} |')
+  if rows:
+    lines += ['', f'Win rate at trial {at}: share of studies (same function, dim and seed) where '
+              'the OmniPred variant\'s regret is lower (ties count half).', '',
+              '| OmniPred variant | against | studies | wins |', '|---|---|---|---|'] + rows
 
   lines += ['', f'Mean regret at trial {at} by (function, dim); bold = an OmniPred variant beats '
             'both random and quasi-random (mean over seeds).', '',
