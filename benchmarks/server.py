@@ -34,13 +34,9 @@ from vizier.service import pyvizier as svz  # noqa: E402
 from designers.omnipred_designer import OmniPredDesigner  # noqa: E402
 from designers.serving import Service  # noqa: E402
 from designers.study_runner import shifted_bbob  # noqa: E402
+from vizier_omnipred.heap import resident_mb  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
-
-
-def rss_mb() -> float:
-  with open('/proc/self/statm') as f:
-    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
 def study_config(dim: int = 4) -> svz.StudyConfig:
@@ -94,7 +90,7 @@ def memory_run(service: Service, total: int, num_studies: int) -> list[tuple[int
     k = i % num_studies
     trial = next(iter(studies[k].suggest(count=1)))
     trial.complete(vz.Measurement({'bbob_eval': _evaluate(exptrs[k], dict(trial.parameters))}))
-    trace.append((i + 1, rss_mb()))
+    trace.append((i + 1, resident_mb()))
   return trace
 
 

@@ -42,30 +42,24 @@ class CachedDecoder:
     self._index = None
     self._rows: tuple = ()
 
-  def _cross_rows(self, memory_index: torch.Tensor) -> tuple:
-    """(slot of each row in the [B * m] query block, m); (None, R) for a single memory."""
+  def _cross_rows(self, memory_index: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(slot of each row in the [B * m] query block, m = most rows on one memory)."""
     if memory_index is not self._index:
-      r = len(memory_index)
-      if self.mask.shape[0] == 1:
-        self._rows = (None, r)
-      else:
-        b = self.mask.shape[0]
-        counts = torch.bincount(memory_index, minlength=b)
-        starts = torch.cumsum(counts, 0) - counts
-        order = torch.argsort(memory_index, stable=True)
-        rank = torch.empty_like(memory_index)
-        rank[order] = torch.arange(r, device=memory_index.device) - starts[memory_index[order]]
-        self._rows = (memory_index * int(counts.max()) + rank, int(counts.max()))
+      counts = torch.bincount(memory_index, minlength=self.mask.shape[0])
+      starts = torch.cumsum(counts, 0) - counts
+      order = torch.argsort(memory_index, stable=True)
+      rank = torch.empty_like(memory_index)
+      rank[order] = (torch.arange(len(memory_index), device=memory_index.device)
+                     - starts[memory_index[order]])
+      m = int(counts.max())
+      self._rows = (memory_index * m + rank, m)
       self._index = memory_index
     return self._rows
 
-  def _cross_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot, m: int
-                    ) -> torch.Tensor:
+  def _cross_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    slot: torch.Tensor, m: int) -> torch.Tensor:
     """q [R, H, 1, dh] against each row's own memory (k, v: [B, H, N, dh]) -> [R, H, 1, dh]."""
-    r, h, _, dh = q.shape
-    if slot is None:  # one memory: all R rows are one query block
-      return F.scaled_dot_product_attention(q[:, :, 0].transpose(0, 1)[None], k, v,
-                                            attn_mask=self.mask)[0].transpose(0, 1)[:, :, None]
+    _, h, _, dh = q.shape
     b = k.shape[0]
     block = q.new_zeros(b * m, h, dh)
     block[slot] = q[:, :, 0]
