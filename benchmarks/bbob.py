@@ -49,27 +49,26 @@ PRESETS = {
                             'AttractiveSector', 'StepEllipsoidal', 'RosenbrockRotated',
                             'Weierstrass'),
                  dims=(4, 8), seeds=(0, 1, 2, 3, 4), trials=50,
-                 designers=('omnipred', 'omnipred_60', 'random', 'quasi_random', 'eagle',
+                 designers=('omnipred', 'omnipred_lora', 'random', 'quasi_random', 'eagle',
                             'cmaes', 'gp_ucb_pe')),
     # Speed: every designer in one process, one after the other, on the same study.
     'latency': dict(functions=('Rastrigin',), dims=(4,), seeds=(0,), trials=60,
-                    designers=('omnipred', 'omnipred_60', 'omnipred_budget', 'gp_ucb_pe', 'random',
+                    designers=('omnipred', 'omnipred_lora', 'omnipred_budget', 'gp_ucb_pe', 'random',
                                'quasi_random', 'eagle', 'cmaes')),
     # Memory: peak RSS of a 100-trial 8-D study; run one designer per process (--designers).
     'memory': dict(functions=('Rastrigin',), dims=(8,), seeds=(0,), trials=100,
-                   designers=('omnipred', 'omnipred_60')),
+                   designers=('omnipred', 'omnipred_lora')),
 }
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
 GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'latency': (0,), 'memory': (0,)}
 BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
-# OmniPred variants: OmniPredDesignerConfig fields over the defaults. `omnipred_60` doubles
-# the warm-start fine-tuning (the default until the full preset showed 30 steps no worse);
-# `budget` cuts fine-tuning and the candidate pool by the clock so that suggest() stays under
-# 2 s (not reproducible).
+# OmniPred variants: (OmniPredDesignerConfig fields, LMSurrogateConfig fields) over the
+# defaults. `omnipred` is zero-shot in context; `omnipred_lora` adds test-time LoRA from 30
+# trials; `omnipred_budget` cuts the candidate pool by the clock (0.7 s; not reproducible).
 OMNIPRED_VARIANTS = {
-    'omnipred': {},
-    'omnipred_60': {'warm_start_steps': 60},
-    'omnipred_budget': {'time_budget_s': 1.8},
+    'omnipred': ({}, {}),
+    'omnipred_lora': ({}, {'lora_from_trials': 30}),
+    'omnipred_budget': ({'time_budget_s': 0.7}, {}),
 }
 
 
@@ -77,11 +76,12 @@ def designer_factory(name: str):
   """-> (problem, seed) -> Designer. Imports lazily: JAX and peft cost seconds to import."""
   if name in OMNIPRED_VARIANTS:
     from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
-    from vizier_omnipred import OmniPredRegressor  # pylint: disable=g-import-not-at-top
-    shared = OmniPredRegressor.from_pretrained()
-    config = OmniPredDesignerConfig(**OMNIPRED_VARIANTS[name])
-    return lambda p, seed=None: OmniPredDesigner(
-        p, seed=seed, config=config, regressor=OmniPredRegressor(shared.base, card=shared.card))
+    from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+    designer_fields, surrogate_fields = OMNIPRED_VARIANTS[name]
+    config = OmniPredDesignerConfig(**designer_fields)
+    surrogates = LMSurrogate.factory(LMSurrogateConfig(**surrogate_fields))
+    return lambda p, seed=None: OmniPredDesigner(p, seed=seed, config=config,
+                                                 surrogate_factory=surrogates)
   if name == 'random':
     from vizier._src.algorithms.designers import random  # pylint: disable=g-import-not-at-top
     return lambda p, seed=None: random.RandomDesigner(p.search_space, seed=seed)

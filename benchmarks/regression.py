@@ -1,18 +1,27 @@
-"""Regression benchmark: OmniPred's "study error" on shifted BBOB studies.
+"""Regression benchmark: OmniPred's "study error" on three sets of held-out studies.
 
-    python benchmarks/regression.py            # full: 5 held-out functions x dims 2/4/8
-    python benchmarks/regression.py --quick    # a minute: 2 functions, 2-D, 1 seed
+    python benchmarks/regression.py            # full: 15 BBOB + 15 GP + 5 tuning studies
+    python benchmarks/regression.py --quick    # a few minutes: fewer studies
 
-Every study is a BBOB function held out from pretraining (vizier.benchmarks), its optimum
-shifted, x0..x{d-1} in [-5, 5]. For each training size (10/30/100 uniform points) every method
-fits the same points and predicts the same 100 held-out points.
+Study sets (none of them seen in pretraining):
+  bbob:   BBOB functions held out from pretraining (vizier.benchmarks), optimum shifted,
+          x0..x{d-1} uniform in [-5, 5], dims 2/4/8.
+  gp:     functions drawn from the GP prior (`pretraining.gp_prior`) with seeds pretraining
+          never draws, dims 2/4/8.
+  tuning: real tuning studies with mixed parameter types: scikit-learn models on datasets
+          that ship with scikit-learn (`tuning_studies.py`: SVM, decision tree, k-NN, elastic
+          net, gradient boosting; log/linear DOUBLE, INTEGER, DISCRETE, CATEGORICAL).
+Each study is one pool of points: methods fit the first 10/30/100 and predict the same
+held-out points.
 
   study error = mean over test points of min(|prediction - y| / (y_max - y_min), 1)
   (OmniPred, Song et al. 2024; y range over the study's train + test points)
+  coverage    = share of test y inside the method's 10-90% predictive interval (ideal 0.8)
 
-Methods: pretrained + LoRA, pretrained without fine-tuning (train y only sets the affine
-y scale), the same LM trained from scratch on the study alone, and scikit-learn's random
-forest, GP (Matern 5/2 + noise) and MLP. Writes benchmarks/results/regression.{md,png}.
+Methods: the in-context LM zero-shot (the trials are its context, no weight changes), the
+same plus test-time LoRA, and scikit-learn's random forest, GP (Matern 5/2 + noise, ARD) and
+MLP; the baselines read log parameters as log10 and categories one-hot.
+Writes benchmarks/results/regression.{md,png}.
 """
 
 from __future__ import annotations
@@ -26,8 +35,11 @@ import warnings
 
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import attrs  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
@@ -37,23 +49,75 @@ from sklearn.neural_network import MLPRegressor  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
+from vizier import pyvizier as vz  # noqa: E402
 from vizier._src.benchmarks.experimenters.synthetic import bbob  # noqa: E402
 
-from vizier_omnipred import FineTuneConfig, OmniPredRegressor, YScaler  # noqa: E402
-from vizier_omnipred.pretraining.corpus import HELD_OUT_FUNCTIONS  # noqa: E402
+import tuning_studies  # noqa: E402
+from vizier_omnipred import FineTuneConfig, OmniPredRegressor  # noqa: E402
+from vizier_omnipred.pretraining.corpus import EVAL_SEED_OFFSET, HELD_OUT_FUNCTIONS  # noqa: E402
+from vizier_omnipred.pretraining.gp_prior import GPFunction  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
-NUM_TEST = 100
+NUM_TEST = 50
+SIZES = (10, 30, 100)
+Z90 = stats.norm.ppf(0.9)  # a Gaussian's 90% quantile in standard deviations
+# Test-time LoRA in the benchmark: a fit from the base per study.
+LORA = FineTuneConfig(max_steps=40)
 
 
-def make_study(function: str, dim: int, seed: int, n_train: int):
-  """Uniform train/test points of a shifted BBOB function: (X_train, y_train, X_test, y_test)."""
-  rng = np.random.default_rng([seed, dim, n_train, len(function)])
-  shift = np.random.default_rng([seed, dim]).uniform(-4, 4, dim)
-  fn = getattr(bbob, function)
-  x = rng.uniform(-5, 5, (n_train + NUM_TEST, dim))
-  y = np.asarray([float(np.real(fn(xi - shift, seed=seed))) for xi in x])
-  return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+@attrs.frozen
+class Study:
+  """One held-out study: its problem, a pool of rows with y, and the baselines' features."""
+
+  family: str  # 'bbob', 'gp' or 'tuning'
+  name: str
+  dim: int
+  problem: vz.ProblemStatement
+  rows: list
+  y: np.ndarray
+  x: np.ndarray  # [n, k] numeric features for the baselines
+
+
+def _xrows(x: np.ndarray) -> list[dict]:
+  return [{f'x{j}': float(v) for j, v in enumerate(row)} for row in x]
+
+
+def bbob_studies(functions, dims, seed=0) -> list[Study]:
+  out = []
+  for f in functions:
+    for d in dims:
+      rng = np.random.default_rng([seed, d, len(f)])
+      shift = np.random.default_rng([seed, d]).uniform(-4, 4, d)
+      fn = getattr(bbob, f)
+      x = rng.uniform(-5, 5, (max(SIZES) + NUM_TEST, d))
+      y = np.asarray([float(np.real(fn(xi - shift, seed=seed))) for xi in x])
+      out.append(Study('bbob', f'{f} {d}-D', d, bbob.DefaultBBOBProblemStatement(d), _xrows(x),
+                       y, x))
+  return out
+
+
+def gp_studies(seeds, dims) -> list[Study]:
+  out = []
+  for s in seeds:
+    for d in dims:
+      rng = np.random.default_rng([EVAL_SEED_OFFSET, s, d])
+      fn = GPFunction.draw(d, rng)
+      u = rng.uniform(0, 1, (max(SIZES) + NUM_TEST, d))
+      x = -5 + 10 * u
+      out.append(Study('gp', f'GP {fn.kernel} {d}-D #{s}', d, bbob.DefaultBBOBProblemStatement(d),
+                       _xrows(x), fn.sample(u, rng), x))
+  return out
+
+
+def tuning_study_set(names=None) -> list[Study]:
+  out = []
+  chosen = [t for t in tuning_studies.studies() if names is None or t.name in names]
+  with tqdm(total=0, desc='tuning studies (cached after the first run)', disable=None) as bar:
+    for t in chosen:
+      rows, y = tuning_studies.evaluated(t, max(SIZES) + NUM_TEST, 0, progress=bar)
+      out.append(Study('tuning', t.name, len(t.problem.search_space.parameters), t.problem, rows,
+                       y, tuning_studies.numeric_features(t.problem, rows)))
+  return out
 
 
 def study_error(pred: np.ndarray, y_test: np.ndarray, y_all: np.ndarray) -> float:
@@ -61,53 +125,56 @@ def study_error(pred: np.ndarray, y_test: np.ndarray, y_all: np.ndarray) -> floa
   return float(np.mean(np.minimum(np.abs(pred - y_test) / span, 1.0)))
 
 
-def _rows(x: np.ndarray) -> list[dict]:
-  return [{f'x{j}': float(v) for j, v in enumerate(row)} for row in x]
+@attrs.frozen
+class Fit:
+  """A method's prediction for the test points: median and 10/90% quantiles (None: no
+  predictive distribution)."""
 
-
-def _problem(dim: int):
-  return bbob.DefaultBBOBProblemStatement(dim)
+  median: np.ndarray
+  lo: np.ndarray | None = None
+  hi: np.ndarray | None = None
 
 
 class LMMethod:
-  """One of the OmniPred rows; `base` is shared, every study gets a fresh fine-tuning."""
+  """An in-context LM row; `base` is shared, each study gets its own regressor."""
 
-  def __init__(self, name: str, base: OmniPredRegressor | None, mode: str, seed: int = 0,
-               model_config=None):
-    self.name, self.base, self.mode, self.seed = name, base, mode, seed
-    self.model_config = model_config  # for 'scratch': the size to train from random weights
+  def __init__(self, base: OmniPredRegressor, lora: FineTuneConfig | None):
+    self.base, self.lora = base, lora
 
-  def __call__(self, xtr, ytr, xte, dim):
-    problem = _problem(dim)
-    if self.mode == 'scratch':
-      reg = OmniPredRegressor.from_scratch(self.model_config, seed=self.seed)
-      reg.fine_tune(list(zip(_rows(xtr), ytr)), problem=problem,
-                    config=FineTuneConfig(method='full', learning_rate=1e-3, max_steps=500))
+  def __call__(self, study: Study, n: int) -> Fit:
+    reg = self.base.for_new_study()
+    train = list(zip(study.rows[:n], study.y[:n]))
+    if self.lora is None:
+      reg.condition(train, problem=study.problem)
     else:
-      reg = OmniPredRegressor(self.base.base, card=self.base.card)
-      if self.mode == 'lora':
-        reg.fine_tune(list(zip(_rows(xtr), ytr)), problem=problem, config=FineTuneConfig())
-      else:  # zero-shot: weights untouched, train y only fixes the affine y scale
-        reg.set_study(problem)
-        reg.y_scaler = YScaler.fit(ytr)
-    return reg.predict(_rows(xte), num_samples=64).median
+      reg.fine_tune(train, problem=study.problem, config=self.lora)
+    p = reg.predict(study.rows[-NUM_TEST:], num_samples=64, quantiles=(0.1, 0.5, 0.9))
+    return Fit(p.median, p.quantiles[:, 0], p.quantiles[:, 2])
 
 
 def sklearn_methods(seed: int) -> dict:
-  def rf(xtr, ytr, xte, dim):
-    return RandomForestRegressor(200, random_state=seed).fit(xtr, ytr).predict(xte)
+  def rf(study, n):
+    model = RandomForestRegressor(200, random_state=seed).fit(study.x[:n], study.y[:n])
+    xte = study.x[-NUM_TEST:]
+    trees = np.stack([t.predict(xte) for t in model.estimators_])
+    return Fit(model.predict(xte), *np.quantile(trees, [0.1, 0.9], axis=0))
 
-  def gp(xtr, ytr, xte, dim):
-    kernel = ConstantKernel() * Matern(length_scale=np.ones(dim), nu=2.5) + WhiteKernel(1e-3)
+  def gp(study, n):
+    scaler = StandardScaler().fit(study.x[:n])
+    k = study.x.shape[1]
+    kernel = ConstantKernel() * Matern(length_scale=np.ones(k), nu=2.5) + WhiteKernel(1e-3)
     model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2,
                                      random_state=seed)
-    return model.fit(xtr, ytr).predict(xte)
+    model.fit(scaler.transform(study.x[:n]), study.y[:n])
+    mean, sd = model.predict(scaler.transform(study.x[-NUM_TEST:]), return_std=True)
+    return Fit(mean, mean - Z90 * sd, mean + Z90 * sd)
 
-  def mlp(xtr, ytr, xte, dim):
+  def mlp(study, n):
+    ytr = study.y[:n]
     mu, sd = ytr.mean(), ytr.std() or 1.0
     model = make_pipeline(StandardScaler(), MLPRegressor(
-        hidden_layer_sizes=(64, 64), max_iter=3000, early_stopping=len(ytr) >= 30, random_state=seed))
-    return model.fit(xtr, (ytr - mu) / sd).predict(xte) * sd + mu
+        hidden_layer_sizes=(64, 64), max_iter=3000, early_stopping=n >= 30, random_state=seed))
+    return Fit(model.fit(study.x[:n], (ytr - mu) / sd).predict(study.x[-NUM_TEST:]) * sd + mu)
 
   return {'random forest': rf, 'GP (Matern 5/2)': gp, 'MLP': mlp}
 
@@ -116,104 +183,115 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--quick', action='store_true')
   parser.add_argument('--checkpoint', default=None, help='default: the shipped checkpoint')
+  parser.add_argument('--sets', default='bbob,gp,tuning')
   parser.add_argument('--out', default=str(RESULTS / 'regression'))
   args = parser.parse_args(argv)
-  functions = HELD_OUT_FUNCTIONS[:2] if args.quick else HELD_OUT_FUNCTIONS
-  dims = (2,) if args.quick else (2, 4, 8)
-  seeds = (0,)
-  sizes = (10, 30, 100)
+  torch.set_num_threads(1)
+  sets = args.sets.split(',')
+  studies = []
+  if 'bbob' in sets:
+    studies += bbob_studies(HELD_OUT_FUNCTIONS[:2] if args.quick else HELD_OUT_FUNCTIONS,
+                            (2,) if args.quick else (2, 4, 8))
+  if 'gp' in sets:
+    studies += gp_studies(range(2 if args.quick else 5), (2,) if args.quick else (2, 4, 8))
+  if 'tuning' in sets:
+    studies += tuning_study_set(['svm_breast_cancer', 'elasticnet_diabetes'] if args.quick
+                                else None)
 
-  methods: dict = {}
-  try:
-    pretrained = OmniPredRegressor.from_pretrained(args.checkpoint)
-    methods['pretrained + LoRA'] = LMMethod('pretrained + LoRA', pretrained, 'lora')
-    methods['pretrained, no fine-tuning'] = LMMethod('zero-shot', pretrained, 'zero')
-    model_config = pretrained.base.model_config
-  except FileNotFoundError as e:
-    print(f'(no pretrained rows: {e})')
-    from vizier_omnipred import ModelConfig  # pylint: disable=g-import-not-at-top
-    model_config = ModelConfig(encoder_layers=3)
-  methods['single-task LM from scratch'] = LMMethod(
-      'single-task from scratch', None, 'scratch', model_config=model_config)
+  pretrained = OmniPredRegressor.from_pretrained(args.checkpoint)
+  methods = {'in-context LM, zero-shot': LMMethod(pretrained, None),
+             'in-context LM + LoRA': LMMethod(pretrained, LORA)}
   methods.update(sklearn_methods(0))
 
-  jobs = [(f, d, s, n) for f in functions for d in dims for s in seeds for n in sizes]
   records = []
   warnings.filterwarnings('ignore', category=ConvergenceWarning)
   warnings.filterwarnings('ignore', module='sklearn')
-  for f, d, s, n in tqdm(jobs, desc='studies', dynamic_ncols=True):
-    xtr, ytr, xte, yte = make_study(f, d, s, n)
-    y_all = np.concatenate([ytr, yte])
+  jobs = [(study, n) for study in studies for n in SIZES]
+  for study, n in tqdm(jobs, desc='studies x sizes', dynamic_ncols=True):
+    yte = study.y[-NUM_TEST:]
+    y_all = np.concatenate([study.y[:n], yte])
     for name, method in methods.items():
       t0 = time.perf_counter()
-      pred = method(xtr, ytr, xte, d)
-      records.append(dict(method=name, function=f, dim=d, seed=s, n=n,
-                          error=study_error(pred, yte, y_all),
-                          spearman=float(stats.spearmanr(pred, yte).statistic),
-                          seconds=time.perf_counter() - t0))
-  write_results(records, methods, sizes, args, model_config)
+      fit = method(study, n)
+      covered = (float(np.mean((yte >= fit.lo) & (yte <= fit.hi))) if fit.lo is not None
+                 else float('nan'))
+      records.append(dict(method=name, family=study.family, study=study.name, dim=study.dim,
+                          n=n, error=study_error(fit.median, yte, y_all),
+                          spearman=float(stats.spearmanr(fit.median, yte).statistic),
+                          coverage=covered, seconds=time.perf_counter() - t0))
+  write_results(records, methods, args, pretrained)
   return 0
 
 
-def write_results(records, methods, sizes, args, model_config) -> None:
+FAMILY_TITLES = {'bbob': 'held-out BBOB functions', 'gp': 'held-out GP-prior functions',
+                 'tuning': 'scikit-learn tuning studies (mixed types)'}
+
+
+def write_results(records, methods, args, pretrained) -> None:
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
 
-  def agg(name, n, key):
-    vals = [r[key] for r in records if r['method'] == name and r['n'] == n]
+  def agg(name, family, n, key):
+    vals = [r[key] for r in records if r['method'] == name and r['n'] == n
+            and r['family'] == family]
     vals = [v for v in vals if np.isfinite(v)]
     return float(np.mean(vals)) if vals else float('nan')
 
-  num_studies = len({(r['function'], r['dim'], r['seed']) for r in records})
-  lines = [
-      f'Study error (lower is better) and Spearman rank correlation (higher is better) on '
-      f'{num_studies} shifted held-out BBOB studies per training size '
-      f'({", ".join(sorted({r["function"] for r in records}))}; dims '
-      f'{sorted({r["dim"] for r in records})}; seeds {sorted({r["seed"] for r in records})}), '
-      f'{NUM_TEST} test points each.',
-      '',
-      '| method | ' + ' | '.join(f'error @ {n}' for n in sizes) + ' | '
-      + ' | '.join(f'Spearman @ {n}' for n in sizes) + ' | s / fit @ 30 |',
-      '|---|' + '---|' * (2 * len(sizes) + 1),
-  ]
-  for name in methods:
-    errs = ' | '.join(f'{agg(name, n, "error"):.3f}' for n in sizes)
-    rhos = ' | '.join(f'{agg(name, n, "spearman"):.3f}' for n in sizes)
-    lines.append(f'| {name} | {errs} | {rhos} | {agg(name, 30, "seconds"):.2f} |')
-  lines += ['', f'Command: `python benchmarks/regression.py{" --quick" if args.quick else ""}`'
-            f'; LM size d_model={model_config.d_model}, '
-            f'{model_config.encoder_layers}+{model_config.decoder_layers} layers.']
-  if '--quick' not in sys.argv:
-    lines += ['', '### Study error at 30 training points, by function', '',
-              '| method | ' + ' | '.join(sorted({r['function'] for r in records})) + ' |',
-              '|---|' + '---|' * len({r['function'] for r in records})]
+  families = [f for f in FAMILY_TITLES if any(r['family'] == f for r in records)]
+  cfg = pretrained.base.model_config
+  lines = [f'Held-out studies, {NUM_TEST} test points each; mean over studies. Study error: '
+           'lower is better; Spearman: higher is better; coverage: share of test y inside '
+           'the 10-90% interval (0.8 is calibrated; `-`: no predictive distribution). '
+           f'LM: `{pretrained.card.get("name")}` ({pretrained.card.get("steps")} pretraining '
+           f'steps; d_model {cfg.d_model}, {cfg.encoder_layers}+{cfg.decoder_layers} layers); '
+           f'LoRA: {LORA.max_steps} steps, rank {LORA.lora_rank}, lr {LORA.learning_rate}.', '']
+  for family in families:
+    names = sorted({r['study'] for r in records if r['family'] == family})
+    lines += [f'### {FAMILY_TITLES[family]} ({len(names)} studies)', '',
+              '| method | ' + ' | '.join(f'error @ {n}' for n in SIZES) + ' | '
+              + ' | '.join(f'Spearman @ {n}' for n in SIZES) + ' | coverage @ 30 | s / fit @ 30 |',
+              '|---|' + '---|' * (2 * len(SIZES) + 2)]
     for name in methods:
-      cells = []
-      for f in sorted({r['function'] for r in records}):
-        vals = [r['error'] for r in records if r['method'] == name and r['n'] == 30
-                and r['function'] == f]
-        cells.append(f'{np.mean(vals):.3f}')
-      lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+      errs = ' | '.join(f'{agg(name, family, n, "error"):.3f}' for n in SIZES)
+      rhos = ' | '.join(f'{agg(name, family, n, "spearman"):.3f}' for n in SIZES)
+      cov = agg(name, family, 30, 'coverage')
+      lines.append(f'| {name} | {errs} | {rhos} | {"-" if np.isnan(cov) else f"{cov:.2f}"} '
+                   f'| {agg(name, family, 30, "seconds"):.2f} |')
+    lines.append('')
+  lines += [f'Command: `python benchmarks/regression.py{" --quick" if args.quick else ""}`',
+            '', '### Study error at 30 training points, by study', '',
+            '| study | ' + ' | '.join(methods) + ' |', '|---|' + '---|' * len(methods)]
+  for family in families:
+    for study in sorted({r['study'] for r in records if r['family'] == family}):
+      cells = [np.mean([r['error'] for r in records if r['method'] == m and r['n'] == 30
+                        and r['study'] == study]) for m in methods]
+      best = int(np.argmin(cells))
+      lines.append(f'| {study} | ' + ' | '.join(
+          f'**{c:.3f}**' if i == best else f'{c:.3f}' for i, c in enumerate(cells)) + ' |')
   out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
   print('\n'.join(lines))
 
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  for name in methods:
-    axes[0].plot(sizes, [agg(name, n, 'error') for n in sizes], marker='o', label=name)
-    axes[1].plot(sizes, [agg(name, n, 'spearman') for n in sizes], marker='o', label=name)
-  for ax, title in zip(axes, ('study error (lower is better)', 'Spearman (higher is better)')):
-    ax.set_xscale('log')
-    ax.set_xticks(sizes, [str(s) for s in sizes])
-    ax.set_xlabel('training points')
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=8)
-  fig.suptitle(f'Regression on {num_studies} shifted held-out BBOB studies')
+  fig, axes = plt.subplots(2, len(families), figsize=(4.5 * len(families), 7), squeeze=False)
+  for col, family in enumerate(families):
+    for name in methods:
+      axes[0, col].plot(SIZES, [agg(name, family, n, 'error') for n in SIZES], marker='o',
+                        label=name)
+      axes[1, col].plot(SIZES, [agg(name, family, n, 'spearman') for n in SIZES], marker='o',
+                        label=name)
+    axes[0, col].set_title(FAMILY_TITLES[family], fontsize=10)
+    axes[0, col].set_ylabel('study error (lower is better)')
+    axes[1, col].set_ylabel('Spearman (higher is better)')
+    for ax in axes[:, col]:
+      ax.set_xscale('log')
+      ax.set_xticks(SIZES, [str(s) for s in SIZES])
+      ax.set_xlabel('training points (context)')
+      ax.grid(alpha=0.3)
+  axes[0, 0].legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(out.with_suffix('.png'), dpi=120)
+  fig.savefig(out.with_suffix('.png'), dpi=110)
   print(f'wrote {out.with_suffix(".md")} and {out.with_suffix(".png")}')
 
 

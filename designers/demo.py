@@ -16,6 +16,7 @@ from vizier._src.algorithms.designers import random as random_designer
 
 from designers.omnipred_designer import OmniPredDesigner
 from designers.study_runner import StudyRun, run_study, shifted_bbob
+from designers.surrogate import LMSurrogate
 from vizier_omnipred import OmniPredRegressor
 
 
@@ -32,14 +33,15 @@ def result_table(runs: list[StudyRun], checkpoints: list[int]) -> str:
 
 def main(args) -> int:
   start = time.perf_counter()
-  regressor = OmniPredRegressor.from_pretrained()  # the shipped checkpoint, loaded once
-  card = regressor.card
+  surrogates = LMSurrogate.factory()  # the shipped checkpoint, loaded once
+  card = OmniPredRegressor.from_pretrained().card
   print(f'checkpoint: {card.get("name")} ({card.get("num_parameters", "?")} parameters, '
         f'{card.get("steps", "?")} pretraining steps)')
   print(f'problem: {args.function} in {args.dim}-D, optimum shifted (seed {args.seed}), '
         f'{args.trials} trials, minimise')
   factories = {
-      'omnipred': lambda p, seed=None: OmniPredDesigner(p, seed=seed, regressor=regressor),
+      'omnipred': lambda p, seed=None: OmniPredDesigner(p, seed=seed,
+                                                        surrogate_factory=surrogates),
       'random': lambda p, seed=None: random_designer.RandomDesigner(p.search_space, seed=seed),
   }
   runs = []

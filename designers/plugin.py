@@ -22,6 +22,7 @@ from vizier._src.algorithms.policies import designer_policy
 from vizier._src.service import policy_factory as vizier_policy_factory
 
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
+from designers.surrogate import LMSurrogate, SurrogateFactory
 
 ALGORITHM = 'OMNIPRED'
 # What Vizier's DefaultPolicyFactory accepts (vizier 0.1.24), for the error message.
@@ -36,26 +37,26 @@ class OmniPredPolicyFactory(pythia.PolicyFactory):
   """Maps `OMNIPRED` to an in-memory `OmniPredDesigner` per study; the rest to Vizier."""
 
   def __init__(self, *, config: OmniPredDesignerConfig = OmniPredDesignerConfig(),
+               surrogate_factory: SurrogateFactory | None = None,
                max_studies: int = 64, seed: int | None = 0):
-    """`max_studies`: designers kept in memory; the least recently used is dropped (and
-    rebuilt from its stored trials if its study comes back)."""
+    """`surrogate_factory(problem, study_info)` builds each study's surrogate (default: the
+    shipped LM, loaded once on first use and shared by every study). `max_studies`: designers
+    kept in memory; the least recently used is dropped (and rebuilt from its stored trials if
+    its study comes back)."""
     self._config = config
+    self._surrogate_factory = surrogate_factory
     self._max_studies = max_studies
     self._seed = seed
     self._policies: collections.OrderedDict[str, designer_policy.InRamDesignerPolicy] = (
         collections.OrderedDict())
     self._lock = threading.Lock()
     self._default = vizier_policy_factory.DefaultPolicyFactory()
-    self._base = None  # the pretrained model, loaded once and shared by every study
-
-  def _regressor(self):
-    from vizier_omnipred import OmniPredRegressor  # pylint: disable=g-import-not-at-top
-    if self._base is None:
-      self._base = OmniPredRegressor.from_pretrained(self._config.checkpoint)
-    return OmniPredRegressor(self._base.base, card=self._base.card)
 
   def _designer(self, problem: vz.ProblemStatement, seed=None) -> OmniPredDesigner:
-    return OmniPredDesigner(problem, seed=seed, config=self._config, regressor=self._regressor())
+    if self._surrogate_factory is None:  # first OMNIPRED study: load the checkpoint now
+      self._surrogate_factory = LMSurrogate.factory()
+    return OmniPredDesigner(problem, seed=seed, config=self._config,
+                            surrogate_factory=self._surrogate_factory)
 
   def __call__(self, problem_statement: vz.ProblemStatement, algorithm: str,
                policy_supporter: pythia.PolicySupporter, study_name: str) -> pythia.Policy:

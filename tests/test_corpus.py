@@ -62,3 +62,49 @@ def test_recurring_study_has_fixed_targets():
 def test_bad_split_is_rejected():
   with pytest.raises(ValueError, match="split must be 'train' or 'eval'"):
     SyntheticStudy(0, split='test')
+
+
+def test_gp_prior_draws_have_the_kernel_s_smoothness():
+  """Nearby points are close for a long length scale and not for a short one."""
+  from vizier_omnipred.pretraining.gp_prior import GPFunction
+  u = np.linspace(0, 1, 200)[:, None]
+  rng = np.random.default_rng(0)
+  rough = []
+  for scale in (0.02, 1.0):
+    fn = GPFunction(kernel='matern52', length_scales=np.array([scale]), noise=0.0, warp_a=None,
+                    warp_b=None, jitter=1e-6)
+    f = fn.sample(u, rng)
+    rough.append(np.mean(np.abs(np.diff(f))) / (np.std(f) + 1e-12))
+  assert rough[0] > 5 * rough[1]
+
+
+def test_gp_prior_ignores_unused_dimensions():
+  from vizier_omnipred.pretraining.gp_prior import GPFunction
+  fn = GPFunction(kernel='rbf', length_scales=np.array([0.3, np.inf]), noise=0.0, warp_a=None,
+                  warp_b=None, jitter=1e-6)
+  u = np.array([[0.2, 0.0], [0.2, 1.0], [0.9, 0.5]])
+  k = fn.covariance(u)
+  assert k[0, 1] == pytest.approx(1.0) and k[0, 2] < 0.2
+
+
+def test_gp_prior_survives_repeated_points():
+  from vizier_omnipred.pretraining.gp_prior import GPFunction
+  fn = GPFunction(kernel='rbf', length_scales=np.array([5.0]), noise=0.0, warp_a=None,
+                  warp_b=None, jitter=0.0)
+  f = fn.sample(np.zeros((30, 1)), np.random.default_rng(0))
+  assert np.all(np.isfinite(f)) and np.ptp(f) < 1e-6  # one point, one value
+
+
+def test_in_context_corpus_mixes_objective_kinds_and_draws_new_functions():
+  from vizier_omnipred.pretraining.corpus import IN_CONTEXT_CORPUS
+  kinds = {SyntheticStudy(s, IN_CONTEXT_CORPUS).objective for s in range(60)}
+  assert kinds == {'bbob', 'gp', 'sum', 'product'}
+  gp = next(SyntheticStudy(s, IN_CONTEXT_CORPUS) for s in range(60)
+            if SyntheticStudy(s, IN_CONTEXT_CORPUS).objective == 'gp')
+  rows, y = gp.draw(20, np.random.default_rng(0))
+  assert len(rows) == 20 and np.all(np.isfinite(y)) and np.ptp(y) > 0
+  with pytest.raises(ValueError, match="is a 'gp' objective"):
+    gp.evaluate(rows)
+  # The held-out split's BBOB parts use only held-out functions.
+  held = [SyntheticStudy(s, IN_CONTEXT_CORPUS, split='eval') for s in range(40)]
+  assert {s.function_name for s in held} <= set(HELD_OUT_FUNCTIONS)

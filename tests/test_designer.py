@@ -1,5 +1,7 @@
 import math
 
+import attrs
+
 import numpy as np
 import pytest
 from vizier import algorithms as vza
@@ -7,17 +9,21 @@ from vizier import pyvizier as vz
 
 from designers.candidates import parameter_key
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
-from vizier_omnipred import FineTuneConfig, OmniPredRegressor
+from designers.surrogate import LMSurrogate, LMSurrogateConfig
+from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo
 from tests.conftest import TINY
 
-FAST = OmniPredDesignerConfig(
-    num_seed_trials=3, num_candidates=64, num_samples=8,
-    fine_tune=FineTuneConfig(max_steps=8, min_validation=100), warm_start_steps=4)
+FAST = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=64, num_samples=8)
+# LoRA from the 4th feasible trial on: the designer tests exercise both paths.
+FAST_SURROGATE = LMSurrogateConfig(lora_from_trials=4, fine_tune=FineTuneConfig(max_steps=4),
+                                   warm_start_steps=2)
 
 
-def _designer(problem, seed=0, config=FAST):
-  return OmniPredDesigner(problem, seed=seed, config=config,
+def _designer(problem, seed=0, config=FAST, surrogate_config=FAST_SURROGATE):
+  surrogate = LMSurrogate(problem, StudyInfo.from_problem(problem, config.metric_name),
+                          config=surrogate_config,
                           regressor=OmniPredRegressor.from_scratch(TINY, seed=0))
+  return OmniPredDesigner(problem, seed=seed, config=config, surrogate=surrogate)
 
 
 def _objective(params: vz.ParameterDict) -> float:
@@ -149,10 +155,10 @@ def test_seeded_runs_are_reproducible(mixed_problem):
 
 
 def test_time_budget_degrades_and_says_so(mixed_problem):
-  config = OmniPredDesignerConfig(
-      num_seed_trials=3, num_candidates=4096, min_candidates=16, num_samples=8,
-      fine_tune=FineTuneConfig(max_steps=200, min_validation=100), time_budget_s=0.05)
-  designer = _designer(mixed_problem, config=config)
+  config = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=4096, min_candidates=16,
+                                  num_samples=8, time_budget_s=0.05)
+  designer = _designer(mixed_problem, config=config, surrogate_config=LMSurrogateConfig(
+      lora_from_trials=3, fine_tune=FineTuneConfig(max_steps=200), warm_start_steps=200))
   _run(designer, mixed_problem, 3)  # seed trials only
   # The first model suggestion has no cost estimate yet: it samples a probe batch and sizes
   # the pool from it, so it is capped too.
@@ -168,13 +174,13 @@ def test_bad_problems_fail_at_construction():
   model = conditional.search_space.root.add_categorical_param('model', ['a', 'b'])
   model.select_values(['b']).add_float_param('lr', 0.1, 1.0)
   conditional.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
-  with pytest.raises(ValueError, match='OmniPredDesigner does not support conditional'):
+  with pytest.raises(ValueError, match='does not support conditional'):
     _designer(conditional)
   flat = vz.ProblemStatement()
   flat.search_space.root.add_float_param('x', 0.0, 1.0)
   flat.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
   with pytest.raises(ValueError, match="Metric 'loss' is not in the problem"):
-    _designer(flat, config=OmniPredDesignerConfig(metric_name='loss'))
+    OmniPredDesigner(flat, config=OmniPredDesignerConfig(metric_name='loss'))
 
 
 def test_unknown_acquisition_is_rejected():
@@ -182,21 +188,20 @@ def test_unknown_acquisition_is_rejected():
     OmniPredDesignerConfig(acquisition='magic')
 
 
-def test_suggest_uses_its_torch_threads_and_restores_the_callers(mixed_problem):
+def test_surrogate_uses_its_torch_threads_and_restores_the_callers(mixed_problem):
   import torch
   seen = []
-  config = OmniPredDesignerConfig(num_seed_trials=2, num_candidates=32, num_samples=4,
-                                  fine_tune=FineTuneConfig(max_steps=2, min_steps=0),
-                                  warm_start_steps=1, torch_threads=1)
-  designer = _designer(mixed_problem, config=config)
+  designer = _designer(mixed_problem, config=attrs.evolve(FAST, num_seed_trials=2),
+                       surrogate_config=attrs.evolve(FAST_SURROGATE, torch_threads=1))
   _run(designer, mixed_problem, 2)
-  original = designer._regressor.sample  # pylint: disable=protected-access
+  regressor = designer.surrogate.regressor
+  original = regressor.sample
 
   def spy(*args, **kwargs):
     seen.append(torch.get_num_threads())
     return original(*args, **kwargs)
 
-  designer._regressor.sample = spy  # pylint: disable=protected-access
+  regressor.sample = spy
   before = torch.get_num_threads()
   torch.set_num_threads(2)
   try:
@@ -209,11 +214,58 @@ def test_suggest_uses_its_torch_threads_and_restores_the_callers(mixed_problem):
 def test_surrogate_runs_on_the_configured_or_detected_device(mixed_problem, monkeypatch):
   import torch
   from vizier_omnipred import default_device
-  designer = OmniPredDesigner(mixed_problem, config=OmniPredDesignerConfig(device='cpu'))
-  assert designer._regressor.model.device == torch.device('cpu')  # pylint: disable=protected-access
+  surrogate = LMSurrogate(mixed_problem, StudyInfo.from_problem(mixed_problem),
+                          config=LMSurrogateConfig(device='cpu'))
+  assert surrogate.regressor.model.device == torch.device('cpu')
   monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
   assert default_device() == 'cuda'
   monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
   assert default_device() == 'cpu'
   with pytest.raises(ValueError, match="device 'gpu0' is not a torch device"):
-    OmniPredDesignerConfig(device='gpu0')
+    LMSurrogateConfig(device='gpu0')
+
+
+class QuadraticSurrogate:
+  """A test surrogate: knows the objective -(x - 0.3)^2, ignores the trials. Not an LM."""
+
+  def __init__(self):
+    self.conditioned_on = []
+
+  def condition(self, parameters, y, *, time_budget_s=None):
+    self.conditioned_on.append((len(parameters), np.asarray(y)))
+    return {'fit_steps': 0}
+
+  def sample(self, parameters, num_samples, *, seed):
+    x = np.asarray([p['x'].value if hasattr(p['x'], 'value') else p['x'] for p in parameters])
+    return np.repeat(-(x[:, None] - 0.3) ** 2, num_samples, axis=1)
+
+
+@pytest.mark.parametrize('goal', [vz.ObjectiveMetricGoal.MAXIMIZE, vz.ObjectiveMetricGoal.MINIMIZE])
+def test_any_surrogate_plugs_into_the_designer(goal):
+  """The seam: a surrogate that is not the LM drives the designer with no other change, and
+  gets the trials' y warped, in the study's own direction."""
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_float_param('x', 0.0, 1.0)
+  problem.metric_information.append(vz.MetricInformation('y', goal=goal))
+  sign = 1.0 if goal == vz.ObjectiveMetricGoal.MAXIMIZE else -1.0
+  surrogate = QuadraticSurrogate()
+  designer = OmniPredDesigner(problem, seed=0, config=FAST,
+                              surrogate=surrogate if sign > 0 else _Negated(surrogate))
+  _run(designer, problem, 4, value_fn=lambda p: sign * -(p['x'].value - 0.3) ** 2)
+  best = designer.suggest(1)[0].parameters['x'].value
+  assert abs(best - 0.3) < 0.05  # the surrogate's optimum, found through the acquisition
+  n, y = surrogate.conditioned_on[-1]
+  assert n == 4 and sorted(sign * y) == pytest.approx([0, 1 / 3, 2 / 3, 1])  # rank warp
+
+
+class _Negated:
+  """A MINIMIZE study's surrogate predicts the metric itself: here +(x - 0.3)^2."""
+
+  def __init__(self, inner):
+    self.inner = inner
+
+  def condition(self, parameters, y, *, time_budget_s=None):
+    return self.inner.condition(parameters, y, time_budget_s=time_budget_s)
+
+  def sample(self, parameters, num_samples, *, seed):
+    return -self.inner.sample(parameters, num_samples, seed=seed)

@@ -1,16 +1,65 @@
+import attrs
 import numpy as np
 import pytest
 import torch
 
 from vizier_omnipred.decoding import CachedDecoder, sample_ids
 from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel
-from vizier_omnipred.serialization import Featurizer
+from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInputs
+
+NUM_CONTEXT = 6
 
 
-def _batch(model, n=5, seed=0):
+def _study(n=5, seed=0, repeat=1) -> StudyInputs:
+  """One study: NUM_CONTEXT context trials with y in [2, 3], then n queries (each `repeat`
+  times in a row)."""
   rng = np.random.default_rng(seed)
-  rows = [{'a': float(v), 'b': str(c)} for v, c in zip(rng.normal(size=n), rng.choice(['x', 'y'], n))]
-  return model.to_tensors(Featurizer().featurize(rows))
+  total = NUM_CONTEXT + n
+  rows = [{'a': float(v), 'b': str(c)}
+          for v, c in zip(rng.normal(size=total), rng.choice(['x', 'y'], total))]
+  rows = rows[:NUM_CONTEXT] + [r for r in rows[NUM_CONTEXT:] for _ in range(repeat)]
+  fz = Featurizer()
+  return StudyInputs.build(fz.featurize(rows), fz.metadata(),
+                           rng.uniform(2, 3, NUM_CONTEXT), NUM_CONTEXT)
+
+
+def _batch(model, n=5, seed=0, repeat=1):
+  return model.to_tensors(_study(n, seed, repeat))
+
+
+def _reorder(inputs: StudyInputs, trials=None, items=None) -> StudyInputs:
+  """The same study with its trials (axis 1) and/or parameter items (axis 2) reordered."""
+  t = slice(None) if trials is None else trials
+  p = slice(None) if items is None else items
+  fields = {k: v[:, t][:, :, p] for k, v in attrs.asdict(inputs.items, recurse=False).items()}
+  return StudyInputs(items=ModelInputs(**fields), features=inputs.features[:, t][:, :, p],
+                     meta=inputs.meta, is_context=inputs.is_context[:, t],
+                     present=inputs.present[:, t], y=inputs.y[:, t])
+
+
+def _logits(model, inputs: StudyInputs, y_ids) -> torch.Tensor:
+  with torch.no_grad():
+    out = model(model.to_tensors(inputs), torch.as_tensor(y_ids))
+  return out.masked_fill(torch.isinf(out), 0.0)
+
+
+def test_no_order_over_trials_or_parameters_and_queries_are_independent(tiny_config):
+  """Permuting the context trials, permuting the parameters, or dropping other queries from
+  the batch leaves every query's logits unchanged."""
+  torch.manual_seed(6)
+  model = OmniPredModel(tiny_config).eval()
+  inputs = _study(5, seed=1)
+  y_ids = tiny_config.y_codec.encode_many(np.linspace(2, 3, 5))
+  base = _logits(model, inputs, y_ids)
+  context_perm = np.r_[np.random.default_rng(0).permutation(NUM_CONTEXT), NUM_CONTEXT:11]
+  torch.testing.assert_close(_logits(model, _reorder(inputs, trials=context_perm), y_ids), base)
+  torch.testing.assert_close(_logits(model, _reorder(inputs, items=[1, 0]), y_ids), base)
+  # Queries 1 and 3 alone, in reverse order: the same logits as in the full batch.
+  alone = _reorder(inputs, trials=np.r_[0:NUM_CONTEXT, NUM_CONTEXT + 3, NUM_CONTEXT + 1])
+  torch.testing.assert_close(_logits(model, alone, y_ids[[3, 1]]), base[[3, 1]])
+  # ...while the context does matter: other y, other predictions.
+  other = attrs.evolve(inputs, y=np.where(inputs.is_context, 5.0 - inputs.y, 0.0))
+  assert not torch.allclose(_logits(model, other, y_ids), base)
 
 
 def test_config_round_trips_through_a_dict(tiny_config):
@@ -35,7 +84,7 @@ def test_teacher_forced_loss_is_finite_and_trainable(tiny_config):
     opt.zero_grad()
     loss.backward()
     opt.step()
-  assert float(loss) < 0.5 * first
+  assert loss.item() < 0.5 * first
 
 
 def test_cached_greedy_decoding_equals_teacher_forced_argmax(tiny_config):
@@ -67,10 +116,11 @@ def test_samples_are_legal_and_temperature_controls_spread(tiny_config):
   assert spreads[0.01] < 0.5 * spreads[1.0]
 
 
-def _sample_per_sample(model, inputs, num_samples, temperature, generator):
-  """Reference sampler: every sample decoded on its own by teacher forcing its prefix."""
-  b = inputs['mask'].shape[0]
-  expanded = {k: v.repeat_interleave(num_samples, dim=0) for k, v in inputs.items()}
+def _sample_per_sample(model, n, num_samples, temperature, generator):
+  """Reference sampler: every sample decoded on its own by teacher forcing its prefix (each
+  query repeated num_samples times: queries are independent, so each copy is the query)."""
+  b = n
+  expanded = _batch(model, n, repeat=num_samples)
   ids = torch.zeros((b * num_samples, len(model.model_config.y_codec.slot_sizes)),
                     dtype=torch.long)
   with torch.no_grad():
@@ -93,7 +143,7 @@ def test_prefix_shared_sampling_draws_what_per_sample_decoding_draws(tiny_config
   fast = sample_ids(model, inputs, 16, temperature=temperature,
                     generator=torch.Generator().manual_seed(7))
   hook.remove()
-  slow = _sample_per_sample(model, inputs, 16, temperature, torch.Generator().manual_seed(7))
+  slow = _sample_per_sample(model, 5, 16, temperature, torch.Generator().manual_seed(7))
   torch.testing.assert_close(fast, slow)
   # Position 0 runs once per candidate; later positions once per distinct prefix.
   assert rows[0] == 5
@@ -124,7 +174,7 @@ def test_rows_on_shuffled_memories_attend_to_their_own_memory_only(tiny_config):
 def test_pooled_characters_equal_the_mean_of_char_plus_position_embeddings(tiny_config):
   torch.manual_seed(4)
   model = OmniPredModel(tiny_config)
-  ids = _batch(model, 4)['names']
+  ids = _batch(model, 4)['names'][0]
   items = model.items
   present = (ids > 0).unsqueeze(-1).float()
   expected = ((items.chars(ids) + items.name_pos.weight[: ids.shape[-1]]) * present).sum(-2)

@@ -11,11 +11,10 @@ from vizier.service import servers
 from designers.omnipred_designer import OmniPredDesignerConfig
 from designers.plugin import OmniPredPolicyFactory
 from designers.serving import Service
+from designers.surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import FineTuneConfig, ModelConfig, OmniPredRegressor, checkpoints
 
-FAST = OmniPredDesignerConfig(
-    num_seed_trials=3, num_candidates=64, num_samples=8,
-    fine_tune=FineTuneConfig(max_steps=8, min_validation=100, min_steps=0), warm_start_steps=4)
+FAST = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=64, num_samples=8)
 
 
 @pytest.fixture(scope='module')
@@ -28,8 +27,10 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def _factory(checkpoint):
-  import attrs
-  return OmniPredPolicyFactory(config=attrs.evolve(FAST, checkpoint=checkpoint))
+  surrogates = LMSurrogate.factory(LMSurrogateConfig(
+      checkpoint=checkpoint, lora_from_trials=5, fine_tune=FineTuneConfig(max_steps=4),
+      warm_start_steps=2))
+  return OmniPredPolicyFactory(config=FAST, surrogate_factory=surrogates)
 
 
 def _study_config(algorithm='OMNIPRED', pythia_endpoint=None) -> svz.StudyConfig:

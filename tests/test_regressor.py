@@ -8,8 +8,8 @@ from vizier_omnipred import checkpoints
 from vizier_omnipred.regressor import FineTuneConfig, OmniPredRegressor, YScaler
 from tests.conftest import TINY, quadratic_2d
 
-FAST_FULL = FineTuneConfig(method='full', learning_rate=3e-3, max_steps=150, min_validation=100)
-FAST_LORA = FineTuneConfig(method='lora', max_steps=40, min_validation=100)
+FAST_FULL = FineTuneConfig(method='full', learning_rate=3e-3, max_steps=150)
+FAST_LORA = FineTuneConfig(method='lora', max_steps=20)
 
 
 def _fit(y_scale=1.0, y_shift=0.0, n=24, config=FAST_FULL, seed=0):
@@ -19,17 +19,52 @@ def _fit(y_scale=1.0, y_shift=0.0, n=24, config=FAST_FULL, seed=0):
   return reg, rows, y * y_scale + y_shift, report
 
 
-def test_full_fine_tuning_fits_the_training_points():
-  reg, rows, y, report = _fit()
-  assert report.steps == 150 and report.stopped_by == 'max_steps'
-  pred = reg.predict(rows, num_samples=32)
-  assert stats.spearmanr(pred.median, y).statistic > 0.7
+def test_test_time_training_learns_the_study_in_context():
+  """From scratch, full training on the study's own context/query splits: the model then
+  ranks held-out points of the same function from the context."""
+  rows, y = quadratic_2d(60, 0)
+  reg = OmniPredRegressor.from_scratch(TINY, seed=0)
+  reg.condition(list(zip(rows[:40], y[:40])))
+  untrained = stats.spearmanr(reg.predict(rows[40:], num_samples=32).median, y[40:]).statistic
+  report = reg.fine_tune(list(zip(rows[:40], y[:40])), config=FineTuneConfig(
+      method='full', learning_rate=3e-3, max_steps=200))
+  assert report.steps == 200 and report.stopped_by == 'max_steps' and report.num_context == 40
+  trained = stats.spearmanr(reg.predict(rows[40:], num_samples=32).median, y[40:]).statistic
+  assert trained > 0.4 and trained > untrained + 0.2, (untrained, trained)
+
+
+def test_sampling_needs_a_context():
+  reg = OmniPredRegressor.from_scratch(TINY, seed=0)
+  with pytest.raises(ValueError, match='No context: call condition'):
+    reg.sample([{'x': 1.0}], 4)
+  with pytest.raises(ValueError, match='at least 2 examples'):
+    reg.condition([({'x': 1.0}, 1.0)])
+
+
+def test_zero_shot_fine_tune_only_conditions():
+  rows, y = quadratic_2d(10, 0)
+  reg = OmniPredRegressor.from_scratch(TINY, seed=0)
+  report = reg.fine_tune(list(zip(rows, y)), config=FineTuneConfig(max_steps=0))
+  assert report.stopped_by == 'zero_shot' and report.steps == 0
+  other = OmniPredRegressor.from_scratch(TINY, seed=0)
+  other.condition(list(zip(rows, y)))
+  np.testing.assert_array_equal(reg.sample(rows[:3], 8), other.sample(rows[:3], 8))
+
+
+def test_the_context_changes_the_prediction():
+  rows, y = quadratic_2d(20, 0)
+  reg = OmniPredRegressor.from_scratch(TINY, seed=0)
+  reg.condition(list(zip(rows[:10], y[:10])))
+  a = reg.sample(rows[10:], 16)
+  reg.condition(list(zip(rows[:10], y[::-1][:10])))
+  assert not np.allclose(a, reg.sample(rows[10:], 16))
 
 
 def test_lora_trains_the_adapter_and_leaves_the_base_untouched():
   rows, y = quadratic_2d(20, 0)
   reg = OmniPredRegressor.from_scratch(TINY, seed=0)
   before = {k: v.clone() for k, v in reg.base.state_dict().items()}
+  reg.condition(list(zip(rows, y)))
   base_samples = reg.sample(rows[:4], 16)
   reg.fine_tune(list(zip(rows, y)), config=FAST_LORA)
   for k, v in reg.base.state_dict().items():
@@ -53,7 +88,7 @@ def test_constant_y_predicts_the_constant():
   rows, _ = quadratic_2d(20, 0)
   reg = OmniPredRegressor.from_scratch(TINY, seed=0)
   reg.fine_tune([(r, 7.25) for r in rows], config=FAST_FULL)
-  np.testing.assert_allclose(reg.predict(rows[:5]).median, 7.25, rtol=0.05)
+  np.testing.assert_allclose(reg.predict(rows[:5]).median, 7.25, rtol=0.1)
 
 
 def test_y_scaler_maps_training_range_to_two_three_and_back():
@@ -74,8 +109,9 @@ def test_seeded_fine_tuning_and_sampling_are_reproducible():
 def test_adapter_save_and_load_restore_the_predictions(tmp_path):
   reg, rows, _, _ = _fit(config=FAST_LORA)
   reg.save_adapter(tmp_path / 'adapter.pt')
-  other = OmniPredRegressor(reg.base)
+  other = reg.for_new_study()
   other.load_adapter(tmp_path / 'adapter.pt')
+  other.condition(list(zip(rows, reg._context_y)))  # pylint: disable=protected-access
   np.testing.assert_array_equal(other.sample(rows, 8, seed=1), reg.sample(rows, 8, seed=1))
 
 
@@ -85,16 +121,11 @@ def test_save_adapter_needs_lora():
     reg.save_adapter('/tmp/never.pt')
 
 
-def test_time_budget_and_early_stopping_stop_training():
+def test_time_budget_stops_training():
   rows, y = quadratic_2d(40, 0)
   reg = OmniPredRegressor.from_scratch(TINY, seed=0)
   report = reg.fine_tune(list(zip(rows, y)), config=FineTuneConfig(time_budget_s=0.0))
   assert report.stopped_by == 'time_budget' and report.steps == 1
-  report = reg.fine_tune(list(zip(rows, y)), config=FineTuneConfig(
-      method='full', max_steps=5000, eval_every=2, patience=2, learning_rate=0.05, min_steps=10,
-      min_validation=3))
-  assert report.stopped_by == 'early_stopping' and report.num_validation == 8
-  assert report.best_validation_loss is not None
 
 
 def test_prediction_summaries_are_consistent():
@@ -122,7 +153,7 @@ def test_vizier_trials_are_accepted_with_their_problem(mixed_problem):
   trials = [_trial(dict(ROW, dropout=d), value=d * 2) for d in np.linspace(0, 0.5, 10)]
   reg = OmniPredRegressor.from_scratch(TINY)
   report = reg.fine_tune(trials, problem=mixed_problem, config=FAST_LORA)
-  assert report.num_train == 10
+  assert report.num_context == 10
   assert reg.sample(trials[:2], 4).shape == (2, 4)
 
 
@@ -163,7 +194,9 @@ def test_checkpoint_round_trip(tmp_path):
   checkpoints.save(tmp_path / 'm.pt', reg.base, card={'name': 'tiny'})
   loaded = OmniPredRegressor.from_pretrained(tmp_path / 'm.pt')
   assert loaded.card == {'name': 'tiny'}
-  rows = quadratic_2d(3, 0)[0]
+  rows, y = quadratic_2d(5, 0)
+  for r in (loaded, reg):
+    r.condition(list(zip(rows, y)))
   np.testing.assert_array_equal(loaded.sample(rows, 4), reg.sample(rows, 4))
 
 
@@ -172,5 +205,24 @@ def test_missing_checkpoint_says_what_to_do(tmp_path):
     OmniPredRegressor.from_pretrained(tmp_path / 'nope.pt')
   (tmp_path / 'junk.pt').write_bytes(b'')
   torch.save({'format': 'other'}, tmp_path / 'junk.pt')
-  with pytest.raises(ValueError, match='is not a vizier-omnipred/1 checkpoint'):
+  with pytest.raises(ValueError, match='is not a vizier-omnipred/2 checkpoint'):
     OmniPredRegressor.from_pretrained(tmp_path / 'junk.pt')
+
+
+def test_bounds_never_change_a_prediction():
+  """OmniPred's principle: f(2) must not depend on whether the range is [1, 5] or [0, 100]."""
+  def problem(lo, hi):
+    p = vz.ProblemStatement()
+    p.search_space.root.add_float_param('x', lo, hi)
+    p.search_space.root.add_int_param('n', 1, 10 if hi < 10 else 1000)
+    p.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MINIMIZE))
+    return p
+  rng = np.random.default_rng(0)
+  rows = [{'x': float(x), 'n': int(n)} for x, n in zip(rng.uniform(1, 5, 12), rng.integers(1, 10, 12))]
+  y = [r['x'] ** 2 + r['n'] for r in rows]
+  out = []
+  for lo, hi in ((1.0, 5.0), (0.0, 100.0)):
+    reg = OmniPredRegressor.from_scratch(TINY, seed=0)
+    reg.condition(list(zip(rows[:8], y[:8])), problem=problem(lo, hi))
+    out.append(reg.sample(rows[8:], 16))
+  np.testing.assert_array_equal(out[0], out[1])

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from vizier import pyvizier as vz
 
-from vizier_omnipred.serialization import NUMBER, TEXT, Featurizer, StudyInfo
+from vizier_omnipred.serialization import (
+    NUMBER, STANDARD_CLIP, TEXT, Featurizer, StudyInfo, StudyInputs, standardized_values)
 
 ROW = {'learning_rate': 1e-3, 'dropout': 0.1, 'num_layers': 3, 'batch_size': 32,
        'optimizer': 'adam', 'use_bias': 'True'}
@@ -10,8 +11,8 @@ ROW = {'learning_rate': 1e-3, 'dropout': 0.1, 'num_layers': 3, 'batch_size': 32,
 
 def test_every_parameter_type_becomes_one_item(mixed_problem):
   inputs = Featurizer(mixed_problem).featurize([ROW, dict(ROW, optimizer='sgd')])
-  # 6 parameters + metadata items (metric, goal, title).
-  assert inputs.mask.shape == (2, 9)
+  assert inputs.mask.shape == (2, 6)  # one item per parameter
+  assert Featurizer(mixed_problem).metadata().mask.shape == (1, 3)  # metric, goal, title
   kinds = dict(zip(sorted(ROW), inputs.kinds[0][:6]))
   assert kinds == {'batch_size': NUMBER, 'dropout': NUMBER, 'learning_rate': NUMBER,
                    'num_layers': NUMBER, 'optimizer': TEXT, 'use_bias': TEXT}
@@ -34,7 +35,7 @@ def test_bounds_are_not_part_of_the_input():
     return p
   a = Featurizer(problem(1, 5)).featurize([{'x': 2.0}])
   b = Featurizer(problem(0, 100)).featurize([{'x': 2.0}])
-  for name in ('names', 'numbers', 'texts', 'scalars', 'kinds', 'mask'):
+  for name in ('names', 'numbers', 'texts', 'scalars', 'kinds', 'mask', 'values'):
     np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 
 
@@ -48,8 +49,8 @@ def test_metadata_is_in_the_input(mixed_problem):
   info = StudyInfo.from_problem(mixed_problem)
   assert info == StudyInfo(title='mlp on mnist', metric_name='accuracy', goal='MAXIMIZE')
   other = StudyInfo(title='cnn on cifar', metric_name='accuracy', goal='MAXIMIZE')
-  a = Featurizer(mixed_problem).featurize([ROW])
-  b = Featurizer(mixed_problem, study=other).featurize([ROW])
+  a = Featurizer(mixed_problem).metadata()
+  b = Featurizer(mixed_problem, study=other).metadata()
   assert not np.array_equal(a.texts, b.texts)
 
 
@@ -89,3 +90,39 @@ def test_without_a_problem_types_are_inferred_and_names_checked():
 def test_non_mapping_rows_are_rejected():
   with pytest.raises(TypeError, match='Expected a parameter mapping'):
     Featurizer().featurize([[1.0, 2.0]])
+
+
+def test_standardized_values_use_the_context_only():
+  values = np.array([[1.0, 10.0], [3.0, 1000.0], [2.0, 100.0], [50.0, 1e6]])
+  is_number = np.ones_like(values, dtype=bool)
+  is_context = np.array([True, True, True, False])
+  f = standardized_values(values, is_number, is_context)
+  assert f.shape == (4, 2, 2)
+  np.testing.assert_allclose(f[:3, 0, 0], [-1.2247449, 1.2247449, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(f[:3, 1, 1], [-1.2247449, 1.2247449, 0.0], rtol=1e-6)  # log z
+  assert f[3, 0, 0] == STANDARD_CLIP  # far outside the context: clipped
+  # A query's features do not depend on the other queries.
+  np.testing.assert_array_equal(
+      standardized_values(values[:3], is_number[:3], is_context[:3]), f[:3])
+  # No spread, or one context trial: nothing tells the scale, so 0.
+  assert not standardized_values(values, is_number, np.array([True, False, False, False])).any()
+
+
+def test_standardized_log_values_need_positive_context():
+  values = np.array([[-1.0], [1.0], [3.0]])
+  f = standardized_values(values, np.ones_like(values, dtype=bool), np.ones(3, dtype=bool))
+  np.testing.assert_array_equal(f[..., 0], f[..., 1])
+
+
+def test_study_inputs_stack_pads_trials_items_and_metadata(mixed_problem):
+  a = Featurizer(mixed_problem)
+  b = Featurizer()
+  one = StudyInputs.build(a.featurize([ROW, ROW, ROW]), a.metadata(), np.array([2.0, 3.0]), 2)
+  two = StudyInputs.build(b.featurize([{'x': 1.0}, {'x': 2.0}]), b.metadata(),
+                          np.array([2.0]), 1)
+  both = StudyInputs.stack([one, two])
+  assert both.items.mask.shape == (2, 3, 6) and both.meta.mask.shape == (2, 3)
+  np.testing.assert_array_equal(both.present, [[True, True, True], [True, True, False]])
+  np.testing.assert_array_equal(both.is_context, [[True, True, False], [True, False, False]])
+  assert both.num_queries == 2
+  assert both.items.mask[1].sum() == 2 and both.meta.mask[1].sum() == 2

@@ -194,7 +194,7 @@ def test_training_resumes_and_writes_a_loadable_checkpoint(tmp_path):
   assert np.isfinite(summary['final_val_loss'])
   model, card = checkpoints.load_symbolic(tmp_path / 'model.pt')
   assert card['name'] == 'symbolic-small' and model.model_config == TINY
-  with pytest.raises(ValueError, match="not a vizier-omnipred/1 checkpoint \(found 'vizier-omnipred-symbolic/1'\)"):
+  with pytest.raises(ValueError, match="not a vizier-omnipred/2 checkpoint \(found 'vizier-omnipred-symbolic/1'\)"):
     checkpoints.load(tmp_path / 'model.pt')
   # The loss goes down on a fixed batch: the model can learn.
   torch.manual_seed(0)

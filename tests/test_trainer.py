@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from vizier_omnipred import OmniPredRegressor
-from vizier_omnipred.pretraining.corpus import CorpusConfig
-from vizier_omnipred.pretraining.trainer import TrainConfig, train
-from tests.conftest import TINY
+from vizier_omnipred.pretraining.corpus import IN_CONTEXT_CORPUS
+from vizier_omnipred.pretraining.trainer import TrainConfig, make_batch, train
+from tests.conftest import TINY, quadratic_2d
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SMALL = TrainConfig(model=TINY, corpus=CorpusConfig(max_dim=3, pool_size=16), steps=6,
-                    studies_per_batch=2, trials_per_study=8, eval_every=3, checkpoint_every=3,
-                    eval_studies=2, warmup_steps=2)
+SMALL = TrainConfig(model=TINY, corpus=attrs.evolve(IN_CONTEXT_CORPUS, max_dim=3), steps=6,
+                    trials_per_batch=48, queries_per_study=4, max_context=12, eval_every=3,
+                    checkpoint_every=3, eval_studies=2, eval_context_sizes=(2, 8),
+                    warmup_steps=2, prefetch=0)
 
 
 def test_training_writes_a_loadable_checkpoint_and_resumes(tmp_path):
@@ -27,9 +28,38 @@ def test_training_writes_a_loadable_checkpoint_and_resumes(tmp_path):
   assert summary['steps'] == 6
   assert [h['step'] for h in summary['history']] == [3, 6]
   assert np.isfinite(summary['final_val_loss'])
+  assert set(summary['history'][-1]['by_context']) == {2, 8}  # held-out loss per context size
   reg = OmniPredRegressor.from_pretrained(tmp_path / 'model.pt')
   assert reg.card['steps'] == 6 and json.loads(reg.card['train_config'])['steps'] == 6
-  assert reg.sample([{'x': 1.0}], 4).shape == (1, 4)
+  rows, y = quadratic_2d(5, 0)
+  reg.condition(list(zip(rows[:3], y[:3])))
+  assert reg.sample(rows[3:], 4).shape == (2, 4)
+
+
+def test_a_batch_is_a_deterministic_set_of_episodes_of_one_context_size():
+  inputs, ids = make_batch(SMALL, step=5, rank=0)
+  again, ids_again = make_batch(SMALL, step=5, rank=0)
+  np.testing.assert_array_equal(inputs.y, again.y)
+  np.testing.assert_array_equal(ids, ids_again)
+  context = inputs.is_context.sum(1)
+  assert len(set(context)) == 1 and 2 <= context[0] <= 12  # one size per batch
+  assert inputs.num_queries == len(ids) == 4 * len(context)
+  # Context y is normalised by the context itself: its range is exactly [2, 3].
+  y = np.where(inputs.is_context, inputs.y, np.nan)
+  np.testing.assert_allclose(np.nanmin(y, 1), 2.0)
+  np.testing.assert_allclose(np.nanmax(y, 1), 3.0)
+  other, _ = make_batch(SMALL, step=5, rank=1)
+  assert not np.array_equal(other.y, inputs.y)  # each rank draws its own studies
+
+
+def test_prefetched_batches_equal_in_process_ones():
+  from vizier_omnipred.training import Prefetcher
+  import functools
+  build = functools.partial(make_batch, SMALL, rank=0)
+  with Prefetcher(build, depth=2) as ahead:
+    got = [ahead.get(s)[1] for s in (0, 1, 3)]
+  for s, ids in zip((0, 1, 3), got):
+    np.testing.assert_array_equal(ids, build(s)[1])
 
 
 def test_time_limit_stops_and_still_saves(tmp_path):
@@ -47,12 +77,13 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
   cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
          f'--master_port={port}', '-m', 'vizier_omnipred.cli', 'pretrain', '--out', str(tmp_path),
          '--steps', '4', '--eval-every', '2', '--d-model', '32', '--heads', '2',
-         '--encoder-layers', '1', '--decoder-layers', '1', '--studies-per-batch', '2',
-         '--trials-per-study', '8', '--threads', '1', '--quiet']
+         '--encoder-layers', '1', '--decoder-layers', '1', '--trials-per-batch', '24',
+         '--queries-per-study', '4', '--max-context', '8', '--prefetch', '0', '--threads', '1',
+         '--quiet']
   env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.loads((tmp_path / 'summary.json').read_text())
   assert summary['world_size'] == 2 and summary['steps'] == 4
-  assert summary['examples_per_step'] == 2 * 2 * 8
+  assert summary['examples_per_step'] == 2 * 24
   OmniPredRegressor.from_pretrained(tmp_path / 'model.pt')

@@ -38,9 +38,9 @@ def _pretrain(args) -> int:
   from vizier_omnipred.model import ModelConfig  # pylint: disable=g-import-not-at-top
   from vizier_omnipred.pretraining import trainer  # pylint: disable=g-import-not-at-top
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
-      model=ModelConfig(**sizes), studies_per_batch=args.studies_per_batch,
-      trials_per_study=args.trials_per_study, warmup_steps=min(300, args.steps // 10 + 1),
-      **common))
+      model=ModelConfig(**sizes), trials_per_batch=args.trials_per_batch,
+      queries_per_study=args.queries_per_study, max_context=args.max_context,
+      prefetch=args.prefetch, warmup_steps=min(300, args.steps // 10 + 1), **common))
 
 
 def _explain_pretrain(args) -> int:
@@ -88,10 +88,14 @@ def main(argv: list[str] | None = None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest='command', required=True)
 
-  p = sub.add_parser('pretrain', help='multi-task pretraining on synthetic studies')
-  _training_flags(p, steps=20_000, encoder_layers=3, decoder_layers=2)
-  p.add_argument('--studies-per-batch', type=int, default=8)
-  p.add_argument('--trials-per-study', type=int, default=32)
+  p = sub.add_parser('pretrain', help='in-context pretraining on synthetic studies')
+  _training_flags(p, steps=20_000, encoder_layers=4, decoder_layers=2)
+  p.add_argument('--trials-per-batch', type=int, default=1024,
+                 help='context + query trials per step and rank')
+  p.add_argument('--queries-per-study', type=int, default=16)
+  p.add_argument('--max-context', type=int, default=100)
+  p.add_argument('--prefetch', type=int, default=4,
+                 help='batches a worker process builds ahead (0: none)')
   p.set_defaults(fn=_pretrain)
 
   p = sub.add_parser('explain', help='a closed-form formula for y (symbolic regression)')

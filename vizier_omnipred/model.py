@@ -1,23 +1,28 @@
-"""A small encoder-decoder that reads a set of parameter items and writes y as number tokens.
+"""The in-context surrogate: an encoder-decoder that reads a whole study and writes y tokens.
 
-Encoder: each item (see `serialization`) is embedded as one vector; transformer blocks with
-no positional embeddings run over the set. Decoder: a causal transformer over the y tokens
-(sign, exponent, mantissa digits) with cross-attention to the encoded items. All projections
+Encoder: each parameter item (see `serialization`) is embedded as one vector; a trial is its
+items pooled (a set: no order) plus, for a context trial, its y; transformer blocks with no
+positional embeddings run over [metadata items, trials], each query seeing only the metadata,
+the context and itself. Decoder: a causal transformer over the query's y tokens (sign,
+exponent, mantissa digits) with cross-attention to the query's encoder state. All projections
 are named `nn.Linear` modules (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `fc_in`, `fc_out`, and the
-number-embedding FFN `number_ffn.0/2`) so that peft's LoRA can target them by name.
+number-embedding FFNs `number_ffn.0/2`) so that peft's LoRA can target them by name. The
+blocks (`EncoderBlock`, `DecoderBlock`) are shared with the symbolic-regression model.
 
-Shapes: B rows, P items, T = y_codec.length decoder positions, D = d_model, H heads.
+Shapes: B studies, N trials, P items, M metadata items, Q queries in all,
+T = y_codec.length decoder positions, D = d_model, H heads.
 """
 
 from __future__ import annotations
 
 import attrs
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vizier_omnipred.numbers import NumberCodec
-from vizier_omnipred.serialization import NUM_KINDS, FeaturizerConfig, ModelInputs
+from vizier_omnipred.serialization import NUM_KINDS, STANDARD_CLIP, FeaturizerConfig, StudyInputs
 
 # peft matches these as suffixes of module names. The number-embedding FFN is included: without
 # it LoRA cannot adapt how values are read (designer surrogate rank correlation 0.06-0.10 ->
@@ -32,7 +37,7 @@ class ModelConfig:
 
   d_model: int = attrs.field(default=128, kw_only=True)
   num_heads: int = attrs.field(default=4, kw_only=True)
-  encoder_layers: int = attrs.field(default=2, kw_only=True)
+  encoder_layers: int = attrs.field(default=4, kw_only=True)
   decoder_layers: int = attrs.field(default=2, kw_only=True)
   d_ff: int = attrs.field(default=256, kw_only=True)
   dropout: float = attrs.field(default=0.0, kw_only=True)
@@ -140,35 +145,49 @@ class DecoderBlock(nn.Module):
     return y + self.drop(self.mlp(self.ln_mlp(y)))
 
 
+class NumberEmbedding(nn.Module):
+  """A number's sign/exponent/digit tokens (one embedding per slot, concatenated) and a few
+  real-valued features of it, mixed by a 2-layer ReLU FFN into one vector (as the
+  symbolic-regression paper embeds a point)."""
+
+  def __init__(self, codec: NumberCodec, d_model: int, num_features: int):
+    super().__init__()
+    slot = d_model // 4
+    self.slots = nn.ModuleList(nn.Embedding(size, slot) for size in codec.slot_sizes)
+    self.number_ffn = nn.Sequential(
+        nn.Linear(slot * codec.length + num_features, d_model), nn.ReLU(),
+        nn.Linear(d_model, d_model))
+
+  def forward(self, ids: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """ids [..., length] slot-local, features [..., num_features] -> [..., D]."""
+    slots = [emb(ids[..., i]) for i, emb in enumerate(self.slots)]
+    return self.number_ffn(torch.cat(slots + [features], dim=-1))
+
+
 class ItemEmbedding(nn.Module):
   """One vector per item: name characters + value (number tokens or characters) + kind.
 
-  Characters are embedded with their position and mean-pooled; a number's sign, exponent and
-  digit tokens are embedded per slot, concatenated with a symlog scalar and mixed by a
-  2-layer ReLU FFN (as the symbolic-regression paper embeds a point).
+  Characters are embedded with their position and mean-pooled; a number goes through
+  `NumberEmbedding` with three real features: symlog(value) and its two context-standardised
+  z-scores (`serialization.standardized_values`).
   """
 
   def __init__(self, cfg: ModelConfig):
     super().__init__()
     fz = cfg.featurizer
     d = cfg.d_model
-    codec = fz.value_codec
     self.chars = nn.Embedding(fz.char_vocab, d, padding_idx=0)
     self.name_pos = nn.Embedding(fz.max_name_chars, d)
     self.text_pos = nn.Embedding(fz.max_text_chars, d)
-    slot = d // 4
-    self.slots = nn.ModuleList(nn.Embedding(size, slot) for size in codec.slot_sizes)
-    self.number_ffn = nn.Sequential(
-        nn.Linear(slot * codec.length + 1, d), nn.ReLU(), nn.Linear(d, d)
-    )
+    self.number = NumberEmbedding(fz.value_codec, d, num_features=3)
     self.kind = nn.Embedding(NUM_KINDS, d)
     self.mix = MLP(d, cfg.d_ff)
     self.ln = nn.LayerNorm(d)
 
   def _pool_chars(self, ids: torch.Tensor, pos: nn.Embedding) -> torch.Tensor:
-    """[B, P, C] char ids -> [B, P, D], mean of (char + position) over non-pad characters.
+    """[..., C] char ids -> [..., D], mean of (char + position) over non-pad characters.
 
-    Summed with `embedding_bag` and a [C, D] matmul, never materialising the [B, P, C, D]
+    Summed with `embedding_bag` and a [C, D] matmul, never materialising the [..., C, D]
     per-character tensor (that was a fifth of fine-tuning's and sampling's time).
     """
     flat = ids.reshape(-1, ids.shape[-1])
@@ -178,19 +197,38 @@ class ItemEmbedding(nn.Module):
     pooled = total / present.sum(-1, keepdim=True).clamp_min(1.0)
     return pooled.reshape(*ids.shape[:-1], -1)
 
-  def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    name = self._pool_chars(inputs['names'], self.name_pos)
-    text = self._pool_chars(inputs['texts'], self.text_pos)
-    numbers = inputs['numbers']
-    slots = [emb(numbers[..., i]) for i, emb in enumerate(self.slots)]
-    number = self.number_ffn(torch.cat(slots + [inputs['scalars'].unsqueeze(-1)], dim=-1))
-    is_number = (inputs['kinds'] == 0).unsqueeze(-1).to(number.dtype)
-    x = name + self.kind(inputs['kinds']) + is_number * number + (1 - is_number) * text
+  def forward(self, items: dict[str, torch.Tensor],
+              features: torch.Tensor | None = None) -> torch.Tensor:
+    """items: names/kinds/numbers/scalars/texts of shape [..., P(, C)]; features [..., P, 2]
+    (None: zeros, as for metadata items) -> [..., P, D]."""
+    name = self._pool_chars(items['names'], self.name_pos)
+    text = self._pool_chars(items['texts'], self.text_pos)
+    scalars = items['scalars'].unsqueeze(-1)
+    if features is None:
+      features = scalars.new_zeros(scalars.shape[:-1] + (2,))
+    number = self.number(items['numbers'], torch.cat([scalars, features], dim=-1))
+    is_number = (items['kinds'] == 0).unsqueeze(-1).to(number.dtype)
+    x = name + self.kind(items['kinds']) + is_number * number + (1 - is_number) * text
     return self.ln(x + self.mix(x))
 
 
+# Roles of the encoder's tokens.
+META, CONTEXT, QUERY = 0, 1, 2
+
+
 class OmniPredModel(nn.Module):
-  """The surrogate LM. `forward` is teacher-forced training; sampling is in `decoding`."""
+  """The in-context surrogate LM: reads a study's metadata, its completed trials with their
+  y (the context) and the trials to predict (the queries), and writes each query's y as
+  number tokens. `forward` is teacher-forced training; sampling is in `decoding`.
+
+  Encoder tokens: one per metadata item, one per trial. A trial's token is its parameter
+  items (embedded by `ItemEmbedding`) averaged over the set and mixed by an MLP, plus, for a
+  context trial, its y through a `NumberEmbedding`; no positional embeddings anywhere, so
+  neither trial order nor parameter order can matter. Attention: metadata and context tokens
+  attend to metadata and context; a query attends to metadata, context and itself only, so its
+  prediction never depends on which other queries share the batch. The decoder reads the
+  query's final encoder state (one memory item per query) and writes sign, exponent, digits.
+  """
 
   def __init__(self, cfg: ModelConfig):
     super().__init__()
@@ -199,6 +237,10 @@ class OmniPredModel(nn.Module):
     d = cfg.d_model
     codec = cfg.y_codec
     self.items = ItemEmbedding(cfg)
+    self.trial_mlp = MLP(d, cfg.d_ff)
+    self.ln_trial = nn.LayerNorm(d)
+    self.y_embed = NumberEmbedding(codec, d, num_features=1)
+    self.role = nn.Embedding(3, d)
     self.encoder = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.encoder_layers))
     self.ln_memory = nn.LayerNorm(d)
     sizes = codec.slot_sizes
@@ -224,24 +266,51 @@ class OmniPredModel(nn.Module):
   def device(self) -> torch.device:
     return self.head.weight.device
 
-  def to_tensors(self, inputs: ModelInputs) -> dict[str, torch.Tensor]:
+  def to_tensors(self, inputs: StudyInputs) -> dict[str, torch.Tensor]:
     dev = self.device
-    return {
-        'names': torch.as_tensor(inputs.names, device=dev),
-        'kinds': torch.as_tensor(inputs.kinds, device=dev),
-        'numbers': torch.as_tensor(inputs.numbers, device=dev),
-        'scalars': torch.as_tensor(inputs.scalars, device=dev),
-        'texts': torch.as_tensor(inputs.texts, device=dev),
-        'mask': torch.as_tensor(inputs.mask, device=dev),
-    }
+    item_keys = ('names', 'kinds', 'numbers', 'scalars', 'texts', 'mask')
+    out = {k: torch.as_tensor(getattr(inputs.items, k), device=dev) for k in item_keys}
+    out.update({f'meta_{k}': torch.as_tensor(getattr(inputs.meta, k), device=dev)
+                for k in item_keys})
+    codec = self.model_config.y_codec
+    y = np.where(inputs.is_context, inputs.y, 0.0)
+    out['features'] = torch.as_tensor(inputs.features, device=dev)
+    out['is_context'] = torch.as_tensor(inputs.is_context, device=dev)
+    out['present'] = torch.as_tensor(inputs.present, device=dev)
+    out['y_ids'] = torch.as_tensor(codec.encode_many(y), device=dev)
+    # The context y's position in the study's normalised range [2, 3] -> [-1, 1].
+    out['y_scalar'] = torch.as_tensor(
+        np.clip(2.0 * (y - 2.0) - 1.0, -STANDARD_CLIP, STANDARD_CLIP)[..., None].astype(np.float32),
+        device=dev)
+    return out
 
   def encode(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> memory [B, P, D] and attention mask [B, 1, 1, P] (True = attend)."""
-    x = self.items(inputs)
-    mask = inputs['mask'][:, None, None, :]
+    """-> memory [Q, 1, D] (one item per query, queries in (study, trial) order) and its
+    attention mask [Q, 1, 1, 1] (True = attend)."""
+    items = self.items({k: inputs[k] for k in ('names', 'kinds', 'numbers', 'scalars', 'texts')},
+                       inputs['features'])  # [B, N, P, D]
+    mask = inputs['mask'].unsqueeze(-1).to(items.dtype)
+    trial = (items * mask).sum(2) / mask.sum(2).clamp_min(1.0)
+    trial = self.ln_trial(trial + self.trial_mlp(trial))  # [B, N, D]
+    is_context = inputs['is_context']
+    y = self.y_embed(inputs['y_ids'], inputs['y_scalar'])
+    trial = trial + is_context.unsqueeze(-1).to(y.dtype) * y
+    trial = trial + self.role(torch.where(is_context, CONTEXT, QUERY))
+    meta = self.items({k[5:]: inputs[k] for k in ('meta_names', 'meta_kinds', 'meta_numbers',
+                                                  'meta_scalars', 'meta_texts')})
+    meta = meta + self.role.weight[META]
+    x = torch.cat([meta, trial], dim=1)  # [B, M + N, D]
+    m, n = meta.shape[1], trial.shape[1]
+    # keys: present metadata and context tokens for everyone, plus each token itself.
+    shared = torch.cat([inputs['meta_mask'], is_context & inputs['present']], dim=1)  # [B, L]
+    eye = torch.eye(m + n, dtype=torch.bool, device=x.device)
+    allowed = (shared[:, None, :] | eye)[:, None]  # [B, 1, L, L]
     for block in self.encoder:
-      x = block(x, mask)
-    return self.ln_memory(x), mask
+      x = block(x, allowed)
+    x = self.ln_memory(x[:, m:])
+    queries = x[inputs['present'] & ~is_context]  # [Q, D]
+    return queries[:, None], torch.ones(len(queries), 1, 1, 1, dtype=torch.bool,
+                                        device=x.device)
 
   def logits(self, hidden: torch.Tensor, positions: torch.Tensor | int) -> torch.Tensor:
     """Decoder states -> logits with illegal tokens at each position set to -inf."""
@@ -249,7 +318,7 @@ class OmniPredModel(nn.Module):
     return out.masked_fill(~self.legal[positions], float('-inf'))
 
   def forward(self, inputs: dict[str, torch.Tensor], y_ids: torch.Tensor) -> torch.Tensor:
-    """Teacher forcing. y_ids: [B, T] slot-local ids -> logits [B, T, V]."""
+    """Teacher forcing. y_ids: [Q, T] slot-local ids of the queries -> logits [Q, T, V]."""
     memory, mask = self.encode(inputs)
     global_ids = y_ids + self.slot_offsets
     bos = torch.full_like(global_ids[:, :1], self.bos_id)

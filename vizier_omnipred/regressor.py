@@ -1,11 +1,16 @@
-"""`OmniPredRegressor`: fit a pretrained LM on one study's trials, then sample y.
+"""`OmniPredRegressor`: condition a pretrained in-context LM on one study's trials, sample y.
 
     reg = OmniPredRegressor.from_pretrained()          # the shipped checkpoint
-    reg.fine_tune([({'x': 0.3, 'opt': 'adam'}, 1.7), ...])   # or Vizier trials + problem
+    reg.condition([({'x': 0.3, 'opt': 'adam'}, 1.7), ...])   # or Vizier trials + problem
     samples = reg.sample([{'x': 0.5, 'opt': 'sgd'}], num_samples=64)   # [1, 64]
     pred = reg.predict(rows)                           # median, mean, quantiles
+    reg.fine_tune(examples)                            # condition + LoRA steps on the study
 
-y reaches the model after a per-study affine map of the training range onto [2, 3] (see
+The model reads the study's trials (the context) together with the rows to predict, so
+`condition` is all a prediction needs; `fine_tune` adds test-time adaptation (peft LoRA on
+random context/query splits of the same trials).
+
+y reaches the model after a per-study affine map of the context's range onto [2, 3] (see
 `YScaler`): one order of magnitude, so the exponent token is nearly constant and the digits
 carry the value; y of any scale (1e-300 .. 1e300, negative, constant) is handled here, not by
 the tokens.
@@ -29,9 +34,11 @@ from vizier import pyvizier as vz
 from vizier_omnipred import checkpoints
 from vizier_omnipred.decoding import sample_ids
 from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel
-from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInfo, _plain
+from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInfo, StudyInputs, _plain
 
 Example = Any  # a vz.Trial, or a (parameters mapping, float y) pair
+# Largest normalised |y| a fine-tuning target may have (the y codec's exponent range ends at 1e9).
+_Z_CLIP = 1e8
 
 
 @attrs.frozen
@@ -61,27 +68,22 @@ class YScaler:
 
 @attrs.frozen
 class FineTuneConfig:
-  """How to fit one study. `method='lora'` adapts a pretrained model with peft; `'full'`
-  trains every weight (the single-task baseline from scratch)."""
+  """Test-time adaptation to one study. The model already regresses in context; these steps
+  train it on random context/query splits of the study's own trials (as pretraining does on
+  synthetic studies). `method='lora'` adapts the pretrained weights with peft; `'full'` trains
+  every weight. max_steps 0: zero-shot, the trials are only the context."""
 
   method: str = attrs.field(default='lora', kw_only=True,
                             validator=attrs.validators.in_(('lora', 'full')))
-  lora_rank: int = attrs.field(default=16, kw_only=True)
-  lora_alpha: float = attrs.field(default=32.0, kw_only=True)
-  learning_rate: float = attrs.field(default=3e-3, kw_only=True)
+  lora_rank: int = attrs.field(default=8, kw_only=True)
+  lora_alpha: float = attrs.field(default=16.0, kw_only=True)
+  learning_rate: float = attrs.field(default=1e-3, kw_only=True)
   weight_decay: float = attrs.field(default=0.0, kw_only=True)
-  batch_size: int = attrs.field(default=64, kw_only=True)
-  max_steps: int = attrs.field(default=500, kw_only=True)
-  eval_every: int = attrs.field(default=20, kw_only=True)
-  patience: int = attrs.field(default=5, kw_only=True)  # evaluations without improvement
-  # LoRA starts on a plateau (B = 0; the model first predicts y's marginal): validation loss
-  # on a handful of points stalls or wobbles for a few hundred steps before x starts to
-  # matter (measured: stopping at 160 steps gave rank correlation < 0, 500 steps 0.59).
-  min_steps: int = attrs.field(default=300, kw_only=True)
-  validation_fraction: float = attrs.field(default=0.2, kw_only=True)
-  # Below this many validation points, no split and no early stopping: on 30 trials the 6
-  # held-out points' loss picked a plateau state (rank corr -0.03 vs 0.59 after 500 steps).
-  min_validation: int = attrs.field(default=20, kw_only=True)
+  max_steps: int = attrs.field(default=50, kw_only=True)
+  episodes_per_step: int = attrs.field(default=4, kw_only=True)
+  # Each episode asks for this share of the trials (at least one), the rest are its context.
+  min_query_fraction: float = attrs.field(default=0.1, kw_only=True)
+  max_query_fraction: float = attrs.field(default=0.5, kw_only=True)
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)
   seed: int = attrs.field(default=0, kw_only=True)
 
@@ -90,11 +92,9 @@ class FineTuneConfig:
 class FineTuneReport:
   steps: int
   train_loss: float
-  best_validation_loss: float | None
-  stopped_by: str  # 'early_stopping', 'max_steps' or 'time_budget'
+  stopped_by: str  # 'max_steps', 'time_budget' or 'zero_shot'
   seconds: float
-  num_train: int
-  num_validation: int
+  num_context: int
 
 
 @attrs.frozen
@@ -129,6 +129,8 @@ class OmniPredRegressor:
     self.featurizer: Featurizer | None = None
     self.y_scaler: YScaler | None = None
     self._problem: vz.ProblemStatement | None = None
+    self._context: ModelInputs | None = None  # the study's trials [n, P]
+    self._context_y: np.ndarray | None = None  # their y, in the study's units
 
   # --- construction -------------------------------------------------------------------
   @classmethod
@@ -148,6 +150,11 @@ class OmniPredRegressor:
     if device is not None:
       model.to(device)
     return cls(model, card={'name': 'from-scratch', 'seed': seed})
+
+  def for_new_study(self) -> 'OmniPredRegressor':
+    """A regressor on the same (shared, read-only) base weights with no study bound: how a
+    server or a benchmark serves many studies from one loaded checkpoint."""
+    return OmniPredRegressor(self.base, card=self.card)
 
   @property
   def model(self) -> OmniPredModel:
@@ -191,12 +198,29 @@ class OmniPredRegressor:
       raise ValueError(f'Example {bad[0]}: y is {float(y[bad[0]])!r}; y must be finite.')
     return rows, y
 
-  def _featurize(self, rows: Sequence[Any]) -> ModelInputs:
-    if self.featurizer is None:
-      self.set_study(None)
-    return self.featurizer.featurize(rows)
+  # --- context and fitting ----------------------------------------------------------------
+  def condition(self, examples: Sequence[Example], *,
+                problem: vz.ProblemStatement | None = None) -> None:
+    """Makes `examples` the study's context: every later prediction reads them. Zero-shot.
 
-  # --- fitting --------------------------------------------------------------------------
+    Trials need a final measurement of the study metric; at least 2 examples (the model
+    normalises y by the context's range).
+    """
+    if problem is not None:
+      self.set_study(problem)
+    elif self.featurizer is None:
+      self.set_study(None)
+    rows, y = self._rows_and_y(examples)
+    if len(rows) < 2:
+      raise ValueError(f'The context needs at least 2 examples, got {len(rows)}.')
+    self._context = self.featurizer.featurize(rows)
+    self._context_y = y
+    self.y_scaler = YScaler.fit(y)
+
+  @property
+  def num_context(self) -> int:
+    return 0 if self._context is None else len(self._context)
+
   def fine_tune(
       self,
       examples: Sequence[Example],
@@ -205,30 +229,25 @@ class OmniPredRegressor:
       config: FineTuneConfig = FineTuneConfig(),
       warm_start: bool = False,
   ) -> FineTuneReport:
-    """Fits the model to one study. Trials need a final measurement of the study metric.
+    """`condition(examples)`, then `config.max_steps` steps of test-time training on random
+    context/query splits of them.
 
     `warm_start=True` continues from the previous fine-tuning of the same method (the
     designer's path: a few steps per new trial instead of a fit from the base).
     """
-    if problem is not None:
-      self.set_study(problem)
-    elif self.featurizer is None:
-      self.set_study(None)
-    rows, y = self._rows_and_y(examples)
-    if len(rows) < 2:
-      raise ValueError(f'fine_tune needs at least 2 examples, got {len(rows)}.')
-    inputs = self.featurizer.featurize(rows)
-    self.y_scaler = YScaler.fit(y)
-    y_ids = self.base.model_config.y_codec.encode_many(self.y_scaler.transform(y))
-
     start = time.perf_counter()
+    self.condition(examples, problem=problem)
+    if config.max_steps == 0:
+      if not warm_start:
+        self._tuned, self._method = None, None
+      return FineTuneReport(steps=0, train_loss=math.nan, stopped_by='zero_shot',
+                            seconds=time.perf_counter() - start, num_context=self.num_context)
     with torch.random.fork_rng(devices=[]):
       torch.manual_seed(config.seed)
-      gen = torch.Generator().manual_seed(config.seed)
       if not (warm_start and self._tuned is not None and self._method == config.method):
         self._tuned = self._fresh_trainable(config)
         self._method = config.method
-      return self._train(inputs, y_ids, config, gen, start)
+      return self._train(config, np.random.default_rng(config.seed), start)
 
   def _fresh_trainable(self, config: FineTuneConfig) -> torch.nn.Module:
     model = copy.deepcopy(self.base)
@@ -241,63 +260,46 @@ class OmniPredRegressor:
     )
     return peft.get_peft_model(model, lora)
 
-  def _train(self, inputs, y_ids, config, gen, start) -> FineTuneReport:
-    n = len(y_ids)
-    order = torch.randperm(n, generator=gen).numpy()
-    n_val = int(round(n * config.validation_fraction))
-    if n_val < config.min_validation or n - n_val < 2:
-      n_val = 0
-    val_idx, train_idx = order[:n_val], order[n_val:]
+  def _episode(self, order: np.ndarray, num_context: int) -> tuple[StudyInputs, np.ndarray]:
+    """The context trials order[:num_context] predicting order[num_context:] (slot ids)."""
+    z = YScaler.fit(self._context_y[order[:num_context]]).transform(self._context_y[order])
+    z = np.clip(z, -_Z_CLIP, _Z_CLIP)
+    inputs = StudyInputs.build(self._context.select(order), self.featurizer.metadata(),
+                               z[:num_context], num_context)
+    return inputs, self.base.model_config.y_codec.encode_many(z[num_context:])
+
+  def _train(self, config: FineTuneConfig, rng: np.random.Generator,
+             start: float) -> FineTuneReport:
+    n = self.num_context
     net = self._tuned
     core = self.model
-    tensors = core.to_tensors(inputs)
-    y_t = torch.as_tensor(y_ids, device=core.device)
-    train = ({k: v[train_idx] for k, v in tensors.items()}, y_t[train_idx])
-    val = ({k: v[val_idx] for k, v in tensors.items()}, y_t[val_idx]) if n_val else None
     params = [p for p in net.parameters() if p.requires_grad]
     # foreach: one kernel per op over all ~100 small LoRA tensors (the CPU default loops).
     opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
                             foreach=True)
-    best_loss, best_state, bad_evals = math.inf, None, 0
     stopped_by, step, loss_value = 'max_steps', 0, math.nan
-    n_train = len(train_idx)
     net.train()
     for step in range(1, config.max_steps + 1):
-      idx = torch.randperm(n_train, generator=gen)[: config.batch_size]
-      loss = core.loss({k: v[idx] for k, v in train[0].items()}, train[1][idx])
+      parts, targets = [], []
+      for _ in range(config.episodes_per_step):
+        share = rng.uniform(config.min_query_fraction, config.max_query_fraction)
+        num_queries = int(np.clip(round(n * share), 1, n - 2))
+        inputs, ids = self._episode(rng.permutation(n), n - num_queries)
+        parts.append(inputs)
+        targets.append(ids)
+      loss = core.loss(core.to_tensors(StudyInputs.stack(parts)),
+                       torch.as_tensor(np.concatenate(targets), device=core.device))
       opt.zero_grad(set_to_none=True)
       loss.backward()
       torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
       opt.step()
       loss_value = loss.item()
-      if val is not None and step % config.eval_every == 0:
-        net.eval()
-        with torch.no_grad():
-          v = float(core.loss(*val))
-        net.train()
-        if v < best_loss - 1e-4:
-          best_loss, bad_evals = v, 0
-          best_state = {k: p.detach().clone() for k, p in net.named_parameters() if p.requires_grad}
-        else:
-          bad_evals += 1
-          if bad_evals >= config.patience and step >= config.min_steps:
-            stopped_by = 'early_stopping'
-            break
       if config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s:
         stopped_by = 'time_budget'
         break
-    if best_state is not None:
-      with torch.no_grad():
-        for k, p in net.named_parameters():
-          if k in best_state:
-            p.copy_(best_state[k])
     net.eval()
-    return FineTuneReport(
-        steps=step, train_loss=loss_value,
-        best_validation_loss=None if best_state is None else best_loss,
-        stopped_by=stopped_by, seconds=time.perf_counter() - start,
-        num_train=n_train, num_validation=n_val,
-    )
+    return FineTuneReport(steps=step, train_loss=loss_value, stopped_by=stopped_by,
+                          seconds=time.perf_counter() - start, num_context=n)
 
   # --- prediction -----------------------------------------------------------------------
   @contextlib.contextmanager
@@ -312,26 +314,38 @@ class OmniPredRegressor:
     else:
       yield
 
+  def _query_inputs(self, rows: Sequence[Any]) -> StudyInputs:
+    """The context followed by `rows` as queries."""
+    if self._context is None:
+      raise ValueError('No context: call condition() or fine_tune() with the study\'s trials'
+                       ' before sampling (the model predicts from them).')
+    queries = self.featurizer.featurize(rows)
+    items = ModelInputs.concatenate([self._context, queries])
+    return StudyInputs.build(items, self.featurizer.metadata(),
+                             self.y_scaler.transform(self._context_y), self.num_context)
+
   def sample(self, rows: Sequence[Any], num_samples: int = 64, *, temperature: float = 1.0,
              seed: int | None = 0, batch_size: int = 512) -> np.ndarray:
-    """-> [n, num_samples] float64 y samples in the study's units."""
-    inputs = self._featurize(rows)
+    """-> [n, num_samples] float64 y samples in the study's units, given the context.
+
+    Rows are predicted `batch_size` at a time, each batch after the whole context; a row's
+    samples do not depend on which other rows it shares a batch with (only the random stream
+    does: fix `seed` for reproducible draws).
+    """
     gen = torch.Generator(device=self.model.device)
     if seed is None:
       gen.seed()
     else:
       gen.manual_seed(seed)
     codec = self.base.model_config.y_codec
-    out = np.empty((len(inputs), num_samples), dtype=np.float64)
+    out = np.empty((len(rows), num_samples), dtype=np.float64)
     with self._merged(), torch.inference_mode():
       model = self.model
-      for lo in range(0, len(inputs), batch_size):
-        part = model.to_tensors(inputs.select(slice(lo, lo + batch_size)))
+      for lo in range(0, len(rows), batch_size):
+        part = model.to_tensors(self._query_inputs(rows[lo:lo + batch_size]))
         ids = sample_ids(model, part, num_samples, temperature=temperature, generator=gen)
         out[lo:lo + len(ids)] = codec.decode_many(ids.cpu().numpy())
-    if self.y_scaler is not None:
-      out = self.y_scaler.inverse(out)
-    return out
+    return self.y_scaler.inverse(out)
 
   def predict(self, rows: Sequence[Any], num_samples: int = 64, *,
               quantiles: Sequence[float] = (0.1, 0.5, 0.9), temperature: float = 1.0,
@@ -348,7 +362,8 @@ class OmniPredRegressor:
 
   # --- adapters -------------------------------------------------------------------------
   def save_adapter(self, path: str | os.PathLike) -> None:
-    """Saves the LoRA weights and the y scaling: enough to restore predictions on this base."""
+    """Saves the LoRA weights. With the same context (`condition`) on the same base, a loaded
+    adapter restores the predictions exactly."""
     if self._method != 'lora' or self._tuned is None:
       raise ValueError('save_adapter needs a LoRA fine-tuning first (fine_tune(method="lora")).')
     peft = _import_peft()
@@ -358,7 +373,6 @@ class OmniPredRegressor:
         'format': 'vizier-omnipred-adapter/1',
         'lora': {'r': cfg.r, 'lora_alpha': cfg.lora_alpha},
         'state': {k: v.detach().cpu() for k, v in state.items()},
-        'y_scaler': [self.y_scaler.lo, self.y_scaler.half_span],
     }, pathlib.Path(path))
 
   def load_adapter(self, path: str | os.PathLike) -> None:
@@ -372,7 +386,6 @@ class OmniPredRegressor:
     self._method = 'lora'
     peft.set_peft_model_state_dict(self._tuned, blob['state'])
     self._tuned.eval()
-    self.y_scaler = YScaler(*blob['y_scaler'])
 
 
 def _trial_y(i: int, trial: vz.Trial, metric: str | None) -> float:

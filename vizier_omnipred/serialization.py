@@ -4,8 +4,13 @@ OmniPred reads a trial as text: parameter names with their values, plus study me
 Here each parameter becomes ONE item (as the end-to-end symbolic-regression paper embeds a
 whole point as one vector): its name as characters, its value as number tokens (sign,
 exponent, mantissa digits) or, for categories, as characters. Study metadata (title, metric
-name, goal, description) are items too. The encoder sees a *set* of items, so the order of
-parameters does not matter, and the input is ~d + 4 items long instead of ~100 characters.
+name, goal, description) are items of the study, not of a trial.
+
+The in-context model reads a whole study at once (`StudyInputs`): the metadata items, every
+completed trial with its y (the context), and the trials to predict (the queries). Numbers
+are also given standardised by the context's own statistics (mean and spread of each
+parameter over the context trials, linear and log), as the symbolic-regression model whitens
+its points: the model can then compare values across a study without knowing its bounds.
 
 Search-space bounds are never part of the input: the features of ``x=2`` are the same whether
 the range is [1, 5] or [0, 100].
@@ -106,6 +111,7 @@ class ModelInputs:
   scalars: [n, P] float32, sign(v) * log1p(|v|) for NUMBER items, 0 otherwise
   texts:   [n, P, max_text_chars] int64 character ids (zeros for NUMBER items)
   mask:    [n, P] bool, True where an item is present
+  values:  [n, P] float64, the raw number of a NUMBER item, 0 otherwise
   """
 
   names: np.ndarray
@@ -114,6 +120,7 @@ class ModelInputs:
   scalars: np.ndarray
   texts: np.ndarray
   mask: np.ndarray
+  values: np.ndarray
 
   def __len__(self) -> int:
     return self.names.shape[0]
@@ -261,26 +268,126 @@ class Featurizer:
     names = np.broadcast_to(
         np.stack([self._name_chars(nm) for nm in self._names]), (n, p, cfg.max_name_chars)
     )
-    mask = np.ones((n, p), dtype=bool)
-    inputs = ModelInputs(
+    values = np.zeros((n, p), dtype=np.float64)
+    for j, name in enumerate(self._names):
+      if name not in self._text_params:
+        values[:, j] = [float(row[name]) for row in rows]
+    return ModelInputs(
         names=np.ascontiguousarray(names), kinds=kinds, numbers=num_ids, scalars=scalars,
-        texts=texts, mask=mask,
+        texts=texts, mask=np.ones((n, p), dtype=bool), values=values,
     )
-    if self._meta_names is None:
-      return inputs
-    m = len(self._meta_names)
-    meta = ModelInputs(
-        names=np.broadcast_to(self._meta_names, (n, m, cfg.max_name_chars)),
-        kinds=np.full((n, m), TEXT, dtype=np.int64),
-        numbers=np.zeros((n, m, self._codec.length), dtype=np.int64),
-        scalars=np.zeros((n, m), dtype=np.float32),
-        texts=np.broadcast_to(self._meta_texts, (n, m, cfg.max_text_chars)),
-        mask=np.ones((n, m), dtype=bool),
+
+  def metadata(self) -> ModelInputs:
+    """The study's metadata items as one row [1, M] of TEXT items."""
+    cfg = self.config
+    m = len(self.study.items())
+    return ModelInputs(
+        names=self._meta_names[None], kinds=np.full((1, m), TEXT, dtype=np.int64),
+        numbers=np.zeros((1, m, self._codec.length), dtype=np.int64),
+        scalars=np.zeros((1, m), dtype=np.float32), texts=self._meta_texts[None],
+        mask=np.ones((1, m), dtype=bool), values=np.zeros((1, m)),
     )
-    return ModelInputs(**{
-        f.name: np.concatenate([getattr(inputs, f.name), getattr(meta, f.name)], axis=1)
-        for f in attrs.fields(ModelInputs)
-    })
+
+
+def standardized_values(values: np.ndarray, is_number: np.ndarray,
+                        is_context: np.ndarray) -> np.ndarray:
+  """Each numeric parameter standardised by its context trials' mean and spread.
+
+  values, is_number: [N, P] (one study); is_context: [N] bool. -> [N, P, 2] float32: the
+  linear z-score and, where every context value is positive, the z-score of log(value)
+  (else the linear one again). Clipped to +-STANDARD_CLIP. A parameter with fewer than two
+  context values, or no spread, gets 0: nothing in the context tells its scale. Uses only
+  context rows, so a query's features never depend on the other queries.
+  """
+  out = np.zeros(values.shape + (2,), dtype=np.float32)
+  ctx = values[is_context]
+  if len(ctx) < 2:
+    return out
+  for j in range(values.shape[1]):
+    if not is_number[is_context, j].all():
+      continue
+    col, c = values[:, j], ctx[:, j]
+    lin = _zscore(col, c)
+    out[:, j, 0] = lin
+    if np.all(c > 0):
+      with np.errstate(divide='ignore', invalid='ignore'):
+        out[:, j, 1] = _zscore(np.log(np.where(col > 0, col, np.min(c) / 10)), np.log(c))
+    else:
+      out[:, j, 1] = lin
+  return out
+
+
+STANDARD_CLIP = 10.0  # z-scores beyond this carry no more information for the model
+
+
+def _zscore(col: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+  # Halved before subtracting so that values near +-1e308 do not overflow.
+  mean = np.mean(ctx / 2) * 2
+  spread = np.std(ctx / 2) * 2
+  if not spread > 0 or not np.isfinite(spread):
+    return np.zeros_like(col)
+  return np.clip((col / 2 - mean / 2) / (spread / 2), -STANDARD_CLIP, STANDARD_CLIP)
+
+
+@attrs.frozen
+class StudyInputs:
+  """B studies for the in-context model, padded to N trials of P items and M metadata items.
+
+  items:      ModelInputs whose arrays have shape [B, N, P, ...]
+  features:   [B, N, P, 2] float32 context-standardised values (`standardized_values`)
+  meta:       ModelInputs whose arrays have shape [B, M, ...]
+  is_context: [B, N] bool, the trial's y is given (context) rather than asked (query)
+  present:    [B, N] bool, False on padding
+  y:          [B, N] float64 y of context trials (already normalised per study), 0 elsewhere
+  """
+
+  items: ModelInputs
+  features: np.ndarray
+  meta: ModelInputs
+  is_context: np.ndarray
+  present: np.ndarray
+  y: np.ndarray
+
+  @property
+  def num_queries(self) -> int:
+    return int((self.present & ~self.is_context).sum())
+
+  @classmethod
+  def build(cls, items: ModelInputs, meta: ModelInputs, context_y: np.ndarray,
+            num_context: int) -> 'StudyInputs':
+    """One study: `items` [N, P] with the context trials first, their y [num_context]."""
+    n = len(items)
+    is_context = np.arange(n) < num_context
+    y = np.zeros(n)
+    y[:num_context] = context_y
+    features = standardized_values(items.values, items.kinds == NUMBER, is_context)
+    return cls(items=ModelInputs(**{k: v[None] for k, v in attrs.asdict(items, recurse=False).items()}),
+               features=features[None], meta=meta, is_context=is_context[None],
+               present=np.ones((1, n), dtype=bool), y=y[None])
+
+  @classmethod
+  def stack(cls, parts: Sequence['StudyInputs']) -> 'StudyInputs':
+    """Concatenates studies along B, padding trials, items and metadata items."""
+    n = max(p.present.shape[1] for p in parts)
+    p_items = max(p.items.mask.shape[2] for p in parts)
+    m = max(p.meta.mask.shape[1] for p in parts)
+
+    def pad(a, axis_sizes):
+      width = [(0, 0)] * a.ndim
+      for axis, size in axis_sizes:
+        width[axis] = (0, size - a.shape[axis])
+      return np.pad(a, width)
+
+    items = {f.name: np.concatenate([pad(getattr(q.items, f.name), [(1, n), (2, p_items)])
+                                     for q in parts]) for f in attrs.fields(ModelInputs)}
+    meta = {f.name: np.concatenate([pad(getattr(q.meta, f.name), [(1, m)]) for q in parts])
+            for f in attrs.fields(ModelInputs)}
+    return cls(
+        items=ModelInputs(**items), meta=ModelInputs(**meta),
+        features=np.concatenate([pad(q.features, [(1, n), (2, p_items)]) for q in parts]),
+        is_context=np.concatenate([pad(q.is_context, [(1, n)]) for q in parts]),
+        present=np.concatenate([pad(q.present, [(1, n)]) for q in parts]),
+        y=np.concatenate([pad(q.y, [(1, n)]) for q in parts]))
 
 
 def _plain(row: Any) -> dict[str, ParameterValue]:

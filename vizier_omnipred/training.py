@@ -19,6 +19,9 @@ import pathlib
 import time
 from typing import Callable, Protocol
 
+import concurrent.futures
+import multiprocessing
+
 import attrs
 import torch
 import torch.distributed as dist
@@ -40,6 +43,41 @@ class LoopConfig(Protocol):
   checkpoint_every: int
   time_limit_s: float | None
   seed: int
+
+
+class Prefetcher:
+  """Builds the batches of the coming steps in a worker process while the caller trains.
+
+  `build(step)` must be a picklable, deterministic function of the step; `get(step)` returns
+  its result and queues the next `depth` steps. depth 0 builds in this process.
+  """
+
+  def __init__(self, build: Callable[[int], object], *, depth: int):
+    self._build = build
+    self._depth = depth
+    self._pending: dict[int, concurrent.futures.Future] = {}
+    self._pool = None
+    if depth > 0:
+      self._pool = concurrent.futures.ProcessPoolExecutor(
+          max_workers=1, mp_context=multiprocessing.get_context('spawn'))
+
+  def get(self, step: int):
+    if self._pool is None:
+      return self._build(step)
+    for s in list(self._pending):
+      if s < step:  # a resumed or restarted caller skipped these
+        self._pending.pop(s).cancel()
+    for s in range(step, step + self._depth + 1):
+      if s not in self._pending:
+        self._pending[s] = self._pool.submit(self._build, s)
+    return self._pending.pop(step).result()
+
+  def __enter__(self) -> 'Prefetcher':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._pool is not None:
+      self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def cosine_lr(step: int, cfg: LoopConfig) -> float:
@@ -91,7 +129,7 @@ def train_loop(
     *,
     env: DistEnv,
     batch_loss: Callable[[nn.Module, int], torch.Tensor],
-    evaluate: Callable[[], float],
+    evaluate: Callable[[], float | dict],
     save: Callable[[pathlib.Path, dict], None],
     examples_per_step: int,
     name: str,
@@ -101,12 +139,18 @@ def train_loop(
   """Trains `model` (already on env.device) to cfg.steps; returns the run summary.
 
   batch_loss(net, step): the loss of this rank's batch at `step`, computed through `net`'s
-  forward (DDP syncs gradients only through it). evaluate(): held-out loss, run on rank 0.
+  forward (DDP syncs gradients only through it). evaluate(): held-out loss, run on rank 0 (a
+  float, or a dict with 'mean' and further entries that go into the history as they are).
   save(path, summary): writes the shippable checkpoint, on rank 0.
   """
   out = pathlib.Path(out_dir)
+  run_info = {'train_config': jsonable(attrs.asdict(cfg)), 'seed': cfg.seed,
+              'examples_per_step': examples_per_step * env.world, 'world_size': env.world,
+              'device': str(env.device)}
   if env.main:
     out.mkdir(parents=True, exist_ok=True)
+    # What a snapshot of last.pt needs besides the weights (model_card --snapshot).
+    (out / 'run.json').write_text(json.dumps(run_info, indent=1))
   opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate,
                           weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
   step, history, elapsed_before = 0, [], 0.0
@@ -145,15 +189,19 @@ def train_loop(
     bar.update(1)
     timed_out = cfg.time_limit_s is not None and elapsed_before + now - start > cfg.time_limit_s
     if step % cfg.eval_every == 0 or step == cfg.steps or timed_out:
+      detail = {}
       if env.main:
         model.eval()
         with torch.no_grad():
           val = evaluate()
         model.train()
+        if isinstance(val, dict):  # {'mean': ..., other per-split losses}
+          detail = {k: v for k, v in val.items() if k != 'mean'}
+          val = val['mean']
       else:
         val = 0.0
       history.append({'step': step, 'train_loss': env.mean(loss_value), 'val_loss': val,
-                      'elapsed_s': elapsed_before + now - start})
+                      'elapsed_s': elapsed_before + now - start, **detail})
       if env.main:
         bar.write(f'step {step}: train {history[-1]["train_loss"]:.4f} val {val:.4f}')
     if env.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps or timed_out):
@@ -163,19 +211,22 @@ def train_loop(
     if timed_out:
       break
   bar.close()
-  summary = {
-      'steps': step, 'num_parameters': sum(p.numel() for p in model.parameters()),
-      'wall_time_s': round(elapsed_before + time.perf_counter() - start, 1),
-      'examples_per_step': examples_per_step * env.world,
-      'world_size': env.world, 'device': str(env.device),
-      'final_val_loss': history[-1]['val_loss'] if history else None,
-      'seed': cfg.seed, 'train_config': jsonable(attrs.asdict(cfg)), 'history': history,
-  }
+  summary = run_summary(run_info, model, step=step, history=history,
+                        wall_time_s=elapsed_before + time.perf_counter() - start)
   if env.main:
     save(out / 'model.pt', summary)
     (out / 'summary.json').write_text(json.dumps(summary, indent=1, default=str))
   env.close()
   return summary
+
+
+def run_summary(run_info: dict, model: nn.Module, *, step: int, history: list[dict],
+                wall_time_s: float) -> dict:
+  """What a run's summary.json (and a checkpoint's card) says: `run_info` from run.json plus
+  the state at `step`."""
+  return dict(run_info, steps=step, num_parameters=sum(p.numel() for p in model.parameters()),
+              wall_time_s=round(wall_time_s, 1),
+              final_val_loss=history[-1]['val_loss'] if history else None, history=history)
 
 
 def jsonable(d):

@@ -18,7 +18,7 @@ from torch import nn
 from vizier_omnipred.model import ModelConfig, OmniPredModel
 from vizier_omnipred.symbolic.model import SymbolicConfig, SymbolicModel
 
-FORMAT = 'vizier-omnipred/1'
+FORMAT = 'vizier-omnipred/2'  # 2: the in-context model (1 read one trial at a time)
 SYMBOLIC_FORMAT = 'vizier-omnipred-symbolic/1'
 SHIPPED = pathlib.Path(__file__).parent / 'omnipred-small.pt'
 SHIPPED_SYMBOLIC = pathlib.Path(__file__).parent / 'symbolic-small.pt'

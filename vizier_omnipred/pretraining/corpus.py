@@ -1,7 +1,8 @@
-"""Synthetic studies for multi-task pretraining, streamed from a seed (nothing on disk).
+"""Synthetic studies for in-context pretraining, streamed from a seed (nothing on disk).
 
-A study = a BBOB function (vizier.benchmarks) with a random shift of its optimum, a seeded
-rotation and a dimension in [min_dim, max_dim]; each of its coordinates is driven by one
+A study = an objective over z in [-5, 5]^d: a BBOB function (vizier.benchmarks) with a random
+shift of its optimum and a seeded rotation, a function drawn from a GP prior (`gp_prior`), or
+the sum or product of the two; d in [min_dim, max_dim]. Each coordinate is driven by one
 Vizier parameter of a random type (DOUBLE linear or log, INTEGER, DISCRETE, CATEGORICAL with
 categories that move the coordinate), with a realistic name; an output map (optional log warp,
 random scale over many orders of magnitude, sign, offset) and study metadata (title, metric,
@@ -19,6 +20,8 @@ import attrs
 import numpy as np
 from vizier import pyvizier as vz
 from vizier._src.benchmarks.experimenters.synthetic import bbob
+
+from vizier_omnipred.pretraining.gp_prior import GPFunction, GPPriorConfig
 
 # The 21 BBOB functions that vizier.benchmarks implements (F1-F24 less F8, F10's rotated
 # twin and F19's original; names as in vizier).
@@ -84,6 +87,19 @@ class CorpusConfig:
   # learn each study's x -> y (OmniPred's multi-task setting); None: every study is new.
   pool_size: int | None = attrs.field(default=2048, kw_only=True)
   reference_trials: int = attrs.field(default=128, kw_only=True)  # fixes each study's y scale
+  # What the objective is, with probabilities: BBOB, GP draw, BBOB + GP, BBOB * exp(GP).
+  # A new study of `SyntheticStudy` defaults to BBOB alone (deterministic, `evaluate`-able).
+  objective_weights: tuple[tuple[str, float], ...] = attrs.field(
+      default=(('bbob', 1.0),), kw_only=True)
+  gp: GPPriorConfig = attrs.field(factory=GPPriorConfig, kw_only=True)
+
+
+OBJECTIVES = ('bbob', 'gp', 'sum', 'product')
+# The in-context prior: mostly GP draws (what a Bayesian-optimal regressor is built for), BBOB
+# landscapes for optima, ridges and ill-conditioning, and mixtures of both.
+IN_CONTEXT_CORPUS = CorpusConfig(
+    pool_size=None, clustered_fraction=0.4,
+    objective_weights=(('gp', 0.45), ('bbob', 0.3), ('sum', 0.15), ('product', 0.1)))
 
 
 @attrs.frozen
@@ -112,6 +128,14 @@ class SyntheticStudy:
     self.dim = int(min(config.max_dim, lo_dim + rng.geometric(0.25) - 1))
     self.dim = max(self.dim, lo_dim)
     self._fn = getattr(bbob, self.function_name)
+    kinds, weights = zip(*config.objective_weights)
+    unknown = set(kinds) - set(OBJECTIVES)
+    if unknown:
+      raise ValueError(f'CorpusConfig.objective_weights: unknown objectives {sorted(unknown)};'
+                       f' known: {OBJECTIVES}.')
+    # Only a mixed prior draws here, so BBOB-only corpora keep their seeds' studies.
+    self.objective = kinds[0] if len(kinds) == 1 else str(
+        rng.choice(kinds, p=np.asarray(weights) / sum(weights)))
     self._rotation_seed = int(rng.integers(0, 2**31 - 1))
     self.shift = rng.uniform(-4, 4, self.dim)
     bbob_style = rng.random() < config.bbob_style_fraction
@@ -140,13 +164,25 @@ class SyntheticStudy:
       problem.metadata['title'] = title
     problem.metadata['description'] = f'synthetic study {seed}'
     self.problem = problem
-    # Raw objective on a fixed uniform sample: the rank warp's ECDF and the y range, so that
-    # targets of one study are the same on every visit.
-    ref_rng = np.random.default_rng([seed, 2])
-    self._reference = np.sort(self._raw(self.sample_parameters(config.reference_trials, ref_rng,
-                                                               uniform=True)))
+    self._gp = (GPFunction.draw(self.dim, rng, config.gp) if self.objective != 'bbob' else None)
+    self._reference_trials = config.reference_trials
+    self._reference_cache: np.ndarray | None = None
+
+  @property
+  def _reference(self) -> np.ndarray:
+    """Sorted raw BBOB values on a fixed uniform sample: the rank warp's ECDF and the y range,
+    so that targets of one study are the same on every visit. Built on first use (it costs
+    `reference_trials` BBOB evaluations, which a fresh in-context study never needs)."""
+    if self._reference_cache is None:
+      ref_rng = np.random.default_rng([self.seed, 2])
+      rows = self.sample_parameters(self._reference_trials, ref_rng, uniform=True)
+      self._reference_cache = np.sort(self._raw(rows))
+    return self._reference_cache
+
+  @property
+  def y_range(self) -> tuple[float, float]:
     ref = self._output(self._reference)
-    self.y_range = (float(ref.min()), float(ref.max()))
+    return float(ref.min()), float(ref.max())
 
   def _coordinate(self, i: int, bbob_style: bool) -> _Coordinate:
     rng = self._rng
@@ -234,12 +270,42 @@ class SyntheticStudy:
         rows.append({c.config.name: c.sample(rng) for c in self._coords})
     return rows
 
+  def _z(self, rows: list[dict]) -> np.ndarray:
+    """Parameter dicts -> [n, d] coordinates in [-5, 5]."""
+    return np.asarray([[c.to_z(row[c.config.name]) for c in self._coords] for row in rows],
+                      dtype=np.float64).reshape(len(rows), self.dim)
+
+  def _bbob(self, z: np.ndarray) -> np.ndarray:
+    return np.asarray([float(np.real(self._fn(zi - self.shift, seed=self._rotation_seed)))
+                       for zi in z])
+
   def _raw(self, rows: list[dict]) -> np.ndarray:
-    out = np.empty(len(rows))
-    for i, row in enumerate(rows):
-      z = np.asarray([c.to_z(row[c.config.name]) for c in self._coords]) - self.shift
-      out[i] = float(np.real(self._fn(z, seed=self._rotation_seed)))
-    return out
+    if self.objective != 'bbob':
+      raise ValueError(
+          f'Study {self.seed} is a {self.objective!r} objective (a GP part is drawn jointly at'
+          ' a set of points): use draw(n, rng), not evaluate().')
+    return self._bbob(self._z(rows))
+
+  def draw(self, n: int, rng: np.random.Generator) -> tuple[list[dict], np.ndarray]:
+    """n trials and their objective values, drawn together: a GP part is one joint draw, so
+    every call is a new function of the same kind (what in-context pretraining needs)."""
+    rows = self.sample_parameters(n, rng)
+    z = self._z(rows)
+    if self.objective == 'gp':
+      raw = self._gp.sample((z + 5.0) / 10.0, rng)
+    else:
+      raw = self._bbob(z)
+      if self.objective != 'bbob':
+        g = self._gp.sample((z + 5.0) / 10.0, rng)
+        spread = float(np.std(raw)) or 1.0
+        raw = raw / spread + g if self.objective == 'sum' else raw * np.exp(0.5 * g)
+      elif self._noise:
+        raw = raw + rng.normal(0, 0.01 * (float(np.std(raw)) + 1e-12), n)
+    if self._log_warp:
+      raw = np.log1p(raw - raw.min())
+    elif self._rank_warp:  # what a rank-warping designer feeds: ranks in [0, 1]
+      raw = np.argsort(np.argsort(raw, kind='stable'), kind='stable') / max(1, n - 1)
+    return rows, self._scale * raw + self._offset
 
   def _output(self, raw: np.ndarray) -> np.ndarray:
     """Raw BBOB values -> the study's metric (warp, scale, sign, offset)."""

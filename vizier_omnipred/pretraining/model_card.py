@@ -25,29 +25,96 @@ def card_text(summary: dict, regression: str | None) -> str:
   cfg = summary['train_config']
   m = cfg['model']
   c = cfg['corpus']
-  text = f"""# Model card: omnipred-small
+  kinds = ', '.join(f'{k} {w:.0%}' for k, w in c['objective_weights'])
+  text = f"""# Model card: omnipred-icl
 
-The checkpoint `omnipred-small.pt` that `OmniPredRegressor.from_pretrained()` loads.
+The checkpoint `omnipred-small.pt` that `OmniPredRegressor.from_pretrained()` loads: an
+in-context surrogate that reads a study's completed trials (the context) and the trials to
+predict together, and writes each prediction's y as number tokens.
 
 | | |
 |---|---|
-| architecture | encoder-decoder, d_model {m['d_model']}, {m['num_heads']} heads, {m['encoder_layers']} encoder + {m['decoder_layers']} decoder layers, MLP {m['d_ff']} |
+| architecture | encoder-decoder, d_model {m['d_model']}, {m['num_heads']} heads, {m['encoder_layers']} encoder + {m['decoder_layers']} decoder layers, MLP {m['d_ff']}; one encoder token per trial (its parameter items pooled) and per metadata item; queries attend to the context and themselves only |
 | parameters | {summary['num_parameters']:,} |
-| input | one item per parameter (name characters + value as sign/exponent/4 digits + symlog scalar, or category characters) and study metadata items; no positional order |
-| output | y after a per-study map onto [2, 3], as sign, exponent (E{m['y_min_exponent']}..E{m['y_max_exponent']}), {m['y_digits']} digits |
-| data | synthetic studies from `vizier_omnipred.pretraining.corpus` (seed {summary['seed']}): a pool of {c['pool_size']} training studies over 16 BBOB functions, dims {c['min_dim']}-{c['max_dim']}, revisited with fresh trials ({cfg['trials_per_study']} per visit); held out: AttractiveSector, BuecheRastrigin, SharpRidge, Weierstrass, Gallagher21Me and a disjoint seed range |
-| training | {summary['steps']} steps x {summary['examples_per_step']} examples, AdamW lr {cfg['learning_rate']} (warmup {cfg['warmup_steps']}, cosine to {cfg['min_learning_rate_ratio']}x), weight decay {cfg['weight_decay']}, clip {cfg['grad_clip']}, bf16 {cfg['bf16']} |
-| hardware | {summary['world_size']} process(es) on {summary['device']} (one thread of a 2-core CPU) |
+| input | per parameter: name characters + value as sign/exponent/4 digits + symlog + two z-scores from the context's own statistics (linear, log), or category characters; per context trial its y (normalised by the context's range) as tokens + scalar; study metadata items; no positional order, no search-space bounds |
+| output | y after a map of the context's y range onto [2, 3], as sign, exponent (E{m['y_min_exponent']}..E{m['y_max_exponent']}), {m['y_digits']} digits |
+| data | episodes streamed from `vizier_omnipred.pretraining.corpus.IN_CONTEXT_CORPUS` (seed {summary['seed']}), a fresh study each: objectives {kinds} (GP: Matern 1/2, 3/2, 5/2 or RBF, ARD length scales log-uniform, unused dimensions, noise, input warping; BBOB: 16 functions shifted and rotated); dims {c['min_dim']}-{c['max_dim']}; DOUBLE (linear/log), INTEGER, DISCRETE and CATEGORICAL parameters with realistic names and metadata; trials uniform or clustered near an optimum; context {cfg['min_context']}-{cfg['max_context']} trials (one size per batch), {cfg['queries_per_study']} queries. Held out: AttractiveSector, BuecheRastrigin, SharpRidge, Weierstrass, Gallagher21Me and a disjoint seed range |
+| training | {summary['steps']} steps x {summary['examples_per_step']} trials, AdamW lr {cfg['learning_rate']} (warmup {cfg['warmup_steps']}, cosine to {cfg['min_learning_rate_ratio']}x over {cfg['steps']} steps), weight decay {cfg['weight_decay']}, clip {cfg['grad_clip']}, bf16 {cfg['bf16']} |
+| hardware | {summary['world_size']} process(es) on {summary['device']} (one thread of a 2-core CPU; a second process builds batches) |
 | wall time | {summary['wall_time_s'] / 60:.1f} min |
-| final held-out loss | {summary['final_val_loss']:.4f} nats per y token (zero-shot, held-out functions) |
+| final held-out loss | {summary['final_val_loss']:.4f} nats per y token (mean over context sizes) |
 
-Reproduce: `vizier-omnipred pretrain --out runs/small --steps {cfg['steps']} --threads 1`, then
-`python -m vizier_omnipred.pretraining.model_card runs/small --ship`.
+Reproduce: `vizier-omnipred pretrain --out runs/icl --steps {cfg['steps']} --threads 1`, then
+`python -m vizier_omnipred.pretraining.model_card runs/icl --ship`.
 
+![loss](omnipred-loss.png)
+
+{_context_table(summary['history'])}
 {_loss_table(summary['history'])}"""
   if regression:
     text += '\n## Regression benchmark (benchmarks/regression.py)\n\n' + regression
   return text
+
+
+def _context_table(history: list[dict]) -> str:
+  """Held-out loss by context size at a few points of the run: it must fall as the context
+  grows, the sign that the model learns in context."""
+  with_sizes = [h for h in history if h.get('by_context')]
+  if not with_sizes:
+    return ''
+  sizes = sorted(with_sizes[-1]['by_context'], key=int)
+  picks = sorted({0, len(with_sizes) // 4, len(with_sizes) // 2, len(with_sizes) - 1})
+  rows = '\n'.join(f'| {with_sizes[i]["step"]} | '
+                   + ' | '.join(f'{with_sizes[i]["by_context"][k]:.4f}' for k in sizes) + ' |'
+                   for i in picks)
+  return ('## Held-out loss by context size (nats per y token)\n\n| step | '
+          + ' | '.join(f'{k} trials' for k in sizes) + ' |\n|---|' + '---|' * len(sizes)
+          + '\n' + rows + '\n')
+
+
+def loss_plot(history: list[dict], path: pathlib.Path) -> None:
+  """Train and held-out loss over steps, and held-out loss per context size."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  steps = [h['step'] for h in history]
+  axes[0].plot(steps, [h['train_loss'] for h in history], label='train (one batch)', alpha=0.6)
+  axes[0].plot(steps, [h['val_loss'] for h in history], label='held-out (mean over sizes)')
+  axes[0].set_xlabel('step')
+  axes[0].set_ylabel('nats per y token')
+  axes[0].legend()
+  with_sizes = [h for h in history if h.get('by_context')]
+  if with_sizes:
+    for k in sorted(with_sizes[-1]['by_context'], key=int):
+      axes[1].plot([h['step'] for h in with_sizes], [h['by_context'][k] for h in with_sizes],
+                   label=f'{k} context trials')
+    axes[1].set_xlabel('step')
+    axes[1].set_title('held-out loss by context size', fontsize=10)
+    axes[1].legend(fontsize=8)
+  for ax in axes:
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+
+
+def snapshot(run: pathlib.Path) -> dict:
+  """Writes snapshot.pt and snapshot.json from a run's last.pt while it is still training
+  (or after it was stopped): the same checkpoint format and card as a finished run's."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred.model import ModelConfig, OmniPredModel  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred.training import run_summary  # pylint: disable=g-import-not-at-top
+  info = json.loads((run / 'run.json').read_text())
+  blob = torch.load(run / 'last.pt', map_location='cpu', weights_only=True)
+  model_cfg = dict(info['train_config']['model'])
+  model = OmniPredModel(ModelConfig.from_dict(model_cfg))
+  model.load_state_dict(blob['model'])
+  summary = run_summary(info, model, step=int(blob['step']), history=json.loads(blob['history']),
+                        wall_time_s=float(blob['elapsed_s']))
+  checkpoints.save(run / 'snapshot.pt', model,
+                   card=checkpoints.card_from_summary('omnipred-icl', summary))
+  (run / 'snapshot.json').write_text(json.dumps(summary, indent=1, default=str))
+  return summary
 
 
 def _loss_table(history: list[dict]) -> str:
@@ -91,9 +158,16 @@ def main(argv=None) -> int:
   parser.add_argument('run', help='pretraining run directory (summary.json, model.pt)')
   parser.add_argument('--kind', choices=('omnipred', 'symbolic'), default='omnipred')
   parser.add_argument('--ship', action='store_true', help='copy model.pt into the package')
+  parser.add_argument('--snapshot', action='store_true',
+                      help='card and weights from last.pt (a run still training, or stopped)')
   args = parser.parse_args(argv)
   run = pathlib.Path(args.run)
-  summary = json.loads((run / 'summary.json').read_text())
+  if args.snapshot:
+    summary = snapshot(run)
+    weights = run / 'snapshot.pt'
+  else:
+    summary = json.loads((run / 'summary.json').read_text())
+    weights = run / 'model.pt'
   if args.kind == 'symbolic':
     bench, make, card, shipped = 'symbolic.md', symbolic_card_text, 'SYMBOLIC.md', checkpoints.SHIPPED_SYMBOLIC
   else:
@@ -101,8 +175,10 @@ def main(argv=None) -> int:
   table = ROOT / 'benchmarks' / 'results' / bench
   out = shipped.parent / card
   out.write_text(make(summary, table.read_text() if table.exists() else None))
+  if args.kind == 'omnipred':
+    loss_plot(summary['history'], shipped.parent / 'omnipred-loss.png')
   if args.ship:
-    shutil.copyfile(run / 'model.pt', shipped)
+    shutil.copyfile(weights, shipped)
   print(f'wrote {out}' + (f' and {shipped}' if args.ship else ''))
   return 0
 

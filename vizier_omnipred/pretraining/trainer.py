@@ -1,12 +1,18 @@
-"""Multi-task pretraining on streamed synthetic studies: one CPU, one GPU, or many via torchrun.
+"""In-context pretraining on streamed synthetic studies: one CPU, one GPU, or many via torchrun.
 
-    vizier-omnipred pretrain --steps 20000 --out runs/small          # one process
+    vizier-omnipred pretrain --steps 20000 --out runs/icl            # one process
     torchrun --nproc_per_node=8 -m vizier_omnipred.cli pretrain ...   # DistributedDataParallel
 
-Each rank draws its own studies from (seed, step, rank), so the stream is deterministic and
-resuming needs no data state: a checkpoint holds the model, the optimizer and the step.
-y is mapped onto [2, 3] with `YScaler` as in `OmniPredRegressor.fine_tune`, but from each
-study's fixed reference range, so a recurring study has the same targets on every visit.
+Every batch is a set of episodes, as PFNs train: a fresh study from the prior
+(`corpus.IN_CONTEXT_CORPUS`: GP draws, shifted/rotated BBOB functions and their mixtures, mixed
+parameter types), some of its trials given with y (the context), the rest to predict (the
+queries). One context size is drawn per batch, from 2 to `max_context`, so one pass trains every
+size; the number of studies per batch shrinks as the context grows, keeping the trials per
+batch (and the step time) about constant. y is normalised by the context alone
+(`YScaler` onto [2, 3]), exactly as the regressor does at prediction time.
+
+Each rank builds its batch from (seed, step, rank), so the stream is deterministic and
+resuming needs no data state; a worker process builds the next batches while this one trains.
 """
 
 from __future__ import annotations
@@ -20,10 +26,15 @@ import torch
 
 from vizier_omnipred import checkpoints
 from vizier_omnipred.model import ModelConfig, OmniPredModel
-from vizier_omnipred.pretraining.corpus import CorpusConfig, SyntheticStudy, EVAL_SEED_OFFSET
+from vizier_omnipred.pretraining.corpus import (
+    EVAL_SEED_OFFSET, IN_CONTEXT_CORPUS, CorpusConfig, SyntheticStudy)
 from vizier_omnipred.regressor import YScaler
-from vizier_omnipred.serialization import Featurizer, ModelInputs
-from vizier_omnipred.training import DistEnv, train_loop
+from vizier_omnipred.serialization import Featurizer, StudyInputs
+from vizier_omnipred.training import DistEnv, Prefetcher, train_loop
+
+# Largest normalised |y| a query target may have: beyond it the codec's exponent runs out, and
+# such a value (1e8 context ranges away) is as good as infinite to the loss.
+_TARGET_CLIP = 1e8
 
 
 @attrs.frozen
@@ -31,10 +42,12 @@ class TrainConfig:
   """Every knob of a pretraining run."""
 
   model: ModelConfig = attrs.field(factory=ModelConfig, kw_only=True)
-  corpus: CorpusConfig = attrs.field(factory=CorpusConfig, kw_only=True)
+  corpus: CorpusConfig = attrs.field(default=IN_CONTEXT_CORPUS, kw_only=True)
   steps: int = attrs.field(default=20_000, kw_only=True)
-  studies_per_batch: int = attrs.field(default=8, kw_only=True)  # per rank
-  trials_per_study: int = attrs.field(default=32, kw_only=True)
+  trials_per_batch: int = attrs.field(default=1024, kw_only=True)  # per rank, context + queries
+  queries_per_study: int = attrs.field(default=16, kw_only=True)
+  min_context: int = attrs.field(default=2, kw_only=True)  # YScaler needs two context y
+  max_context: int = attrs.field(default=100, kw_only=True)
   learning_rate: float = attrs.field(default=1e-3, kw_only=True)
   min_learning_rate_ratio: float = attrs.field(default=0.05, kw_only=True)
   warmup_steps: int = attrs.field(default=300, kw_only=True)
@@ -42,51 +55,72 @@ class TrainConfig:
   grad_clip: float = attrs.field(default=1.0, kw_only=True)
   bf16: bool = attrs.field(default=False, kw_only=True)
   eval_every: int = attrs.field(default=500, kw_only=True)
-  eval_studies: int = attrs.field(default=48, kw_only=True)
+  eval_studies: int = attrs.field(default=32, kw_only=True)  # per context size
+  eval_context_sizes: tuple[int, ...] = attrs.field(default=(2, 5, 10, 30, 100), kw_only=True)
   checkpoint_every: int = attrs.field(default=500, kw_only=True)
+  prefetch: int = attrs.field(default=4, kw_only=True)  # batches built ahead; 0: in-process
   time_limit_s: float | None = attrs.field(default=None, kw_only=True)
   seed: int = attrs.field(default=0, kw_only=True)
 
 
-def study_batch(studies: list[SyntheticStudy], trials_per_study: int, rng: np.random.Generator,
-                model_config: ModelConfig) -> tuple[ModelInputs, np.ndarray]:
-  """Featurises `trials_per_study` trials of each study; -> (inputs, y slot ids [n, T])."""
-  parts, ids = [], []
-  codec = model_config.y_codec
-  for study in studies:
-    rows = study.sample_parameters(trials_per_study, rng)
-    y = study.evaluate(rows, rng)
-    parts.append(Featurizer(study.problem, config=model_config.featurizer).featurize(rows))
-    ids.append(codec.encode_many(YScaler.fit(np.asarray(study.y_range)).transform(y)))
-  return ModelInputs.concatenate(parts), np.concatenate(ids)
+def episode(study: SyntheticStudy, num_context: int, num_queries: int, rng: np.random.Generator,
+            model_config: ModelConfig) -> tuple[StudyInputs, np.ndarray]:
+  """One study's context + queries -> (inputs, query targets as y slot ids [num_queries, T])."""
+  rows, y = study.draw(num_context + num_queries, rng)
+  scaler = YScaler.fit(y[:num_context])
+  z = np.clip(scaler.transform(y), -_TARGET_CLIP, _TARGET_CLIP)
+  featurizer = Featurizer(study.problem, config=model_config.featurizer)
+  inputs = StudyInputs.build(featurizer.featurize(rows), featurizer.metadata(), z[:num_context],
+                             num_context)
+  return inputs, model_config.y_codec.encode_many(z[num_context:])
 
 
-@functools.lru_cache(maxsize=8192)
-def _train_study(seed: int, corpus: CorpusConfig) -> SyntheticStudy:
-  """Pool studies recur: build each once per process."""
-  return SyntheticStudy(seed, corpus, split='train')
+def context_size(rng: np.random.Generator, lo: int, hi: int) -> int:
+  """Half the batches log-uniform (small contexts are where the prior matters most), half
+  uniform (the designer's 20-100 trials)."""
+  if rng.random() < 0.5:
+    return int(np.clip(round(np.exp(rng.uniform(np.log(lo), np.log(hi + 1)))), lo, hi))
+  return int(rng.integers(lo, hi + 1))
 
 
+def make_batch(cfg: TrainConfig, step: int, rank: int) -> tuple[StudyInputs, np.ndarray]:
+  """The batch of (step, rank): deterministic, so a resumed run sees the same stream."""
+  rng = np.random.default_rng([cfg.seed, step, rank])
+  n_ctx = context_size(rng, cfg.min_context, cfg.max_context)
+  n_studies = max(1, cfg.trials_per_batch // (n_ctx + cfg.queries_per_study))
+  parts, targets = [], []
+  for seed in rng.integers(0, EVAL_SEED_OFFSET, n_studies):
+    inputs, ids = episode(SyntheticStudy(int(seed), cfg.corpus), n_ctx, cfg.queries_per_study,
+                          rng, cfg.model)
+    parts.append(inputs)
+    targets.append(ids)
+  return StudyInputs.stack(parts), np.concatenate(targets)
 
 
-def evaluate(model: OmniPredModel, cfg: TrainConfig, device: torch.device) -> float:
-  """Mean token loss on held-out studies (held-out functions, disjoint seeds). Deterministic."""
-  rng = np.random.default_rng(EVAL_SEED_OFFSET + cfg.seed)
-  studies = [SyntheticStudy(EVAL_SEED_OFFSET + cfg.seed + i, cfg.corpus, split='eval')
-             for i in range(cfg.eval_studies)]
-  total, count = 0.0, 0
+def evaluate(model: OmniPredModel, cfg: TrainConfig, device: torch.device) -> dict:
+  """Mean token loss on held-out studies (held-out BBOB functions, disjoint seeds), per
+  context size and overall. Deterministic: the same episodes at every evaluation."""
+  by_size = {}
   model.eval()
   with torch.no_grad():
-    for lo in range(0, len(studies), 8):
-      inputs, ids = study_batch(studies[lo:lo + 8], cfg.trials_per_study, rng, cfg.model)
-      t = model.to_tensors(inputs)
-      loss = model.loss(t, torch.as_tensor(ids, device=device))
-      total += float(loss) * len(ids)
-      count += len(ids)
+    for size in cfg.eval_context_sizes:
+      rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size])
+      total, count = 0.0, 0
+      for lo in range(0, cfg.eval_studies, 8):
+        parts, targets = [], []
+        for i in range(lo, min(lo + 8, cfg.eval_studies)):
+          study = SyntheticStudy(EVAL_SEED_OFFSET + cfg.seed + i, cfg.corpus, split='eval')
+          inputs, ids = episode(study, size, cfg.queries_per_study, rng, cfg.model)
+          parts.append(inputs)
+          targets.append(ids)
+        ids = np.concatenate(targets)
+        loss = model.loss(model.to_tensors(StudyInputs.stack(parts)),
+                          torch.as_tensor(ids, device=device))
+        total += float(loss) * len(ids)
+        count += len(ids)
+      by_size[size] = total / count
   model.train()
-  return total / count
-
-
+  return {'mean': float(np.mean(list(by_size.values()))), 'by_context': by_size}
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
@@ -95,22 +129,21 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
   env = DistEnv()
   torch.manual_seed(cfg.seed)
   model = OmniPredModel(cfg.model).to(env.device)
-  pool = cfg.corpus.pool_size or EVAL_SEED_OFFSET
+  build = functools.partial(make_batch, cfg, rank=env.rank)
+  with Prefetcher(build, depth=cfg.prefetch) as batches:
 
-  def batch_loss(net, step):
-    rng = np.random.default_rng([cfg.seed, step, env.rank])
-    studies = [_train_study(int(s), cfg.corpus) for s in rng.integers(0, pool, cfg.studies_per_batch)]
-    inputs, ids = study_batch(studies, cfg.trials_per_study, rng, cfg.model)
-    # Through net's forward (not model.loss): DDP syncs gradients only there.
-    target = torch.as_tensor(ids, device=env.device)
-    logits = net(model.to_tensors(inputs), target)
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                                             (target + model.slot_offsets).reshape(-1))
+    def batch_loss(net, step):
+      inputs, ids = batches.get(step)
+      # Through net's forward (not model.loss): DDP syncs gradients only there.
+      target = torch.as_tensor(ids, device=env.device)
+      logits = net(model.to_tensors(inputs), target)
+      return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                               (target + model.slot_offsets).reshape(-1))
 
-  return train_loop(
-      model, cfg, out_dir, env=env, batch_loss=batch_loss,
-      evaluate=lambda: evaluate(model, cfg, env.device),
-      save=lambda path, summary: checkpoints.save(
-          path, model, card=checkpoints.card_from_summary('omnipred-small', summary)),
-      examples_per_step=cfg.studies_per_batch * cfg.trials_per_study, name='pretrain',
-      resume=resume, progress=progress)
+    return train_loop(
+        model, cfg, out_dir, env=env, batch_loss=batch_loss,
+        evaluate=lambda: evaluate(model, cfg, env.device),
+        save=lambda path, summary: checkpoints.save(
+            path, model, card=checkpoints.card_from_summary('omnipred-icl', summary)),
+        examples_per_step=cfg.trials_per_batch, name='pretrain', resume=resume,
+        progress=progress)

@@ -1,0 +1,134 @@
+"""The seam between the designer and whatever models the objective.
+
+The designer needs two things of a surrogate: take the study's feasible trials with their y
+(already oriented and warped by the designer: larger is better), and draw y samples for
+candidate parameters. Anything that does both plugs in: the in-context LM (`LMSurrogate`, the
+default), a GP, a fixed function in a test. Everything LM-specific (checkpoint, device, torch
+threads, heap trimming, LoRA steps) lives here, not in the designer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Protocol, Sequence
+
+import attrs
+import numpy as np
+import torch
+from vizier import pyvizier as vz
+
+from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo, default_device
+from vizier_omnipred.heap import release_free_memory
+
+
+class Surrogate(Protocol):
+  """A model of one study's objective, in the designer's warped units."""
+
+  def condition(self, parameters: Sequence[vz.ParameterDict], y: np.ndarray, *,
+                time_budget_s: float | None = None) -> dict:
+    """Reads the feasible trials (>= 2) and their y [n]; returns a report (str/number values)
+    for the suggestion's metadata. May stop early when `time_budget_s` runs out."""
+
+  def sample(self, parameters: Sequence[vz.ParameterDict], num_samples: int, *,
+             seed: int) -> np.ndarray:
+    """-> [n, num_samples] y samples for the candidates, conditioned on the last `condition`."""
+
+
+# How the policy factory and the designer build a surrogate for a study.
+SurrogateFactory = Callable[[vz.ProblemStatement, StudyInfo], Surrogate]
+
+
+@attrs.frozen
+class LMSurrogateConfig:
+  """Every knob of the LM surrogate."""
+
+  checkpoint: str | None = attrs.field(default=None, kw_only=True)  # None: shipped weights
+  # Where the model runs. None: 'cuda' when torch sees a GPU, else 'cpu'.
+  device: str | None = attrs.field(default=None, kw_only=True)
+  temperature: float = attrs.field(default=1.0, kw_only=True)
+  # Test-time LoRA: from this many feasible trials on (None: never, zero-shot in context).
+  lora_from_trials: int | None = attrs.field(default=None, kw_only=True)
+  fine_tune: FineTuneConfig = attrs.field(factory=lambda: FineTuneConfig(max_steps=30),
+                                          kw_only=True)
+  warm_start_steps: int = attrs.field(default=10, kw_only=True)  # LoRA steps once warm
+  # torch threads inside condition() and sample() (restored after; None: leave torch's
+  # setting). The per-point model measured 3.0-3.3 s per suggestion on 1 thread against 6.2 s
+  # on 2 (PASSIVE OpenMP, which this package sets) on a 2-core machine: the steps are too
+  # small for a second thread to pay.
+  torch_threads: int | None = attrs.field(default=1, kw_only=True)
+  # After sampling, freed heap goes back to the OS once resident memory has grown this much
+  # since the last time (glibc; elsewhere nothing happens). See vizier_omnipred/heap.py.
+  heap_slack_mb: float = attrs.field(default=256.0, kw_only=True)
+
+  @device.validator
+  def _check_device(self, attribute, value):
+    del attribute
+    if value is not None:
+      try:
+        torch.device(value)
+      except RuntimeError as e:
+        raise ValueError(f'device {value!r} is not a torch device: {e}') from None
+
+
+class LMSurrogate:
+  """The in-context OmniPred LM behind the `Surrogate` seam."""
+
+  def __init__(self, problem: vz.ProblemStatement, study: StudyInfo, *,
+               config: LMSurrogateConfig = LMSurrogateConfig(),
+               regressor: OmniPredRegressor | None = None, seed: int = 0):
+    """`regressor` overrides `config.checkpoint` (e.g. a tiny model in tests, or a loaded
+    base shared by many studies)."""
+    self.config = config
+    self._regressor = regressor or OmniPredRegressor.from_pretrained(
+        config.checkpoint, device=config.device or default_device())
+    self._regressor.set_study(problem, study=study)
+    self._seed = seed
+    self._tuned = False
+
+  @classmethod
+  def factory(cls, config: LMSurrogateConfig = LMSurrogateConfig()) -> SurrogateFactory:
+    """Loads the checkpoint once; every study gets its own regressor on the shared base."""
+    shared = OmniPredRegressor.from_pretrained(config.checkpoint,
+                                               device=config.device or default_device())
+    return lambda problem, study: cls(problem, study, config=config,
+                                      regressor=shared.for_new_study())
+
+  @property
+  def regressor(self) -> OmniPredRegressor:
+    return self._regressor
+
+  @contextlib.contextmanager
+  def _threads(self):
+    previous = torch.get_num_threads()
+    if self.config.torch_threads:
+      torch.set_num_threads(self.config.torch_threads)
+    try:
+      yield
+    finally:
+      torch.set_num_threads(previous)
+
+  def condition(self, parameters, y, *, time_budget_s=None) -> dict:
+    cfg = self.config
+    examples = [(p, float(v)) for p, v in zip(parameters, y)]
+    lora = cfg.lora_from_trials is not None and len(examples) >= cfg.lora_from_trials
+    start = time.perf_counter()
+    with self._threads():
+      if not lora:
+        self._regressor.condition(examples)
+        return {'fit_steps': 0, 'fit_stopped_by': 'zero_shot',
+                'fit_seconds': round(time.perf_counter() - start, 3), 'warm_start': False}
+      steps = cfg.warm_start_steps if self._tuned else cfg.fine_tune.max_steps
+      ft = attrs.evolve(cfg.fine_tune, max_steps=steps, seed=self._seed + len(examples),
+                        time_budget_s=time_budget_s)
+      report = self._regressor.fine_tune(examples, config=ft, warm_start=self._tuned)
+    warm, self._tuned = self._tuned, True
+    return {'fit_steps': report.steps, 'fit_stopped_by': report.stopped_by,
+            'fit_seconds': round(report.seconds, 3), 'warm_start': warm}
+
+  def sample(self, parameters, num_samples, *, seed) -> np.ndarray:
+    with self._threads():
+      out = self._regressor.sample(parameters, num_samples, temperature=self.config.temperature,
+                                   seed=seed)
+    release_free_memory(self.config.heap_slack_mb)
+    return out

@@ -1,0 +1,41 @@
+"""y as the designer feeds it to a surrogate: oriented, warped, and back.
+
+Trial values are *oriented* first (larger is better: a MINIMIZE metric is negated) so that the
+designer's bookkeeping and the acquisition have one direction. The surrogate reads them
+*warped* and in the study's own direction again, since its input says MAXIMIZE or MINIMIZE
+and pretraining saw y as studies report it.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+WARPS = ('rank', 'none')
+
+
+@attrs.frozen
+class YWarp:
+  """`kind='rank'`: y -> its rank in [0, 1]. BBOB objectives span orders of magnitude; an
+  affine map would squeeze the region near the optimum into one digit."""
+
+  maximize: bool
+  kind: str = attrs.field(default='rank', validator=attrs.validators.in_(WARPS))
+
+  def orient(self, value: float) -> float:
+    return float(value) if self.maximize else -float(value)
+
+  def warp(self, oriented: np.ndarray) -> np.ndarray:
+    """Oriented values [n] -> warped, oriented values [n] (order preserved)."""
+    y = np.asarray(oriented, dtype=np.float64)
+    if self.kind == 'rank':
+      return np.argsort(np.argsort(y, kind='stable'), kind='stable') / max(1, len(y) - 1)
+    return y
+
+  def to_study_direction(self, oriented: np.ndarray) -> np.ndarray:
+    """What the surrogate reads: warped values in the study's own direction."""
+    return oriented if self.maximize else -oriented
+
+  def from_study_direction(self, samples: np.ndarray) -> np.ndarray:
+    """Surrogate samples -> oriented (larger is better)."""
+    return samples if self.maximize else -samples
