@@ -73,6 +73,13 @@ class OmniPredDesigner(vza.Designer):
     shipped LM (`LMSurrogate` with its default config)."""
     self._problem = problem
     self._config = config
+    objectives = [m.name for m in problem.metric_information
+                  if m.type == vz.MetricType.OBJECTIVE]
+    if len(objectives) > 1 and config.metric_name is None:
+      raise ValueError(
+          f'OmniPredDesigner optimises one objective; this problem has {len(objectives)}: '
+          f'{objectives}. Name the one to optimise with OmniPredDesignerConfig(metric_name=...), '
+          'or use a multi-objective designer (e.g. NSGA2).')
     self._info = StudyInfo.from_problem(problem, config.metric_name)
     self._warp = YWarp(maximize=self._info.goal == 'MAXIMIZE', kind=config.y_warp)
     self._space = CandidateSpace(problem.search_space, seed=0 if seed is None else seed)
@@ -82,6 +89,7 @@ class OmniPredDesigner(vza.Designer):
     self._surrogate = surrogate
     self._completed: list[vz.Trial] = []
     self._active: list[vz.Trial] = []
+    self._left_out: dict[int, str] = {}  # trial id -> why it does not fit the search space
     self._region = TrustRegion(config.trust_region)
     self._best: float | None = None  # oriented: larger is better
     self._seconds_per_candidate: float | None = None
@@ -106,10 +114,23 @@ class OmniPredDesigner(vza.Designer):
       return None
     return self._warp.orient(metric.value)
 
+  def _fits(self, trial: vz.Trial) -> bool:
+    """False (and the reason logged and kept) for a trial outside the search space: a
+    parameter missing, extra, infeasible or out of bounds. Such a trial is left out of the
+    model, so one malformed trial cannot break every later suggestion of its study."""
+    try:
+      self._problem.search_space.assert_contains(trial.parameters)
+      return True
+    except (ValueError, TypeError) as e:  # vizier raises InvalidParameterError(ValueError)
+      self._left_out[trial.id] = str(e)
+      logging.warning('OmniPredDesigner leaves out trial %s: %s', trial.id, e)
+      return False
+
   def update(self, completed: vza.CompletedTrials, all_active: vza.ActiveTrials) -> None:
-    new = list(completed.trials)
+    new = [t for t in completed.trials if self._fits(t)]
     self._completed.extend(new)
-    self._active = list(all_active.trials)
+    self._active = [t for t in all_active.trials
+                    if self._problem.search_space.contains(t.parameters)]
     values = [v for v in map(self._value, new) if v is not None]
     if values:
       improved = self._best is None or max(values) > self._best
@@ -132,10 +153,12 @@ class OmniPredDesigner(vza.Designer):
     return self._model_suggestions(count, taken, start)
 
   def _seed_suggestions(self, count: int, taken: set) -> list[vz.TrialSuggestion]:
+    """The centre first, then the next points of ONE quasi-random sequence: successive
+    suggest(1) calls walk it contiguously, as one suggest(n) does (no points skipped)."""
     points = []
     if not self._completed and not self._active:
       points.append(self._space.centre())
-    points.append(self._space.quasi_random(4 * count + 16))
+    points.append(self._space.quasi_random(max(0, count - sum(len(p) for p in points))))
     out = self._pick(np.concatenate(points), None, count, taken)
     for s in out:
       s.metadata.ns(_NS)['phase'] = 'seed'
@@ -202,6 +225,8 @@ class OmniPredDesigner(vza.Designer):
       md['phase'] = 'model'
       md['acquisition'] = cfg.acquisition
       md['fit_steps'] = str(report.get('fit_steps', 0))
+      if self._left_out:
+        md['left_out_trials'] = str(len(self._left_out))
       if notes:
         md['degraded'] = '; '.join(notes)
         logging.info('OmniPredDesigner degraded: %s', md['degraded'])

@@ -2,9 +2,15 @@
 
     vizier-omnipred serve --port 6006                      # Vizier + Pythia in one process
     vizier-omnipred serve --pythia-only --port 6007 --vizier-endpoint localhost:6006
+    vizier-omnipred serve --tls-cert server.crt --tls-key server.key   # gRPC over TLS
 
 In the split deployment an unmodified Vizier server sends the suggestions of every study
 whose `StudyConfig.pythia_endpoint` is this service's address here.
+
+Faults never leave a client waiting: a policy that fails (an unknown algorithm, a problem
+the designer refuses, a bug) reaches the client as an error on that call, and the study stays
+usable; at start-up, suggestion operations that a killed server left unfinished are closed as
+failed, so their clients get an answer on their next call.
 """
 
 from __future__ import annotations
@@ -15,10 +21,103 @@ import pathlib
 import signal
 import threading
 from concurrent import futures
+from urllib.parse import urlparse
 
 import grpc
 
 from designers.plugin import OmniPredPolicyFactory
+
+LOOPBACK = ('localhost', '127.0.0.1', '::1', '[::1]')
+# Vizier's own server uses a pool of this size; one suggestion holds a worker for its length.
+_SERVER_WORKERS = 30
+
+
+class PolicyFailure(grpc.RpcError):
+  """A failure inside the in-process Pythia, as the gRPC error Vizier's service expects.
+
+  Vizier 0.1.24's SuggestTrials closes the suggestion operation with an error only for
+  `grpc.RpcError`: any other exception from an in-process policy left the operation open, and
+  the client that asked waited on it forever.
+  """
+
+  def __init__(self, cause: BaseException):
+    super().__init__(f'{type(cause).__name__}: {cause}')
+    self.cause = cause
+
+  def __str__(self) -> str:
+    return f'{type(self.cause).__name__}: {self.cause}'
+
+
+class _FailSafePythia:
+  """Wraps Vizier's in-process PythiaServicer: every exception becomes a `PolicyFailure`."""
+
+  def __init__(self, inner):
+    self._inner = inner
+
+  def Suggest(self, request, context=None):  # pylint: disable=invalid-name
+    try:
+      return self._inner.Suggest(request, context)
+    except grpc.RpcError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # any policy error reaches the client
+      logging.exception('Policy failed; returning the error to the client.')
+      raise PolicyFailure(e) from e
+
+  def __getattr__(self, name):
+    return getattr(self._inner, name)
+
+
+def database_url(database: str | os.PathLike | None) -> tuple[str, pathlib.Path | None]:
+  """A path or an SQLAlchemy URL -> (URL, absolute file path or None for a non-file URL).
+
+  `sqlite:////abs/x.db` and `sqlite:///rel/x.db` are URLs (the latter relative to the current
+  directory, made absolute here); anything without a scheme is a file path.
+  """
+  if database is None:
+    path = default_database()
+  else:
+    text = str(database)
+    parsed = urlparse(text)
+    if parsed.scheme and '://' in text:
+      if not parsed.scheme.startswith('sqlite'):
+        return text, None
+      rest = text.split('://', 1)[1]
+      if rest in ('', '/', '/:memory:'):
+        return text, None
+      path = pathlib.Path(rest[1:] if rest.startswith('/') else rest)
+    else:
+      path = pathlib.Path(text).expanduser()
+  path = path.resolve()
+  return f'sqlite:///{path}', path
+
+
+def recover_interrupted_operations(datastore) -> int:
+  """Closes, as failed, the suggestion operations a dead server process left unfinished.
+
+  Vizier hands a client its open operation again on every call; one that no process will
+  ever finish would hang that client id forever. Returns how many were closed. Reads the SQL
+  datastore's table directly: Vizier's DataStore API lists operations only per client.
+  """
+  import sqlalchemy as sqla  # pylint: disable=g-import-not-at-top
+  from google.longrunning import operations_pb2  # pylint: disable=g-import-not-at-top
+  from google.rpc import code_pb2, status_pb2  # pylint: disable=g-import-not-at-top
+  table = getattr(datastore, '_suggestion_operations_table', None)
+  if table is None:  # not the SQL datastore: nothing persisted across processes
+    return 0
+  with datastore._lock:  # pylint: disable=protected-access
+    rows = list(datastore._connection.execute(sqla.select(table.c.serialized_op)))  # pylint: disable=protected-access
+  closed = 0
+  for (blob,) in rows:
+    op = operations_pb2.Operation.FromString(blob)
+    if op.done:
+      continue
+    op.error.CopyFrom(status_pb2.Status(
+        code=code_pb2.Code.ABORTED,
+        message='The server stopped while computing this suggestion; ask again.'))
+    op.done = True
+    datastore.update_suggestion_operation(op)
+    closed += 1
+  return closed
 
 
 def default_database() -> pathlib.Path:
@@ -33,11 +132,27 @@ class Service:
   def __init__(self, *, host: str = 'localhost', port: int = 0,
                database: str | os.PathLike | None = None, pythia_only: bool = False,
                vizier_endpoint: str | None = None,
-               policy_factory: OmniPredPolicyFactory | None = None):
+               policy_factory: OmniPredPolicyFactory | None = None,
+               tls_cert: str | os.PathLike | None = None,
+               tls_key: str | os.PathLike | None = None):
+    """`database`: a file path or an SQLAlchemy URL (see `database_url`). `tls_cert` and
+    `tls_key`: PEM files; with them the port speaks gRPC over TLS only."""
     import portpicker  # pylint: disable=g-import-not-at-top
     port = port or portpicker.pick_unused_port()
     self.policy_factory = policy_factory or OmniPredPolicyFactory()
     self.endpoint = f'{host}:{port}'
+    if (tls_cert is None) != (tls_key is None):
+      raise ValueError('TLS needs both --tls-cert and --tls-key (PEM files).')
+    self.tls = tls_cert is not None
+    credentials = None
+    if self.tls:
+      credentials = grpc.ssl_server_credentials(
+          [(pathlib.Path(tls_key).read_bytes(), pathlib.Path(tls_cert).read_bytes())])
+    elif host not in LOOPBACK:
+      logging.warning('Serving on %s without TLS: anyone who can reach this address can read '
+                      'and change every study. Pass --tls-cert/--tls-key, or bind localhost.',
+                      host)
+    self.recovered_operations = 0
     if pythia_only:
       if not vizier_endpoint:
         raise ValueError('--pythia-only needs --vizier-endpoint HOST:PORT of the Vizier server.')
@@ -47,18 +162,27 @@ class Service:
       # One worker: Pythia runs one suggestion at a time (as Vizier's own split server does).
       self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
       pythia_service_pb2_grpc.add_PythiaServiceServicer_to_server(servicer, self._grpc)
-      self._grpc.add_insecure_port(self.endpoint)
-      self._grpc.start()
       self.database = None
     else:
-      from vizier.service import servers  # pylint: disable=g-import-not-at-top
-      path = pathlib.Path(database) if database else default_database()
-      path.parent.mkdir(parents=True, exist_ok=True)
-      self.database = path
-      self._server = servers.DefaultVizierServer(
-          host=host, port=port, database_url=f'sqlite:///{path}',
-          policy_factory=self.policy_factory)
-      self._grpc = self._server._server  # pylint: disable=protected-access
+      # What vizier.service.servers.DefaultVizierServer builds, with TLS, recovery of
+      # interrupted operations and policy errors that reach the client.
+      from vizier._src.service import pythia_service, vizier_service  # pylint: disable=g-import-not-at-top
+      from vizier._src.service import vizier_service_pb2_grpc  # pylint: disable=g-import-not-at-top
+      url, path = database_url(database)
+      if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+      self.database = path if path is not None else url
+      self.servicer = vizier_service.VizierServicer(database_url=url)
+      self.recovered_operations = recover_interrupted_operations(self.servicer.datastore)
+      self.servicer.default_pythia_service = _FailSafePythia(
+          pythia_service.PythiaServicer(self.servicer, policy_factory=self.policy_factory))
+      self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=_SERVER_WORKERS))
+      vizier_service_pb2_grpc.add_VizierServiceServicer_to_server(self.servicer, self._grpc)
+    if credentials is not None:
+      self._grpc.add_secure_port(self.endpoint, credentials)
+    else:
+      self._grpc.add_insecure_port(self.endpoint)
+    self._grpc.start()
 
   def stop(self, grace: float = 2.0) -> None:
     self._grpc.stop(grace).wait()
@@ -74,10 +198,15 @@ def serve(args) -> int:
   """Runs until SIGINT/SIGTERM, then shuts down cleanly."""
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
   service = Service(host=args.host, port=args.port, database=args.database,
-                    pythia_only=args.pythia_only, vizier_endpoint=args.vizier_endpoint)
+                    pythia_only=args.pythia_only, vizier_endpoint=args.vizier_endpoint,
+                    tls_cert=args.tls_cert, tls_key=args.tls_key)
   kind = 'Pythia service' if args.pythia_only else 'Vizier server'
   where = f' (database {service.database})' if service.database else ''
-  print(f'{kind} with algorithm OMNIPRED listening on {service.endpoint}{where}', flush=True)
+  tls = ' over TLS' if service.tls else ''
+  print(f'{kind} with algorithm OMNIPRED listening on {service.endpoint}{tls}{where}', flush=True)
+  if service.recovered_operations:
+    print(f'closed {service.recovered_operations} suggestion operation(s) left unfinished by a'
+          ' previous process; their clients get an answer when they ask again', flush=True)
   done = threading.Event()
   for sig in (signal.SIGINT, signal.SIGTERM):
     signal.signal(sig, lambda *_: done.set())

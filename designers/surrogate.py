@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from vizier import pyvizier as vz
 
-from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo, default_device
+from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo, checkpoints
+from vizier_omnipred import default_device
 from vizier_omnipred.heap import release_free_memory
 
 
@@ -60,6 +61,12 @@ class LMSurrogateConfig:
   # After sampling, freed heap goes back to the OS once resident memory has grown this much
   # since the last time (glibc; elsewhere nothing happens). See vizier_omnipred/heap.py.
   heap_slack_mb: float = attrs.field(default=256.0, kw_only=True)
+
+  @checkpoint.validator
+  def _check_checkpoint(self, attribute, value):
+    del attribute
+    if value is not None:
+      checkpoints.check_file(value)  # missing or empty fails here, not at the first study
 
   @device.validator
   def _check_device(self, attribute, value):

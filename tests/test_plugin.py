@@ -85,7 +85,7 @@ def test_two_concurrent_workers_restart_and_other_algorithms(tmp_path, tiny_chec
       _work(other, 2, errors)
       assert not errors
     bad = clients.Study.from_study_config(_study_config('MAGIC'), owner='me', study_id='bad')
-    with pytest.raises(Exception, match="'MAGIC' is not registered.*OMNIPRED, DEFAULT"):
+    with pytest.raises(Exception, match=r"MAGIC\\?' is not registered.*OMNIPRED, DEFAULT"):
       bad.suggest(count=1)
 
   # A new server process on the same database continues the study.

@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--host', default='localhost')
   p.add_argument('--port', type=int, default=6006)
   p.add_argument('--database', default=None,
-                 help='SQLite file (default: $XDG_DATA_HOME/vizier-omnipred/vizier.db)')
+                 help='SQLite file path or SQLAlchemy URL (default: '
+                      '$XDG_DATA_HOME/vizier-omnipred/vizier.db); the absolute location is printed')
+  p.add_argument('--tls-cert', default=None, help='PEM certificate: serve gRPC over TLS')
+  p.add_argument('--tls-key', default=None, help='PEM private key for --tls-cert')
   p.add_argument('--pythia-only', action='store_true',
                  help='serve only Pythia for an existing Vizier server (split deployment)')
   p.add_argument('--vizier-endpoint', default=None, help='HOST:PORT of that Vizier server')

@@ -44,6 +44,17 @@ def card_from_summary(name: str, summary: dict) -> dict:
   }
 
 
+def check_file(path: str | os.PathLike) -> None:
+  """Fails early, naming the file, when `path` cannot be a checkpoint at all."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise FileNotFoundError(f'Checkpoint {path} does not exist.')
+  if not path.is_file():
+    raise ValueError(f'Checkpoint {path} is not a file.')
+  if path.stat().st_size == 0:
+    raise ValueError(f'Checkpoint {path} is empty (0 bytes).')
+
+
 def _load(path, shipped: pathlib.Path, fmt: str, build: Callable[[dict], nn.Module], device,
           how_to_train: str):
   path = pathlib.Path(path) if path is not None else shipped
@@ -51,12 +62,24 @@ def _load(path, shipped: pathlib.Path, fmt: str, build: Callable[[dict], nn.Modu
     if path == shipped:
       raise FileNotFoundError(f'No pretrained checkpoint is shipped at {shipped}. {how_to_train}')
     raise FileNotFoundError(f'Checkpoint {path} does not exist.')
-  blob = torch.load(path, map_location=device or 'cpu', weights_only=True)
+  check_file(path)
+  try:
+    blob = torch.load(path, map_location=device or 'cpu', weights_only=True)
+  except Exception as e:  # pylint: disable=broad-except
+    # torch's own message advises weights_only=False, which would run code from the file:
+    # never pass that advice on.
+    raise ValueError(f'{path} is not a readable {fmt} checkpoint: torch.load could not read'
+                     f' it as plain tensors ({type(e).__name__}). Is it truncated, or another'
+                     ' kind of file?') from None
   if not isinstance(blob, dict) or blob.get('format') != fmt:
     found = blob.get('format') if isinstance(blob, dict) else type(blob).__name__
     raise ValueError(f'{path} is not a {fmt} checkpoint (found {found!r}).')
-  model = build(blob['model_config'])
-  model.load_state_dict(blob['state_dict'])
+  try:
+    model = build(blob['model_config'])
+    model.load_state_dict(blob['state_dict'])
+  except (KeyError, TypeError, RuntimeError) as e:
+    raise ValueError(f'{path} is a damaged {fmt} checkpoint: its weights do not match its'
+                     f' config ({type(e).__name__}: {str(e)[:200]}).') from None
   if device is not None:
     model.to(device)
   return model.eval(), dict(blob.get('card', {}))

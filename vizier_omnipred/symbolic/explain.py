@@ -166,6 +166,10 @@ def prune_constants(formula: Formula, x: np.ndarray, y: np.ndarray, max_iter: in
   return formula
 
 
+# Largest |value| explain() accepts: its square (variance, R2) must stay finite in float64.
+MAX_ABS_VALUE = 1e150
+
+
 def _check_data(x, y, names, max_dim: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
   x = np.asarray(x, dtype=np.float64)
   y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -191,6 +195,14 @@ def _check_data(x, y, names, max_dim: int) -> tuple[np.ndarray, np.ndarray, tupl
   bad = np.flatnonzero(~np.isfinite(y))
   if len(bad):
     raise ValueError(f'y is not finite in row {bad[0]} ({y[bad[0]]!r}).')
+  for label, column in [(f'Input {name!r}', x[:, j]) for j, name in enumerate(names)] + [
+      ('y', y)]:
+    peak = float(np.max(np.abs(column)))
+    if peak > MAX_ABS_VALUE:
+      raise ValueError(
+          f'{label} reaches {peak:.3g}: beyond {MAX_ABS_VALUE:.0e} its square overflows float64'
+          f' (whitening and R2 need squares). Rescale it first, e.g. divide by'
+          f' 1e{int(math.floor(math.log10(peak)))}.')
   if np.ptp(y) == 0:
     raise ValueError(f'y is constant ({y[0]!r}): there is nothing to explain.')
   return x, y, names

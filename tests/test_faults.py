@@ -1,0 +1,296 @@
+"""Faults and bad input against a real server on loopback: nothing hangs, nothing is lost.
+
+Every client call runs under a deadline (`_bounded`), so a hang fails the test instead of
+stalling the suite.
+"""
+
+import concurrent.futures
+import os
+import pathlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from vizier import algorithms as vza
+from vizier import pyvizier as vz
+from vizier.service import clients
+from vizier.service import pyvizier as svz
+
+from designers.candidates import CandidateSpace, parameter_key
+from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
+from designers.plugin import OmniPredPolicyFactory
+from designers.serving import Service, database_url
+from designers.surrogate import LMSurrogate, LMSurrogateConfig
+from vizier_omnipred import ModelConfig, OmniPredRegressor, StudyInfo, checkpoints
+from tests.conftest import TINY
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEADLINE_S = 60  # any single client call; a hang fails here
+
+
+def _bounded(fn, *args, timeout=DEADLINE_S):
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    return pool.submit(fn, *args).result(timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def tiny_checkpoint(tmp_path_factory):
+  path = tmp_path_factory.mktemp('ckpt') / 'tiny.pt'
+  checkpoints.save(path, OmniPredRegressor.from_scratch(TINY).base, card={'name': 'tiny'})
+  return str(path)
+
+
+def _factory(checkpoint):
+  return OmniPredPolicyFactory(
+      config=OmniPredDesignerConfig(num_seed_trials=3, num_candidates=64, num_samples=8),
+      surrogate_factory=LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint)))
+
+
+def _config(algorithm='OMNIPRED', objectives=('loss',)) -> svz.StudyConfig:
+  config = svz.StudyConfig(algorithm=algorithm)
+  config.search_space.root.add_float_param('x0', -5.0, 5.0)
+  config.search_space.root.add_float_param('x1', -5.0, 5.0)
+  config.search_space.root.add_categorical_param('opt', ['adam', 'sgd'])
+  for name in objectives:
+    config.metric_information.append(
+        vz.MetricInformation(name, goal=vz.ObjectiveMetricGoal.MINIMIZE))
+  return config
+
+
+def _loss(p) -> float:
+  return p['x0'] ** 2 + (p['x1'] - 1) ** 2 + (p['opt'] == 'sgd')
+
+
+def _cycle(study, worker, n=1):
+  for trial in study.suggest(count=n, client_id=worker):
+    trial.complete(vz.Measurement({'loss': _loss(trial.parameters)}))
+
+
+@pytest.fixture
+def service(tmp_path, tiny_checkpoint):
+  with Service(database=tmp_path / 'v.db', policy_factory=_factory(tiny_checkpoint)) as s:
+    clients.environment_variables.server_endpoint = s.endpoint
+    yield s
+
+
+@pytest.mark.parametrize('algorithm, objectives, message', [
+    ('MAGIC', ('loss',), r"MAGIC\\?' is not registered"),
+    ('OMNIPRED', ('loss', 'latency'), r"optimises one objective; this problem has 2: .*latency.*loss"),
+])
+def test_a_policy_error_reaches_the_client_every_time_and_never_hangs(service, algorithm,
+                                                                     objectives, message):
+  study = clients.Study.from_study_config(_config(algorithm, objectives), owner='me',
+                                          study_id='bad')
+  for _ in range(2):  # the second call from the same client used to wait forever
+    with pytest.raises(Exception, match=message):
+      _bounded(lambda: study.suggest(count=1, client_id='w0'))
+
+
+def test_a_malformed_trial_is_left_out_and_the_study_goes_on(service):
+  study = clients.Study.from_study_config(_config(), owner='me', study_id='s')
+  for _ in range(4):
+    _bounded(_cycle, study, 'w0')
+  # Study.request skips the client-side check that add_trial makes: the next suggest hands
+  # this trial out as it is, x1 missing and a category the space does not have.
+  _bounded(study.request, vz.TrialSuggestion(parameters={'x0': 1.0, 'opt': 'adamw'}))
+  handed = _bounded(lambda: list(study.suggest(count=1, client_id='w0')))
+  assert dict(handed[0].parameters) == {'x0': 1.0, 'opt': 'adamw'}
+  handed[0].complete(vz.Measurement({'loss': 0.0}))
+  for _ in range(3):
+    _bounded(_cycle, study, 'w0')
+  done = list(study.trials(vz.TrialFilter(status=[vz.TrialStatus.COMPLETED])).get())
+  assert len(done) == 8
+  last = done[-1].metadata.ns('omnipred')
+  assert last['phase'] == 'model' and last['left_out_trials'] == '1'
+
+
+def test_eight_concurrent_workers_lose_nothing_and_repeat_nothing(service):
+  study = clients.Study.from_study_config(_config(), owner='me', study_id='many')
+  errors = []
+
+  def work(i):
+    try:
+      for _ in range(3):
+        _cycle(study, f'w{i}')
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+
+  threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(timeout=4 * DEADLINE_S)
+  assert not any(t.is_alive() for t in threads) and not errors, errors
+  done = list(study.trials(vz.TrialFilter(status=[vz.TrialStatus.COMPLETED])).get())
+  assert len(done) == 24
+  assert len({parameter_key(t.parameters) for t in done}) == 24
+
+
+def _serve(db: pathlib.Path, port: int, cwd: pathlib.Path, checkpoint: str) -> subprocess.Popen:
+  code = ('import sys; from designers.serving import Service;'
+          'from tests.test_faults import _factory;'
+          f's = Service(port={port}, database={str(db)!r}, policy_factory=_factory({checkpoint!r}));'
+          'print("ready", flush=True); sys.stdin.read()')
+  env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
+  proc = subprocess.Popen([sys.executable, '-c', code], cwd=cwd, env=env, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  assert _bounded(proc.stdout.readline) == 'ready\n'
+  return proc
+
+
+def _open_operations(db: pathlib.Path) -> int:
+  from google.longrunning import operations_pb2  # pylint: disable=g-import-not-at-top
+  with sqlite3.connect(db) as con:
+    rows = con.execute('SELECT serialized_op FROM suggestion_operations').fetchall()
+  return sum(not operations_pb2.Operation.FromString(r[0]).done for r in rows)
+
+
+def test_kill_9_mid_suggest_then_restart_answers_the_same_client(tmp_path, tiny_checkpoint):
+  import portpicker  # pylint: disable=g-import-not-at-top
+  db, port = tmp_path / 'v.db', portpicker.pick_unused_port()
+  proc = _serve(db, port, tmp_path, tiny_checkpoint)
+  clients.environment_variables.server_endpoint = f'localhost:{port}'
+  study = clients.Study.from_study_config(_config(), owner='me', study_id='k')
+  for _ in range(4):
+    _bounded(_cycle, study, 'w0')
+  # Suggest in the background and kill -9 the server while the operation is open.
+  pending = threading.Thread(target=lambda: _cycle(study, 'w0'), daemon=True)
+  pending.start()
+  deadline = time.monotonic() + DEADLINE_S
+  while _open_operations(db) == 0 and time.monotonic() < deadline:
+    time.sleep(0.005)
+  assert _open_operations(db) == 1
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  proc = _serve(db, port, tmp_path, tiny_checkpoint)
+  try:
+    assert _open_operations(db) == 0  # closed as failed at start-up
+    study = clients.Study.from_owner_and_id('me', 'k')
+    _bounded(_cycle, study, 'w0')  # the interrupted client id gets an answer
+    done = list(study.trials(vz.TrialFilter(status=[vz.TrialStatus.COMPLETED])).get())
+    assert len(done) >= 5  # every completed trial survived
+  finally:
+    proc.kill()
+
+
+def test_database_path_and_url_mean_the_same_file_from_any_directory(tmp_path, monkeypatch):
+  target = tmp_path / 'data' / 'v.db'
+  for cwd in (tmp_path, tmp_path / 'elsewhere'):
+    cwd.mkdir(exist_ok=True)
+    monkeypatch.chdir(cwd)
+    assert database_url(f'sqlite:///{target}') == (f'sqlite:///{target}', target)
+    assert database_url(str(target)) == (f'sqlite:///{target}', target)
+  monkeypatch.chdir(tmp_path)
+  assert database_url('rel/v.db')[1] == tmp_path / 'rel' / 'v.db'
+  assert database_url('sqlite:///rel/v.db')[1] == tmp_path / 'rel' / 'v.db'
+  assert database_url('sqlite:///:memory:') == ('sqlite:///:memory:', None)
+
+
+def test_the_server_finds_its_study_again_when_started_from_another_directory(
+    tmp_path, tiny_checkpoint, monkeypatch):
+  url = f'sqlite:///{tmp_path / "abs.db"}'
+  for cwd in ('a', 'b'):
+    (tmp_path / cwd).mkdir()
+    monkeypatch.chdir(tmp_path / cwd)
+    with Service(database=url, policy_factory=_factory(tiny_checkpoint)) as s:
+      assert s.database == tmp_path / 'abs.db'
+      clients.environment_variables.server_endpoint = s.endpoint
+      study = clients.Study.from_study_config(_config(), owner='me', study_id='p')
+      _bounded(_cycle, study, 'w0')
+      assert len(list(study.trials().get())) == (1 if cwd == 'a' else 2)
+  assert not list((tmp_path / 'a').iterdir()) and not list((tmp_path / 'b').iterdir())
+
+
+def test_tls_round_trip_with_a_self_signed_certificate(tmp_path, tiny_checkpoint):
+  import grpc  # pylint: disable=g-import-not-at-top
+  from vizier._src.service import vizier_service_pb2, vizier_service_pb2_grpc  # pylint: disable=g-import-not-at-top
+  key, cert = tmp_path / 'k.pem', tmp_path / 'c.pem'
+  subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key,
+                  '-out', cert, '-days', '1', '-subj', '/CN=localhost',
+                  '-addext', 'subjectAltName=DNS:localhost'], check=True, capture_output=True)
+  with Service(database=tmp_path / 'v.db', policy_factory=_factory(tiny_checkpoint),
+               tls_cert=cert, tls_key=key) as s:
+    channel = grpc.secure_channel(s.endpoint, grpc.ssl_channel_credentials(cert.read_bytes()))
+    stub = vizier_service_pb2_grpc.VizierServiceStub(channel)
+    req = vizier_service_pb2.CreateStudyRequest(parent='owners/me')
+    req.study.display_name = 'tls'
+    req.study.study_spec.CopyFrom(_config().to_proto())
+    created = _bounded(stub.CreateStudy, req)
+    assert created.display_name == 'tls'
+    got = _bounded(stub.GetStudy, vizier_service_pb2.GetStudyRequest(name=created.name))
+    assert got.study_spec.algorithm == 'OMNIPRED' 
+    # The same port refuses plain gRPC.
+    plain = vizier_service_pb2_grpc.VizierServiceStub(grpc.insecure_channel(s.endpoint))
+    with pytest.raises(grpc.RpcError):
+      _bounded(plain.GetStudy, vizier_service_pb2.GetStudyRequest(name=created.name), timeout=10)
+
+
+def test_tls_needs_both_files(tmp_path):
+  with pytest.raises(ValueError, match='TLS needs both --tls-cert and --tls-key'):
+    Service(database=tmp_path / 'v.db', tls_cert=tmp_path / 'c.pem')
+
+
+def test_successive_seed_suggestions_spread_like_one_batch():
+  problem = vz.ProblemStatement()
+  for i in range(3):
+    problem.search_space.root.add_float_param(f'x{i}', -5.0, 5.0)
+  problem.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MINIMIZE))
+
+  def designer():
+    surrogate = LMSurrogate(problem, StudyInfo.from_problem(problem),
+                            regressor=OmniPredRegressor.from_scratch(TINY))
+    return OmniPredDesigner(problem, seed=0, config=OmniPredDesignerConfig(num_seed_trials=10),
+                            surrogate=surrogate)
+
+  def min_distance(suggestions):
+    unit = CandidateSpace(problem.search_space).to_unit(suggestions)
+    d = np.linalg.norm(unit[:, None] - unit[None], axis=-1)
+    return d[np.triu_indices(len(unit), 1)].min()
+
+  batch = designer().suggest(8)
+  one_by_one, d = [], designer()
+  for i in range(8):
+    s = d.suggest(1)[0]
+    one_by_one.append(s)
+    d.update(vza.CompletedTrials([]), vza.ActiveTrials([s.to_trial(i + 1)]))
+  assert min_distance(one_by_one) >= 0.8 * min_distance(batch)
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'', 'is empty'),
+    (b'not a checkpoint at all\n', 'torch.load could not read it'),
+    (os.urandom(4096), 'torch.load could not read it'),
+])
+def test_bad_checkpoints_name_the_file_and_never_advise_unsafe_loading(tmp_path, content,
+                                                                      message):
+  path = tmp_path / 'bad.pt'
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match=message) as err:
+    OmniPredRegressor.from_pretrained(path)
+  assert str(path) in str(err.value) and 'weights_only=False' not in str(err.value)
+  with pytest.raises((ValueError, FileNotFoundError), match='bad.pt|missing.pt'):
+    LMSurrogate(_config(), StudyInfo(),
+                config=LMSurrogateConfig(checkpoint=str(path)))
+
+
+def test_a_missing_or_damaged_checkpoint_fails_when_configured(tmp_path):
+  with pytest.raises(FileNotFoundError, match='missing.pt does not exist'):
+    LMSurrogateConfig(checkpoint=str(tmp_path / 'missing.pt'))
+  path = tmp_path / 'damaged.pt'
+  torch.save({'format': checkpoints.FORMAT, 'model_config': ModelConfig().to_dict(),
+              'state_dict': {'nope': torch.zeros(1)}}, path)
+  with pytest.raises(ValueError, match='damaged.pt is a damaged'):
+    OmniPredRegressor.from_pretrained(path)
+
+
+def test_explain_refuses_values_whose_squares_overflow():
+  from vizier_omnipred.symbolic.explain import explain  # pylint: disable=g-import-not-at-top
+  x = np.linspace(1, 2, 20) * 1e307
+  with pytest.raises(ValueError, match=r"Input 'x0' reaches 2e\+307.*divide by 1e307"):
+    explain(x, np.arange(20.0))
