@@ -34,10 +34,12 @@ from vizier import pyvizier as vz
 from vizier_omnipred import checkpoints
 from vizier_omnipred.decoding import sample_ids
 from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel
+from vizier_omnipred.numbers import NumberCodec
 from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInfo, StudyInputs, _plain
 
 Example = Any  # a vz.Trial, or a (parameters mapping, float y) pair
-# Largest normalised |y| a fine-tuning target may have (the y codec's exponent range ends at 1e9).
+# Largest normalised |y| a target may have: beyond it the y codec's exponent runs out, and such
+# a value (1e8 context ranges away) is as good as infinite to the loss.
 _Z_CLIP = 1e8
 
 
@@ -64,6 +66,16 @@ class YScaler:
     with np.errstate(over='ignore'):
       out = 2.0 * ((np.asarray(z, np.float64) - 2.0) * self.half_span + self.lo / 2)
     return np.clip(out, -np.finfo(np.float64).max, np.finfo(np.float64).max)
+
+
+def episode(items: ModelInputs, meta: ModelInputs, y: np.ndarray, num_context: int,
+            codec: NumberCodec) -> tuple[StudyInputs, np.ndarray]:
+  """Trials `items` [N, P] (the context first) and their y [N] -> (inputs, the queries'
+  targets as y slot ids [N - num_context, T]). y is normalised by the context alone, as at
+  prediction time: pretraining and test-time training both build their examples here."""
+  z = np.clip(YScaler.fit(y[:num_context]).transform(y), -_Z_CLIP, _Z_CLIP)
+  inputs = StudyInputs.build(items, meta, z[:num_context], num_context)
+  return inputs, codec.encode_many(z[num_context:])
 
 
 @attrs.frozen
@@ -262,11 +274,8 @@ class OmniPredRegressor:
 
   def _episode(self, order: np.ndarray, num_context: int) -> tuple[StudyInputs, np.ndarray]:
     """The context trials order[:num_context] predicting order[num_context:] (slot ids)."""
-    z = YScaler.fit(self._context_y[order[:num_context]]).transform(self._context_y[order])
-    z = np.clip(z, -_Z_CLIP, _Z_CLIP)
-    inputs = StudyInputs.build(self._context.select(order), self.featurizer.metadata(),
-                               z[:num_context], num_context)
-    return inputs, self.base.model_config.y_codec.encode_many(z[num_context:])
+    return episode(self._context.select(order), self.featurizer.metadata(),
+                   self._context_y[order], num_context, self.base.model_config.y_codec)
 
   def _train(self, config: FineTuneConfig, rng: np.random.Generator,
              start: float) -> FineTuneReport:

@@ -28,14 +28,9 @@ from vizier_omnipred import checkpoints
 from vizier_omnipred.model import ModelConfig, OmniPredModel
 from vizier_omnipred.pretraining.corpus import (
     EVAL_SEED_OFFSET, IN_CONTEXT_CORPUS, CorpusConfig, SyntheticStudy)
-from vizier_omnipred.regressor import YScaler
+from vizier_omnipred import regressor
 from vizier_omnipred.serialization import Featurizer, StudyInputs
 from vizier_omnipred.training import DistEnv, Prefetcher, train_loop
-
-# Largest normalised |y| a query target may have: beyond it the codec's exponent runs out, and
-# such a value (1e8 context ranges away) is as good as infinite to the loss.
-_TARGET_CLIP = 1e8
-
 
 @attrs.frozen
 class TrainConfig:
@@ -67,12 +62,9 @@ def episode(study: SyntheticStudy, num_context: int, num_queries: int, rng: np.r
             model_config: ModelConfig) -> tuple[StudyInputs, np.ndarray]:
   """One study's context + queries -> (inputs, query targets as y slot ids [num_queries, T])."""
   rows, y = study.draw(num_context + num_queries, rng)
-  scaler = YScaler.fit(y[:num_context])
-  z = np.clip(scaler.transform(y), -_TARGET_CLIP, _TARGET_CLIP)
   featurizer = Featurizer(study.problem, config=model_config.featurizer)
-  inputs = StudyInputs.build(featurizer.featurize(rows), featurizer.metadata(), z[:num_context],
-                             num_context)
-  return inputs, model_config.y_codec.encode_many(z[num_context:])
+  return regressor.episode(featurizer.featurize(rows), featurizer.metadata(), y, num_context,
+                           model_config.y_codec)
 
 
 def context_size(rng: np.random.Generator, lo: int, hi: int) -> int:
