@@ -157,10 +157,10 @@ def score(p, predict, formula: str, wall: float) -> dict:
 
 def run(args):
   import torch  # pylint: disable=g-import-not-at-top
-  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred.symbolic.model import load_pretrained  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(1)
   warnings.filterwarnings('ignore')
-  model, _ = checkpoints.load_symbolic(args.checkpoint)
+  model, _ = load_pretrained(args.checkpoint)
   probs = {k: v for k, v in problems(args.in_domain).items()
            if not args.problems or any(p in k for p in args.problems.split(','))}
   RAW.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from vizier_omnipred.symbolic.explain import (ExplainConfig, explain, explain_tr
                                               in_raw_inputs, r2_score, refine_constants)
 from vizier_omnipred.symbolic.expressions import Formula, is_complete
 from vizier_omnipred.symbolic.generator import GeneratorConfig, generate
-from vizier_omnipred.symbolic.model import SymbolicConfig, SymbolicModel
+from vizier_omnipred.symbolic.model import SymbolicConfig, SymbolicModel, load_pretrained
 from vizier_omnipred.symbolic.trainer import SymbolicTrainConfig, train
 from vizier_omnipred.symbolic.vocabulary import Vocabulary
 
@@ -192,7 +192,7 @@ def test_training_resumes_and_writes_a_loadable_checkpoint(tmp_path):
   summary = train(cfg, tmp_path, progress=False)
   assert summary['steps'] == 4 and [h['step'] for h in summary['history']] == [2, 4]
   assert np.isfinite(summary['final_val_loss'])
-  model, card = checkpoints.load_symbolic(tmp_path / 'model.pt')
+  model, card = load_pretrained(tmp_path / 'model.pt')
   assert card['name'] == 'symbolic-small' and model.model_config == TINY
   with pytest.raises(ValueError, match="not a vizier-omnipred/2 checkpoint \(found 'vizier-omnipred-symbolic/1'\)"):
     checkpoints.load(tmp_path / 'model.pt')
@@ -301,7 +301,7 @@ def test_explain_pretrain_under_torchrun_two_cpu_ranks(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.loads((tmp_path / 'summary.json').read_text())
   assert summary['world_size'] == 2 and summary['steps'] == 3 and summary['examples_per_step'] == 8
-  checkpoints.load_symbolic(tmp_path / 'model.pt')
+  load_pretrained(tmp_path / 'model.pt')
 
 
 def test_simplified_rounds_every_constant_after_simplifying():

@@ -230,6 +230,9 @@ class OmniPredModel(nn.Module):
   query's final encoder state (one memory item per query) and writes sign, exponent, digits.
   """
 
+  # 2: the in-context model (1 read one trial at a time).
+  checkpoint_format = 'vizier-omnipred/2'
+
   def __init__(self, cfg: ModelConfig):
     super().__init__()
     # Not `.config`: peft reads that attribute as a transformers config.

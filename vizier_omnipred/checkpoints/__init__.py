@@ -2,7 +2,9 @@
 
 A checkpoint is one `torch.save` of plain data (loadable with `weights_only=True`):
 ``{'format', 'model_config', 'state_dict', 'card'}``. The card records how it was made.
-Two kinds ship: the surrogate LM (`load`) and the symbolic-regression model (`load_symbolic`).
+Two kinds ship: the surrogate LM (`load`) and the symbolic-regression model
+(`vizier_omnipred.symbolic.model.load_pretrained`, through `load_file` here). Each model class
+names its format in `checkpoint_format`.
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ import torch
 from torch import nn
 
 from vizier_omnipred.model import ModelConfig, OmniPredModel
-from vizier_omnipred.symbolic.model import SymbolicConfig, SymbolicModel
 
-FORMAT = 'vizier-omnipred/2'  # 2: the in-context model (1 read one trial at a time)
-SYMBOLIC_FORMAT = 'vizier-omnipred-symbolic/1'
+FORMAT = OmniPredModel.checkpoint_format
 SHIPPED = pathlib.Path(__file__).parent / 'omnipred-small.pt'
 SHIPPED_SYMBOLIC = pathlib.Path(__file__).parent / 'symbolic-small.pt'
 
 
-def save(path: str | os.PathLike, model: OmniPredModel | SymbolicModel, card: dict) -> None:
+def save(path: str | os.PathLike, model: nn.Module, card: dict) -> None:
+  """`model`: any model class with `checkpoint_format` and a `model_config.to_dict()`."""
   torch.save({
-      'format': SYMBOLIC_FORMAT if isinstance(model, SymbolicModel) else FORMAT,
+      'format': model.checkpoint_format,
       'model_config': model.model_config.to_dict(),
       'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()},
       'card': dict(card),
@@ -55,8 +56,10 @@ def check_file(path: str | os.PathLike) -> None:
     raise ValueError(f'Checkpoint {path} is empty (0 bytes).')
 
 
-def _load(path, shipped: pathlib.Path, fmt: str, build: Callable[[dict], nn.Module], device,
-          how_to_train: str):
+def load_file(path, shipped: pathlib.Path, fmt: str, build: Callable[[dict], nn.Module], device,
+              how_to_train: str) -> tuple[nn.Module, dict]:
+  """-> (model built by `build(model_config)` with the file's weights, in eval mode; card).
+  No path: `shipped`. Every failure names the file and what is wrong with it."""
   path = pathlib.Path(path) if path is not None else shipped
   if not path.exists():
     if path == shipped:
@@ -88,14 +91,6 @@ def _load(path, shipped: pathlib.Path, fmt: str, build: Callable[[dict], nn.Modu
 def load(path: str | os.PathLike | None = None, *,
          device: str | torch.device | None = None) -> tuple[OmniPredModel, dict]:
   """-> (surrogate model in eval mode, card). No path: the checkpoint shipped with the package."""
-  return _load(path, SHIPPED, FORMAT, lambda c: OmniPredModel(ModelConfig.from_dict(c)), device,
+  return load_file(path, SHIPPED, FORMAT, lambda c: OmniPredModel(ModelConfig.from_dict(c)), device,
                'Train one with `vizier-omnipred pretrain`, pass its path, or use'
                ' OmniPredRegressor.from_scratch() for an untrained model.')
-
-
-def load_symbolic(path: str | os.PathLike | None = None, *,
-                  device: str | torch.device | None = None) -> tuple[SymbolicModel, dict]:
-  """-> (symbolic-regression model in eval mode, card). No path: the shipped one."""
-  return _load(path, SHIPPED_SYMBOLIC, SYMBOLIC_FORMAT,
-               lambda c: SymbolicModel(SymbolicConfig.from_dict(c)), device,
-               'Train one with `vizier-omnipred explain-pretrain` and pass its path.')

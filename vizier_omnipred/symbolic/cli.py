@@ -60,8 +60,8 @@ def main(args) -> int:
                          refine=not args.no_refine)
   model = None
   if args.checkpoint:
-    from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
-    model, _ = checkpoints.load_symbolic(args.checkpoint)
+    from vizier_omnipred.symbolic.model import load_pretrained  # pylint: disable=g-import-not-at-top
+    model, _ = load_pretrained(args.checkpoint)
   inputs = args.inputs.split(',') if args.inputs else None
   try:
     if args.server:

@@ -25,7 +25,7 @@ import scipy.optimize
 import torch
 
 from vizier_omnipred.symbolic.expressions import CONSTANT, Formula, simplified
-from vizier_omnipred.symbolic.model import SymbolicModel
+from vizier_omnipred.symbolic.model import SymbolicModel, load_pretrained
 
 
 @attrs.frozen
@@ -214,8 +214,7 @@ def explain(x, y, names: Sequence[str] | None = None, *, target: str = 'y',
   """A formula for y(x). No model: the shipped symbolic-regression checkpoint."""
   start = time.perf_counter()
   if model is None:
-    from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
-    model, _ = checkpoints.load_symbolic()
+    model, _ = load_pretrained()
   x, y, names = _check_data(x, y, names, model.model_config.max_dim)
   rng = np.random.default_rng(config.seed)
   n = len(y)

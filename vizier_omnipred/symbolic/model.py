@@ -139,6 +139,8 @@ class PointEmbedding(nn.Module):
 class SymbolicModel(nn.Module):
   """Points -> formula. `loss` is teacher-forced; `sample` draws grammar-valid formulas."""
 
+  checkpoint_format = 'vizier-omnipred-symbolic/1'
+
   def __init__(self, cfg: SymbolicConfig):
     super().__init__()
     self.model_config = cfg
@@ -224,3 +226,12 @@ class SymbolicModel(nn.Module):
       if grammar.finished:
         break
     return [self.vocab.decode(row[1:].tolist()) for row in seq]
+
+
+def load_pretrained(path=None, *, device=None) -> tuple['SymbolicModel', dict]:
+  """-> (symbolic-regression model in eval mode, card). No path: the shipped checkpoint."""
+  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
+  return checkpoints.load_file(
+      path, checkpoints.SHIPPED_SYMBOLIC, SymbolicModel.checkpoint_format,
+      lambda c: SymbolicModel(SymbolicConfig.from_dict(c)), device,
+      'Train one with `vizier-omnipred explain-pretrain` and pass its path.')
