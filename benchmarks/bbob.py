@@ -28,11 +28,11 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 # Vizier's GP-UCB-PE needs float64: in float32 its 3rd suggestion comes back with NaN
 # parameters (seen with the pinned jax 0.5.0 stack).
 os.environ.setdefault('JAX_ENABLE_X64', '1')
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
 
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402

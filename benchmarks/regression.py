@@ -27,14 +27,13 @@ Writes benchmarks/results/regression.{md,png}.
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import time
 import warnings
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import attrs  # noqa: E402

@@ -15,14 +15,13 @@ Writes benchmarks/results/server.md and server_memory.png.
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import tempfile
 import time
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
 
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402

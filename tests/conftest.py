@@ -1,9 +1,6 @@
 """Shared fixtures: tiny models so the suite stays fast on 2 CPU cores."""
 
-import os
-
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-
+import vizier_omnipred  # noqa: F401  # first: sets OMP_WAIT_POLICY before torch loads
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402

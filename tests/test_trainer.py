@@ -7,7 +7,6 @@ import sys
 
 import attrs
 import numpy as np
-import pytest
 
 from vizier_omnipred import OmniPredRegressor
 from vizier_omnipred.pretraining.corpus import IN_CONTEXT_CORPUS

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch: see vizier_omnipred/__init__
+# Importing this module imported vizier_omnipred first, which sets OMP_WAIT_POLICY before torch.
 
 
 def _train(args, trainer, make_config) -> int:

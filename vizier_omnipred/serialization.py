@@ -279,7 +279,6 @@ class Featurizer:
 
   def metadata(self) -> ModelInputs:
     """The study's metadata items as one row [1, M] of TEXT items."""
-    cfg = self.config
     m = len(self.study.items())
     return ModelInputs(
         names=self._meta_names[None], kinds=np.full((1, m), TEXT, dtype=np.int64),
