@@ -26,6 +26,7 @@ from vizier import algorithms as vza
 from vizier import pyvizier as vz
 
 from designers import acquisition
+from designers.budget import SuggestionClock
 from designers.candidates import CandidateSpace, parameter_key
 from designers.selection import select
 from designers.surrogate import LMSurrogate, Surrogate, SurrogateFactory
@@ -186,40 +187,26 @@ class OmniPredDesigner(vza.Designer):
 
   def _model_suggestions(self, count: int, taken: set, start: float) -> list[vz.TrialSuggestion]:
     cfg = self._config
-    deadline = None if cfg.time_budget_s is None else start + cfg.time_budget_s
-    report, best = self._condition(
-        None if deadline is None else _CONDITION_SHARE * cfg.time_budget_s)
-    notes = []
-    if report.get('fit_stopped_by') == 'time_budget':
-      notes.append(f'fine-tuning cut at {report["fit_steps"]} steps (time budget)')
-    n = max(cfg.num_candidates, 4 * count)
-    if deadline is not None and self._seconds_per_candidate:
-      affordable = int((deadline - time.perf_counter()) / self._seconds_per_candidate)
-      if affordable < n:
-        n_new = max(cfg.min_candidates, count, affordable)
-        if n_new < n:
-          notes.append(f'candidates {n}->{n_new} (time budget)')
-          n = n_new
-    unit = self._pool(n)
+    clock = SuggestionClock(cfg.time_budget_s, condition_share=_CONDITION_SHARE,
+                            min_candidates=cfg.min_candidates,
+                            seconds_per_candidate=self._seconds_per_candidate, start=start)
+    report, best = self._condition(clock.condition_budget_s)  # steps 1-2
+    clock.note_condition(report)
+    n = clock.pool_size(max(cfg.num_candidates, 4 * count), count)
+    unit = self._pool(n)  # step 3
     params = self._space.to_parameters(unit)
-    # With a budget and no cost estimate yet (first model suggestion), sample a probe batch
-    # first and size the rest from its measured cost.
-    first = n if deadline is None or self._seconds_per_candidate else min(n, cfg.min_candidates)
-    samples = self._sample(params[:first])
-    if first < n:
-      affordable = int((deadline - time.perf_counter()) / self._seconds_per_candidate)
-      keep = first + max(0, min(n - first, affordable))
-      if keep < n:
-        notes.append(f'candidates {n}->{keep} (time budget)')
-        n, unit, params = keep, unit[:keep], params[:keep]
-      if keep > first:
-        samples = np.concatenate([samples, self._sample(params[first:])])
+    first = clock.probe_size(n)
+    samples = self._sample(params[:first])  # step 4
+    keep = clock.after_probe(n, first, self._seconds_per_candidate)
+    n, unit, params = keep, unit[:keep], params[:keep]
+    if keep > first:
+      samples = np.concatenate([samples, self._sample(params[first:])])
     scores = acquisition.score(cfg.acquisition, self._warp.from_study_direction(samples),
                                best=best, rng=self._rng, quantile=cfg.ucb_quantile)
     scores = np.where(self._near_failure(unit), -np.inf, scores)
-    out = self._pick(unit, scores, count, taken, params=params, samples=samples)
+    out = self._pick(unit, scores, count, taken, params=params, samples=samples)  # step 5
     self.last_report = dict(report, candidates=n, seconds=time.perf_counter() - start,
-                            radius=self._region.radius, degraded='; '.join(notes))
+                            radius=self._region.radius, degraded=clock.summary)
     for s in out:
       md = s.metadata.ns(_NS)
       md['phase'] = 'model'
@@ -227,8 +214,8 @@ class OmniPredDesigner(vza.Designer):
       md['fit_steps'] = str(report.get('fit_steps', 0))
       if self._left_out:
         md['left_out_trials'] = str(len(self._left_out))
-      if notes:
-        md['degraded'] = '; '.join(notes)
+      if clock.notes:
+        md['degraded'] = clock.summary
         logging.info('OmniPredDesigner degraded: %s', md['degraded'])
     return out
 
