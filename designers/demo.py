@@ -33,8 +33,9 @@ def result_table(runs: list[StudyRun], checkpoints: list[int]) -> str:
 
 def main(args) -> int:
   start = time.perf_counter()
-  surrogates = LMSurrogate.factory()  # the shipped checkpoint, loaded once
-  card = OmniPredRegressor.from_pretrained().card
+  shared = OmniPredRegressor.from_pretrained()  # the shipped checkpoint, loaded once
+  surrogates = LMSurrogate.factory(shared=shared)
+  card = shared.card
   print(f'checkpoint: {card.get("name")} ({card.get("num_parameters", "?")} parameters, '
         f'{card.get("steps", "?")} pretraining steps)')
   print(f'problem: {args.function} in {args.dim}-D, optimum shifted (seed {args.seed}), '

@@ -94,10 +94,13 @@ class LMSurrogate:
     self._tuned = False
 
   @classmethod
-  def factory(cls, config: LMSurrogateConfig = LMSurrogateConfig()) -> SurrogateFactory:
-    """Loads the checkpoint once; every study gets its own regressor on the shared base."""
-    shared = OmniPredRegressor.from_pretrained(config.checkpoint,
-                                               device=config.device or default_device())
+  def factory(cls, config: LMSurrogateConfig = LMSurrogateConfig(), *,
+              shared: OmniPredRegressor | None = None) -> SurrogateFactory:
+    """Loads the checkpoint once (or takes `shared`, already loaded); every study gets its own
+    regressor on the shared base."""
+    if shared is None:
+      shared = OmniPredRegressor.from_pretrained(config.checkpoint,
+                                                 device=config.device or default_device())
     return lambda problem, study: cls(problem, study, config=config,
                                       regressor=shared.for_new_study())
 
