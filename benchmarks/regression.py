@@ -11,8 +11,9 @@ Study sets (none of them seen in pretraining):
   tuning: real tuning studies with mixed parameter types: scikit-learn models on datasets
           that ship with scikit-learn (`tuning_studies.py`: SVM, decision tree, k-NN, elastic
           net, gradient boosting; log/linear DOUBLE, INTEGER, DISCRETE, CATEGORICAL).
-Each study is one pool of points: methods fit the first 10/30/100 and predict the same
-held-out points.
+A GP-prior or tuning study is one pool of points: methods fit the first 10/30/100 and predict
+its last 50. A BBOB study is last session's: uniform points drawn per training size from the
+same seeds, 100 test points, so its GP row is comparable with the earlier table.
 
   study error = mean over test points of min(|prediction - y| / (y_max - y_min), 1)
   (OmniPred, Song et al. 2024; y range over the study's train + test points)
@@ -31,6 +32,7 @@ import pathlib
 import sys
 import time
 import warnings
+from typing import Callable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
@@ -57,7 +59,8 @@ from vizier_omnipred.pretraining.corpus import EVAL_SEED_OFFSET, HELD_OUT_FUNCTI
 from vizier_omnipred.pretraining.gp_prior import GPFunction  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
-NUM_TEST = 50
+NUM_TEST = 50  # GP-prior and tuning studies; BBOB keeps last session's 100 (`bbob_studies`)
+BBOB_NUM_TEST = 100
 SIZES = (10, 30, 100)
 Z90 = stats.norm.ppf(0.9)  # a Gaussian's 90% quantile in standard deviations
 # Test-time LoRA in the benchmark: a fit from the base per study.
@@ -65,16 +68,34 @@ LORA = FineTuneConfig(max_steps=40)
 
 
 @attrs.frozen
+class Split:
+  """Training and test points of one study at one training size; x: the baselines' numeric
+  features [n, k], rows: the same points as parameter dicts (what the LM reads)."""
+
+  rows: list
+  y: np.ndarray
+  x: np.ndarray
+  test_rows: list
+  test_y: np.ndarray
+  test_x: np.ndarray
+
+
+@attrs.frozen
 class Study:
-  """One held-out study: its problem, a pool of rows with y, and the baselines' features."""
+  """One held-out study: its problem and its points at each training size."""
 
   family: str  # 'bbob', 'gp' or 'tuning'
   name: str
   dim: int
   problem: vz.ProblemStatement
-  rows: list
-  y: np.ndarray
-  x: np.ndarray  # [n, k] numeric features for the baselines
+  split: Callable[[int], Split]
+
+
+def _pooled(rows: list, y: np.ndarray, x: np.ndarray) -> Callable[[int], Split]:
+  """Nested training sets from one pool: the first n points; the last NUM_TEST to test."""
+  def split(n: int) -> Split:
+    return Split(rows[:n], y[:n], x[:n], rows[-NUM_TEST:], y[-NUM_TEST:], x[-NUM_TEST:])
+  return split
 
 
 def _xrows(x: np.ndarray) -> list[dict]:
@@ -82,16 +103,21 @@ def _xrows(x: np.ndarray) -> list[dict]:
 
 
 def bbob_studies(functions, dims, seed=0) -> list[Study]:
+  """Last session's studies exactly: the same shift per (seed, dim) and, for each training
+  size, uniform points drawn from the same seeds (BBOB_NUM_TEST test points)."""
   out = []
   for f in functions:
     for d in dims:
-      rng = np.random.default_rng([seed, d, len(f)])
       shift = np.random.default_rng([seed, d]).uniform(-4, 4, d)
       fn = getattr(bbob, f)
-      x = rng.uniform(-5, 5, (max(SIZES) + NUM_TEST, d))
-      y = np.asarray([float(np.real(fn(xi - shift, seed=seed))) for xi in x])
-      out.append(Study('bbob', f'{f} {d}-D', d, bbob.DefaultBBOBProblemStatement(d), _xrows(x),
-                       y, x))
+
+      def split(n, f=f, d=d, fn=fn, shift=shift):
+        rng = np.random.default_rng([seed, d, n, len(f)])
+        x = rng.uniform(-5, 5, (n + BBOB_NUM_TEST, d))
+        y = np.asarray([float(np.real(fn(xi - shift, seed=seed))) for xi in x])
+        rows = _xrows(x)
+        return Split(rows[:n], y[:n], x[:n], rows[n:], y[n:], x[n:])
+      out.append(Study('bbob', f'{f} {d}-D', d, bbob.DefaultBBOBProblemStatement(d), split))
   return out
 
 
@@ -104,7 +130,7 @@ def gp_studies(seeds, dims) -> list[Study]:
       u = rng.uniform(0, 1, (max(SIZES) + NUM_TEST, d))
       x = -5 + 10 * u
       out.append(Study('gp', f'GP {fn.kernel} {d}-D #{s}', d, bbob.DefaultBBOBProblemStatement(d),
-                       _xrows(x), fn.sample(u, rng), x))
+                       _pooled(_xrows(x), fn.sample(u, rng), x)))
   return out
 
 
@@ -114,8 +140,8 @@ def tuning_study_set(names=None) -> list[Study]:
   with tqdm(total=0, desc='tuning studies (cached after the first run)', disable=None) as bar:
     for t in chosen:
       rows, y = tuning_studies.evaluated(t, max(SIZES) + NUM_TEST, 0, progress=bar)
-      out.append(Study('tuning', t.name, len(t.problem.search_space.parameters), t.problem, rows,
-                       y, tuning_studies.numeric_features(t.problem, rows)))
+      out.append(Study('tuning', t.name, len(t.problem.search_space.parameters), t.problem,
+                       _pooled(rows, y, tuning_studies.numeric_features(t.problem, rows))))
   return out
 
 
@@ -140,40 +166,39 @@ class LMMethod:
   def __init__(self, base: OmniPredRegressor, lora: FineTuneConfig | None):
     self.base, self.lora = base, lora
 
-  def __call__(self, study: Study, n: int) -> Fit:
+  def __call__(self, study: Study, data: Split) -> Fit:
     reg = self.base.for_new_study()
-    train = list(zip(study.rows[:n], study.y[:n]))
+    train = list(zip(data.rows, data.y))
     if self.lora is None:
       reg.condition(train, problem=study.problem)
     else:
       reg.fine_tune(train, problem=study.problem, config=self.lora)
-    p = reg.predict(study.rows[-NUM_TEST:], num_samples=64, quantiles=(0.1, 0.5, 0.9))
+    p = reg.predict(data.test_rows, num_samples=64, quantiles=(0.1, 0.5, 0.9))
     return Fit(p.median, p.quantiles[:, 0], p.quantiles[:, 2])
 
 
 def sklearn_methods(seed: int) -> dict:
-  def rf(study, n):
-    model = RandomForestRegressor(200, random_state=seed).fit(study.x[:n], study.y[:n])
-    xte = study.x[-NUM_TEST:]
-    trees = np.stack([t.predict(xte) for t in model.estimators_])
-    return Fit(model.predict(xte), *np.quantile(trees, [0.1, 0.9], axis=0))
+  def rf(study, data):
+    model = RandomForestRegressor(200, random_state=seed).fit(data.x, data.y)
+    trees = np.stack([t.predict(data.test_x) for t in model.estimators_])
+    return Fit(model.predict(data.test_x), *np.quantile(trees, [0.1, 0.9], axis=0))
 
-  def gp(study, n):
-    scaler = StandardScaler().fit(study.x[:n])
-    k = study.x.shape[1]
-    kernel = ConstantKernel() * Matern(length_scale=np.ones(k), nu=2.5) + WhiteKernel(1e-3)
+  def gp(study, data):
+    scaler = StandardScaler().fit(data.x)
+    kernel = (ConstantKernel() * Matern(length_scale=np.ones(data.x.shape[1]), nu=2.5)
+              + WhiteKernel(1e-3))
     model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2,
                                      random_state=seed)
-    model.fit(scaler.transform(study.x[:n]), study.y[:n])
-    mean, sd = model.predict(scaler.transform(study.x[-NUM_TEST:]), return_std=True)
+    model.fit(scaler.transform(data.x), data.y)
+    mean, sd = model.predict(scaler.transform(data.test_x), return_std=True)
     return Fit(mean, mean - Z90 * sd, mean + Z90 * sd)
 
-  def mlp(study, n):
-    ytr = study.y[:n]
-    mu, sd = ytr.mean(), ytr.std() or 1.0
+  def mlp(study, data):
+    n = len(data.y)
+    mu, sd = data.y.mean(), data.y.std() or 1.0
     model = make_pipeline(StandardScaler(), MLPRegressor(
         hidden_layer_sizes=(64, 64), max_iter=3000, early_stopping=n >= 30, random_state=seed))
-    return Fit(model.fit(study.x[:n], (ytr - mu) / sd).predict(study.x[-NUM_TEST:]) * sd + mu)
+    return Fit(model.fit(data.x, (data.y - mu) / sd).predict(data.test_x) * sd + mu)
 
   return {'random forest': rf, 'GP (Matern 5/2)': gp, 'MLP': mlp}
 
@@ -207,11 +232,12 @@ def main(argv=None) -> int:
   warnings.filterwarnings('ignore', module='sklearn')
   jobs = [(study, n) for study in studies for n in SIZES]
   for study, n in tqdm(jobs, desc='studies x sizes', dynamic_ncols=True):
-    yte = study.y[-NUM_TEST:]
-    y_all = np.concatenate([study.y[:n], yte])
+    data = study.split(n)
+    yte = data.test_y
+    y_all = np.concatenate([data.y, yte])
     for name, method in methods.items():
       t0 = time.perf_counter()
-      fit = method(study, n)
+      fit = method(study, data)
       covered = (float(np.mean((yte >= fit.lo) & (yte <= fit.hi))) if fit.lo is not None
                  else float('nan'))
       records.append(dict(method=name, family=study.family, study=study.name, dim=study.dim,
@@ -238,7 +264,8 @@ def write_results(records, methods, args, pretrained) -> None:
 
   families = [f for f in FAMILY_TITLES if any(r['family'] == f for r in records)]
   cfg = pretrained.base.model_config
-  lines = [f'Held-out studies, {NUM_TEST} test points each; mean over studies. Study error: '
+  lines = [f'Held-out studies ({BBOB_NUM_TEST} test points each for BBOB, as last session; '
+           f'{NUM_TEST} for the others); mean over studies. Study error: '
            'lower is better; Spearman: higher is better; coverage: share of test y inside '
            'the 10-90% interval (0.8 is calibrated; `-`: no predictive distribution). '
            f'LM: `{pretrained.card.get("name")}` ({pretrained.card.get("steps")} pretraining '
