@@ -4,6 +4,7 @@
     python benchmarks/bbob.py --preset full --shard 0/2   # run shards in parallel processes,
     python benchmarks/bbob.py --preset full --shard 1/2   # each resumable
     python benchmarks/bbob.py --preset full --aggregate   # tables + plots from what has run
+    python benchmarks/bbob.py --preset seed0              # the full pairs, seed 0, no GP
     python benchmarks/bbob.py --preset latency            # every designer in one process
     python benchmarks/bbob.py --preset memory --designers omnipred   # peak RSS, 100 trials
 
@@ -51,6 +52,13 @@ PRESETS = {
                  dims=(4, 8), seeds=(0, 1, 2, 3, 4), trials=50,
                  designers=('omnipred', 'omnipred_zero_shot', 'random', 'quasi_random', 'eagle',
                             'cmaes', 'gp_ucb_pe')),
+    # The full preset's 16 (function, dim) pairs at seed 0, without the hours GP-UCB-PE takes:
+    # a check of a new model against the cheap baselines.
+    'seed0': dict(functions=('Sphere', 'Ellipsoidal', 'Rastrigin', 'BuecheRastrigin',
+                             'AttractiveSector', 'StepEllipsoidal', 'RosenbrockRotated',
+                             'Weierstrass'),
+                  dims=(4, 8), seeds=(0,), trials=50,
+                  designers=('omnipred', 'random', 'quasi_random', 'eagle')),
     # Speed: every designer in one process, one after the other, on the same study.
     'latency': dict(functions=('Rastrigin',), dims=(4,), seeds=(0,), trials=60,
                     designers=('omnipred', 'omnipred_zero_shot', 'omnipred_budget', 'gp_ucb_pe', 'random',
@@ -60,7 +68,7 @@ PRESETS = {
                    designers=('omnipred', 'omnipred_zero_shot')),
 }
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
-GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'latency': (0,), 'memory': (0,)}
+GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'seed0': (0,), 'latency': (0,), 'memory': (0,)}
 BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
 # OmniPred variants: (OmniPredDesignerConfig fields, LMSurrogateConfig fields) over the
 # defaults. `omnipred` is the default (in context, test-time LoRA from 20 trials);
@@ -197,7 +205,8 @@ def aggregate(preset: str, designers: tuple[str, ...]) -> str:
   present = [d for d in designers if d in latency]
   lines = [f'Shifted BBOB, preset `{preset}`: {len(p["functions"])} functions x dims '
            f'{list(p["dims"])} x seeds {list(p["seeds"])} '
-           f'(GP-UCB-PE: seeds {list(GP_SEEDS[preset])}), {p["trials"]} trials, '
+           + (f'(GP-UCB-PE: seeds {list(GP_SEEDS[preset])}), ' if 'gp_ucb_pe' in present else '')
+           + f'{p["trials"]} trials, '
            'normalised simple regret (0 = optimum, 1 = median random point), mean over studies.',
            '', '| designer | studies | ' + ' | '.join(f'regret @ {m}' for m in marks) + ' |',
            '|---|---|' + '---|' * len(marks)]
