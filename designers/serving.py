@@ -67,6 +67,14 @@ class _FailSafePythia:
     return getattr(self._inner, name)
 
 
+def insecure_bind_warning(host: str, *, tls: bool) -> str | None:
+  """What `serve` warns when it would expose studies: a non-loopback address without TLS."""
+  if tls or host in LOOPBACK:
+    return None
+  return (f'Serving on {host} without TLS: anyone who can reach this address can read and '
+          'change every study. Pass --tls-cert/--tls-key, or bind localhost.')
+
+
 def database_url(database: str | os.PathLike | None) -> tuple[str, pathlib.Path | None]:
   """A path or an SQLAlchemy URL -> (URL, absolute file path or None for a non-file URL).
 
@@ -148,10 +156,8 @@ class Service:
     if self.tls:
       credentials = grpc.ssl_server_credentials(
           [(pathlib.Path(tls_key).read_bytes(), pathlib.Path(tls_cert).read_bytes())])
-    elif host not in LOOPBACK:
-      logging.warning('Serving on %s without TLS: anyone who can reach this address can read '
-                      'and change every study. Pass --tls-cert/--tls-key, or bind localhost.',
-                      host)
+    elif (warning := insecure_bind_warning(host, tls=False)):
+      logging.warning(warning)
     self.recovered_operations = 0
     if pythia_only:
       if not vizier_endpoint:

@@ -25,7 +25,7 @@ from vizier.service import pyvizier as svz
 from designers.candidates import CandidateSpace, parameter_key
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.plugin import OmniPredPolicyFactory
-from designers.serving import Service, database_url
+from designers.serving import Service, database_url, insecure_bind_warning
 from designers.surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import ModelConfig, OmniPredRegressor, StudyInfo, checkpoints
 from tests.conftest import TINY
@@ -52,11 +52,13 @@ def _factory(checkpoint):
       surrogate_factory=LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint)))
 
 
-def _config(algorithm='OMNIPRED', objectives=('loss',)) -> svz.StudyConfig:
+def _config(algorithm='OMNIPRED', objectives=('loss',), conditional=False) -> svz.StudyConfig:
   config = svz.StudyConfig(algorithm=algorithm)
   config.search_space.root.add_float_param('x0', -5.0, 5.0)
   config.search_space.root.add_float_param('x1', -5.0, 5.0)
-  config.search_space.root.add_categorical_param('opt', ['adam', 'sgd'])
+  opt = config.search_space.root.add_categorical_param('opt', ['adam', 'sgd'])
+  if conditional:
+    opt.select_values(['sgd']).add_float_param('momentum', 0.0, 0.99)
   for name in objectives:
     config.metric_information.append(
         vz.MetricInformation(name, goal=vz.ObjectiveMetricGoal.MINIMIZE))
@@ -79,14 +81,16 @@ def service(tmp_path, tiny_checkpoint):
     yield s
 
 
-@pytest.mark.parametrize('algorithm, objectives, message', [
-    ('MAGIC', ('loss',), r"MAGIC\\?' is not registered"),
-    ('OMNIPRED', ('loss', 'latency'), r"optimises one objective; this problem has 2: .*latency.*loss"),
+@pytest.mark.parametrize('algorithm, objectives, conditional, message', [
+    ('MAGIC', ('loss',), False, r"MAGIC\\?' is not registered"),
+    ('OMNIPRED', ('loss', 'latency'), False,
+     r"optimises one objective; this problem has 2: .*latency.*loss"),
+    ('OMNIPRED', ('loss',), True, 'does not support conditional search spaces'),
 ])
-def test_a_policy_error_reaches_the_client_every_time_and_never_hangs(service, algorithm,
-                                                                     objectives, message):
-  study = clients.Study.from_study_config(_config(algorithm, objectives), owner='me',
-                                          study_id='bad')
+def test_a_policy_error_reaches_the_client_every_time_and_never_hangs(
+    service, algorithm, objectives, conditional, message):
+  study = clients.Study.from_study_config(_config(algorithm, objectives, conditional),
+                                          owner='me', study_id='bad')
   for _ in range(2):  # the second call from the same client used to wait forever
     with pytest.raises(Exception, match=message):
       _bounded(lambda: study.suggest(count=1, client_id='w0'))
@@ -229,6 +233,16 @@ def test_tls_round_trip_with_a_self_signed_certificate(tmp_path, tiny_checkpoint
     plain = vizier_service_pb2_grpc.VizierServiceStub(grpc.insecure_channel(s.endpoint))
     with pytest.raises(grpc.RpcError):
       _bounded(plain.GetStudy, vizier_service_pb2.GetStudyRequest(name=created.name), timeout=10)
+
+
+@pytest.mark.parametrize('host, tls, warns', [
+    ('localhost', False, False), ('127.0.0.1', False, False), ('0.0.0.0', False, True),
+    ('10.1.2.3', False, True), ('0.0.0.0', True, False)])
+def test_binding_beyond_loopback_without_tls_warns(host, tls, warns):
+  warning = insecure_bind_warning(host, tls=tls)
+  assert (warning is not None) == warns
+  if warns:
+    assert host in warning and '--tls-cert' in warning
 
 
 def test_tls_needs_both_files(tmp_path):
