@@ -86,3 +86,16 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
   assert summary['world_size'] == 2 and summary['steps'] == 4
   assert summary['examples_per_step'] == 2 * 24
   OmniPredRegressor.from_pretrained(tmp_path / 'model.pt')
+
+
+def test_a_snapshot_of_a_run_loads_and_its_card_shows_loss_by_context(tmp_path):
+  from vizier_omnipred.pretraining import model_card
+  train(attrs.evolve(SMALL, steps=3), tmp_path, progress=False)
+  summary = model_card.snapshot(tmp_path)
+  assert summary['steps'] == 3 and summary['train_config']['steps'] == 3
+  reg = OmniPredRegressor.from_pretrained(tmp_path / 'snapshot.pt')
+  assert reg.card['steps'] == 3
+  card = model_card.card_text(summary, None)
+  assert '| step | 2 trials | 8 trials |' in card  # held-out loss by context size
+  model_card.loss_plot(summary['history'], tmp_path / 'loss.png')
+  assert (tmp_path / 'loss.png').stat().st_size > 1000
