@@ -21,6 +21,7 @@ from vizier import pyvizier as vz
 from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo, checkpoints
 from vizier_omnipred import default_device
 from vizier_omnipred.heap import release_free_memory
+from vizier_omnipred.regressor import MIN_TRAINING_EXAMPLES
 
 
 class Surrogate(Protocol):
@@ -125,7 +126,8 @@ class LMSurrogate:
   def condition(self, parameters, y, *, time_budget_s=None) -> dict:
     cfg = self.config
     examples = [(p, float(v)) for p, v in zip(parameters, y)]
-    lora = cfg.lora_from_trials is not None and len(examples) >= cfg.lora_from_trials
+    lora = (cfg.lora_from_trials is not None
+            and len(examples) >= max(cfg.lora_from_trials, MIN_TRAINING_EXAMPLES))
     start = time.perf_counter()
     with self._threads():
       if not lora:

@@ -39,6 +39,8 @@ def test_sampling_needs_a_context():
     reg.sample([{'x': 1.0}], 4)
   with pytest.raises(ValueError, match='at least 2 examples'):
     reg.condition([({'x': 1.0}, 1.0)])
+  with pytest.raises(ValueError, match='Test-time training needs at least 3 examples'):
+    reg.fine_tune([({'x': 1.0}, 1.0), ({'x': 2.0}, 3.0)])
 
 
 def test_zero_shot_fine_tune_only_conditions():

@@ -41,6 +41,8 @@ Example = Any  # a vz.Trial, or a (parameters mapping, float y) pair
 # Largest normalised |y| a target may have: beyond it the y codec's exponent runs out, and such
 # a value (1e8 context ranges away) is as good as infinite to the loss.
 _Z_CLIP = 1e8
+# An episode needs two context trials (YScaler needs a range) and one query.
+MIN_TRAINING_EXAMPLES = 3
 
 
 @attrs.frozen
@@ -249,6 +251,10 @@ class OmniPredRegressor:
     """
     start = time.perf_counter()
     self.condition(examples, problem=problem)
+    if config.max_steps > 0 and self.num_context < MIN_TRAINING_EXAMPLES:
+      raise ValueError(
+          f'Test-time training needs at least {MIN_TRAINING_EXAMPLES} examples (a context of 2'
+          f' and a query), got {self.num_context}; use condition() or max_steps=0.')
     if config.max_steps == 0:
       if not warm_start:
         self._tuned, self._method = None, None
