@@ -55,7 +55,7 @@ def test_prefetched_batches_equal_in_process_ones():
   from vizier_omnipred.training import Prefetcher
   import functools
   build = functools.partial(make_batch, SMALL, rank=0)
-  with Prefetcher(build, depth=2) as ahead:
+  with Prefetcher(build, depth=2, workers=2) as ahead:
     got = [ahead.get(s)[1] for s in (0, 1, 3)]
   for s, ids in zip((0, 1, 3), got):
     np.testing.assert_array_equal(ids, build(s)[1])

@@ -40,7 +40,8 @@ def _pretrain(args) -> int:
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
       model=ModelConfig(**sizes), trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
-      prefetch=args.prefetch, warmup_steps=min(300, args.steps // 10 + 1), **common))
+      prefetch=args.prefetch, data_workers=args.data_workers,
+      warmup_steps=min(300, args.steps // 10 + 1), **common))
 
 
 def _explain_pretrain(args) -> int:
@@ -95,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--queries-per-study', type=int, default=16)
   p.add_argument('--max-context', type=int, default=100)
   p.add_argument('--prefetch', type=int, default=4,
-                 help='batches a worker process builds ahead (0: none)')
+                 help='batches worker processes build ahead (0: none)')
+  p.add_argument('--data-workers', type=int, default=1,
+                 help='processes building batches (on a GPU, most of the CPU cores)')
   p.set_defaults(fn=_pretrain)
 
   p = sub.add_parser('explain', help='a closed-form formula for y (symbolic regression)')

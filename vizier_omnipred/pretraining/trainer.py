@@ -54,6 +54,7 @@ class TrainConfig:
   eval_context_sizes: tuple[int, ...] = attrs.field(default=(2, 5, 10, 30, 100), kw_only=True)
   checkpoint_every: int = attrs.field(default=500, kw_only=True)
   prefetch: int = attrs.field(default=4, kw_only=True)  # batches built ahead; 0: in-process
+  data_workers: int = attrs.field(default=1, kw_only=True)  # processes building batches
   time_limit_s: float | None = attrs.field(default=None, kw_only=True)
   seed: int = attrs.field(default=0, kw_only=True)
 
@@ -122,7 +123,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
   torch.manual_seed(cfg.seed)
   model = OmniPredModel(cfg.model).to(env.device)
   build = functools.partial(make_batch, cfg, rank=env.rank)
-  with Prefetcher(build, depth=cfg.prefetch) as batches:
+  with Prefetcher(build, depth=cfg.prefetch, workers=cfg.data_workers) as batches:
 
     def batch_loss(net, step):
       inputs, ids = batches.get(step)
