@@ -50,7 +50,7 @@ PRESETS = {
                             'AttractiveSector', 'StepEllipsoidal', 'RosenbrockRotated',
                             'Weierstrass'),
                  dims=(4, 8), seeds=(0, 1, 2, 3, 4), trials=50,
-                 designers=('omnipred', 'omnipred_zero_shot', 'random', 'quasi_random', 'eagle',
+                 designers=('omnipred', 'omnipred_lora', 'random', 'quasi_random', 'eagle',
                             'cmaes', 'gp_ucb_pe')),
     # The full preset's 16 (function, dim) pairs at seed 0, without the hours GP-UCB-PE takes:
     # a check of a new model against the cheap baselines.
@@ -61,22 +61,22 @@ PRESETS = {
                   designers=('omnipred', 'random', 'quasi_random', 'eagle')),
     # Speed: every designer in one process, one after the other, on the same study.
     'latency': dict(functions=('Rastrigin',), dims=(4,), seeds=(0,), trials=60,
-                    designers=('omnipred', 'omnipred_zero_shot', 'omnipred_budget', 'gp_ucb_pe', 'random',
+                    designers=('omnipred', 'omnipred_lora', 'omnipred_budget', 'gp_ucb_pe', 'random',
                                'quasi_random', 'eagle', 'cmaes')),
     # Memory: peak RSS of a 100-trial 8-D study; run one designer per process (--designers).
     'memory': dict(functions=('Rastrigin',), dims=(8,), seeds=(0,), trials=100,
-                   designers=('omnipred', 'omnipred_zero_shot')),
+                   designers=('omnipred', 'omnipred_lora')),
 }
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
 GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'seed0': (0,), 'latency': (0,), 'memory': (0,)}
 BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
 # OmniPred variants: (OmniPredDesignerConfig fields, LMSurrogateConfig fields) over the
-# defaults. `omnipred` is the default (in context, test-time LoRA from 20 trials);
-# `omnipred_zero_shot` never trains; `omnipred_budget` cuts LoRA and the candidate pool by the
-# clock (0.7 s; not reproducible).
+# defaults. `omnipred` is the default (zero-shot in context); `omnipred_lora` adds test-time
+# LoRA from 20 trials (30 steps once, then 4 per suggestion); `omnipred_budget` cuts the
+# candidate pool by the clock (0.7 s; not reproducible).
 OMNIPRED_VARIANTS = {
     'omnipred': ({}, {}),
-    'omnipred_zero_shot': ({}, {'lora_from_trials': None}),
+    'omnipred_lora': ({}, {'lora_from_trials': 20}),
     'omnipred_budget': ({'time_budget_s': 0.7}, {}),
 }
 

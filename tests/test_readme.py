@@ -18,7 +18,7 @@ def _first_python_block() -> str:
 def test_regressor_example_gives_positive_rank_correlation(capsys):
   exec(compile(_first_python_block(), 'README.md', 'exec'), {})  # pylint: disable=exec-used
   rho = float(capsys.readouterr().out.strip().splitlines()[-1])
-  assert rho > 0.3
+  assert rho > 0.9  # the README says 0.99
 
 
 def test_shipped_checkpoint_is_small_and_loads():
