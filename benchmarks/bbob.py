@@ -58,7 +58,7 @@ PRESETS = {
                              'AttractiveSector', 'StepEllipsoidal', 'RosenbrockRotated',
                              'Weierstrass'),
                   dims=(4, 8), seeds=(0,), trials=50,
-                  designers=('omnipred', 'random', 'quasi_random', 'eagle')),
+                  designers=('omnipred', 'omnipred_lora', 'random', 'quasi_random', 'eagle')),
     # Speed: every designer in one process, one after the other, on the same study.
     'latency': dict(functions=('Rastrigin',), dims=(4,), seeds=(0,), trials=60,
                     designers=('omnipred', 'omnipred_lora', 'omnipred_budget', 'gp_ucb_pe', 'random',
