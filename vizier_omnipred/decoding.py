@@ -21,7 +21,9 @@ class CachedDecoder:
 
   `step(y, t, memory_index, parent)`: y [R, D] embeds the token at position t of R rows;
   `memory_index[r]` is the memory row r reads; `parent[r]` is the row of step t-1 whose prefix
-  row r extends (None: the same rows in the same order). Blocks are `model.DecoderBlock`s.
+  row r extends (None: the same rows in the same order). Blocks are `model.DecoderBlock`s,
+  run through `DecoderBlock.run`: the block's computation exists once, for teacher forcing and
+  for sampling alike; only where attention finds its keys differs.
 
   Cross-attention never copies keys/values per row: the rows' queries are scattered into a
   [B, H, m, dh] block (m = most rows on one memory) and attend to their own memory's keys in
@@ -76,22 +78,19 @@ class CachedDecoder:
     y = y[:, None]  # [R, 1, D]
     new_caches = []
     for i, (block, (ck, cv)) in enumerate(zip(self.blocks, self.cross)):
-      att = block.self_attn
-      h = block.ln_self(y)
-      q, k, v = att.split(att.q_proj(h)), att.split(att.k_proj(h)), att.split(att.v_proj(h))
-      if self.caches:
-        k_old, v_old = self.caches[i]
-        if parent is not None:
-          k_old, v_old = k_old[parent], v_old[parent]
-        k, v = torch.cat([k_old, k], dim=2), torch.cat([v_old, v], dim=2)
-      new_caches.append((k, v))
-      o = F.scaled_dot_product_attention(q, k, v)  # [R, H, 1, dh]
-      y = y + att.o_proj(att.merge(o))
-      att = block.cross_attn
-      q = att.split(att.q_proj(block.ln_cross(y)))
-      o = self._cross_attend(q, ck, cv, slot, m)
-      y = y + att.o_proj(att.merge(o))
-      y = y + block.mlp(block.ln_mlp(y))
+
+      def self_attend(q, k, v, i=i):
+        """This position's q against the row's cached keys/values plus its own."""
+        if self.caches:
+          k_old, v_old = self.caches[i]
+          if parent is not None:
+            k_old, v_old = k_old[parent], v_old[parent]
+          k, v = torch.cat([k_old, k], dim=2), torch.cat([v_old, v], dim=2)
+        new_caches.append((k, v))
+        return F.scaled_dot_product_attention(q, k, v)  # [R, H, 1, dh]
+
+      y = block.run(y, self_attend,
+                    lambda q, ck=ck, cv=cv: self._cross_attend(q, ck, cv, slot, m))
     self.caches = new_caches
     self.length += 1
     return y[:, 0]

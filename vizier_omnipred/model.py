@@ -138,11 +138,30 @@ class DecoderBlock(nn.Module):
     self.mlp = MLP(cfg.d_model, cfg.d_ff)
     self.drop = nn.Dropout(cfg.dropout)
 
-  def forward(self, y, memory, memory_mask):
+  def run(self, y: torch.Tensor, self_attend, cross_attend) -> torch.Tensor:
+    """The block's computation; where attention finds its keys is the caller's: teacher
+    forcing (`forward`) and the cached sampler (`decoding.CachedDecoder`) both run this.
+
+    self_attend(q, k, v) -> [B, H, L, dh] from this call's projected q/k/v (the sampler
+    prepends its cached keys/values); cross_attend(q) -> [B, H, L, dh].
+    """
+    att = self.self_attn
     h = self.ln_self(y)
-    y = y + self.drop(self.self_attn(h, h, is_causal=True))
-    y = y + self.drop(self.cross_attn(self.ln_cross(y), memory, memory_mask))
+    out = self_attend(att.split(att.q_proj(h)), att.split(att.k_proj(h)), att.split(att.v_proj(h)))
+    y = y + self.drop(att.o_proj(att.merge(out)))
+    att = self.cross_attn
+    out = cross_attend(att.split(att.q_proj(self.ln_cross(y))))
+    y = y + self.drop(att.o_proj(att.merge(out)))
     return y + self.drop(self.mlp(self.ln_mlp(y)))
+
+  def forward(self, y, memory, memory_mask):
+    """Teacher forcing: every position at once, causal self-attention, y [B, T, D]."""
+    cross = self.cross_attn
+    k, v = cross.split(cross.k_proj(memory)), cross.split(cross.v_proj(memory))
+    return self.run(
+        y, lambda q, k_self, v_self: F.scaled_dot_product_attention(q, k_self, v_self,
+                                                                    is_causal=True),
+        lambda q: F.scaled_dot_product_attention(q, k, v, attn_mask=memory_mask))
 
 
 class NumberEmbedding(nn.Module):
