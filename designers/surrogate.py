@@ -93,8 +93,7 @@ class LMSurrogate:
     """`regressor` overrides `config.checkpoint` (e.g. a tiny model in tests, or a loaded
     base shared by many studies)."""
     self.config = config
-    self._regressor = regressor or OmniPredRegressor.from_pretrained(
-        config.checkpoint, device=config.device or default_device())
+    self._regressor = regressor or _pretrained(config)
     self._regressor.set_study(problem, study=study)
     self._seed = seed
     self._tuned = False
@@ -104,9 +103,7 @@ class LMSurrogate:
               shared: OmniPredRegressor | None = None) -> SurrogateFactory:
     """Loads the checkpoint once (or takes `shared`, already loaded); every study gets its own
     regressor on the shared base."""
-    if shared is None:
-      shared = OmniPredRegressor.from_pretrained(config.checkpoint,
-                                                 device=config.device or default_device())
+    shared = shared or _pretrained(config)
     return lambda problem, study: cls(problem, study, config=config,
                                       regressor=shared.for_new_study())
 
@@ -149,3 +146,9 @@ class LMSurrogate:
                                    seed=seed)
     release_free_memory(self.config.heap_slack_mb)
     return out
+
+
+def _pretrained(config: LMSurrogateConfig) -> OmniPredRegressor:
+  """The checkpoint `config` names, on its device (None: CUDA when torch sees a GPU)."""
+  return OmniPredRegressor.from_pretrained(config.checkpoint,
+                                           device=config.device or default_device())

@@ -129,19 +129,24 @@ class ModelInputs:
     return ModelInputs(**{k: v[index] for k, v in attrs.asdict(self, recurse=False).items()})
 
   @classmethod
-  def concatenate(cls, parts: Sequence['ModelInputs']) -> 'ModelInputs':
-    """Stacks rows; pads the item axis to the longest part."""
-    width = max(p.mask.shape[1] for p in parts)
-    out = {}
-    for field in attrs.fields(cls):
-      arrays = []
-      for p in parts:
-        a = getattr(p, field.name)
-        pad = [(0, 0)] * a.ndim
-        pad[1] = (0, width - a.shape[1])
-        arrays.append(np.pad(a, pad))
-      out[field.name] = np.concatenate(arrays, axis=0)
-    return cls(**out)
+  def concatenate(cls, parts: Sequence['ModelInputs'], *, pad_axes: tuple[int, ...] = (1,)
+                  ) -> 'ModelInputs':
+    """Stacks along axis 0, zero-padding each of `pad_axes` (default: the item axis) to the
+    longest part."""
+    return cls(**{f.name: concatenate_padded([getattr(p, f.name) for p in parts], pad_axes)
+                  for f in attrs.fields(cls)})
+
+
+def concatenate_padded(arrays: Sequence[np.ndarray], pad_axes: tuple[int, ...]) -> np.ndarray:
+  """Concatenates along axis 0 after zero-padding `pad_axes` to their largest size."""
+  sizes = {axis: max(a.shape[axis] for a in arrays) for axis in pad_axes}
+  padded = []
+  for a in arrays:
+    width = [(0, 0)] * a.ndim
+    for axis, size in sizes.items():
+      width[axis] = (0, size - a.shape[axis])
+    padded.append(np.pad(a, width))
+  return np.concatenate(padded, axis=0)
 
 
 def encode_chars(text: str, length: int) -> np.ndarray:
@@ -288,6 +293,9 @@ class Featurizer:
     )
 
 
+STANDARD_CLIP = 10.0  # z-scores beyond this carry no more information for the model
+
+
 def standardized_values(values: np.ndarray, is_number: np.ndarray,
                         is_context: np.ndarray) -> np.ndarray:
   """Each numeric parameter standardised by its context trials' mean and spread.
@@ -314,9 +322,6 @@ def standardized_values(values: np.ndarray, is_number: np.ndarray,
     else:
       out[:, j, 1] = lin
   return out
-
-
-STANDARD_CLIP = 10.0  # z-scores beyond this carry no more information for the model
 
 
 def _zscore(col: np.ndarray, ctx: np.ndarray) -> np.ndarray:
@@ -366,27 +371,15 @@ class StudyInputs:
 
   @classmethod
   def stack(cls, parts: Sequence['StudyInputs']) -> 'StudyInputs':
-    """Concatenates studies along B, padding trials, items and metadata items."""
-    n = max(p.present.shape[1] for p in parts)
-    p_items = max(p.items.mask.shape[2] for p in parts)
-    m = max(p.meta.mask.shape[1] for p in parts)
-
-    def pad(a, axis_sizes):
-      width = [(0, 0)] * a.ndim
-      for axis, size in axis_sizes:
-        width[axis] = (0, size - a.shape[axis])
-      return np.pad(a, width)
-
-    items = {f.name: np.concatenate([pad(getattr(q.items, f.name), [(1, n), (2, p_items)])
-                                     for q in parts]) for f in attrs.fields(ModelInputs)}
-    meta = {f.name: np.concatenate([pad(getattr(q.meta, f.name), [(1, m)]) for q in parts])
-            for f in attrs.fields(ModelInputs)}
+    """Concatenates studies along B, zero-padding trials, items and metadata items (padding
+    is not `present`, not context, and has y 0)."""
     return cls(
-        items=ModelInputs(**items), meta=ModelInputs(**meta),
-        features=np.concatenate([pad(q.features, [(1, n), (2, p_items)]) for q in parts]),
-        is_context=np.concatenate([pad(q.is_context, [(1, n)]) for q in parts]),
-        present=np.concatenate([pad(q.present, [(1, n)]) for q in parts]),
-        y=np.concatenate([pad(q.y, [(1, n)]) for q in parts]))
+        items=ModelInputs.concatenate([q.items for q in parts], pad_axes=(1, 2)),
+        meta=ModelInputs.concatenate([q.meta for q in parts]),
+        features=concatenate_padded([q.features for q in parts], (1, 2)),
+        is_context=concatenate_padded([q.is_context for q in parts], (1,)),
+        present=concatenate_padded([q.present for q in parts], (1,)),
+        y=concatenate_padded([q.y for q in parts], (1,)))
 
 
 def _plain(row: Any) -> dict[str, ParameterValue]:
