@@ -71,12 +71,50 @@ def test_error_names_the_row_index(mixed_problem):
     Featurizer(mixed_problem).featurize([ROW, dict(ROW, optimizer='nope')])
 
 
-def test_conditional_search_space_is_rejected():
+def _conditional_problem() -> vz.ProblemStatement:
   p = vz.ProblemStatement()
   model = p.search_space.root.add_categorical_param('model', ['linear', 'dnn'])
-  model.select_values(['dnn']).add_float_param('lr', 1e-4, 1e-1)
-  with pytest.raises(ValueError, match='does not support conditional search spaces'):
-    Featurizer(p)
+  model.select_values(['linear']).add_float_param('l2', 1e-6, 1.0, scale_type=vz.ScaleType.LOG)
+  dnn = model.select_values(['dnn'])
+  dnn.add_float_param('lr', 1e-4, 1e-1)
+  act = dnn.add_categorical_param('activation', ['relu', 'tanh'])
+  act.select_values(['tanh']).add_int_param('layers', 1, 4)
+  return p
+
+
+def test_conditional_rows_hold_only_their_active_parameters():
+  rows = [{'model': 'linear', 'l2': 0.01},
+          {'model': 'dnn', 'lr': 0.01, 'activation': 'relu'},
+          {'model': 'dnn', 'lr': 0.02, 'activation': 'tanh', 'layers': 3}]
+  f = Featurizer(_conditional_problem())
+  out = f.featurize(rows)
+  names = f.parameter_names
+  assert names == sorted(['model', 'l2', 'lr', 'activation', 'layers'])
+  present = {nm: out.mask[:, j].tolist() for j, nm in enumerate(names)}
+  assert present == {'model': [True] * 3, 'l2': [True, False, False],
+                     'lr': [False, True, True], 'activation': [False, True, True],
+                     'layers': [False, False, True]}
+  # An absent item carries nothing: no number tokens, value 0, no standardised feature.
+  j = names.index('layers')
+  assert not out.numbers[:2, j].any() and not out.values[:2, j].any()
+  study = StudyInputs.build(out, f.metadata(), np.array([2.0, 3.0, 2.5]), num_context=3)
+  assert not study.features[0, :2, j].any()
+  # lr's z-scores come from the two rows that have it, not from a 0 for the linear model.
+  k = names.index('lr')
+  np.testing.assert_allclose(study.features[0, 1:, k, 0], [-1.0, 1.0], atol=1e-6)
+
+
+@pytest.mark.parametrize('row, message', [
+    ({'model': 'dnn', 'lr': 0.01}, "Row 0: parameter 'activation' is missing"),
+    ({'model': 'linear', 'l2': 0.1, 'lr': 0.01},
+     "Row 0: parameter 'lr' is set, but its parent does not select it here"),
+    ({'model': 'dnn', 'lr': 0.01, 'activation': 'relu', 'layers': 2},
+     "Row 0: parameter 'layers' is set, but its parent does not select it"),
+    ({'model': 'svm'}, "'model' has value 'svm', which is not one of its feasible values"),
+])
+def test_conditional_bad_rows_name_the_culprit(row, message):
+  with pytest.raises(ValueError, match=message):
+    Featurizer(_conditional_problem()).featurize([row])
 
 
 def test_without_a_problem_types_are_inferred_and_names_checked():

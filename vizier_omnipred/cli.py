@@ -40,7 +40,7 @@ def _pretrain(args) -> int:
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
       model=ModelConfig(**sizes), trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
-      prefetch=args.prefetch, data_workers=args.data_workers,
+      prefetch=args.prefetch, data_workers=args.data_workers, init_from=args.init_from,
       warmup_steps=min(300, args.steps // 10 + 1), **common))
 
 
@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                  help='context + query trials per step and rank')
   p.add_argument('--queries-per-study', type=int, default=16)
   p.add_argument('--max-context', type=int, default=100)
+  p.add_argument('--init-from', default=None, metavar='CHECKPOINT',
+                 help='start a new run from these weights (e.g. the shipped checkpoint);'
+                 ' ignored when --out resumes')
   p.add_argument('--prefetch', type=int, default=4,
                  help='batches worker processes build ahead (0: none)')
   p.add_argument('--data-workers', type=int, default=1,

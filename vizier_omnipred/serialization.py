@@ -25,6 +25,7 @@ import attrs
 import numpy as np
 from vizier import pyvizier as vz
 
+from vizier_omnipred import search_space
 from vizier_omnipred.numbers import NumberCodec
 
 ParameterValue = Union[float, int, str, bool]
@@ -162,10 +163,12 @@ def _symlog(v: np.ndarray) -> np.ndarray:
 class Featurizer:
   """Turns parameter dicts into `ModelInputs` for one study.
 
-  With a `problem`, every row is checked against its search space: each parameter must be
-  present and known, categorical values must be feasible, numbers finite. Without one, the
-  parameter types are inferred from the first row (str/bool -> TEXT, int/float -> NUMBER)
-  and later rows must have the same names.
+  With a `problem`, every row is checked against its search space
+  (`search_space.check_parameters`, bounds aside: a regressor may extrapolate): each active
+  parameter present, nothing else, categories and discrete values feasible, numbers finite.
+  In a conditional space a row holds only its active parameters; the others are absent items
+  (`mask` False). Without a problem, the parameter types are inferred from the first row
+  (str/bool -> TEXT, int/float -> NUMBER) and later rows must have the same names.
   """
 
   def __init__(
@@ -178,13 +181,9 @@ class Featurizer:
     self.config = config
     self._codec = config.value_codec
     self._configs: dict[str, vz.ParameterConfig] | None = None
+    self._space = problem.search_space if problem is not None else None
     if problem is not None:
-      if problem.search_space.is_conditional:
-        raise ValueError(
-            'OmniPred does not support conditional search spaces: flatten the search space'
-            ' (every parameter at the root) first.'
-        )
-      self._configs = {pc.name: pc for pc in problem.search_space.parameters}
+      self._configs = search_space.all_parameters(problem.search_space)
       study = study or StudyInfo.from_problem(problem)
     self.study = study or StudyInfo()
     self._text_params: set[str] = set()
@@ -217,30 +216,28 @@ class Featurizer:
     self._text_params = {n for n, v in row.items() if isinstance(v, (str, bool, np.bool_))}
 
   def _check(self, i: int, row: Parameters) -> None:
-    names = set(row)
-    expected = set(self._names)
+    if self._space is not None:
+      try:
+        search_space.check_parameters(self._space, row, check_bounds=False)
+      except ValueError as e:
+        raise ValueError(f'Row {i}: {e}') from None
+      return
+    names, expected = set(row), set(self._names)
     missing = sorted(expected - names)
     if missing:
       raise ValueError(f'Row {i}: parameter {missing[0]!r} is missing (expected {sorted(expected)}).')
     extra = sorted(names - expected)
     if extra:
-      where = 'the search space' if self._configs is not None else 'the first row'
-      raise ValueError(f'Row {i}: parameter {extra[0]!r} is not in {where} ({sorted(expected)}).')
+      raise ValueError(
+          f'Row {i}: parameter {extra[0]!r} is not in the first row ({sorted(expected)}).')
     for name in self._names:
       value = row[name]
       if name in self._text_params:
-        if self._configs is not None:
-          feasible = self._configs[name].feasible_values
-          if str(value) not in feasible:
-            raise ValueError(
-                f'Row {i}: parameter {name!r} has value {value!r}, which is not one of its'
-                f' categories {feasible}.'
-            )
-      else:
-        if isinstance(value, (str, bool, np.bool_)):
-          raise ValueError(f'Row {i}: parameter {name!r} is numeric but got {value!r}.')
-        if not math.isfinite(float(value)):
-          raise ValueError(f'Row {i}: parameter {name!r} is {value!r}; numbers must be finite.')
+        continue
+      if isinstance(value, (str, bool, np.bool_)):
+        raise ValueError(f'Row {i}: parameter {name!r} is numeric but got {value!r}.')
+      if not math.isfinite(float(value)):
+        raise ValueError(f'Row {i}: parameter {name!r} is {value!r}; numbers must be finite.')
 
   def featurize(self, rows: Sequence[Parameters]) -> ModelInputs:
     """[n] parameter dicts -> ModelInputs with P = num parameters + num metadata items."""
@@ -257,29 +254,30 @@ class Featurizer:
     scalars = np.zeros((n, p), dtype=np.float32)
     texts = np.zeros((n, p, cfg.max_text_chars), dtype=np.int64)
     kinds = np.zeros((n, p), dtype=np.int64)
+    values = np.zeros((n, p), dtype=np.float64)
+    # A parameter that is not active in a row (conditional spaces) is an absent item.
+    mask = np.asarray([[name in row for name in self._names] for row in rows],
+                      dtype=bool).reshape(n, p)
     for j, name in enumerate(self._names):
+      rows_j = np.flatnonzero(mask[:, j])
       if name in self._text_params:
         kinds[:, j] = TEXT
         cache: dict[str, np.ndarray] = {}
-        for i, row in enumerate(rows):
-          key = str(row[name])
+        for i in rows_j:
+          key = str(rows[i][name])
           if key not in cache:
             cache[key] = encode_chars(key, cfg.max_text_chars)
           texts[i, j] = cache[key]
       else:
-        values = np.asarray([float(row[name]) for row in rows], dtype=np.float64)
-        num_ids[:, j] = self._codec.encode_many(values)
-        scalars[:, j] = _symlog(values)
+        values[rows_j, j] = [float(rows[i][name]) for i in rows_j]
+        num_ids[rows_j, j] = self._codec.encode_many(values[rows_j, j])
+        scalars[rows_j, j] = _symlog(values[rows_j, j])
     names = np.broadcast_to(
         np.stack([self._name_chars(nm) for nm in self._names]), (n, p, cfg.max_name_chars)
     )
-    values = np.zeros((n, p), dtype=np.float64)
-    for j, name in enumerate(self._names):
-      if name not in self._text_params:
-        values[:, j] = [float(row[name]) for row in rows]
     return ModelInputs(
         names=np.ascontiguousarray(names), kinds=kinds, numbers=num_ids, scalars=scalars,
-        texts=texts, mask=np.ones((n, p), dtype=bool), values=values,
+        texts=texts, mask=mask, values=values,
     )
 
   def metadata(self) -> ModelInputs:
@@ -296,24 +294,26 @@ class Featurizer:
 STANDARD_CLIP = 10.0  # z-scores beyond this carry no more information for the model
 
 
-def standardized_values(values: np.ndarray, is_number: np.ndarray,
-                        is_context: np.ndarray) -> np.ndarray:
+def standardized_values(values: np.ndarray, is_number: np.ndarray, is_context: np.ndarray,
+                        present: np.ndarray | None = None) -> np.ndarray:
   """Each numeric parameter standardised by its context trials' mean and spread.
 
-  values, is_number: [N, P] (one study); is_context: [N] bool. -> [N, P, 2] float32: the
-  linear z-score and, where every context value is positive, the z-score of log(value)
+  values, is_number, present: [N, P] (one study; `present` False where a conditional
+  parameter is not active, None: all present); is_context: [N] bool. -> [N, P, 2] float32:
+  the linear z-score and, where every context value is positive, the z-score of log(value)
   (else the linear one again). Clipped to +-STANDARD_CLIP. A parameter with fewer than two
-  context values, or no spread, gets 0: nothing in the context tells its scale. Uses only
-  context rows, so a query's features never depend on the other queries.
+  context values, or no spread, gets 0: nothing in the context tells its scale; so does an
+  absent item. Uses only context rows, so a query's features never depend on the other
+  queries.
   """
   out = np.zeros(values.shape + (2,), dtype=np.float32)
-  ctx = values[is_context]
-  if len(ctx) < 2:
-    return out
+  if present is None:
+    present = np.ones(values.shape, dtype=bool)
   for j in range(values.shape[1]):
-    if not is_number[is_context, j].all():
+    rows = is_context & present[:, j]
+    if rows.sum() < 2 or not is_number[rows, j].all():
       continue
-    col, c = values[:, j], ctx[:, j]
+    col, c = values[:, j], values[rows, j]
     lin = _zscore(col, c)
     out[:, j, 0] = lin
     if np.all(c > 0):
@@ -321,6 +321,7 @@ def standardized_values(values: np.ndarray, is_number: np.ndarray,
         out[:, j, 1] = _zscore(np.log(np.where(col > 0, col, np.min(c) / 10)), np.log(c))
     else:
       out[:, j, 1] = lin
+  out[~present] = 0.0
   return out
 
 
@@ -364,7 +365,7 @@ class StudyInputs:
     is_context = np.arange(n) < num_context
     y = np.zeros(n)
     y[:num_context] = context_y
-    features = standardized_values(items.values, items.kinds == NUMBER, is_context)
+    features = standardized_values(items.values, items.kinds == NUMBER, is_context, items.mask)
     return cls(items=ModelInputs(**{k: v[None] for k, v in attrs.asdict(items, recurse=False).items()}),
                features=features[None], meta=meta, is_context=is_context[None],
                present=np.ones((1, n), dtype=bool), y=y[None])

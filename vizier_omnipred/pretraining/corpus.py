@@ -63,9 +63,9 @@ _TITLES = ('{m} on {d}', 'tune {m} for {d}', '{d} {m} sweep', '{m}', 'hparam sea
            'synthetic objective', '')
 _MODELS = ('resnet50', 'xgboost', 'transformer', 'mlp', 'svm', 'lightgbm', 'cnn', 'lstm',
            'vit', 'random forest', 'bert', 'controller', 'solver', 'simulator')
-_DATASETS = ('imagenet', 'cifar10', 'mnist', 'higgs', 'criteo', 'wmt', 'librispeech',
+DATASETS = ('imagenet', 'cifar10', 'mnist', 'higgs', 'criteo', 'wmt', 'librispeech',
              'boston', 'covertype', 'sst2', 'chip design', 'wind tunnel', 'ads')
-_METRICS = {'MINIMIZE': ('loss', 'error', 'val_loss', 'latency_ms', 'rmse', 'cost', 'regret',
+METRICS = {'MINIMIZE': ('loss', 'error', 'val_loss', 'latency_ms', 'rmse', 'cost', 'regret',
                          'objective', 'bbob_eval'),
             'MAXIMIZE': ('accuracy', 'auc', 'reward', 'f1', 'throughput', 'score', 'objective',
                          'precision')}
@@ -83,6 +83,8 @@ class CorpusConfig:
   # y replaced by its rank among the sampled trials (what a rank-warping designer feeds).
   rank_warp_fraction: float = attrs.field(default=0.15, kw_only=True)
   noise_fraction: float = attrs.field(default=0.2, kw_only=True)
+  # Share of studies over a conditional space (`conditional_prior.ConditionalStudy`).
+  conditional_fraction: float = attrs.field(default=0.0, kw_only=True)
   # Training studies come from a fixed pool and recur with fresh trials, so the model must
   # learn each study's x -> y (OmniPred's multi-task setting); None: every study is new.
   pool_size: int | None = attrs.field(default=2048, kw_only=True)
@@ -96,9 +98,10 @@ class CorpusConfig:
 
 OBJECTIVES = ('bbob', 'gp', 'sum', 'product')
 # The in-context prior: mostly GP draws (what a Bayesian-optimal regressor is built for), BBOB
-# landscapes for optima, ridges and ill-conditioning, and mixtures of both.
+# landscapes for optima, ridges and ill-conditioning, and mixtures of both; 15% of studies
+# over conditional spaces (a choice with its own child parameters, up to two levels).
 IN_CONTEXT_CORPUS = CorpusConfig(
-    pool_size=None, clustered_fraction=0.4,
+    pool_size=None, clustered_fraction=0.4, conditional_fraction=0.15,
     objective_weights=(('gp', 0.45), ('bbob', 0.3), ('sum', 0.15), ('product', 0.1)))
 
 
@@ -110,6 +113,78 @@ class _Coordinate:
   to_z: Callable[[object], float]
   from_z: Callable[[float], object]
   sample: Callable[[np.random.Generator], object]
+
+
+def draw_coordinate(rng: np.random.Generator, i: int, taken: set[str],
+                    bbob_style: bool = False) -> _Coordinate:
+  """A random parameter (type, name not in `taken`, range) driving coordinate i."""
+  if bbob_style:
+    lo = float(rng.choice([-5.0, -1.0, 0.0, -10.0, -2.0]))
+    hi = float(rng.choice([1.0, 5.0, 10.0, 2.0]))
+    return _linear(f'x{i}', lo, hi)
+  kind = rng.choice(['linear', 'log', 'int', 'discrete', 'categorical'],
+                    p=[0.3, 0.2, 0.2, 0.1, 0.2])
+  if kind == 'linear':
+    m = 10.0 ** rng.uniform(-2, 3)
+    lo = m * rng.uniform(-1, 0.5)
+    return _linear(_pick_name(rng, taken, _LINEAR_NAMES, i), lo, lo + m * rng.uniform(0.5, 2))
+  if kind == 'log':
+    lo = 10.0 ** rng.uniform(-7, 0)
+    hi = lo * 10.0 ** rng.uniform(1, 5)
+    pc = vz.ParameterConfig.factory(_pick_name(rng, taken, _LOG_NAMES, i), bounds=(lo, hi),
+                                    scale_type=vz.ScaleType.LOG)
+    span = math.log(hi / lo)
+    return _Coordinate(
+        pc, to_z=lambda v: -5 + 10 * math.log(float(v) / lo) / span,
+        from_z=lambda z: lo * math.exp((np.clip(z, -5, 5) + 5) / 10 * span),
+        sample=lambda r: lo * math.exp(r.uniform(0, span)))
+  if kind == 'int':
+    lo = int(rng.integers(-5, 65))
+    hi = lo + int(rng.integers(3, 500))
+    pc = vz.ParameterConfig.factory(_pick_name(rng, taken, _INT_NAMES, i), bounds=(lo, hi))
+    return _Coordinate(
+        pc, to_z=lambda v: -5 + 10 * (float(v) - lo) / (hi - lo),
+        from_z=lambda z: int(round(lo + (np.clip(z, -5, 5) + 5) / 10 * (hi - lo))),
+        sample=lambda r: int(r.integers(lo, hi + 1)))
+  if kind == 'discrete':
+    k = int(rng.integers(3, 9))
+    if rng.random() < 0.5:
+      start = int(rng.integers(0, 5))
+      values = [float(2 ** (start + j)) for j in range(k)]
+    else:
+      values = sorted(set(np.round(np.sort(rng.uniform(0, 10.0 ** rng.uniform(0, 3), k)), 3)))
+    values = sorted(set(float(v) for v in values))
+    if len(values) < 2:
+      values = [0.0, 1.0]
+    vlo, vhi = values[0], values[-1]
+    arr = np.asarray(values)
+    pc = vz.ParameterConfig.factory(_pick_name(rng, taken, _DISCRETE_NAMES, i), feasible_values=values)
+    return _Coordinate(
+        pc, to_z=lambda v: -5 + 10 * (float(v) - vlo) / (vhi - vlo),
+        from_z=lambda z: float(arr[np.argmin(np.abs(arr - (vlo + (np.clip(z, -5, 5) + 5) / 10 * (vhi - vlo))))]),
+        sample=lambda r: float(r.choice(arr)))
+  name = str(rng.choice(list(_CATEGORIES)))
+  cats = list(_CATEGORIES[name])
+  cats = cats[: max(2, int(rng.integers(2, len(cats) + 1)))]
+  z_of = {c: float(rng.uniform(-5, 5)) for c in cats}
+  pc = vz.ParameterConfig.factory(_pick_name(rng, taken, (name,), i), feasible_values=cats)
+  return _Coordinate(
+      pc, to_z=lambda v: z_of[str(v)],
+      from_z=lambda z: min(cats, key=lambda c: abs(z_of[c] - z)),
+      sample=lambda r: str(r.choice(cats)))
+
+
+def _linear(name: str, lo: float, hi: float) -> _Coordinate:
+  pc = vz.ParameterConfig.factory(name, bounds=(float(lo), float(hi)))
+  return _Coordinate(
+      pc, to_z=lambda v: -5 + 10 * (float(v) - lo) / (hi - lo),
+      from_z=lambda z: float(lo + (np.clip(z, -5, 5) + 5) / 10 * (hi - lo)),
+      sample=lambda r: float(r.uniform(lo, hi)))
+
+
+def _pick_name(rng: np.random.Generator, taken: set[str], pool: tuple[str, ...], i: int) -> str:
+  name = str(rng.choice(pool))
+  return name if name not in taken else f'{name}_{i}'
 
 
 class SyntheticStudy:
@@ -156,10 +231,10 @@ class SyntheticStudy:
     problem = vz.ProblemStatement()
     for c in self._coords:
       problem.search_space.add(c.config)
-    metric = str(rng.choice(_METRICS[goal]))
+    metric = str(rng.choice(METRICS[goal]))
     problem.metric_information.append(
         vz.MetricInformation(name=metric, goal=vz.ObjectiveMetricGoal[goal]))
-    title = str(rng.choice(_TITLES)).format(m=rng.choice(_MODELS), d=rng.choice(_DATASETS))
+    title = str(rng.choice(_TITLES)).format(m=rng.choice(_MODELS), d=rng.choice(DATASETS))
     if title:
       problem.metadata['title'] = title
     problem.metadata['description'] = f'synthetic study {seed}'
@@ -185,73 +260,7 @@ class SyntheticStudy:
     return float(ref.min()), float(ref.max())
 
   def _coordinate(self, i: int, bbob_style: bool) -> _Coordinate:
-    rng = self._rng
-    if bbob_style:
-      lo = float(rng.choice([-5.0, -1.0, 0.0, -10.0, -2.0]))
-      hi = float(rng.choice([1.0, 5.0, 10.0, 2.0]))
-      return self._linear(f'x{i}', lo, hi)
-    kind = rng.choice(['linear', 'log', 'int', 'discrete', 'categorical'],
-                      p=[0.3, 0.2, 0.2, 0.1, 0.2])
-    if kind == 'linear':
-      m = 10.0 ** rng.uniform(-2, 3)
-      lo = m * rng.uniform(-1, 0.5)
-      return self._linear(self._name(_LINEAR_NAMES, i), lo, lo + m * rng.uniform(0.5, 2))
-    if kind == 'log':
-      lo = 10.0 ** rng.uniform(-7, 0)
-      hi = lo * 10.0 ** rng.uniform(1, 5)
-      pc = vz.ParameterConfig.factory(self._name(_LOG_NAMES, i), bounds=(lo, hi),
-                                      scale_type=vz.ScaleType.LOG)
-      span = math.log(hi / lo)
-      return _Coordinate(
-          pc, to_z=lambda v: -5 + 10 * math.log(float(v) / lo) / span,
-          from_z=lambda z: lo * math.exp((np.clip(z, -5, 5) + 5) / 10 * span),
-          sample=lambda r: lo * math.exp(r.uniform(0, span)))
-    if kind == 'int':
-      lo = int(rng.integers(-5, 65))
-      hi = lo + int(rng.integers(3, 500))
-      pc = vz.ParameterConfig.factory(self._name(_INT_NAMES, i), bounds=(lo, hi))
-      return _Coordinate(
-          pc, to_z=lambda v: -5 + 10 * (float(v) - lo) / (hi - lo),
-          from_z=lambda z: int(round(lo + (np.clip(z, -5, 5) + 5) / 10 * (hi - lo))),
-          sample=lambda r: int(r.integers(lo, hi + 1)))
-    if kind == 'discrete':
-      k = int(rng.integers(3, 9))
-      if rng.random() < 0.5:
-        start = int(rng.integers(0, 5))
-        values = [float(2 ** (start + j)) for j in range(k)]
-      else:
-        values = sorted(set(np.round(np.sort(rng.uniform(0, 10.0 ** rng.uniform(0, 3), k)), 3)))
-      values = sorted(set(float(v) for v in values))
-      if len(values) < 2:
-        values = [0.0, 1.0]
-      vlo, vhi = values[0], values[-1]
-      arr = np.asarray(values)
-      pc = vz.ParameterConfig.factory(self._name(_DISCRETE_NAMES, i), feasible_values=values)
-      return _Coordinate(
-          pc, to_z=lambda v: -5 + 10 * (float(v) - vlo) / (vhi - vlo),
-          from_z=lambda z: float(arr[np.argmin(np.abs(arr - (vlo + (np.clip(z, -5, 5) + 5) / 10 * (vhi - vlo))))]),
-          sample=lambda r: float(r.choice(arr)))
-    name = str(rng.choice(list(_CATEGORIES)))
-    cats = list(_CATEGORIES[name])
-    cats = cats[: max(2, int(rng.integers(2, len(cats) + 1)))]
-    z_of = {c: float(rng.uniform(-5, 5)) for c in cats}
-    pc = vz.ParameterConfig.factory(self._name((name,), i), feasible_values=cats)
-    return _Coordinate(
-        pc, to_z=lambda v: z_of[str(v)],
-        from_z=lambda z: min(cats, key=lambda c: abs(z_of[c] - z)),
-        sample=lambda r: str(r.choice(cats)))
-
-  def _linear(self, name: str, lo: float, hi: float) -> _Coordinate:
-    pc = vz.ParameterConfig.factory(name, bounds=(float(lo), float(hi)))
-    return _Coordinate(
-        pc, to_z=lambda v: -5 + 10 * (float(v) - lo) / (hi - lo),
-        from_z=lambda z: float(lo + (np.clip(z, -5, 5) + 5) / 10 * (hi - lo)),
-        sample=lambda r: float(r.uniform(lo, hi)))
-
-  def _name(self, pool: tuple[str, ...], i: int) -> str:
-    taken = {c.config.name for c in self._coords}
-    name = str(self._rng.choice(pool))
-    return name if name not in taken else f'{name}_{i}'
+    return draw_coordinate(self._rng, i, {c.config.name for c in self._coords}, bbob_style)
 
   @property
   def parameter_names(self) -> list[str]:

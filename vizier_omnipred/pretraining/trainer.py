@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pathlib
 
 import attrs
 import numpy as np
@@ -26,6 +27,7 @@ import torch
 
 from vizier_omnipred import checkpoints
 from vizier_omnipred.model import ModelConfig, OmniPredModel
+from vizier_omnipred.pretraining.conditional_prior import ConditionalStudy
 from vizier_omnipred.pretraining.corpus import (
     EVAL_SEED_OFFSET, IN_CONTEXT_CORPUS, CorpusConfig, SyntheticStudy)
 from vizier_omnipred import regressor
@@ -57,9 +59,25 @@ class TrainConfig:
   data_workers: int = attrs.field(default=1, kw_only=True)  # processes building batches
   time_limit_s: float | None = attrs.field(default=None, kw_only=True)
   seed: int = attrs.field(default=0, kw_only=True)
+  # A checkpoint whose weights start a new run (e.g. the shipped one, to train it further on
+  # a changed prior); fresh optimizer and schedule. Ignored when the run directory resumes.
+  init_from: str | None = attrs.field(default=None, kw_only=True)
+  # Held-out conditional studies at these context sizes, reported beside the flat ones.
+  eval_conditional_sizes: tuple[int, ...] = attrs.field(default=(10, 30), kw_only=True)
 
 
-def episode(study: SyntheticStudy, num_context: int, num_queries: int, rng: np.random.Generator,
+Study = SyntheticStudy | ConditionalStudy
+
+
+def prior_study(seed: int, config: CorpusConfig, *, split: str = 'train') -> Study:
+  """The study of `seed` in the prior: over a conditional space with probability
+  `config.conditional_fraction`, else a flat `SyntheticStudy`."""
+  if np.random.default_rng([seed, 5]).random() < config.conditional_fraction:
+    return ConditionalStudy(seed, config, split=split)
+  return SyntheticStudy(seed, config, split=split)
+
+
+def episode(study: Study, num_context: int, num_queries: int, rng: np.random.Generator,
             model_config: ModelConfig) -> tuple[StudyInputs, np.ndarray]:
   """One study's context + queries -> (inputs, query targets as y slot ids [num_queries, T])."""
   rows, y = study.draw(num_context + num_queries, rng)
@@ -83,7 +101,7 @@ def make_batch(cfg: TrainConfig, step: int, rank: int) -> tuple[StudyInputs, np.
   n_studies = max(1, cfg.trials_per_batch // (n_ctx + cfg.queries_per_study))
   parts, targets = [], []
   for seed in rng.integers(0, EVAL_SEED_OFFSET, n_studies):
-    inputs, ids = episode(SyntheticStudy(int(seed), cfg.corpus), n_ctx, cfg.queries_per_study,
+    inputs, ids = episode(prior_study(int(seed), cfg.corpus), n_ctx, cfg.queries_per_study,
                           rng, cfg.model)
     parts.append(inputs)
     targets.append(ids)
@@ -92,28 +110,37 @@ def make_batch(cfg: TrainConfig, step: int, rank: int) -> tuple[StudyInputs, np.
 
 def evaluate(model: OmniPredModel, cfg: TrainConfig, device: torch.device) -> dict:
   """Mean token loss on held-out studies (held-out BBOB functions, disjoint seeds), per
-  context size and overall. Deterministic: the same episodes at every evaluation."""
-  by_size = {}
+  context size and overall; and on held-out conditional-space studies at
+  `eval_conditional_sizes`. Deterministic: the same episodes at every evaluation. The flat
+  studies are the same whatever `conditional_fraction` is, so runs stay comparable."""
   model.eval()
   with torch.no_grad():
-    for size in cfg.eval_context_sizes:
-      rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size])
-      total, count = 0.0, 0
-      for lo in range(0, cfg.eval_studies, 8):
-        parts, targets = [], []
-        for i in range(lo, min(lo + 8, cfg.eval_studies)):
-          study = SyntheticStudy(EVAL_SEED_OFFSET + cfg.seed + i, cfg.corpus, split='eval')
-          inputs, ids = episode(study, size, cfg.queries_per_study, rng, cfg.model)
-          parts.append(inputs)
-          targets.append(ids)
-        ids = np.concatenate(targets)
-        loss = model.loss(model.to_tensors(StudyInputs.stack(parts)),
-                          torch.as_tensor(ids, device=device))
-        total += float(loss) * len(ids)
-        count += len(ids)
-      by_size[size] = total / count
+    by_size = {size: _eval_loss(model, cfg, device, size, SyntheticStudy)
+               for size in cfg.eval_context_sizes}
+    conditional = {size: _eval_loss(model, cfg, device, size, ConditionalStudy)
+                   for size in cfg.eval_conditional_sizes}
   model.train()
-  return {'mean': float(np.mean(list(by_size.values()))), 'by_context': by_size}
+  return {'mean': float(np.mean(list(by_size.values()))), 'by_context': by_size,
+          'conditional_by_context': conditional}
+
+
+def _eval_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.device, size: int,
+               kind: type) -> float:
+  rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size])
+  total, count = 0.0, 0
+  for lo in range(0, cfg.eval_studies, 8):
+    parts, targets = [], []
+    for i in range(lo, min(lo + 8, cfg.eval_studies)):
+      study = kind(EVAL_SEED_OFFSET + cfg.seed + i, cfg.corpus, split='eval')
+      inputs, ids = episode(study, size, cfg.queries_per_study, rng, cfg.model)
+      parts.append(inputs)
+      targets.append(ids)
+    ids = np.concatenate(targets)
+    loss = model.loss(model.to_tensors(StudyInputs.stack(parts)),
+                      torch.as_tensor(ids, device=device))
+    total += float(loss) * len(ids)
+    count += len(ids)
+  return total / count
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
@@ -122,6 +149,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
   env = DistEnv()
   torch.manual_seed(cfg.seed)
   model = OmniPredModel(cfg.model).to(env.device)
+  if cfg.init_from and not (resume and (pathlib.Path(out_dir) / 'last.pt').exists()):
+    start, _ = checkpoints.load(cfg.init_from)
+    if start.model_config != cfg.model:
+      raise ValueError(f'--init-from {cfg.init_from}: its model config {start.model_config}'
+                       f' differs from this run\'s {cfg.model}; pass matching sizes.')
+    model.load_state_dict(start.state_dict())
   build = functools.partial(make_batch, cfg, rank=env.rank)
   with Prefetcher(build, depth=cfg.prefetch, workers=cfg.data_workers) as batches:
 
