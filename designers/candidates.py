@@ -1,72 +1,115 @@
-"""The candidate pool: Vizier's converters map any flat search space to a unit cube.
+"""The candidate pool: every parameter of a search space (flat or conditional) as one axis
+of a unit cube.
 
-Continuous parameters (DOUBLE, linear or log) become [0, 1] through Vizier's scaler;
-INTEGER, DISCRETE and CATEGORICAL become indices, placed at (i + 0.5) / n in the cube so that
-distances, Halton points and local moves work on one array. Converting back rounds to the
-nearest feasible value (Vizier's converter does it), so every candidate is valid.
+DOUBLE parameters map linearly (or, on a LOG scale, in log space) onto [0, 1]; INTEGER,
+DISCRETE and CATEGORICAL become indices, placed at (i + 0.5) / n, so that distances, Halton
+points and local moves work on one array. Converting back walks the search-space tree: a
+parent's coordinate picks its value, and only the children that value selects are read, so
+every candidate is a valid configuration (children exist exactly when their parent selects
+them). A trial's inactive parameters sit at the centre of their axis (they do not matter to
+its configuration, only to distances).
 """
 
 from __future__ import annotations
 
-import sys
+import math
 from typing import Sequence
 
+import attrs
 import numpy as np
 from scipy.stats import qmc
 from vizier import pyvizier as vz
-from vizier.pyvizier import converters
+
+from vizier_omnipred import search_space
 
 CONTINUOUS, ORDINAL, CATEGORICAL = 0, 1, 2
+_INACTIVE = 0.5  # where a trial's inactive parameters sit on their axis
+
+
+@attrs.frozen
+class Axis:
+  """One parameter as a unit interval."""
+
+  config: vz.ParameterConfig
+  kind: int
+  size: int  # cells of a discrete kind; 1 for CONTINUOUS
+
+  @classmethod
+  def of(cls, pc: vz.ParameterConfig) -> 'Axis':
+    if pc.type == vz.ParameterType.DOUBLE:
+      return cls(pc, CONTINUOUS, 1)
+    if pc.type == vz.ParameterType.INTEGER:
+      lo, hi = pc.bounds
+      return cls(pc, ORDINAL, int(hi) - int(lo) + 1)
+    if pc.type in (vz.ParameterType.DISCRETE, vz.ParameterType.CATEGORICAL):
+      kind = CATEGORICAL if pc.type == vz.ParameterType.CATEGORICAL else ORDINAL
+      return cls(pc, kind, len(pc.feasible_values))
+    raise ValueError(f'parameter {pc.name!r} has type {pc.type}, which OmniPredDesigner does'
+                     ' not handle.')
+
+  @property
+  def _log(self) -> bool:
+    return self.config.scale_type == vz.ScaleType.LOG and self.config.bounds[0] > 0
+
+  def to_unit(self, value) -> float:
+    pc = self.config
+    if self.kind == CONTINUOUS:
+      lo, hi = pc.bounds
+      if hi <= lo:
+        return 0.5
+      if self._log:
+        return (math.log(float(value)) - math.log(lo)) / (math.log(hi) - math.log(lo))
+      return (float(value) - lo) / (hi - lo)
+    if pc.type == vz.ParameterType.INTEGER:
+      index = round(float(value)) - int(pc.bounds[0])
+    elif pc.type == vz.ParameterType.CATEGORICAL:
+      index = pc.feasible_values.index(str(value))
+    else:
+      index = int(np.argmin(np.abs(np.asarray(pc.feasible_values) - float(value))))
+    return (index + 0.5) / self.size
+
+  def from_unit(self, u: float):
+    pc = self.config
+    if self.kind == CONTINUOUS:
+      lo, hi = pc.bounds
+      if self._log:
+        return float(min(hi, max(lo, math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))))
+      return float(min(hi, max(lo, lo + u * (hi - lo))))
+    index = min(int(u * self.size), self.size - 1)
+    if pc.type == vz.ParameterType.INTEGER:
+      return int(pc.bounds[0]) + index
+    return pc.feasible_values[index]
 
 
 class CandidateSpace:
-  """Unit-cube view of a flat search space: [n, d] arrays <-> Vizier parameters."""
+  """Unit-cube view of a search space: [n, d] arrays <-> Vizier parameters."""
 
-  def __init__(self, search_space: vz.SearchSpace, *, seed: int = 0):
-    if search_space.is_conditional:
-      raise ValueError('OmniPredDesigner does not support conditional search spaces.')
-    configs = list(search_space.parameters)
+  def __init__(self, space: vz.SearchSpace, *, seed: int = 0):
+    configs = list(search_space.all_parameters(space).values())
     if not configs:
       raise ValueError('OmniPredDesigner needs a search space with at least one parameter.')
-    self._converter = converters.DefaultTrialConverter([
-        converters.DefaultModelInputConverter(
-            pc, scale=True, max_discrete_indices=sys.maxsize, float_dtype=np.float64)
-        for pc in configs
-    ])
-    self._specs = list(self._converter.output_specs.values())
-    self.names = [s.name for s in self._specs]
-    by_name = {pc.name: pc for pc in configs}
-    self.kinds = np.empty(len(self._specs), dtype=np.int64)
-    self.sizes = np.ones(len(self._specs), dtype=np.int64)
-    for j, spec in enumerate(self._specs):
-      if spec.type == converters.NumpyArraySpecType.CONTINUOUS:
-        self.kinds[j] = CONTINUOUS
-      else:
-        self.sizes[j] = int(spec.bounds[1] - spec.bounds[0] + 1 - spec.num_oovs)
-        nominal = by_name[spec.name].type == vz.ParameterType.CATEGORICAL
-        self.kinds[j] = CATEGORICAL if nominal else ORDINAL
+    self._search_space = space
+    self.axes = [Axis.of(pc) for pc in configs]
+    self.names = [pc.name for pc in configs]
+    self._index = {name: j for j, name in enumerate(self.names)}
+    self.kinds = np.asarray([a.kind for a in self.axes], dtype=np.int64)
+    self.sizes = np.asarray([a.size for a in self.axes], dtype=np.int64)
     self._halton = qmc.Halton(d=self.dim, seed=seed)
     self._halton.fast_forward(1)  # the origin is a corner; the centre is suggested separately
-    self.num_configurations = (
-        float(np.prod(self.sizes.astype(float))) if np.all(self.kinds != CONTINUOUS) else np.inf
-    )
 
   @property
   def dim(self) -> int:
-    return len(self._specs)
+    return len(self.axes)
 
   def to_unit(self, trials: Sequence[vz.TrialSuggestion]) -> np.ndarray:
-    """Trials -> [n, d] points in the unit cube."""
-    if not trials:
-      return np.zeros((0, self.dim))
-    feats = self._converter.to_features(list(trials))
-    cols = []
-    for j, name in enumerate(self.names):
-      col = np.asarray(feats[name], dtype=np.float64)[:, 0]
-      if self.kinds[j] != CONTINUOUS:
-        col = (np.clip(col, 0, self.sizes[j] - 1) + 0.5) / self.sizes[j]
-      cols.append(col)
-    return np.clip(np.stack(cols, axis=1), 0.0, 1.0)
+    """Trials -> [n, d] points in the unit cube (inactive parameters at their axis' centre)."""
+    unit = np.full((len(trials), self.dim), _INACTIVE)
+    for i, trial in enumerate(trials):
+      for name, value in trial.parameters.items():
+        j = self._index.get(name)
+        if j is not None:
+          unit[i, j] = self.axes[j].to_unit(value.value)
+    return self.snap(unit)
 
   def snap(self, unit: np.ndarray) -> np.ndarray:
     """Rounds discrete coordinates to their cell centres, clips to the cube."""
@@ -77,15 +120,15 @@ class CandidateSpace:
     return unit
 
   def to_parameters(self, unit: np.ndarray) -> list[vz.ParameterDict]:
-    """[n, d] unit points -> feasible Vizier parameters."""
+    """[n, d] unit points -> valid Vizier parameters (the active ones only)."""
     unit = self.snap(unit)
-    arrays = {}
-    for j, name in enumerate(self.names):
-      if self.kinds[j] == CONTINUOUS:
-        arrays[name] = unit[:, j:j + 1]
-      else:
-        arrays[name] = np.floor(unit[:, j:j + 1] * self.sizes[j]).astype(np.int64)
-    return list(self._converter.to_parameters(arrays))
+    out = []
+    for row in unit:
+      values = search_space.build_parameters(
+          self._search_space,
+          lambda pc, row=row: self.axes[self._index[pc.name]].from_unit(row[self._index[pc.name]]))
+      out.append(vz.ParameterDict(values))
+    return out
 
   def centre(self) -> np.ndarray:
     return self.snap(np.full((1, self.dim), 0.5))

@@ -32,7 +32,7 @@ from designers.selection import select
 from designers.surrogate import LMSurrogate, Surrogate, SurrogateFactory
 from designers.trust_region import TrustRegion, TrustRegionConfig
 from designers.warping import WARPS, YWarp
-from vizier_omnipred import StudyInfo
+from vizier_omnipred import StudyInfo, search_space
 
 _NS = 'omnipred'
 # With a time budget, the surrogate's conditioning may use this share of it; sampling the rest.
@@ -59,7 +59,7 @@ class OmniPredDesignerConfig:
 
 
 class OmniPredDesigner(vza.Designer):
-  """Surrogate-based Bayesian optimisation for flat, single-objective Vizier problems."""
+  """Surrogate-based Bayesian optimisation for Vizier problems, flat or conditional."""
 
   def __init__(
       self,
@@ -120,9 +120,9 @@ class OmniPredDesigner(vza.Designer):
     parameter missing, extra, infeasible or out of bounds. Such a trial is left out of the
     model, so one malformed trial cannot break every later suggestion of its study."""
     try:
-      self._problem.search_space.assert_contains(trial.parameters)
+      search_space.check_parameters(self._problem.search_space, trial.parameters)
       return True
-    except (ValueError, TypeError) as e:  # vizier raises InvalidParameterError(ValueError)
+    except (ValueError, TypeError) as e:
       self._left_out[trial.id] = str(e)
       logging.warning('OmniPredDesigner leaves out trial %s: %s', trial.id, e)
       return False
@@ -131,7 +131,7 @@ class OmniPredDesigner(vza.Designer):
     new = [t for t in completed.trials if self._fits(t)]
     self._completed.extend(new)
     self._active = [t for t in all_active.trials
-                    if self._problem.search_space.contains(t.parameters)]
+                    if search_space.is_valid(self._problem.search_space, t.parameters)]
     values = [v for v in map(self._value, new) if v is not None]
     if values:
       improved = self._best is None or max(values) > self._best

@@ -35,6 +35,36 @@ def mixed_problem() -> vz.ProblemStatement:
   return problem
 
 
+@pytest.fixture
+def conditional_problem() -> vz.ProblemStatement:
+  """A model-family choice with children, one of which nests a second choice (two levels)."""
+  problem = vz.ProblemStatement()
+  root = problem.search_space.root
+  root.add_float_param('learning_rate', 1e-4, 1e-1, scale_type=vz.ScaleType.LOG)
+  model = root.add_categorical_param('model', ['linear', 'svm', 'forest'])
+  model.select_values(['linear']).add_float_param('l2', 1e-6, 1.0, scale_type=vz.ScaleType.LOG)
+  svm = model.select_values(['svm'])
+  svm.add_float_param('C', 1e-2, 1e2, scale_type=vz.ScaleType.LOG)
+  kernel = svm.add_categorical_param('kernel', ['rbf', 'linear', 'poly'])
+  kernel.select_values(['poly']).add_int_param('degree', 2, 5)
+  kernel.select_values(['rbf']).add_float_param('gamma', 1e-3, 10.0, scale_type=vz.ScaleType.LOG)
+  model.select_values(['forest']).add_int_param('depth', 1, 12)
+  problem.metric_information.append(
+      vz.MetricInformation(name='error', goal=vz.ObjectiveMetricGoal.MINIMIZE))
+  return problem
+
+
+def expected_active(params) -> set:
+  """The parameter names `conditional_problem` must have for these choices."""
+  names = {'learning_rate', 'model'}
+  model = params['model'].value if hasattr(params['model'], 'value') else params['model']
+  names |= {'linear': {'l2'}, 'svm': {'C', 'kernel'}, 'forest': {'depth'}}[model]
+  if model == 'svm':
+    kernel = params['kernel'].value if hasattr(params['kernel'], 'value') else params['kernel']
+    names |= {'poly': {'degree'}, 'rbf': {'gamma'}, 'linear': set()}[kernel]
+  return names
+
+
 def quadratic_2d(n: int, seed: int):
   """(rows, y) for a shifted 2-D quadratic."""
   rng = np.random.default_rng(seed)

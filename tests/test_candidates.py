@@ -4,6 +4,8 @@ from vizier import pyvizier as vz
 
 from designers.candidates import CATEGORICAL, CONTINUOUS, ORDINAL, CandidateSpace, parameter_key
 from designers.trust_region import TrustRegion, TrustRegionConfig
+from tests.conftest import expected_active
+from vizier_omnipred import search_space
 
 
 def test_kinds_sizes_and_exact_round_trip(mixed_problem):
@@ -55,3 +57,27 @@ def test_trust_region_grows_shrinks_and_restarts():
     tr.observe(False)
   # 0.3 -> 0.15 -> 0.075 -> 0.0375 -> 0.01875 < min: restart at 0.1
   assert tr.radius == pytest.approx(0.1)
+
+
+def test_conditional_candidates_are_valid_and_round_trip(conditional_problem):
+  space = CandidateSpace(conditional_problem.search_space, seed=0)
+  assert sorted(space.names) == sorted(
+      ['learning_rate', 'model', 'l2', 'C', 'kernel', 'degree', 'gamma', 'depth'])
+  unit = np.concatenate([space.quasi_random(200),
+                         space.local(space.quasi_random(3), 200, 0.2, np.random.default_rng(1))])
+  params = space.to_parameters(unit)
+  for p in params:
+    assert set(p) == expected_active(p)
+    search_space.check_parameters(conditional_problem.search_space, p)
+  # Every branch and nested choice is reached.
+  assert {p['model'].value for p in params} == {'linear', 'svm', 'forest'}
+  assert {p['kernel'].value for p in params if 'kernel' in p} == {'rbf', 'linear', 'poly'}
+  # Active coordinates survive a round trip; inactive ones sit at their axis' centre.
+  back = space.to_unit([vz.TrialSuggestion(p) for p in params])
+  snapped = space.snap(unit)
+  for i, p in enumerate(params):
+    for j, name in enumerate(space.names):
+      if name in p:
+        assert back[i, j] == pytest.approx(snapped[i, j], abs=1e-9)
+      else:
+        assert back[i, j] == space.snap(np.full((1, space.dim), 0.5))[0, j]

@@ -11,7 +11,8 @@ from designers.candidates import parameter_key
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo
-from tests.conftest import TINY
+from vizier_omnipred import search_space
+from tests.conftest import TINY, expected_active
 
 FAST = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=64, num_samples=8)
 # LoRA from the 4th feasible trial on: the designer tests exercise both paths.
@@ -43,7 +44,7 @@ def _run(designer, problem, n, *, count=1, value_fn=_objective, start_id=1):
     assert len(suggestions) >= count
     batch = []
     for s in suggestions[:count]:
-      assert problem.search_space.contains(s.parameters), s.parameters
+      assert search_space.is_valid(problem.search_space, s.parameters), s.parameters
       t = s.to_trial(tid)
       tid += 1
       value = value_fn(t.parameters)
@@ -169,13 +170,20 @@ def test_time_budget_degrades_and_says_so(mixed_problem):
     _run(designer, mixed_problem, 1)
 
 
+def test_conditional_space_suggestions_hold_exactly_their_active_parameters(
+    conditional_problem):
+  designer = _designer(conditional_problem)
+  trials = _run(designer, conditional_problem, 12, count=2)
+  assert trials[-1].metadata.ns('omnipred')['phase'] == 'model'
+  for t in trials:
+    assert set(t.parameters) == expected_active(t.parameters), t.parameters
+  # The model phase explores the branches: more than one model family and a nested child.
+  assert len({t.parameters['model'].value for t in trials}) > 1
+  assert any('degree' in t.parameters or 'gamma' in t.parameters for t in trials)
+  assert 'left_out_trials' not in trials[-1].metadata.ns('omnipred')
+
+
 def test_bad_problems_fail_at_construction():
-  conditional = vz.ProblemStatement()
-  model = conditional.search_space.root.add_categorical_param('model', ['a', 'b'])
-  model.select_values(['b']).add_float_param('lr', 0.1, 1.0)
-  conditional.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
-  with pytest.raises(ValueError, match='does not support conditional'):
-    _designer(conditional)
   flat = vz.ProblemStatement()
   flat.search_space.root.add_float_param('x', 0.0, 1.0)
   flat.metric_information.append(vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))

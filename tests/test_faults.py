@@ -53,12 +53,17 @@ def _factory(checkpoint):
 
 
 def _config(algorithm='OMNIPRED', objectives=('loss',), conditional=False) -> svz.StudyConfig:
+  """x0, x1 and opt in {adam, sgd}; conditional: sgd has `momentum` and `schedule` in
+  {constant, step}, and step has `decay_every` (two levels)."""
   config = svz.StudyConfig(algorithm=algorithm)
   config.search_space.root.add_float_param('x0', -5.0, 5.0)
   config.search_space.root.add_float_param('x1', -5.0, 5.0)
   opt = config.search_space.root.add_categorical_param('opt', ['adam', 'sgd'])
   if conditional:
-    opt.select_values(['sgd']).add_float_param('momentum', 0.0, 0.99)
+    sgd = opt.select_values(['sgd'])
+    sgd.add_float_param('momentum', 0.0, 0.99)
+    schedule = sgd.add_categorical_param('schedule', ['constant', 'step'])
+    schedule.select_values(['step']).add_int_param('decay_every', 1, 50)
   for name in objectives:
     config.metric_information.append(
         vz.MetricInformation(name, goal=vz.ObjectiveMetricGoal.MINIMIZE))
@@ -85,7 +90,6 @@ def service(tmp_path, tiny_checkpoint):
     ('MAGIC', ('loss',), False, r"MAGIC\\?' is not registered"),
     ('OMNIPRED', ('loss', 'latency'), False,
      r"optimises one objective; this problem has 2: .*latency.*loss"),
-    ('OMNIPRED', ('loss',), True, 'does not support conditional search spaces'),
 ])
 def test_a_policy_error_reaches_the_client_every_time_and_never_hangs(
     service, algorithm, objectives, conditional, message):
@@ -94,6 +98,24 @@ def test_a_policy_error_reaches_the_client_every_time_and_never_hangs(
   for _ in range(2):  # the second call from the same client used to wait forever
     with pytest.raises(Exception, match=message):
       _bounded(lambda: study.suggest(count=1, client_id='w0'))
+
+
+def test_a_conditional_study_round_trips_through_the_server(service):
+  study = clients.Study.from_study_config(_config(conditional=True), owner='me', study_id='c')
+  for _ in range(5):
+    _bounded(_cycle, study, 'w0', 2)
+  done = list(study.trials(vz.TrialFilter(status=[vz.TrialStatus.COMPLETED])).get())
+  assert len(done) == 10
+  for t in done:
+    p = {k: v.value for k, v in t.parameters.items()}
+    expected = {'x0', 'x1', 'opt'}
+    if p['opt'] == 'sgd':
+      expected |= {'momentum', 'schedule'} | ({'decay_every'} if p['schedule'] == 'step' else set())
+    assert set(p) == expected, p
+    if 'decay_every' in p:
+      assert float(p['decay_every']).is_integer() and 1 <= p['decay_every'] <= 50
+  assert done[-1].metadata.ns('omnipred')['phase'] == 'model'
+  assert 'left_out_trials' not in done[-1].metadata.ns('omnipred')
 
 
 def test_a_malformed_trial_is_left_out_and_the_study_goes_on(service):

@@ -10,7 +10,7 @@ google-vizier 0.1.x), so the check is written here.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 from vizier import pyvizier as vz
@@ -57,12 +57,23 @@ def active_configs(space: vz.SearchSpace, parameters: Mapping[str, object]
   return out
 
 
+def is_valid(space: vz.SearchSpace, parameters: Mapping[str, object]) -> bool:
+  """`check_parameters` as a yes/no."""
+  try:
+    check_parameters(space, parameters)
+    return True
+  except (ValueError, TypeError):
+    return False
+
+
 def check_parameters(space: vz.SearchSpace, parameters: Mapping[str, object], *,
                      check_bounds: bool = True) -> None:
   """Raises ValueError naming the first culprit: an active parameter missing, a category or
   discrete value not in its list, a number out of bounds (unless `check_bounds` is False: a
   regressor may be asked to extrapolate), a non-finite number, or a parameter that is not
   active (unknown, or its parent selects another branch). Flat and conditional spaces."""
+  parameters = {k: (v.value if isinstance(v, vz.ParameterValue) else v)
+                for k, v in parameters.items()}
   active = active_configs(space, parameters)
   names = {pc.name for pc in active}
   for pc in active:
@@ -87,20 +98,26 @@ def check_parameters(space: vz.SearchSpace, parameters: Mapping[str, object], *,
     if extra[0] in known:
       raise ValueError(
           f'parameter {extra[0]!r} is set, but its parent does not select it here (it is active'
-          f' only for {known[extra[0]].matching_parent_values}).')
+          f' only when its parent takes one of {list(known[extra[0]].matching_parent_values)}).')
     raise ValueError(f'parameter {extra[0]!r} is not in the search space ({sorted(known)}).')
 
 
-def random_parameters(space: vz.SearchSpace, rng: np.random.Generator) -> dict[str, object]:
-  """One valid configuration, uniform per parameter (log-uniform on LOG scale): every active
-  parameter present, nothing else."""
+def build_parameters(space: vz.SearchSpace, value_of: Callable[[vz.ParameterConfig], object]
+                     ) -> dict[str, object]:
+  """A valid configuration whose values `value_of(config)` gives, asked only of the active
+  parameters (a parent's value decides which children are asked), in DFS order."""
   out: dict[str, object] = {}
   stack = list(reversed(space.parameters))
   while stack:
     pc = stack.pop()
-    out[pc.name] = random_value(pc, rng)
+    out[pc.name] = value_of(pc)
     stack.extend(reversed(list(_children(pc, out[pc.name]))))
   return out
+
+
+def random_parameters(space: vz.SearchSpace, rng: np.random.Generator) -> dict[str, object]:
+  """One valid configuration, uniform per parameter (log-uniform on LOG scale)."""
+  return build_parameters(space, lambda pc: random_value(pc, rng))
 
 
 def random_value(pc: vz.ParameterConfig, rng: np.random.Generator):
