@@ -12,6 +12,12 @@ Before `num_seed_trials` feasible results it suggests the centre, then Halton po
 Infeasible trials and trials without a finite metric are never fed to the model as numbers:
 candidates whose nearest evaluated neighbour failed are ranked last. The surrogate is a
 collaborator (`surrogate=` or `surrogate_factory=`); by default the shipped LM.
+
+Several objectives: one surrogate per objective (each reads the trials with a finite value of
+its metric, its prompt names that metric and goal), as Vizier's multi-metric GP fits one GP
+per metric; candidates are scored by expected hypervolume improvement over the joint samples
+(`hypervolume.expected_improvement`) against the Pareto front of the warped values. A trial
+with NaN in one objective still informs the others.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from vizier import algorithms as vza
 from vizier import pyvizier as vz
 
 from designers import acquisition
+from designers import hypervolume
 from designers.budget import SuggestionClock
 from designers.candidates import CandidateSpace, parameter_key
 from designers.selection import select
@@ -37,13 +44,16 @@ from vizier_omnipred import StudyInfo, search_space
 _NS = 'omnipred'
 # With a time budget, the surrogate's conditioning may use this share of it; sampling the rest.
 _CONDITION_SHARE = 0.6
+# The hypervolume reference point sits this far below the worst warped value (ranks in [0, 1]).
+_REFERENCE_MARGIN = 0.1
 
 
 @attrs.frozen
 class OmniPredDesignerConfig:
   """The designer's knobs (the surrogate has its own: `surrogate.LMSurrogateConfig`)."""
 
-  metric_name: str | None = attrs.field(default=None, kw_only=True)  # None: first objective
+  # One objective of several to optimise alone; None: every objective (several: EHVI).
+  metric_name: str | None = attrs.field(default=None, kw_only=True)
   num_seed_trials: int = attrs.field(default=5, kw_only=True)
   num_candidates: int = attrs.field(default=512, kw_only=True)
   local_fraction: float = attrs.field(default=0.6, kw_only=True)  # of the pool
@@ -70,29 +80,32 @@ class OmniPredDesigner(vza.Designer):
       surrogate: Surrogate | None = None,
       surrogate_factory: SurrogateFactory | None = None,
   ):
-    """`surrogate`, or one built by `surrogate_factory(problem, study_info)`; neither: the
-    shipped LM (`LMSurrogate` with its default config)."""
+    """`surrogate`, or one built by `surrogate_factory(problem, study_info)` per objective;
+    neither: the shipped LM (`LMSurrogate`; one loaded model shared by the objectives)."""
     self._problem = problem
     self._config = config
     objectives = [m.name for m in problem.metric_information
                   if m.type == vz.MetricType.OBJECTIVE]
-    if len(objectives) > 1 and config.metric_name is None:
-      raise ValueError(
-          f'OmniPredDesigner optimises one objective; this problem has {len(objectives)}: '
-          f'{objectives}. Name the one to optimise with OmniPredDesignerConfig(metric_name=...), '
-          'or use a multi-objective designer (e.g. NSGA2).')
-    self._info = StudyInfo.from_problem(problem, config.metric_name)
-    self._warp = YWarp(maximize=self._info.goal == 'MAXIMIZE', kind=config.y_warp)
+    names = [config.metric_name] if config.metric_name or not objectives else objectives
+    self._infos = [StudyInfo.from_problem(problem, name) for name in names]
+    self._warps = [YWarp(maximize=info.goal == 'MAXIMIZE', kind=config.y_warp)
+                   for info in self._infos]
     self._space = CandidateSpace(problem.search_space, seed=0 if seed is None else seed)
     self._rng = np.random.default_rng(seed)
-    if surrogate is None:
-      surrogate = (surrogate_factory or LMSurrogate)(problem, self._info)
-    self._surrogate = surrogate
+    if surrogate is not None:
+      if len(self._infos) > 1:
+        raise ValueError(
+            f'This problem has {len(self._infos)} objectives {names}: pass surrogate_factory'
+            ' (one surrogate per objective), not one surrogate.')
+      self._surrogates = [surrogate]
+    else:
+      factory = surrogate_factory or (LMSurrogate.factory() if len(names) > 1 else LMSurrogate)
+      self._surrogates = [factory(problem, info) for info in self._infos]
     self._completed: list[vz.Trial] = []
     self._active: list[vz.Trial] = []
     self._left_out: dict[int, str] = {}  # trial id -> why it does not fit the search space
     self._region = TrustRegion(config.trust_region)
-    self._best: float | None = None  # oriented: larger is better
+    self._front = np.zeros((0, len(self._infos)))  # oriented Pareto front (m=1: the best)
     self._seconds_per_candidate: float | None = None
     self.last_report: dict = {}
 
@@ -103,17 +116,31 @@ class OmniPredDesigner(vza.Designer):
 
   @property
   def surrogate(self) -> Surrogate:
-    return self._surrogate
+    """The surrogate of the (first) objective."""
+    return self._surrogates[0]
+
+  @property
+  def num_objectives(self) -> int:
+    return len(self._infos)
 
   # --- state ----------------------------------------------------------------------------
-  def _value(self, trial: vz.Trial) -> float | None:
-    """Oriented metric value, or None when the trial gives no usable number."""
+  def _values(self, trial: vz.Trial) -> np.ndarray | None:
+    """Oriented metric values [m] (NaN where a metric is missing or not finite), or None
+    for an infeasible or unfinished trial."""
     if trial.infeasible or trial.final_measurement is None:
       return None
-    metric = trial.final_measurement.metrics.get(self._info.metric_name)
-    if metric is None or not np.isfinite(metric.value):
-      return None
-    return self._warp.orient(metric.value)
+    metrics = trial.final_measurement.metrics
+    out = np.full(len(self._infos), np.nan)
+    for k, (info, warp) in enumerate(zip(self._infos, self._warps)):
+      metric = metrics.get(info.metric_name)
+      if metric is not None and np.isfinite(metric.value):
+        out[k] = warp.orient(metric.value)
+    return out
+
+  def _usable(self, trial: vz.Trial) -> np.ndarray | None:
+    """Oriented values [m] when every objective is finite, else None (a failure)."""
+    values = self._values(trial)
+    return values if values is not None and np.all(np.isfinite(values)) else None
 
   def _fits(self, trial: vz.Trial) -> bool:
     """False (and the reason logged and kept) for a trial outside the search space: a
@@ -132,16 +159,19 @@ class OmniPredDesigner(vza.Designer):
     self._completed.extend(new)
     self._active = [t for t in all_active.trials
                     if search_space.is_valid(self._problem.search_space, t.parameters)]
-    values = [v for v in map(self._value, new) if v is not None]
-    if values:
-      improved = self._best is None or max(values) > self._best
-      if self._best is not None:
+    points = [v for v in map(self._usable, new) if v is not None]
+    if points:
+      # Improved: a new point that nothing on the front dominates (m=1: a new best).
+      improved = any(not np.any(np.all(self._front >= p, axis=1)) for p in points)
+      if len(self._front):
         self._region.observe(improved)
-      self._best = max(values) if self._best is None else max(self._best, max(values))
+      front = np.vstack([self._front, points])
+      self._front = front[hypervolume.pareto_mask(front)]
 
   @property
-  def _feasible(self) -> list[tuple[vz.Trial, float]]:
-    pairs = [(t, self._value(t)) for t in self._completed]
+  def _feasible(self) -> list[tuple[vz.Trial, np.ndarray]]:
+    """Completed trials with every objective finite, and their oriented values [m]."""
+    pairs = [(t, self._usable(t)) for t in self._completed]
     return [(t, v) for t, v in pairs if v is not None]
 
   # --- suggest --------------------------------------------------------------------------
@@ -165,19 +195,38 @@ class OmniPredDesigner(vza.Designer):
       s.metadata.ns(_NS)['phase'] = 'seed'
     return out
 
-  def _condition(self, budget_s: float | None) -> tuple[dict, float]:
-    """Steps 1-2. -> (the surrogate's report, best warped y, oriented)."""
-    pairs = self._feasible
-    warped = self._warp.warp(np.asarray([v for _, v in pairs]))
-    report = self._surrogate.condition([t.parameters for t, _ in pairs],
-                                       self._warp.to_study_direction(warped),
-                                       time_budget_s=budget_s)
-    return report, float(warped.max())
+  def _condition(self, budget_s: float | None) -> tuple[dict, np.ndarray]:
+    """Steps 1-2: each objective's surrogate reads the trials with a finite value of it.
+    -> (the surrogates' report, the warped oriented values [k, m] of the `_feasible`
+    trials)."""
+    per_trial = [(t, self._values(t)) for t in self._completed]
+    per_trial = [(t, v) for t, v in per_trial if v is not None]
+    warped_feasible = np.full((len(per_trial), len(self._infos)), np.nan)
+    reports = []
+    share = None if budget_s is None else budget_s / len(self._infos)
+    for k, (surrogate, warp) in enumerate(zip(self._surrogates, self._warps)):
+      rows = [i for i, (_, v) in enumerate(per_trial) if np.isfinite(v[k])]
+      warped = warp.warp(np.asarray([per_trial[i][1][k] for i in rows]))
+      warped_feasible[rows, k] = warped
+      reports.append(surrogate.condition([per_trial[i][0].parameters for i in rows],
+                                         warp.to_study_direction(warped), time_budget_s=share))
+    report = dict(reports[0])
+    if len(reports) > 1:
+      report['fit_steps'] = sum(int(r.get('fit_steps', 0)) for r in reports)
+      report['fit_seconds'] = round(sum(float(r.get('fit_seconds', 0)) for r in reports), 3)
+    usable = np.all(np.isfinite(warped_feasible), axis=1)
+    return report, warped_feasible[usable]
 
   def _pool(self, n: int) -> np.ndarray:
-    """Step 3: [n, d] unit-cube candidates."""
+    """Step 3: [n, d] unit-cube candidates, the local ones around the best trials (several
+    objectives: around Pareto-optimal trials)."""
     cfg = self._config
-    pairs = sorted(self._feasible, key=lambda p: -p[1])
+    pairs = self._feasible
+    if len(self._infos) == 1:
+      pairs = sorted(pairs, key=lambda p: -p[1][0])
+    else:
+      on_front = hypervolume.pareto_mask(np.asarray([v for _, v in pairs]))
+      pairs = [pairs[i] for i in self._rng.permutation(np.flatnonzero(on_front))]
     centres = self._space.to_unit([t for t, _ in pairs[: cfg.num_centres]])
     n_local = int(round(n * cfg.local_fraction))
     return np.concatenate([
@@ -185,12 +234,25 @@ class OmniPredDesigner(vza.Designer):
         self._space.quasi_random(n - n_local),
     ])
 
+  def _score(self, samples: np.ndarray, warped: np.ndarray) -> np.ndarray:
+    """Step 4's acquisition. samples [n, S, m] oriented warped; warped [k, m]: the trials'."""
+    cfg = self._config
+    if samples.shape[2] == 1:
+      return acquisition.score(cfg.acquisition, samples[:, :, 0], best=float(warped.max()),
+                               rng=self._rng, quantile=cfg.ucb_quantile)
+    front = warped[hypervolume.pareto_mask(warped)]
+    ref = warped.min(axis=0) - _REFERENCE_MARGIN
+    gain = hypervolume.expected_improvement(samples, front, ref, rng=self._rng)
+    # Where no sample improves anything, the summed medians order the candidates.
+    median = np.median(samples, axis=1).sum(axis=1)
+    return gain / (np.ptp(gain) or 1.0) + 1e-6 * (median - median.min()) / (np.ptp(median) or 1.0)
+
   def _model_suggestions(self, count: int, taken: set, start: float) -> list[vz.TrialSuggestion]:
     cfg = self._config
     clock = SuggestionClock(cfg.time_budget_s, condition_share=_CONDITION_SHARE,
                             min_candidates=cfg.min_candidates,
                             seconds_per_candidate=self._seconds_per_candidate, start=start)
-    report, best = self._condition(clock.condition_budget_s)  # steps 1-2
+    report, warped = self._condition(clock.condition_budget_s)  # steps 1-2
     clock.note_condition(report)
     n = clock.pool_size(max(cfg.num_candidates, 4 * count), count)
     unit = self._pool(n)  # step 3
@@ -201,8 +263,9 @@ class OmniPredDesigner(vza.Designer):
     n, unit, params = keep, unit[:keep], params[:keep]
     if keep > first:
       samples = np.concatenate([samples, self._sample(params[first:])])
-    scores = acquisition.score(cfg.acquisition, self._warp.from_study_direction(samples),
-                               best=best, rng=self._rng, quantile=cfg.ucb_quantile)
+    oriented = np.stack([w.from_study_direction(samples[:, :, k])
+                         for k, w in enumerate(self._warps)], axis=-1)
+    scores = self._score(oriented, warped)
     scores = np.where(self._near_failure(unit), -np.inf, scores)
     out = self._pick(unit, scores, count, taken, params=params, samples=samples)  # step 5
     self.last_report = dict(report, candidates=n, seconds=time.perf_counter() - start,
@@ -220,10 +283,12 @@ class OmniPredDesigner(vza.Designer):
     return out
 
   def _sample(self, params: list) -> np.ndarray:
-    """Step 4: [n, num_samples] y samples; updates the per-candidate cost estimate."""
+    """Step 4: [n, num_samples, m] y samples (each objective's surrogate in its study
+    direction); updates the per-candidate cost estimate."""
     t0 = time.perf_counter()
-    samples = self._surrogate.sample(params, self._config.num_samples,
-                                     seed=int(self._rng.integers(2**31)))
+    seed = int(self._rng.integers(2**31))
+    samples = np.stack([s.sample(params, self._config.num_samples, seed=seed + k)
+                        for k, s in enumerate(self._surrogates)], axis=-1)
     self._seconds_per_candidate = (time.perf_counter() - t0) / len(params)
     return samples
 
@@ -232,7 +297,7 @@ class OmniPredDesigner(vza.Designer):
     if not self._completed:
       return np.zeros(len(unit), dtype=bool)
     done = self._space.to_unit(self._completed)
-    failed = np.asarray([self._value(t) is None for t in self._completed])
+    failed = np.asarray([self._usable(t) is None for t in self._completed])
     if not failed.any():
       return np.zeros(len(unit), dtype=bool)
     d2 = ((unit[:, None, :] - done[None, :, :]) ** 2).sum(-1)
@@ -251,6 +316,11 @@ class OmniPredDesigner(vza.Designer):
     for p, i in picked:
       s = vz.TrialSuggestion(p)
       if samples is not None and i is not None:
-        s.metadata.ns(_NS)['predicted_median'] = f'{np.median(samples[i]):.6g}'
+        medians = np.median(samples[i], axis=0)
+        if len(self._infos) == 1:
+          s.metadata.ns(_NS)['predicted_median'] = f'{medians[0]:.6g}'
+        else:
+          for info, med in zip(self._infos, medians):
+            s.metadata.ns(_NS)[f'predicted_median:{info.metric_name}'] = f'{med:.6g}'
       out.append(s)
     return out

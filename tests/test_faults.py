@@ -88,8 +88,6 @@ def service(tmp_path, tiny_checkpoint):
 
 @pytest.mark.parametrize('algorithm, objectives, conditional, message', [
     ('MAGIC', ('loss',), False, r"MAGIC\\?' is not registered"),
-    ('OMNIPRED', ('loss', 'latency'), False,
-     r"optimises one objective; this problem has 2: .*latency.*loss"),
 ])
 def test_a_policy_error_reaches_the_client_every_time_and_never_hangs(
     service, algorithm, objectives, conditional, message):
@@ -116,6 +114,21 @@ def test_a_conditional_study_round_trips_through_the_server(service):
       assert float(p['decay_every']).is_integer() and 1 <= p['decay_every'] <= 50
   assert done[-1].metadata.ns('omnipred')['phase'] == 'model'
   assert 'left_out_trials' not in done[-1].metadata.ns('omnipred')
+
+
+def test_a_two_objective_study_round_trips_through_the_server(service):
+  study = clients.Study.from_study_config(_config(objectives=('loss', 'latency')),
+                                          owner='me', study_id='mo')
+  for i in range(6):
+    for trial in _bounded(lambda: list(study.suggest(count=1, client_id='w0'))):
+      p = {k: v for k, v in trial.parameters.items()}
+      latency = float('nan') if i == 4 else abs(p['x0'] - 2.0)
+      trial.complete(vz.Measurement({'loss': _loss(p), 'latency': latency}))
+  done = list(study.trials(vz.TrialFilter(status=[vz.TrialStatus.COMPLETED])).get())
+  assert len(done) == 6
+  md = done[-1].metadata.ns('omnipred')
+  assert md['phase'] == 'model'
+  assert 'predicted_median:loss' in md and 'predicted_median:latency' in md
 
 
 def test_a_malformed_trial_is_left_out_and_the_study_goes_on(service):

@@ -7,6 +7,7 @@ import os as _os
 _os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 from vizier_omnipred.model import ModelConfig, OmniPredModel  # noqa: E402
+from vizier_omnipred.multi_objective import MultiObjectiveRegressor  # noqa: E402
 from vizier_omnipred.numbers import NumberCodec  # noqa: E402
 from vizier_omnipred.regressor import (  # noqa: E402
     FineTuneConfig, FineTuneReport, OmniPredRegressor, Prediction, YScaler, default_device)
@@ -14,6 +15,6 @@ from vizier_omnipred.serialization import Featurizer, FeaturizerConfig, StudyInf
 
 __all__ = [
     'FineTuneConfig', 'FineTuneReport', 'Featurizer', 'FeaturizerConfig', 'ModelConfig',
-    'NumberCodec', 'OmniPredModel', 'OmniPredRegressor', 'Prediction', 'StudyInfo', 'YScaler',
+    'MultiObjectiveRegressor', 'NumberCodec', 'OmniPredModel', 'OmniPredRegressor', 'Prediction', 'StudyInfo', 'YScaler',
     'default_device',
 ]

@@ -1,0 +1,146 @@
+"""Several objectives: the regressor's joint samples, and the designer's EHVI search."""
+
+import numpy as np
+import pytest
+from vizier import algorithms as vza
+from vizier import pyvizier as vz
+
+from designers import hypervolume
+from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
+from vizier_omnipred import MultiObjectiveRegressor, OmniPredRegressor
+from tests.conftest import TINY
+
+MAX, MIN = vz.ObjectiveMetricGoal.MAXIMIZE, vz.ObjectiveMetricGoal.MINIMIZE
+# y_warp 'none': the oracle below answers in the metric's own units, as the designer reads them.
+FAST = OmniPredDesignerConfig(num_seed_trials=4, num_candidates=128, num_samples=8,
+                              y_warp='none')
+
+
+def _problem(goals=(MAX, MIN)) -> vz.ProblemStatement:
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_float_param('x', 0.0, 1.0)
+  problem.search_space.root.add_float_param('y', 0.0, 1.0)
+  for name, goal in zip(('a', 'b'), goals):
+    problem.metric_information.append(vz.MetricInformation(name, goal=goal))
+  return problem
+
+
+def _true(name: str, goal, p) -> float:
+  """a peaks at (0.2, 0.5), b at (0.8, 0.5), each in its goal's direction; the Pareto set is
+  y = 0.5, 0.2 <= x <= 0.8."""
+  x, y = p['x'], p['y']
+  x, y = getattr(x, 'value', x), getattr(y, 'value', y)
+  centre = 0.2 if name == 'a' else 0.8
+  d = (x - centre) ** 2 + (y - 0.5) ** 2
+  return -d if goal == MAX else d
+
+
+class OracleSurrogate:
+  """Knows its metric exactly (in the study's direction, unwarped) and records how many
+  trials it read."""
+
+  def __init__(self, name, goal):
+    self.name, self.goal, self.read = name, goal, []
+
+  def condition(self, parameters, y, *, time_budget_s=None):
+    np.testing.assert_allclose(y, [_true(self.name, self.goal, p) for p in parameters])
+    self.read.append(len(parameters))
+    return {'fit_steps': 0}
+
+  def sample(self, parameters, num_samples, *, seed):
+    f = np.asarray([_true(self.name, self.goal, p) for p in parameters])
+    return np.repeat(f[:, None], num_samples, axis=1)
+
+
+def _run(designer, problem, n, values):
+  trials, tid = [], 1
+  while len(trials) < n:
+    for s in designer.suggest(1):
+      t = s.to_trial(tid)
+      tid += 1
+      t.complete(vz.Measurement(metrics=values(t.parameters)))
+      designer.update(vza.CompletedTrials([t]), vza.ActiveTrials())
+      trials.append(t)
+  return trials
+
+
+def _oracle_designer(problem):
+  made = {}
+
+  def factory(problem, info):
+    goal = MAX if info.goal == 'MAXIMIZE' else MIN
+    made[info.metric_name] = OracleSurrogate(info.metric_name, goal)
+    return made[info.metric_name]
+
+  return OmniPredDesigner(problem, seed=0, config=FAST, surrogate_factory=factory), made
+
+
+@pytest.mark.parametrize('goals', [(MAX, MIN), (MIN, MAX), (MIN, MIN)])
+def test_ehvi_spreads_suggestions_along_the_pareto_set(goals):
+  problem = _problem(goals)
+  designer, _ = _oracle_designer(problem)
+  trials = _run(designer, problem, 24,
+                lambda p: {n: _true(n, g, p) for n, g in zip('ab', goals)})
+  model = [t for t in trials if t.metadata.ns('omnipred')['phase'] == 'model']
+  assert len(model) == 20
+  xs = np.asarray([t.parameters['x'].value for t in model])
+  ys = np.asarray([t.parameters['y'].value for t in model])
+  # Near the Pareto set (the seed points are not: Halton), and spread along it rather than
+  # collapsed onto one objective's optimum.
+  near = (np.abs(ys - 0.5) < 0.15) & (xs > 0.1) & (xs < 0.9)
+  assert near.mean() >= 0.7, list(zip(xs.round(2), ys.round(2)))
+  assert np.ptp(xs[near]) > 0.4
+  md = model[-1].metadata.ns('omnipred')
+  assert 'predicted_median:a' in md and 'predicted_median:b' in md
+
+
+def test_a_nan_in_one_objective_still_informs_the_other():
+  problem = _problem()
+  designer, made = _oracle_designer(problem)
+
+  def values(p):
+    out = {n: _true(n, g, p) for n, g in zip('ab', (MAX, MIN))}
+    if p['x'].value > 0.6:  # b fails to measure there; a is fine
+      out['b'] = float('nan')
+    return out
+
+  trials = _run(designer, problem, 12, values)
+  nan_b = sum(np.isnan(t.final_measurement.metrics['b'].value) for t in trials[:-1])
+  assert nan_b >= 1
+  assert made['a'].read[-1] == 11 and made['b'].read[-1] == 11 - nan_b
+
+
+def test_one_surrogate_for_several_objectives_is_refused():
+  with pytest.raises(ValueError, match=r"2 objectives \['a', 'b'\]: pass surrogate_factory"):
+    OmniPredDesigner(_problem(), surrogate=OracleSurrogate('a', MAX))
+
+
+def test_metric_name_still_optimises_one_objective_of_several():
+  problem = _problem()
+  designer = OmniPredDesigner(problem, config=OmniPredDesignerConfig(metric_name='b'),
+                              surrogate=OracleSurrogate('b', MIN))
+  assert designer.num_objectives == 1
+
+
+def test_the_regressor_samples_every_metric_jointly_shaped_n_s_m():
+  rng = np.random.default_rng(0)
+  problem = _problem()
+  examples = []
+  for i in range(12):
+    p = {'x': float(rng.random()), 'y': float(rng.random())}
+    values = {'a': _true('a', MAX, p), 'b': _true('b', MIN, p)}
+    if i == 3:
+      values['b'] = float('nan')
+    examples.append((p, values))
+  reg = MultiObjectiveRegressor(OmniPredRegressor.from_scratch(TINY), problem)
+  reg.condition(examples)
+  assert reg.num_context == {'a': 12, 'b': 11}
+  samples = reg.sample([{'x': 0.5, 'y': 0.5}, {'x': 0.1, 'y': 0.9}], num_samples=5)
+  assert samples.shape == (2, 5, 2) and np.all(np.isfinite(samples))
+  # Each metric's samples live in its own units (the context's range).
+  for k, name in enumerate('ab'):
+    y = [v[name] for _, v in examples if np.isfinite(v[name])]
+    assert np.median(samples[:, :, k]) == pytest.approx(np.median(y), abs=3 * np.ptp(y))
+  with pytest.raises(ValueError, match="Metric 'b' has 1 finite values"):
+    reg.condition([(p, {'a': v['a'], 'b': v['b'] if i == 0 else float('nan')})
+                   for i, (p, v) in enumerate(examples)])
