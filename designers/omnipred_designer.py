@@ -219,7 +219,9 @@ class OmniPredDesigner(vza.Designer):
 
   def _pool(self, n: int) -> np.ndarray:
     """Step 3: [n, d] unit-cube candidates, the local ones around the best trials (several
-    objectives: around Pareto-optimal trials)."""
+    objectives: around Pareto-optimal trials). In a conditional space the best trial of every
+    branch (set of active parameters) is a centre too, so a branch whose children are still
+    untuned is not abandoned to the first branch that looked good."""
     cfg = self._config
     pairs = self._feasible
     if len(self._infos) == 1:
@@ -227,10 +229,15 @@ class OmniPredDesigner(vza.Designer):
     else:
       on_front = hypervolume.pareto_mask(np.asarray([v for _, v in pairs]))
       pairs = [pairs[i] for i in self._rng.permutation(np.flatnonzero(on_front))]
-    centres = self._space.to_unit([t for t, _ in pairs[: cfg.num_centres]])
+    centres = [t for t, _ in pairs[: cfg.num_centres]]
+    branches = {frozenset(t.parameters) for t in centres}
+    for t, _ in pairs[cfg.num_centres:]:
+      if frozenset(t.parameters) not in branches:
+        branches.add(frozenset(t.parameters))
+        centres.append(t)
     n_local = int(round(n * cfg.local_fraction))
     return np.concatenate([
-        self._space.local(centres, n_local, self._region.radius, self._rng),
+        self._space.local(self._space.to_unit(centres), n_local, self._region.radius, self._rng),
         self._space.quasi_random(n - n_local),
     ])
 
