@@ -7,6 +7,7 @@ import sys
 
 import attrs
 import numpy as np
+import pytest
 
 from vizier_omnipred import OmniPredRegressor
 from vizier_omnipred.pretraining.corpus import IN_CONTEXT_CORPUS
@@ -17,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = TrainConfig(model=TINY, corpus=attrs.evolve(IN_CONTEXT_CORPUS, max_dim=3), steps=6,
                     trials_per_batch=48, queries_per_study=4, max_context=12, eval_every=3,
                     checkpoint_every=3, eval_studies=2, eval_context_sizes=(2, 8),
-                    warmup_steps=2, prefetch=0)
+                    eval_conditional_sizes=(4,), warmup_steps=2, prefetch=0)
 
 
 def test_training_writes_a_loadable_checkpoint_and_resumes(tmp_path):
@@ -99,3 +100,25 @@ def test_a_snapshot_of_a_run_loads_and_its_card_shows_loss_by_context(tmp_path):
   assert '| step | 2 trials | 8 trials |' in card  # held-out loss by context size
   model_card.loss_plot(summary['history'], tmp_path / 'loss.png')
   assert (tmp_path / 'loss.png').stat().st_size > 1000
+
+
+def test_a_second_stage_starts_from_the_first_and_the_card_counts_both(tmp_path):
+  import torch
+  from vizier_omnipred.pretraining import model_card
+  first = train(attrs.evolve(SMALL, steps=3), tmp_path / 'a', progress=False)
+  start = torch.load(tmp_path / 'a' / 'model.pt', weights_only=True)['state_dict']
+  second_cfg = attrs.evolve(SMALL, steps=2, learning_rate=0.0, min_learning_rate_ratio=0.0,
+                            init_from=str(tmp_path / 'a' / 'model.pt'))
+  second = train(second_cfg, tmp_path / 'b', progress=False)
+  # Learning rate 0: stage 2 keeps stage 1's weights exactly (a fresh init would not).
+  end = torch.load(tmp_path / 'b' / 'model.pt', weights_only=True)['state_dict']
+  assert all(torch.equal(start[k], end[k]) for k in start)
+  assert second['history'][-1]['conditional_by_context'].keys() == {4}
+  both = model_card.combine(first, second)
+  assert both['steps'] == 5 and [h['step'] for h in both['history']] == [3, 5]
+  card = model_card.card_text(both, None)
+  assert 'two stages: (1) 3 steps' in card and '--init-from runs/icl/model.pt' in card
+  assert '| conditional, 4 trials |' in card
+  bad = attrs.evolve(second_cfg, model=attrs.evolve(TINY, d_model=16, d_ff=32))
+  with pytest.raises(ValueError, match="differs from this run's"):
+    train(bad, tmp_path / 'c', progress=False)

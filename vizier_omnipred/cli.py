@@ -35,10 +35,14 @@ def _train(args, trainer, make_config) -> int:
 
 
 def _pretrain(args) -> int:
+  import attrs  # pylint: disable=g-import-not-at-top
   from vizier_omnipred.model import ModelConfig  # pylint: disable=g-import-not-at-top
   from vizier_omnipred.pretraining import trainer  # pylint: disable=g-import-not-at-top
+  corpus = trainer.IN_CONTEXT_CORPUS
+  if args.conditional_fraction is not None:
+    corpus = attrs.evolve(corpus, conditional_fraction=args.conditional_fraction)
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
-      model=ModelConfig(**sizes), trials_per_batch=args.trials_per_batch,
+      model=ModelConfig(**sizes), corpus=corpus, trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
       prefetch=args.prefetch, data_workers=args.data_workers, init_from=args.init_from,
       warmup_steps=min(300, args.steps // 10 + 1), **common))
@@ -95,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
                  help='context + query trials per step and rank')
   p.add_argument('--queries-per-study', type=int, default=16)
   p.add_argument('--max-context', type=int, default=100)
+  p.add_argument('--conditional-fraction', type=float, default=None,
+                 help='share of conditional-space studies in the prior (default: the'
+                 ' in-context corpus\'s, 0.15)')
   p.add_argument('--init-from', default=None, metavar='CHECKPOINT',
                  help='start a new run from these weights (e.g. the shipped checkpoint);'
                  ' ignored when --out resumes')

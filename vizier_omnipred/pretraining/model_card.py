@@ -1,10 +1,13 @@
 """Writes the model card of a training run and ships its weights.
 
     python -m vizier_omnipred.pretraining.model_card runs/small [--ship]      # surrogate LM
+    python -m vizier_omnipred.pretraining.model_card runs/icl2 --previous runs/icl --ship
     python -m vizier_omnipred.pretraining.model_card runs/symbolic --kind symbolic [--ship]
 
 The card is made from the run's summary.json, so every number in it is the run's own; the
 benchmark table (benchmarks/results/regression.md or symbolic.md) is appended when it exists.
+A run that started from another run's weights (`pretrain --init-from`) names that run with
+`--previous`: the card then counts both stages, and the loss curve shows them end to end.
 Cards: checkpoints/README.md (surrogate) and checkpoints/SYMBOLIC.md (symbolic regression).
 """
 
@@ -21,11 +24,56 @@ from vizier_omnipred import checkpoints
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+def combine(previous: dict, summary: dict) -> dict:
+  """One summary for two stages: `summary`'s run continued `previous`'s weights. Steps and
+  wall time add up; the second stage's history is shifted to follow the first's."""
+  steps, wall = previous['steps'], previous['wall_time_s']
+  shifted = [dict(h, step=h['step'] + steps, elapsed_s=h['elapsed_s'] + wall)
+             for h in summary['history']]
+  return dict(summary, steps=steps + summary['steps'],
+              wall_time_s=wall + summary['wall_time_s'], history=previous['history'] + shifted,
+              stages=[previous, summary])
+
+
+def _training_row(summary: dict) -> str:
+  def one(s):
+    cfg = s['train_config']
+    return (f"{s['steps']} steps x {s['examples_per_step']} trials, AdamW lr"
+            f" {cfg['learning_rate']} (warmup {cfg['warmup_steps']}, cosine to"
+            f" {cfg['min_learning_rate_ratio']}x over {cfg['steps']} steps), weight decay"
+            f" {cfg['weight_decay']}, clip {cfg['grad_clip']}, bf16 {cfg['bf16']}")
+  stages = summary.get('stages')
+  if not stages:
+    return one(summary)
+  first, second = stages
+  c = second['train_config']['corpus']
+  return (f"two stages: (1) {one(first)}, {first['wall_time_s'] / 60:.0f} min, on the prior"
+          f" without conditional studies; (2) from stage 1's weights, {one(second)},"
+          f" {second['wall_time_s'] / 60:.0f} min, the prior with"
+          f" {c.get('conditional_fraction', 0):.0%} conditional-space studies")
+
+
 def card_text(summary: dict, regression: str | None) -> str:
   cfg = summary['train_config']
   m = cfg['model']
   c = cfg['corpus']
   kinds = ', '.join(f'{k} {w:.0%}' for k, w in c['objective_weights'])
+  conditional = c.get('conditional_fraction', 0.0)
+  conditional_text = (
+      f'; {conditional:.0%} of studies over conditional spaces (a categorical choice whose'
+      ' branches have their own children, up to two levels; a GP draw per leaf)'
+      if conditional else '')
+  stages = summary.get('stages')
+  reproduce = (f"`vizier-omnipred pretrain --out runs/icl --steps {cfg['steps']} --threads 1`,"
+               ' then')
+  if stages:
+    first = stages[0]['train_config']
+    reproduce = (
+        f"`vizier-omnipred pretrain --out runs/icl --steps {first['steps']} --threads 1"
+        " --conditional-fraction 0` (stage 1),"
+        f" `vizier-omnipred pretrain --out runs/icl2 --init-from runs/icl/model.pt --steps"
+        f" {cfg['steps']} --lr {cfg['learning_rate']} --threads 1` (stage 2; it stopped at its"
+        ' time limit), then')
   text = f"""# Model card: omnipred-icl
 
 The checkpoint `omnipred-small.pt` that `OmniPredRegressor.from_pretrained()` loads: an
@@ -36,16 +84,16 @@ predict together, and writes each prediction's y as number tokens.
 |---|---|
 | architecture | encoder-decoder, d_model {m['d_model']}, {m['num_heads']} heads, {m['encoder_layers']} encoder + {m['decoder_layers']} decoder layers, MLP {m['d_ff']}; one encoder token per trial (its parameter items pooled) and per metadata item; queries attend to the context and themselves only |
 | parameters | {summary['num_parameters']:,} |
-| input | per parameter: name characters + value as sign/exponent/4 digits + symlog + two z-scores from the context's own statistics (linear, log), or category characters; per context trial its y (normalised by the context's range) as tokens + scalar; study metadata items; no positional order, no search-space bounds |
+| input | per parameter: name characters + value as sign/exponent/4 digits + symlog + two z-scores from the context's own statistics (linear, log), or category characters; a trial of a conditional space holds only its active parameters; per context trial its y (normalised by the context's range) as tokens + scalar; study metadata items; no positional order, no search-space bounds |
 | output | y after a map of the context's y range onto [2, 3], as sign, exponent (E{m['y_min_exponent']}..E{m['y_max_exponent']}), {m['y_digits']} digits |
-| data | episodes streamed from `vizier_omnipred.pretraining.corpus.IN_CONTEXT_CORPUS` (seed {summary['seed']}), a fresh study each: objectives {kinds} (GP: Matern 1/2, 3/2, 5/2 or RBF, ARD length scales log-uniform, unused dimensions, noise, input warping; BBOB: 16 functions shifted and rotated); dims {c['min_dim']}-{c['max_dim']}; DOUBLE (linear/log), INTEGER, DISCRETE and CATEGORICAL parameters with realistic names and metadata; trials uniform or clustered near an optimum; context {cfg['min_context']}-{cfg['max_context']} trials (one size per batch), {cfg['queries_per_study']} queries. Held out: AttractiveSector, BuecheRastrigin, SharpRidge, Weierstrass, Gallagher21Me and a disjoint seed range |
-| training | {summary['steps']} steps x {summary['examples_per_step']} trials, AdamW lr {cfg['learning_rate']} (warmup {cfg['warmup_steps']}, cosine to {cfg['min_learning_rate_ratio']}x over {cfg['steps']} steps), weight decay {cfg['weight_decay']}, clip {cfg['grad_clip']}, bf16 {cfg['bf16']} |
+| data | episodes streamed from `vizier_omnipred.pretraining.corpus.IN_CONTEXT_CORPUS` (seed {summary['seed']}), a fresh study each: objectives {kinds} (GP: Matern 1/2, 3/2, 5/2 or RBF, ARD length scales log-uniform, unused dimensions, noise, input warping; BBOB: 16 functions shifted and rotated){conditional_text}; dims {c['min_dim']}-{c['max_dim']}; DOUBLE (linear/log), INTEGER, DISCRETE and CATEGORICAL parameters with realistic names and metadata; trials uniform or clustered near an optimum; context {cfg['min_context']}-{cfg['max_context']} trials (one size per batch), {cfg['queries_per_study']} queries. Held out: AttractiveSector, BuecheRastrigin, SharpRidge, Weierstrass, Gallagher21Me and a disjoint seed range |
+| training | {_training_row(summary)} |
 | hardware | {summary['world_size']} process(es) on {summary['device']} (one thread of a 2-core CPU; a second process builds batches) |
 | wall time | {summary['wall_time_s'] / 60:.1f} min |
 | final held-out loss | {summary['final_val_loss']:.4f} nats per y token (mean over context sizes) |
 
-Reproduce: `vizier-omnipred pretrain --out runs/icl --steps {cfg['steps']} --threads 1`, then
-`python -m vizier_omnipred.pretraining.model_card runs/icl --ship`.
+Reproduce: {reproduce}
+`python -m vizier_omnipred.pretraining.model_card {'runs/icl2 --previous runs/icl' if stages else 'runs/icl'} --ship`.
 
 ![loss](omnipred-loss.png)
 
@@ -64,12 +112,20 @@ def _context_table(history: list[dict]) -> str:
     return ''
   sizes = sorted(with_sizes[-1]['by_context'], key=int)
   picks = sorted({0, len(with_sizes) // 4, len(with_sizes) // 2, len(with_sizes) - 1})
-  rows = '\n'.join(f'| {with_sizes[i]["step"]} | '
-                   + ' | '.join(f'{with_sizes[i]["by_context"][k]:.4f}' for k in sizes) + ' |'
-                   for i in picks)
-  return ('## Held-out loss by context size (nats per y token)\n\n| step | '
-          + ' | '.join(f'{k} trials' for k in sizes) + ' |\n|---|' + '---|' * len(sizes)
-          + '\n' + rows + '\n')
+  cond_sizes = sorted(with_sizes[-1].get('conditional_by_context') or {}, key=int)
+
+  def row(h):
+    cond = h.get('conditional_by_context') or {}
+    return (f'| {h["step"]} | ' + ' | '.join(f'{h["by_context"][k]:.4f}' for k in sizes)
+            + ''.join(f' | {cond[k]:.4f}' if k in cond else ' | -' for k in cond_sizes) + ' |')
+
+  rows = '\n'.join(row(with_sizes[i]) for i in picks)
+  header = (' | '.join(f'{k} trials' for k in sizes)
+            + ''.join(f' | conditional, {k} trials' for k in cond_sizes))
+  return ('## Held-out loss by context size (nats per y token)\n\nFlat studies (held-out BBOB'
+          ' functions and seeds)' + (' and held-out conditional-space studies' if cond_sizes
+                                     else '') + '.\n\n| step | ' + header + ' |\n|---|'
+          + '---|' * (len(sizes) + len(cond_sizes)) + '\n' + rows + '\n')
 
 
 def loss_plot(history: list[dict], path: pathlib.Path) -> None:
@@ -158,6 +214,8 @@ def main(argv=None) -> int:
   parser.add_argument('run', help='pretraining run directory (summary.json, model.pt)')
   parser.add_argument('--kind', choices=('omnipred', 'symbolic'), default='omnipred')
   parser.add_argument('--ship', action='store_true', help='copy model.pt into the package')
+  parser.add_argument('--previous', default=None, metavar='RUN',
+                      help='the run whose weights this one started from (--init-from)')
   parser.add_argument('--snapshot', action='store_true',
                       help='card and weights from last.pt (a run still training, or stopped)')
   args = parser.parse_args(argv)
@@ -168,6 +226,9 @@ def main(argv=None) -> int:
   else:
     summary = json.loads((run / 'summary.json').read_text())
     weights = run / 'model.pt'
+  if args.previous:
+    summary = combine(json.loads((pathlib.Path(args.previous) / 'summary.json').read_text()),
+                      summary)
   if args.kind == 'symbolic':
     bench, make, card, shipped = 'symbolic.md', symbolic_card_text, 'SYMBOLIC.md', checkpoints.SHIPPED_SYMBOLIC
   else:
