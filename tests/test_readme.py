@@ -42,3 +42,24 @@ def test_explain_example_prints_the_law(capsys):
 def test_shipped_checkpoints_stay_under_25_mb_together():
   total = sum(p.stat().st_size for p in checkpoints.SHIPPED.parent.glob('*.pt'))
   assert total < 25 * 2**20
+
+
+@pytest.mark.skipif(not checkpoints.SHIPPED.exists(), reason='no shipped checkpoint')
+def test_conditional_example_suggests_exactly_the_active_parameters():
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
+  from designers import OmniPredDesigner  # pylint: disable=g-import-not-at-top
+  block = next(b for b in re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)
+               if 'select_values' in b)
+  scope = {'vz': vz, 'OmniPredDesigner': OmniPredDesigner}
+  exec(compile(block, 'README.md', 'exec'), scope)  # pylint: disable=exec-used
+  designer = scope['designer']
+  for trial_id in range(1, 9):
+    trial = designer.suggest(1)[0].to_trial(trial_id)
+    p = {k: v.value for k, v in trial.parameters.items()}
+    expected = {'model'} | ({'C', 'kernel'} | ({'degree'} if p.get('kernel') == 'poly' else set())
+                            if p['model'] == 'svm' else {'max_depth'})
+    assert set(p) == expected, p
+    trial.complete(vz.Measurement(metrics={'error': len(p) + p.get('C', 0.0) / 1e3}))
+    designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
+  assert trial.metadata.ns('omnipred')['phase'] == 'model'
