@@ -17,7 +17,9 @@ Several objectives: one surrogate per objective (each reads the trials with a fi
 its metric, its prompt names that metric and goal), as Vizier's multi-metric GP fits one GP
 per metric; candidates are scored by expected hypervolume improvement over the joint samples
 (`hypervolume.expected_improvement`) against the Pareto front of the warped values. A trial
-with NaN in one objective still informs the others.
+with NaN in one objective still informs the others. SAFETY metrics (`safety.py`) get a
+surrogate each too: a candidate's acquisition is weighted by its probability of being safe,
+and only safe trials define the best (the front).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from vizier import pyvizier as vz
 from designers import acquisition
 from designers import hypervolume
 from designers.budget import SuggestionClock
+from designers.safety import SafetyConstraints
 from designers.candidates import CandidateSpace, parameter_key
 from designers.selection import select
 from designers.surrogate import LMSurrogate, Surrogate, SurrogateFactory
@@ -92,15 +95,20 @@ class OmniPredDesigner(vza.Designer):
                    for info in self._infos]
     self._space = CandidateSpace(problem.search_space, seed=0 if seed is None else seed)
     self._rng = np.random.default_rng(seed)
+    num_safety = sum(m.type == vz.MetricType.SAFETY for m in problem.metric_information)
     if surrogate is not None:
-      if len(self._infos) > 1:
+      if len(self._infos) + num_safety > 1:
         raise ValueError(
-            f'This problem has {len(self._infos)} objectives {names}: pass surrogate_factory'
-            ' (one surrogate per objective), not one surrogate.')
+            f'This problem has {len(self._infos)} objectives {names} and {num_safety} safety'
+            ' metrics: pass surrogate_factory (one surrogate per metric), not one surrogate.')
+      factory = None
       self._surrogates = [surrogate]
     else:
-      factory = surrogate_factory or (LMSurrogate.factory() if len(names) > 1 else LMSurrogate)
+      factory = surrogate_factory or (
+          LMSurrogate.factory() if len(names) + num_safety > 1 else LMSurrogate)
       self._surrogates = [factory(problem, info) for info in self._infos]
+    self._safety = (SafetyConstraints.from_problem(problem, factory) if factory
+                    else SafetyConstraints([], []))
     self._completed: list[vz.Trial] = []
     self._active: list[vz.Trial] = []
     self._left_out: dict[int, str] = {}  # trial id -> why it does not fit the search space
@@ -159,7 +167,8 @@ class OmniPredDesigner(vza.Designer):
     self._completed.extend(new)
     self._active = [t for t in all_active.trials
                     if search_space.is_valid(self._problem.search_space, t.parameters)]
-    points = [v for v in map(self._usable, new) if v is not None]
+    points = [v for t, v in zip(new, map(self._usable, new))
+              if v is not None and self._safety.is_safe(t)]
     if points:
       # Improved: a new point that nothing on the front dominates (m=1: a new best).
       improved = any(not np.any(np.all(self._front >= p, axis=1)) for p in points)
@@ -203,7 +212,8 @@ class OmniPredDesigner(vza.Designer):
     per_trial = [(t, v) for t, v in per_trial if v is not None]
     warped_feasible = np.full((len(per_trial), len(self._infos)), np.nan)
     reports = []
-    share = None if budget_s is None else budget_s / len(self._infos)
+    share = (None if budget_s is None
+             else budget_s / (len(self._infos) + len(self._safety.metrics)))
     for k, (surrogate, warp) in enumerate(zip(self._surrogates, self._warps)):
       rows = [i for i, (_, v) in enumerate(per_trial) if np.isfinite(v[k])]
       warped = warp.warp(np.asarray([per_trial[i][1][k] for i in rows]))
@@ -214,8 +224,10 @@ class OmniPredDesigner(vza.Designer):
     if len(reports) > 1:
       report['fit_steps'] = sum(int(r.get('fit_steps', 0)) for r in reports)
       report['fit_seconds'] = round(sum(float(r.get('fit_seconds', 0)) for r in reports), 3)
+    self._safety.condition([t for t, _ in per_trial], share)
     usable = np.all(np.isfinite(warped_feasible), axis=1)
-    return report, warped_feasible[usable]
+    safe = usable & np.asarray([self._safety.is_safe(t) for t, _ in per_trial], dtype=bool)
+    return report, warped_feasible[safe if safe.any() else usable]
 
   def _pool(self, n: int) -> np.ndarray:
     """Step 3: [n, d] unit-cube candidates, the local ones around the best trials (several
@@ -224,6 +236,8 @@ class OmniPredDesigner(vza.Designer):
     untuned is not abandoned to the first branch that looked good."""
     cfg = self._config
     pairs = self._feasible
+    safe = [p for p in pairs if self._safety.is_safe(p[0])]
+    pairs = safe or pairs
     if len(self._infos) == 1:
       pairs = sorted(pairs, key=lambda p: -p[1][0])
     else:
@@ -273,6 +287,11 @@ class OmniPredDesigner(vza.Designer):
     oriented = np.stack([w.from_study_direction(samples[:, :, k])
                          for k, w in enumerate(self._warps)], axis=-1)
     scores = self._score(oriented, warped)
+    if self._safety.metrics:  # acquisition in [0, 1], weighted by P(safe)
+      p_safe = self._safety.probability(params, cfg.num_samples,
+                                        seed=int(self._rng.integers(2**31)))
+      unit_score = (scores - scores.min()) / (np.ptp(scores) or 1.0)
+      scores = p_safe * unit_score + 1e-3 * unit_score
     scores = np.where(self._near_failure(unit), -np.inf, scores)
     out = self._pick(unit, scores, count, taken, params=params, samples=samples)  # step 5
     self.last_report = dict(report, candidates=n, seconds=time.perf_counter() - start,

@@ -111,7 +111,7 @@ def test_a_nan_in_one_objective_still_informs_the_other():
 
 
 def test_one_surrogate_for_several_objectives_is_refused():
-  with pytest.raises(ValueError, match=r"2 objectives \['a', 'b'\]: pass surrogate_factory"):
+  with pytest.raises(ValueError, match=r"2 objectives \['a', 'b'\] and 0 safety metrics: pass"):
     OmniPredDesigner(_problem(), surrogate=OracleSurrogate('a', MAX))
 
 
@@ -144,3 +144,45 @@ def test_the_regressor_samples_every_metric_jointly_shaped_n_s_m():
   with pytest.raises(ValueError, match="Metric 'b' has 1 finite values"):
     reg.condition([(p, {'a': v['a'], 'b': v['b'] if i == 0 else float('nan')})
                    for i, (p, v) in enumerate(examples)])
+
+
+class LinearSafetyOracle:
+  """Knows the safety metric s = x exactly (raw units, as the designer feeds it)."""
+
+  def condition(self, parameters, y, *, time_budget_s=None):
+    np.testing.assert_allclose(y, [p['x'].value for p in parameters])
+    return {'fit_steps': 0}
+
+  def sample(self, parameters, num_samples, *, seed):
+    x = np.asarray([p['x'].value for p in parameters])
+    return np.repeat(x[:, None], num_samples, axis=1)
+
+
+def test_a_safety_metric_keeps_suggestions_on_its_safe_side():
+  # The objective peaks at x = 0.8, but s = x must stay <= 0.5: the best safe x is 0.5.
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_float_param('x', 0.0, 1.0)
+  problem.search_space.root.add_float_param('y', 0.0, 1.0)
+  problem.metric_information.append(vz.MetricInformation('a', goal=MAX))
+  problem.metric_information.append(
+      vz.MetricInformation('s', goal=MIN, safety_threshold=0.5))
+
+  def factory(problem, info):
+    if info.metric_name == 's':
+      return LinearSafetyOracle()
+    return OracleSurrogate('b', MAX)  # -(x - 0.8)^2 - (y - 0.5)^2
+
+  def values(p):
+    return {'a': _true('b', MAX, p), 's': p['x'].value}
+
+  designer = OmniPredDesigner(problem, seed=0, config=FAST, surrogate_factory=factory)
+  trials = _run(designer, problem, 20, values)
+  model = [t for t in trials if t.metadata.ns('omnipred')['phase'] == 'model']
+  xs = np.asarray([t.parameters['x'].value for t in model])
+  assert (xs <= 0.5).mean() >= 0.8, xs.round(2)
+  assert xs[xs <= 0.5].max() > 0.4  # it pushes up to the boundary
+  # Without the safety metric the same designer goes past it.
+  problem.metric_information = vz.MetricsConfig([vz.MetricInformation('a', goal=MAX)])
+  free = OmniPredDesigner(problem, seed=0, config=FAST, surrogate_factory=factory)
+  free_xs = np.asarray([t.parameters['x'].value for t in _run(free, problem, 20, values)[4:]])
+  assert (free_xs > 0.5).mean() > 0.5
