@@ -189,7 +189,8 @@ def aggregate(problems, designers, seeds) -> str:
         continue
       final = np.asarray([c[-1] for c in curves])
       finals[d] = final
-      cells.append(f'{final.mean():.4g} ({final.min():.4g}-{final.max():.4g})')
+      partial = f', {len(final)} of {len(seeds)} seeds' if len(final) < len(seeds) else ''
+      cells.append(f'{final.mean():.4g} ({final.min():.4g}-{final.max():.4g}{partial})')
       ax.plot(np.arange(1, TRIALS + 1), np.mean(curves, axis=0), label=d)
     vs_nsga = vs_gp = '-'
     if 'omnipred' in finals and 'nsga2' in finals:
