@@ -178,25 +178,34 @@ def aggregate(problems, designers, seeds) -> str:
   for ax, problem in zip(axes[0], problems):
     finals, cells = {}, []
     for d in designers:
-      curves = []
+      curves = {}
       for s in seeds:
         path = raw_path(problem, d, s)
         if path.exists():
-          curves.append(hypervolume_curve(json.loads(path.read_text())['values'],
-                                          reference(problem, s)))
+          curves[s] = hypervolume_curve(json.loads(path.read_text())['values'],
+                                        reference(problem, s))
       if not curves:
         cells.append('-')
         continue
-      final = np.asarray([c[-1] for c in curves])
-      finals[d] = final
+      finals[d] = {s: c[-1] for s, c in curves.items()}
+      final = np.asarray(list(finals[d].values()))
       partial = f', {len(final)} of {len(seeds)} seeds' if len(final) < len(seeds) else ''
       cells.append(f'{final.mean():.4g} ({final.min():.4g}-{final.max():.4g}{partial})')
-      ax.plot(np.arange(1, TRIALS + 1), np.mean(curves, axis=0), label=d)
+      ax.plot(np.arange(1, TRIALS + 1), np.mean(list(curves.values()), axis=0), label=d)
+
+    def ratio(other):  # on the seeds both have run
+      common = sorted(set(finals.get('omnipred', {})) & set(finals.get(other, {})))
+      if not common:
+        return None
+      return (np.mean([finals['omnipred'][s] for s in common])
+              / np.mean([finals[other][s] for s in common]), len(common))
+
     vs_nsga = vs_gp = '-'
-    if 'omnipred' in finals and 'nsga2' in finals:
-      vs_nsga = 'yes' if finals['omnipred'].mean() > finals['nsga2'].mean() else 'no'
-    if 'omnipred' in finals and 'gp_bandit' in finals:
-      vs_gp = f"{finals['omnipred'].mean() / finals['gp_bandit'].mean():.2f}x"
+    if ratio('nsga2'):
+      vs_nsga = 'yes' if ratio('nsga2')[0] > 1 else 'no'
+    if ratio('gp_bandit'):
+      r, n = ratio('gp_bandit')
+      vs_gp = f'{r:.2f}x' + (f' ({n} seed{"s" if n > 1 else ""})' if n < len(seeds) else '')
     lines.append(f'| {problem} | ' + ' | '.join(cells) + f' | {vs_nsga} | {vs_gp} |')
     ax.set(title=problem, xlabel='trials', ylabel='hypervolume (mean over seeds)')
     ax.legend()
