@@ -238,7 +238,13 @@ def main(argv=None) -> int:
   out.write_text(make(summary, table.read_text() if table.exists() else None))
   if args.kind == 'omnipred':
     loss_plot(summary['history'], shipped.parent / 'omnipred-loss.png')
-  if args.ship:
+  if args.ship and args.kind == 'omnipred':
+    # The shipped file's own card counts every stage (what `from_pretrained().card` shows).
+    import torch  # pylint: disable=g-import-not-at-top
+    blob = torch.load(weights, map_location='cpu', weights_only=True)
+    blob['card'] = checkpoints.card_from_summary('omnipred-icl', summary)
+    torch.save(blob, shipped)
+  elif args.ship:
     shutil.copyfile(weights, shipped)
   print(f'wrote {out}' + (f' and {shipped}' if args.ship else ''))
   return 0
