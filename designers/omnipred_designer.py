@@ -47,6 +47,10 @@ from vizier_omnipred import StudyInfo, search_space
 _NS = 'omnipred'
 # With a time budget, the surrogate's conditioning may use this share of it; sampling the rest.
 _CONDITION_SHARE = 0.6
+# Conditional spaces: this share of model-phase suggestions is the best candidate of the branch
+# (set of active parameters) with the fewest completed trials, so that a branch whose first
+# trials were poor still gets tried where the model likes it best.
+_BRANCH_EXPLORATION_SHARE = 0.2
 # The hypervolume reference point sits this far below the worst warped value (ranks in [0, 1]).
 _REFERENCE_MARGIN = 0.1
 
@@ -293,6 +297,8 @@ class OmniPredDesigner(vza.Designer):
       unit_score = (scores - scores.min()) / (np.ptp(scores) or 1.0)
       scores = p_safe * unit_score + 1e-3 * unit_score
     scores = np.where(self._near_failure(unit), -np.inf, scores)
+    if self._problem.search_space.is_conditional and self._rng.random() < _BRANCH_EXPLORATION_SHARE:
+      scores = self._least_tried_branch(params, scores)
     out = self._pick(unit, scores, count, taken, params=params, samples=samples)  # step 5
     self.last_report = dict(report, candidates=n, seconds=time.perf_counter() - start,
                             radius=self._region.radius, degraded=clock.summary)
@@ -307,6 +313,16 @@ class OmniPredDesigner(vza.Designer):
         md['degraded'] = clock.summary
         logging.info('OmniPredDesigner degraded: %s', md['degraded'])
     return out
+
+  def _least_tried_branch(self, params: list, scores: np.ndarray) -> np.ndarray:
+    """scores, -inf outside the pool's branch with the fewest completed trials."""
+    branch = [frozenset(p) for p in params]
+    tried = {}
+    for t in self._completed:
+      key = frozenset(t.parameters)
+      tried[key] = tried.get(key, 0) + 1
+    target = min(set(branch), key=lambda b: (tried.get(b, 0), sorted(b)))
+    return np.where([b == target for b in branch], scores, -np.inf)
 
   def _sample(self, params: list) -> np.ndarray:
     """Step 4: [n, num_samples, m] y samples (each objective's surrogate in its study

@@ -277,3 +277,31 @@ class _Negated:
 
   def sample(self, parameters, num_samples, *, seed):
     return -self.inner.sample(parameters, num_samples, seed=seed)
+
+
+class PrefersForest:
+  """A test surrogate that rates every `forest` configuration far above the rest."""
+
+  def condition(self, parameters, y, *, time_budget_s=None):
+    return {'fit_steps': 0}
+
+  def sample(self, parameters, num_samples, *, seed):
+    good = np.asarray([p['model'].value == 'forest' for p in parameters], dtype=float)
+    return np.repeat(good[:, None], num_samples, axis=1)
+
+
+def test_the_least_tried_branch_still_gets_some_suggestions(conditional_problem):
+  conditional_problem.metric_information = vz.MetricsConfig(
+      [vz.MetricInformation('error', goal=vz.ObjectiveMetricGoal.MAXIMIZE)])
+  designer = OmniPredDesigner(conditional_problem, seed=0, config=FAST,
+                              surrogate=PrefersForest())
+  trials = _run(designer, conditional_problem, 33,
+                value_fn=lambda p: float(p['model'].value == 'forest'))
+  model = [t.parameters['model'].value for t in trials
+           if t.metadata.ns('omnipred')['phase'] == 'model']
+  seeds = [t.parameters['model'].value for t in trials
+           if t.metadata.ns('omnipred')['phase'] == 'seed']
+  # Mostly the branch the surrogate prefers, but every branch gets trials.
+  assert model.count('forest') >= 0.6 * len(model)
+  assert {'linear', 'svm'} <= set(model) | set(seeds), (seeds, model)
+  assert len(set(model)) > 1, model  # the model phase itself leaves 'forest' now and then
