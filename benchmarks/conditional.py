@@ -22,7 +22,6 @@ benchmarks/results/conditional.md, conditional.png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -39,6 +38,7 @@ from vizier import pyvizier as vz  # noqa: E402
 from vizier._src.benchmarks.experimenters import experimenter as experimenter_lib  # noqa: E402
 
 import bbob  # noqa: E402  # designer_factory
+import study_grid  # noqa: E402
 import tuning_studies  # noqa: E402  # cross-validation helper
 from designers.study_runner import run_study  # noqa: E402
 from vizier_omnipred import search_space  # noqa: E402
@@ -279,22 +279,8 @@ def aggregate(problems, designers, seeds) -> str:
 
 
 def main(argv=None) -> int:
-  ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  ap.add_argument('--problems', nargs='+', default=list(PROBLEMS), choices=list(PROBLEMS))
-  ap.add_argument('--designers', nargs='+', default=list(DESIGNERS))
-  ap.add_argument('--seeds', nargs='+', type=int, default=list(SEEDS))
-  ap.add_argument('--aggregate', action='store_true', help='only write the table and plot')
-  ap.add_argument('--fresh', nargs='*', default=None, metavar='DESIGNER',
-                  help='delete these designers\' raw runs first (e.g. after a new checkpoint)')
-  args = ap.parse_args(argv)
-  for d in args.fresh or ():
-    for p in PROBLEMS:
-      for s in args.seeds:
-        raw_path(p, d, s).unlink(missing_ok=True)
-  if not args.aggregate:
-    run(args.problems, args.designers, args.seeds)
-  print(aggregate(args.problems, DESIGNERS, args.seeds))
-  return 0
+  return study_grid.main(__doc__, PROBLEMS, DESIGNERS, SEEDS, run=run, aggregate=aggregate,
+                         raw_path=raw_path, argv=argv)
 
 
 if __name__ == '__main__':

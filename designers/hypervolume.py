@@ -17,17 +17,12 @@ MC_POINTS = 4096  # uniform points for the Monte Carlo improvement (m >= 3)
 def pareto_mask(points: np.ndarray) -> np.ndarray:
   """[k] bool: True where no other point is at least as good everywhere and better somewhere
   (of identical points, the first counts)."""
-  points = np.asarray(points, dtype=np.float64)
-  k = len(points)
-  keep = np.ones(k, dtype=bool)
-  for i in range(k):
-    others = np.delete(np.arange(k), i)
-    geq = np.all(points[others] >= points[i], axis=1)
-    gt = np.any(points[others] > points[i], axis=1)
-    same_before = np.all(points[others] == points[i], axis=1) & (others < i)
-    if np.any(geq & gt) or np.any(same_before):
-      keep[i] = False
-  return keep
+  p = np.asarray(points, dtype=np.float64)
+  mine, other = p[:, None, :], p[None, :, :]  # [i, j]: does j beat i?
+  dominated = np.all(other >= mine, axis=2) & np.any(other > mine, axis=2)
+  index = np.arange(len(p))
+  repeat = np.all(other == mine, axis=2) & (index[None, :] < index[:, None])
+  return ~np.any(dominated | repeat, axis=1)
 
 
 def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:

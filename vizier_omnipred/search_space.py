@@ -43,18 +43,27 @@ def _children(pc: vz.ParameterConfig, value) -> Iterator[vz.ParameterConfig]:
       yield child
 
 
+_MISSING = object()  # a parent without a value activates none of its children
+
+
+def _walk(space: vz.SearchSpace, value_of: Callable[[vz.ParameterConfig], object]
+          ) -> Iterator[tuple[vz.ParameterConfig, object]]:
+  """DFS over the active parameters: (config, value_of(config)); a parent's value decides
+  which of its children come next."""
+  stack = list(reversed(space.parameters))
+  while stack:
+    pc = stack.pop()
+    value = value_of(pc)
+    yield pc, value
+    if value is not _MISSING:
+      stack.extend(reversed(list(_children(pc, value))))
+
+
 def active_configs(space: vz.SearchSpace, parameters: Mapping[str, object]
                    ) -> list[vz.ParameterConfig]:
   """The configs that are active given `parameters` (parents' values decide), in DFS order.
   A parent missing from `parameters` activates none of its children."""
-  out = []
-  stack = list(reversed(space.parameters))
-  while stack:
-    pc = stack.pop()
-    out.append(pc)
-    if pc.name in parameters:
-      stack.extend(reversed(list(_children(pc, parameters[pc.name]))))
-  return out
+  return [pc for pc, _ in _walk(space, lambda pc: parameters.get(pc.name, _MISSING))]
 
 
 def is_valid(space: vz.SearchSpace, parameters: Mapping[str, object]) -> bool:
@@ -106,13 +115,7 @@ def build_parameters(space: vz.SearchSpace, value_of: Callable[[vz.ParameterConf
                      ) -> dict[str, object]:
   """A valid configuration whose values `value_of(config)` gives, asked only of the active
   parameters (a parent's value decides which children are asked), in DFS order."""
-  out: dict[str, object] = {}
-  stack = list(reversed(space.parameters))
-  while stack:
-    pc = stack.pop()
-    out[pc.name] = value_of(pc)
-    stack.extend(reversed(list(_children(pc, out[pc.name]))))
-  return out
+  return {pc.name: value for pc, value in _walk(space, value_of)}
 
 
 def random_parameters(space: vz.SearchSpace, rng: np.random.Generator) -> dict[str, object]:

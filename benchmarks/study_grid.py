@@ -1,0 +1,28 @@
+"""The command line shared by the (problem x designer x seed) benchmarks, conditional.py and
+multi_objective.py: each study's raw run is one file, so a run resumes, `--fresh` drops a
+designer's files (after a new checkpoint), and `--aggregate` only rewrites the table."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Sequence
+
+
+def main(doc: str, problems: Sequence[str], designers: Sequence[str], seeds: Sequence[int], *,
+         run: Callable, aggregate: Callable, raw_path: Callable, argv=None) -> int:
+  ap = argparse.ArgumentParser(description=doc.split('\n')[0])
+  ap.add_argument('--problems', nargs='+', default=list(problems), choices=list(problems))
+  ap.add_argument('--designers', nargs='+', default=list(designers))
+  ap.add_argument('--seeds', nargs='+', type=int, default=list(seeds))
+  ap.add_argument('--aggregate', action='store_true', help='only write the table and plot')
+  ap.add_argument('--fresh', nargs='*', default=None, metavar='DESIGNER',
+                  help='delete these designers\' raw runs first (e.g. after a new checkpoint)')
+  args = ap.parse_args(argv)
+  for d in args.fresh or ():
+    for p in problems:
+      for s in args.seeds:
+        raw_path(p, d, s).unlink(missing_ok=True)
+  if not args.aggregate:
+    run(args.problems, args.designers, args.seeds)
+  print(aggregate(args.problems, designers, args.seeds))
+  return 0
