@@ -78,6 +78,8 @@ OMNIPRED_VARIANTS = {
     'omnipred': ({}, {}),
     'omnipred_lora': ({}, {'lora_from_trials': 20}),
     'omnipred_budget': ({'time_budget_s': 0.7}, {}),
+    # Several objectives sampled each from the parameters alone (the default chains them).
+    'omnipred_independent': ({'joint_objectives': False}, {}),
 }
 
 

@@ -44,7 +44,7 @@ RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 RAW = RESULTS / 'raw' / 'multi_objective'
 TRIALS = 50
 SEEDS = (0, 1, 2)
-DESIGNERS = ('omnipred', 'nsga2', 'gp_bandit', 'random')
+DESIGNERS = ('omnipred', 'omnipred_independent', 'nsga2', 'gp_bandit', 'random')
 NSGA2_POPULATION = 20  # evolves within 50 trials (the default 50 would be random search there)
 REFERENCE_POINTS = 1000  # uniform points that fix each problem's reference point
 

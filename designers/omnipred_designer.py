@@ -14,8 +14,11 @@ candidates whose nearest evaluated neighbour failed are ranked last. The surroga
 collaborator (`surrogate=` or `surrogate_factory=`); by default the shipped LM.
 
 Several objectives: one surrogate per objective (each reads the trials with a finite value of
-its metric, its prompt names that metric and goal), as Vizier's multi-metric GP fits one GP
-per metric; candidates are scored by expected hypervolume improvement over the joint samples
+its metric, its prompt names that metric and goal); with the LM they are chained
+(`surrogate.ChainedObjectives`: objective k also reads the trials' values of the objectives
+before it, and is sampled at each candidate's samples of them, so the samples are joint), with
+other surrogates independent, as Vizier's multi-metric GP fits one GP per metric. Candidates
+are scored by expected hypervolume improvement over the joint samples
 (`hypervolume.expected_improvement`) against the Pareto front of the warped values. A trial
 with NaN in one objective still informs the others. SAFETY metrics (`safety.py`) get a
 surrogate each too: a candidate's acquisition is weighted by its probability of being safe,
@@ -39,7 +42,8 @@ from designers.budget import SuggestionClock
 from designers.safety import SafetyConstraints
 from designers.candidates import CandidateSpace, parameter_key
 from designers.selection import select
-from designers.surrogate import LMSurrogate, Surrogate, SurrogateFactory
+from designers.surrogate import (ChainedObjectives, IndependentObjectives, LMSurrogate,
+                                 LMSurrogateFactory, Surrogate, SurrogateFactory)
 from designers.trust_region import TrustRegion, TrustRegionConfig
 from designers.warping import WARPS, YWarp
 from vizier_omnipred import StudyInfo, search_space
@@ -61,6 +65,9 @@ class OmniPredDesignerConfig:
 
   # One objective of several to optimise alone; None: every objective (several: EHVI).
   metric_name: str | None = attrs.field(default=None, kw_only=True)
+  # Several objectives: joint samples by the chain rule (objective k reads the trials' values
+  # of the ones before it) when the surrogates are LMs; False: each from the parameters alone.
+  joint_objectives: bool = attrs.field(default=True, kw_only=True)
   num_seed_trials: int = attrs.field(default=5, kw_only=True)
   num_candidates: int = attrs.field(default=512, kw_only=True)
   local_fraction: float = attrs.field(default=0.6, kw_only=True)  # of the pool
@@ -88,7 +95,10 @@ class OmniPredDesigner(vza.Designer):
       surrogate_factory: SurrogateFactory | None = None,
   ):
     """`surrogate`, or one built by `surrogate_factory(problem, study_info)` per objective;
-    neither: the shipped LM (`LMSurrogate`; one loaded model shared by the objectives)."""
+    neither: the shipped LM (`LMSurrogate`; one loaded model shared by the objectives).
+    Several objectives are chained (`ChainedObjectives`, joint samples) when the factory is an
+    `LMSurrogateFactory` and `config.joint_objectives`; any other factory's surrogates are
+    sampled independently."""
     self._problem = problem
     self._config = config
     objectives = [m.name for m in problem.metric_information
@@ -106,11 +116,18 @@ class OmniPredDesigner(vza.Designer):
             f'This problem has {len(self._infos)} objectives {names} and {num_safety} safety'
             ' metrics: pass surrogate_factory (one surrogate per metric), not one surrogate.')
       factory = None
-      self._surrogates = [surrogate]
+      self._objectives = IndependentObjectives([surrogate])
     else:
       factory = surrogate_factory or (
           LMSurrogate.factory() if len(names) + num_safety > 1 else LMSurrogate)
-      self._surrogates = [factory(problem, info) for info in self._infos]
+      if (len(names) > 1 and config.joint_objectives
+          and isinstance(factory, LMSurrogateFactory)):
+        self._objectives = ChainedObjectives(
+            [factory(problem, info, metric_inputs=names[:k])
+             for k, info in enumerate(self._infos)], names)
+      else:
+        self._objectives = IndependentObjectives([factory(problem, info)
+                                                  for info in self._infos])
     self._safety = (SafetyConstraints.from_problem(problem, factory) if factory
                     else SafetyConstraints([], []))
     self._completed: list[vz.Trial] = []
@@ -129,7 +146,7 @@ class OmniPredDesigner(vza.Designer):
   @property
   def surrogate(self) -> Surrogate:
     """The surrogate of the (first) objective."""
-    return self._surrogates[0]
+    return self._objectives.surrogates[0]
 
   @property
   def num_objectives(self) -> int:
@@ -215,19 +232,15 @@ class OmniPredDesigner(vza.Designer):
     per_trial = [(t, self._values(t)) for t in self._completed]
     per_trial = [(t, v) for t, v in per_trial if v is not None]
     warped_feasible = np.full((len(per_trial), len(self._infos)), np.nan)
-    reports = []
+    study_units = np.full_like(warped_feasible, np.nan)
     share = (None if budget_s is None
              else budget_s / (len(self._infos) + len(self._safety.metrics)))
-    for k, (surrogate, warp) in enumerate(zip(self._surrogates, self._warps)):
+    for k, warp in enumerate(self._warps):
       rows = [i for i, (_, v) in enumerate(per_trial) if np.isfinite(v[k])]
-      warped = warp.warp(np.asarray([per_trial[i][1][k] for i in rows]))
-      warped_feasible[rows, k] = warped
-      reports.append(surrogate.condition([per_trial[i][0].parameters for i in rows],
-                                         warp.to_study_direction(warped), time_budget_s=share))
-    report = dict(reports[0])
-    if len(reports) > 1:
-      report['fit_steps'] = sum(int(r.get('fit_steps', 0)) for r in reports)
-      report['fit_seconds'] = round(sum(float(r.get('fit_seconds', 0)) for r in reports), 3)
+      warped_feasible[rows, k] = warp.warp(np.asarray([per_trial[i][1][k] for i in rows]))
+      study_units[rows, k] = warp.to_study_direction(warped_feasible[rows, k])
+    report = self._objectives.condition([t.parameters for t, _ in per_trial], study_units,
+                                        time_budget_s=share)
     self._safety.condition([t for t, _ in per_trial], share)
     usable = np.all(np.isfinite(warped_feasible), axis=1)
     safe = usable & np.asarray([self._safety.is_safe(t) for t, _ in per_trial], dtype=bool)
@@ -254,8 +267,11 @@ class OmniPredDesigner(vza.Designer):
         branches.add(frozenset(t.parameters))
         centres.append(t)
     n_local = int(round(n * cfg.local_fraction))
+    movable = (self._space.movable(centres) if self._problem.search_space.is_conditional
+               else None)
     return np.concatenate([
-        self._space.local(self._space.to_unit(centres), n_local, self._region.radius, self._rng),
+        self._space.local(self._space.to_unit(centres), n_local, self._region.radius, self._rng,
+                          movable),
         self._space.quasi_random(n - n_local),
     ])
 
@@ -329,8 +345,7 @@ class OmniPredDesigner(vza.Designer):
     direction); updates the per-candidate cost estimate."""
     t0 = time.perf_counter()
     seed = int(self._rng.integers(2**31))
-    samples = np.stack([s.sample(params, self._config.num_samples, seed=seed + k)
-                        for k, s in enumerate(self._surrogates)], axis=-1)
+    samples = self._objectives.sample(params, self._config.num_samples, seed=seed)
     self._seconds_per_candidate = (time.perf_counter() - t0) / len(params)
     return samples
 

@@ -22,6 +22,7 @@ from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo, checkp
 from vizier_omnipred import default_device
 from vizier_omnipred.heap import release_free_memory
 from vizier_omnipred.regressor import MIN_TRAINING_EXAMPLES
+from vizier_omnipred.serialization import _plain
 
 
 class Surrogate(Protocol):
@@ -39,6 +40,83 @@ class Surrogate(Protocol):
 
 # How the policy factory and the designer build a surrogate for a study.
 SurrogateFactory = Callable[[vz.ProblemStatement, StudyInfo], Surrogate]
+
+
+class Objectives(Protocol):
+  """Every objective of a study, modelled together: what the designer conditions and samples.
+  m = 1 is the one-objective case."""
+
+  surrogates: list  # one per objective, in the problem's order
+
+  def condition(self, parameters: Sequence[vz.ParameterDict], y: np.ndarray, *,
+                time_budget_s: float | None = None) -> dict:
+    """y [n, m] (NaN where a trial has no usable value of an objective; each objective reads
+    the trials with a finite value of it) -> a merged report."""
+
+  def sample(self, parameters: Sequence[vz.ParameterDict], num_samples: int, *,
+             seed: int) -> np.ndarray:
+    """-> [n, num_samples, m]."""
+
+
+def _merged_report(reports: list[dict]) -> dict:
+  report = dict(reports[0])
+  if len(reports) > 1:
+    report['fit_steps'] = sum(int(r.get('fit_steps', 0)) for r in reports)
+    report['fit_seconds'] = round(sum(float(r.get('fit_seconds', 0)) for r in reports), 3)
+  return report
+
+
+class IndependentObjectives:
+  """One surrogate per objective, each sampled from the parameters alone (as Vizier's
+  multi-metric GP fits one GP per metric). Any `Surrogate` plugs in."""
+
+  def __init__(self, surrogates: Sequence[Surrogate]):
+    self.surrogates = list(surrogates)
+
+  def condition(self, parameters, y, *, time_budget_s=None) -> dict:
+    y = np.asarray(y, dtype=np.float64).reshape(len(parameters), len(self.surrogates))
+    reports = []
+    for k, surrogate in enumerate(self.surrogates):
+      rows = np.flatnonzero(np.isfinite(y[:, k]))
+      reports.append(surrogate.condition([parameters[i] for i in rows], y[rows, k],
+                                         time_budget_s=time_budget_s))
+    return _merged_report(reports)
+
+  def sample(self, parameters, num_samples, *, seed) -> np.ndarray:
+    return np.stack([s.sample(parameters, num_samples, seed=seed + k)
+                     for k, s in enumerate(self.surrogates)], axis=-1)
+
+
+class ChainedObjectives(IndependentObjectives):
+  """Joint samples by the chain rule: objective k's LM reads, beside a trial's parameters, its
+  values of objectives 1..k-1 (`metric_inputs`; NaN: an absent item), and a candidate's
+  objective k is drawn at each of its own samples of the earlier ones (`sample_given`). The
+  values are in the units the designer conditions on (oriented, warped), for inputs as for
+  targets."""
+
+  def __init__(self, surrogates: Sequence['LMSurrogate'], names: Sequence[str]):
+    super().__init__(surrogates)
+    self.names = list(names)
+    for k, s in enumerate(self.surrogates):
+      if tuple(s.regressor.featurizer.metric_inputs) != tuple(self.names[:k]):
+        raise ValueError(f'Objective {self.names[k]!r}: its surrogate must read the metrics'
+                         f' {self.names[:k]} as inputs (LMSurrogate(metric_inputs=...)).')
+
+  def condition(self, parameters, y, *, time_budget_s=None) -> dict:
+    y = np.asarray(y, dtype=np.float64).reshape(len(parameters), len(self.surrogates))
+    rows = [_plain(p) for p in parameters]
+    reports = []
+    for k, surrogate in enumerate(self.surrogates):
+      keep = np.flatnonzero(np.isfinite(y[:, k]))
+      with_inputs = [dict(rows[i], **dict(zip(self.names[:k], y[i, :k]))) for i in keep]
+      reports.append(surrogate.condition(with_inputs, y[keep, k], time_budget_s=time_budget_s))
+    return _merged_report(reports)
+
+  def sample(self, parameters, num_samples, *, seed) -> np.ndarray:
+    out = [self.surrogates[0].sample(parameters, num_samples, seed=seed)]
+    for k, surrogate in enumerate(self.surrogates[1:], start=1):
+      out.append(surrogate.sample_given(parameters, np.stack(out, axis=-1), seed=seed + k))
+    return np.stack(out, axis=-1)
 
 
 @attrs.frozen
@@ -89,23 +167,23 @@ class LMSurrogate:
 
   def __init__(self, problem: vz.ProblemStatement, study: StudyInfo, *,
                config: LMSurrogateConfig = LMSurrogateConfig(),
-               regressor: OmniPredRegressor | None = None, seed: int = 0):
+               regressor: OmniPredRegressor | None = None, seed: int = 0,
+               metric_inputs: Sequence[str] = ()):
     """`regressor` overrides `config.checkpoint` (e.g. a tiny model in tests, or a loaded
-    base shared by many studies)."""
+    base shared by many studies); `metric_inputs`: other metrics the trials carry as inputs
+    (`ChainedObjectives`)."""
     self.config = config
     self._regressor = regressor or _pretrained(config)
-    self._regressor.set_study(problem, study=study)
+    self._regressor.set_study(problem, study=study, metric_inputs=metric_inputs)
     self._seed = seed
     self._tuned = False
 
   @classmethod
   def factory(cls, config: LMSurrogateConfig = LMSurrogateConfig(), *,
-              shared: OmniPredRegressor | None = None) -> SurrogateFactory:
+              shared: OmniPredRegressor | None = None) -> 'LMSurrogateFactory':
     """Loads the checkpoint once (or takes `shared`, already loaded); every study gets its own
     regressor on the shared base."""
-    shared = shared or _pretrained(config)
-    return lambda problem, study: cls(problem, study, config=config,
-                                      regressor=shared.for_new_study())
+    return LMSurrogateFactory(config, shared or _pretrained(config))
 
   @property
   def regressor(self) -> OmniPredRegressor:
@@ -146,6 +224,28 @@ class LMSurrogate:
                                    seed=seed)
     release_free_memory(self.config.heap_slack_mb)
     return out
+
+  def sample_given(self, parameters, given: np.ndarray, *, seed) -> np.ndarray:
+    """given [n, S, k] values of the metric inputs -> [n, S], one sample at each."""
+    with self._threads():
+      out = self._regressor.sample_given(parameters, given, temperature=self.config.temperature,
+                                         seed=seed)
+    release_free_memory(self.config.heap_slack_mb)
+    return out
+
+
+@attrs.frozen
+class LMSurrogateFactory:
+  """A `SurrogateFactory` of LM surrogates on one loaded base; it also takes `metric_inputs`,
+  so a designer can chain several objectives (`ChainedObjectives`)."""
+
+  config: LMSurrogateConfig
+  shared: OmniPredRegressor
+
+  def __call__(self, problem: vz.ProblemStatement, study: StudyInfo, *,
+               metric_inputs: Sequence[str] = ()) -> LMSurrogate:
+    return LMSurrogate(problem, study, config=self.config, regressor=self.shared.for_new_study(),
+                       metric_inputs=metric_inputs)
 
 
 def _pretrained(config: LMSurrogateConfig) -> OmniPredRegressor:

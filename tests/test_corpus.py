@@ -108,3 +108,30 @@ def test_in_context_corpus_mixes_objective_kinds_and_draws_new_functions():
   # The held-out split's BBOB parts use only held-out functions.
   held = [SyntheticStudy(s, IN_CONTEXT_CORPUS, split='eval') for s in range(40)]
   assert {s.function_name for s in held} <= set(HELD_OUT_FUNCTIONS)
+
+
+def test_multi_output_studies_carry_other_metrics_correlated_as_drawn():
+  from vizier_omnipred.pretraining.corpus import IN_CONTEXT_CORPUS
+  from vizier_omnipred.pretraining.multi_output_prior import MultiOutputStudy
+  from vizier_omnipred.serialization import Featurizer
+  signs, missing = [], 0
+  for seed in range(40):
+    study = MultiOutputStudy(seed, IN_CONTEXT_CORPUS)
+    names = study.metric_inputs
+    assert 1 <= len(names) <= 2
+    objectives = [m.name for m in study.problem.metric_information]
+    assert objectives[1:] == list(names) and objectives[0] not in names
+    rows, y = study.draw(60, np.random.default_rng(seed))
+    again, y_again = MultiOutputStudy(seed, IN_CONTEXT_CORPUS).draw(60, np.random.default_rng(seed))
+    np.testing.assert_array_equal(y, y_again)
+    assert [r.keys() for r in rows] == [r.keys() for r in again]
+    other = np.asarray([r[names[0]] for r in rows])
+    missing += int(np.isnan(other).sum())
+    ok = np.isfinite(other)
+    rho = study._rho[0] * np.sign(study._scale[0])
+    if abs(rho) > 0.9 and not study._log_warp[0]:  # a near-deterministic link shows its sign
+      signs.append(np.sign(np.corrcoef(other[ok], y[ok])[0, 1]) == np.sign(rho))
+    inputs = Featurizer(study.problem, metric_inputs=names).featurize(rows)
+    np.testing.assert_array_equal(inputs.mask[:, -len(names)][~ok], False)
+  assert signs and all(signs)
+  assert missing > 0

@@ -7,7 +7,9 @@ from vizier import pyvizier as vz
 
 from designers import hypervolume
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
-from vizier_omnipred import MultiObjectiveRegressor, OmniPredRegressor
+from designers.surrogate import (ChainedObjectives, IndependentObjectives, LMSurrogate,
+                                 LMSurrogateConfig)
+from vizier_omnipred import MultiObjectiveRegressor, OmniPredRegressor, checkpoints
 from tests.conftest import TINY
 
 MAX, MIN = vz.ObjectiveMetricGoal.MAXIMIZE, vz.ObjectiveMetricGoal.MINIMIZE
@@ -144,6 +146,84 @@ def test_the_regressor_samples_every_metric_jointly_shaped_n_s_m():
   with pytest.raises(ValueError, match="Metric 'b' has 1 finite values"):
     reg.condition([(p, {'a': v['a'], 'b': v['b'] if i == 0 else float('nan')})
                    for i, (p, v) in enumerate(examples)])
+
+
+def _linked_examples(n, rng, nan_at=()):
+  """b = 1 - 2 a exactly, a a smooth function of (x, y): a trade-off the chain can read."""
+  out = []
+  for i in range(n):
+    p = {'x': float(rng.random()), 'y': float(rng.random())}
+    a = float(np.sin(5 * p['x']) + p['y'])
+    out.append((p, {'a': float('nan') if i in nan_at else a, 'b': 1.0 - 2.0 * a}))
+  return out
+
+
+def test_joint_regressor_chains_metric_b_on_a_absent_where_a_is_missing():
+  problem = _problem()
+  examples = _linked_examples(10, np.random.default_rng(0), nan_at=(4,))
+  reg = MultiObjectiveRegressor(OmniPredRegressor.from_scratch(TINY), problem)
+  reg.condition(examples)
+  first, second = reg._regressors
+  assert first.featurizer.metric_inputs == () and second.featurizer.metric_inputs == ('a',)
+  # b reads all 10 trials; a is an item of each but the one where it is missing.
+  np.testing.assert_array_equal(second._context.mask[:, -1], [i != 4 for i in range(10)])
+  np.testing.assert_allclose(second._context.values[[0, 1], -1],
+                             [examples[0][1]['a'], examples[1][1]['a']])
+  # sample_given is the regressor read on rows that carry the given values (greedy: exact).
+  rows = [{'x': 0.2, 'y': 0.7}, {'x': 0.9, 'y': 0.1}]
+  given = np.array([[[0.5], [1.5], [-1.0]], [[0.0], [2.0], [0.7]]])
+  fast = second.sample_given(rows, given, temperature=0.0)
+  slow = second.sample([dict(r, a=float(g)) for r, gs in zip(rows, given) for g in gs[:, 0]],
+                       1, temperature=0.0).reshape(2, 3)
+  np.testing.assert_array_equal(fast, slow)
+  with pytest.raises(ValueError, match=r'given must be \[n=2, S, k=1\]'):
+    second.sample_given(rows, given[:, :, 0])
+  independent = MultiObjectiveRegressor(OmniPredRegressor.from_scratch(TINY), problem,
+                                        joint=False)
+  assert independent._regressors[1].featurizer.metric_inputs == ()
+
+
+@pytest.mark.skipif(not checkpoints.SHIPPED.exists(), reason='no shipped checkpoint')
+def test_shipped_model_samples_linked_metrics_jointly():
+  """With b = 1 - 2a in every trial, a candidate's joint samples of (a, b) fall on that line
+  (strong negative correlation within the candidate); sampled independently they do not."""
+  rng = np.random.default_rng(1)
+  problem = _problem()
+  examples = _linked_examples(25, rng)
+  rows = [{'x': float(rng.random()), 'y': float(rng.random())} for _ in range(40)]
+  base = OmniPredRegressor.from_pretrained()
+
+  def within_candidate_correlation(joint):
+    reg = MultiObjectiveRegressor(base, problem, joint=joint)
+    reg.condition(examples)
+    s = reg.sample(rows, num_samples=16)
+    return np.mean([np.corrcoef(c[:, 0], c[:, 1])[0, 1] for c in s
+                    if c[:, 0].std() > 0 and c[:, 1].std() > 0])
+
+  assert within_candidate_correlation(True) < -0.5
+  assert abs(within_candidate_correlation(False)) < 0.25
+
+
+def test_designer_chains_lm_objectives_and_keeps_other_surrogates_independent():
+  problem = _problem()
+  factory = LMSurrogate.factory(LMSurrogateConfig(), shared=OmniPredRegressor.from_scratch(TINY))
+  chained = OmniPredDesigner(problem, config=FAST, surrogate_factory=factory)
+  assert isinstance(chained._objectives, ChainedObjectives)
+  assert [s.regressor.featurizer.metric_inputs for s in chained._objectives.surrogates] == [
+      (), ('a',)]
+  apart = OmniPredDesigner(problem, config=OmniPredDesignerConfig(joint_objectives=False),
+                           surrogate_factory=factory)
+  assert isinstance(apart._objectives, IndependentObjectives)
+  assert not isinstance(apart._objectives, ChainedObjectives)
+  oracles = OmniPredDesigner(problem, config=FAST, surrogate_factory=lambda p, info:
+                             OracleSurrogate(info.metric_name, MAX))
+  assert not isinstance(oracles._objectives, ChainedObjectives)
+  # The chained designer runs a study: its second objective's context (the 7 trials before
+  # the last suggestion) carries a's values.
+  trials = _run(chained, problem, 8, lambda p: {'a': _true('a', MAX, p), 'b': _true('b', MIN, p)})
+  second = chained._objectives.surrogates[1].regressor
+  assert second.num_context == 7 and second._context.mask[:, -1].all()
+  assert trials[-1].metadata.ns('omnipred')['phase'] == 'model'
 
 
 class LinearSafetyOracle:

@@ -164,3 +164,42 @@ def test_study_inputs_stack_pads_trials_items_and_metadata(mixed_problem):
   np.testing.assert_array_equal(both.is_context, [[True, True, False], [True, False, False]])
   assert both.num_queries == 2
   assert both.items.mask[1].sum() == 2 and both.meta.mask[1].sum() == 2
+
+
+def _two_param_problem() -> vz.ProblemStatement:
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_float_param('x', 0.0, 1.0)
+  problem.search_space.root.add_categorical_param('c', ['a', 'b'])
+  return problem
+
+
+def test_metric_inputs_are_number_items_after_the_parameters_absent_when_missing():
+  f = Featurizer(_two_param_problem(), metric_inputs=('acc',))
+  rows = [{'x': 0.3, 'c': 'a', 'acc': 0.5}, {'x': 0.4, 'c': 'b'},
+          {'x': 0.4, 'c': 'b', 'acc': float('nan')}]
+  inputs = f.featurize(rows)
+  assert f.parameter_names == ['c', 'x']
+  np.testing.assert_array_equal(inputs.mask[:, 2], [True, False, False])
+  assert inputs.values[0, 2] == 0.5 and inputs.kinds[0, 2] == 0
+  # The parameters' items are those of a featurizer without metric inputs.
+  plain = Featurizer(_two_param_problem()).featurize([{'x': 0.3, 'c': 'a'}])
+  np.testing.assert_array_equal(inputs.numbers[:1, :2], plain.numbers)
+  np.testing.assert_array_equal(inputs.texts[:1, :2], plain.texts)
+
+
+def test_with_metric_values_equals_featurizing_the_rows_with_them():
+  f = Featurizer(_two_param_problem(), metric_inputs=('acc', 'cost'))
+  given = np.array([[0.5, -3e4], [np.nan, 2.0], [1e-9, np.nan]])
+  params = [{'x': 0.3, 'c': 'a'}, {'x': 0.9, 'c': 'b'}, {'x': 0.1, 'c': 'a'}]
+  direct = f.featurize([dict(p, acc=g[0], cost=g[1]) for p, g in zip(params, given)])
+  filled = f.with_metric_values(f.featurize(params), given)
+  for field in ('names', 'kinds', 'numbers', 'scalars', 'texts', 'mask', 'values'):
+    np.testing.assert_array_equal(getattr(filled, field), getattr(direct, field), err_msg=field)
+
+
+def test_metric_inputs_reject_a_parameter_name_and_non_numbers():
+  with pytest.raises(ValueError, match="Metric 'x' is also a parameter name"):
+    Featurizer(_two_param_problem(), metric_inputs=('x',))
+  f = Featurizer(_two_param_problem(), metric_inputs=('acc',))
+  with pytest.raises(ValueError, match="Row 0: metric 'acc' is read as a number"):
+    f.featurize([{'x': 0.3, 'c': 'a', 'acc': 'high'}])

@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = TrainConfig(model=TINY, corpus=attrs.evolve(IN_CONTEXT_CORPUS, max_dim=3), steps=6,
                     trials_per_batch=48, queries_per_study=4, max_context=12, eval_every=3,
                     checkpoint_every=3, eval_studies=2, eval_context_sizes=(2, 8),
-                    eval_conditional_sizes=(4,), warmup_steps=2, prefetch=0)
+                    eval_conditional_sizes=(4,), eval_multi_output_sizes=(4,), warmup_steps=2, prefetch=0)
 
 
 def test_training_writes_a_loadable_checkpoint_and_resumes(tmp_path):
@@ -114,11 +114,18 @@ def test_a_second_stage_starts_from_the_first_and_the_card_counts_both(tmp_path)
   end = torch.load(tmp_path / 'b' / 'model.pt', weights_only=True)['state_dict']
   assert all(torch.equal(start[k], end[k]) for k in start)
   assert second['history'][-1]['conditional_by_context'].keys() == {4}
-  both = model_card.combine(first, second)
+  assert second['history'][-1]['multi_output_by_context'].keys() == {4}
+  both = model_card.combine(dict(first, run_dir='runs/a'), dict(second, run_dir='runs/b'))
   assert both['steps'] == 5 and [h['step'] for h in both['history']] == [3, 5]
   card = model_card.card_text(both, None)
-  assert 'two stages: (1) 3 steps' in card and '--init-from runs/icl/model.pt' in card
-  assert '| conditional, 4 trials |' in card
+  assert '2 stages: (1) 3 steps' in card and "(2) from stage 1's weights, 2 steps" in card
+  assert 'pretrain --out runs/b --steps 2 --init-from runs/a/model.pt' in card
+  assert 'model_card runs/b --previous runs/a --ship' in card
+  assert '| conditional, 4 trials | multi-output, 4 trials |' in card
+  # A third stage counts all three.
+  three = model_card.combine(both, dict(second, run_dir='runs/c'))
+  assert three['steps'] == 7 and len(three['stages']) == 3
+  assert '--previous runs/a runs/b --ship' in model_card.card_text(three, None)
   bad = attrs.evolve(second_cfg, model=attrs.evolve(TINY, d_model=16, d_ff=32))
   with pytest.raises(ValueError, match="differs from this run's"):
     train(bad, tmp_path / 'c', progress=False)

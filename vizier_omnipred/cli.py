@@ -41,6 +41,8 @@ def _pretrain(args) -> int:
   corpus = trainer.IN_CONTEXT_CORPUS
   if args.conditional_fraction is not None:
     corpus = attrs.evolve(corpus, conditional_fraction=args.conditional_fraction)
+  if args.multi_output_fraction is not None:
+    corpus = attrs.evolve(corpus, multi_output_fraction=args.multi_output_fraction)
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
       model=ModelConfig(**sizes), corpus=corpus, trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
@@ -102,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--conditional-fraction', type=float, default=None,
                  help='share of conditional-space studies in the prior (default: the'
                  ' in-context corpus\'s, 0.15)')
+  p.add_argument('--multi-output-fraction', type=float, default=None,
+                 help='share of studies whose trials carry other metrics as inputs (several'
+                 ' objectives; default: the in-context corpus\'s, 0.15)')
   p.add_argument('--init-from', default=None, metavar='CHECKPOINT',
                  help='start a new run from these weights (e.g. the shipped checkpoint);'
                  ' ignored when --out resumes')

@@ -179,13 +179,15 @@ class OmniPredRegressor:
 
   # --- data -----------------------------------------------------------------------------
   def set_study(self, problem: vz.ProblemStatement | None = None, *,
-                study: StudyInfo | None = None) -> None:
-    """Binds the regressor to a study's search space and metadata (validation, prompt).
+                study: StudyInfo | None = None, metric_inputs: Sequence[str] = ()) -> None:
+    """Binds the regressor to a study's search space and metadata (validation, prompt), and
+    names the other metrics its rows may carry as inputs (`Featurizer`'s `metric_inputs`).
 
     Also imports peft (and transformers behind it, ~5 s once per process) now, so that the
     first `fine_tune`, and a designer's first time budget, are not charged with it.
     """
-    self.featurizer = Featurizer(problem, study=study, config=self.base.model_config.featurizer)
+    self.featurizer = Featurizer(problem, study=study, config=self.base.model_config.featurizer,
+                                 metric_inputs=metric_inputs)
     _import_peft()
     self._problem = problem
 
@@ -329,15 +331,35 @@ class OmniPredRegressor:
     else:
       yield
 
-  def _query_inputs(self, rows: Sequence[Any]) -> StudyInputs:
-    """The context followed by `rows` as queries."""
-    if self._context is None:
-      raise ValueError('No context: call condition() or fine_tune() with the study\'s trials'
-                       ' before sampling (the model predicts from them).')
-    queries = self.featurizer.featurize(rows)
+  def _query_inputs(self, queries: ModelInputs) -> StudyInputs:
+    """The context followed by `queries` (featurised rows)."""
     items = ModelInputs.concatenate([self._context, queries])
     return StudyInputs.build(items, self.featurizer.metadata(),
                              self.y_scaler.transform(self._context_y), self.num_context)
+
+  def _featurize_queries(self, rows: Sequence[Any]) -> ModelInputs:
+    if self._context is None:
+      raise ValueError('No context: call condition() or fine_tune() with the study\'s trials'
+                       ' before sampling (the model predicts from them).')
+    return self.featurizer.featurize(rows)
+
+  def _sample_featurized(self, queries: ModelInputs, num_samples: int, temperature: float,
+                         seed: int | None, batch_size: int) -> np.ndarray:
+    """Featurised rows -> [n, num_samples] y samples in the study's units."""
+    gen = torch.Generator(device=self.model.device)
+    if seed is None:
+      gen.seed()
+    else:
+      gen.manual_seed(seed)
+    codec = self.base.model_config.y_codec
+    out = np.empty((len(queries), num_samples), dtype=np.float64)
+    with self._merged(), torch.inference_mode():
+      model = self.model
+      for lo in range(0, len(queries), batch_size):
+        part = model.to_tensors(self._query_inputs(queries.select(slice(lo, lo + batch_size))))
+        ids = sample_ids(model, part, num_samples, temperature=temperature, generator=gen)
+        out[lo:lo + len(ids)] = codec.decode_many(ids.cpu().numpy())
+    return self.y_scaler.inverse(out)
 
   def sample(self, rows: Sequence[Any], num_samples: int = 64, *, temperature: float = 1.0,
              seed: int | None = 0, batch_size: int = 512) -> np.ndarray:
@@ -347,20 +369,23 @@ class OmniPredRegressor:
     samples do not depend on which other rows it shares a batch with (only the random stream
     does: fix `seed` for reproducible draws).
     """
-    gen = torch.Generator(device=self.model.device)
-    if seed is None:
-      gen.seed()
-    else:
-      gen.manual_seed(seed)
-    codec = self.base.model_config.y_codec
-    out = np.empty((len(rows), num_samples), dtype=np.float64)
-    with self._merged(), torch.inference_mode():
-      model = self.model
-      for lo in range(0, len(rows), batch_size):
-        part = model.to_tensors(self._query_inputs(rows[lo:lo + batch_size]))
-        ids = sample_ids(model, part, num_samples, temperature=temperature, generator=gen)
-        out[lo:lo + len(ids)] = codec.decode_many(ids.cpu().numpy())
-    return self.y_scaler.inverse(out)
+    return self._sample_featurized(self._featurize_queries(rows), num_samples, temperature,
+                                   seed, batch_size)
+
+  def sample_given(self, rows: Sequence[Any], given: np.ndarray, *, temperature: float = 1.0,
+                   seed: int | None = 0, batch_size: int = 512) -> np.ndarray:
+    """One y sample per (row, s) given that row's values of the study's metric inputs
+    (`set_study(metric_inputs=...)`): given [n, S, k] -> [n, S]. The chain rule's step: with
+    `given` drawn from the earlier objectives' samples, (given, result) are joint samples."""
+    k = len(self.featurizer.metric_inputs) if self.featurizer is not None else 0
+    given = np.asarray(given, dtype=np.float64)
+    if given.ndim != 3 or given.shape[0] != len(rows) or given.shape[2] != k:
+      raise ValueError(f'given must be [n={len(rows)}, S, k={k}] (k = the metric inputs of'
+                       f' set_study), got shape {given.shape}.')
+    n, s = given.shape[:2]
+    queries = self._featurize_queries(rows).select(np.repeat(np.arange(n), s))
+    queries = self.featurizer.with_metric_values(queries, given.reshape(n * s, k))
+    return self._sample_featurized(queries, 1, temperature, seed, batch_size).reshape(n, s)
 
   def predict(self, rows: Sequence[Any], num_samples: int = 64, *,
               quantiles: Sequence[float] = (0.1, 0.5, 0.9), temperature: float = 1.0,

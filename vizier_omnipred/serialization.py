@@ -169,6 +169,11 @@ class Featurizer:
   In a conditional space a row holds only its active parameters; the others are absent items
   (`mask` False). Without a problem, the parameter types are inferred from the first row
   (str/bool -> TEXT, int/float -> NUMBER) and later rows must have the same names.
+
+  `metric_inputs` names other metrics of the study that a row may carry as NUMBER items beside
+  its parameters (several objectives, sampled jointly by the chain rule: objective k reads the
+  values of the objectives before it). A missing or non-finite metric value is an absent
+  item. They come after the parameters, in the order given (`with_metric_values` fills them).
   """
 
   def __init__(
@@ -177,8 +182,12 @@ class Featurizer:
       *,
       study: StudyInfo | None = None,
       config: FeaturizerConfig = FeaturizerConfig(),
+      metric_inputs: Sequence[str] = (),
   ):
     self.config = config
+    self.metric_inputs = tuple(metric_inputs)
+    if len(set(self.metric_inputs)) != len(self.metric_inputs):
+      raise ValueError(f'metric_inputs {self.metric_inputs} names a metric twice.')
     self._codec = config.value_codec
     self._configs: dict[str, vz.ParameterConfig] | None = None
     self._space = problem.search_space if problem is not None else None
@@ -189,7 +198,11 @@ class Featurizer:
     self._text_params: set[str] = set()
     self._names: list[str] | None = None
     if self._configs is not None:
-      self._names = sorted(self._configs)
+      clash = sorted(set(self._configs) & set(self.metric_inputs))
+      if clash:
+        raise ValueError(f'Metric {clash[0]!r} is also a parameter name; a metric read as an'
+                         ' input needs a name of its own.')
+      self._names = sorted(self._configs) + list(self.metric_inputs)
       self._text_params = {
           n for n, pc in self._configs.items() if pc.type == vz.ParameterType.CATEGORICAL
       }
@@ -202,7 +215,9 @@ class Featurizer:
 
   @property
   def parameter_names(self) -> list[str] | None:
-    return None if self._names is None else list(self._names)
+    if self._names is None:
+      return None
+    return self._names[: len(self._names) - len(self.metric_inputs)]
 
   def _name_chars(self, name: str) -> np.ndarray:
     if name not in self._name_ids:
@@ -210,19 +225,26 @@ class Featurizer:
     return self._name_ids[name]
 
   def _infer(self, row: Parameters) -> None:
-    self._names = sorted(row)
-    if not self._names:
+    params = sorted(set(row) - set(self.metric_inputs))
+    if not params:
       raise ValueError('A trial has no parameters; OmniPred needs at least one.')
-    self._text_params = {n for n, v in row.items() if isinstance(v, (str, bool, np.bool_))}
+    self._names = params + list(self.metric_inputs)
+    self._text_params = {n for n, v in row.items()
+                         if n in params and isinstance(v, (str, bool, np.bool_))}
 
   def _check(self, i: int, row: Parameters) -> None:
+    for name in self.metric_inputs:
+      value = row.get(name)
+      if value is not None and isinstance(value, (str, bool, np.bool_)):
+        raise ValueError(f'Row {i}: metric {name!r} is read as a number but got {value!r}.')
+    row = {k: v for k, v in row.items() if k not in self.metric_inputs}
     if self._space is not None:
       try:
         search_space.check_parameters(self._space, row, check_bounds=False)
       except ValueError as e:
         raise ValueError(f'Row {i}: {e}') from None
       return
-    names, expected = set(row), set(self._names)
+    names, expected = set(row), set(self.parameter_names)
     missing = sorted(expected - names)
     if missing:
       raise ValueError(f'Row {i}: parameter {missing[0]!r} is missing (expected {sorted(expected)}).')
@@ -230,7 +252,7 @@ class Featurizer:
     if extra:
       raise ValueError(
           f'Row {i}: parameter {extra[0]!r} is not in the first row ({sorted(expected)}).')
-    for name in self._names:
+    for name in self.parameter_names:
       value = row[name]
       if name in self._text_params:
         continue
@@ -255,9 +277,13 @@ class Featurizer:
     texts = np.zeros((n, p, cfg.max_text_chars), dtype=np.int64)
     kinds = np.zeros((n, p), dtype=np.int64)
     values = np.zeros((n, p), dtype=np.float64)
-    # A parameter that is not active in a row (conditional spaces) is an absent item.
+    # A parameter that is not active in a row (conditional spaces) is an absent item; so is
+    # a metric input without a finite value.
     mask = np.asarray([[name in row for name in self._names] for row in rows],
                       dtype=bool).reshape(n, p)
+    for j in range(p - len(self.metric_inputs), p):
+      name = self._names[j]
+      mask[:, j] &= [name not in row or _is_finite(row[name]) for row in rows]
     for j, name in enumerate(self._names):
       rows_j = np.flatnonzero(mask[:, j])
       if name in self._text_params:
@@ -279,6 +305,25 @@ class Featurizer:
         names=np.ascontiguousarray(names), kinds=kinds, numbers=num_ids, scalars=scalars,
         texts=texts, mask=mask, values=values,
     )
+
+  def with_metric_values(self, inputs: ModelInputs, values: np.ndarray) -> ModelInputs:
+    """`inputs` (from `featurize`) with its metric-input items set to `values` [n, k] (k =
+    len(metric_inputs); NaN: absent), without featurising the rows again: how the chain rule
+    asks for one objective at every sample of the ones before it."""
+    k = len(self.metric_inputs)
+    values = np.asarray(values, dtype=np.float64).reshape(len(inputs), k)
+    out = {f.name: getattr(inputs, f.name).copy() for f in attrs.fields(ModelInputs)}
+    if k == 0:
+      return ModelInputs(**out)
+    cols = slice(inputs.names.shape[1] - k, None)
+    finite = np.isfinite(values)
+    clean = np.where(finite, values, 0.0)
+    out['mask'][:, cols] = finite
+    out['kinds'][:, cols] = NUMBER
+    out['values'][:, cols] = clean
+    out['scalars'][:, cols] = np.where(finite, _symlog(clean), 0.0)
+    out['numbers'][:, cols] = np.where(finite[..., None], self._codec.encode_many(clean), 0)
+    return ModelInputs(**out)
 
   def metadata(self) -> ModelInputs:
     """The study's metadata items as one row [1, M] of TEXT items."""
@@ -381,6 +426,13 @@ class StudyInputs:
         is_context=concatenate_padded([q.is_context for q in parts], (1,)),
         present=concatenate_padded([q.present for q in parts], (1,)),
         y=concatenate_padded([q.y for q in parts], (1,)))
+
+
+def _is_finite(value: Any) -> bool:
+  try:
+    return math.isfinite(float(value))
+  except (TypeError, ValueError):
+    return False
 
 
 def _plain(row: Any) -> dict[str, ParameterValue]:

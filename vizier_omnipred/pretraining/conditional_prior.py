@@ -56,6 +56,8 @@ class ConditionalStudy:
   """One synthetic study over a conditional space: `problem` and `draw(n, rng)`, as
   `corpus.SyntheticStudy` offers them."""
 
+  metric_inputs: tuple[str, ...] = ()
+
   def __init__(self, seed: int, config: corpus.CorpusConfig = corpus.CorpusConfig(), *,
                split: str = 'train'):
     if split not in ('train', 'eval'):

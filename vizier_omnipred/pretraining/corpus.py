@@ -85,6 +85,9 @@ class CorpusConfig:
   noise_fraction: float = attrs.field(default=0.2, kw_only=True)
   # Share of studies over a conditional space (`conditional_prior.ConditionalStudy`).
   conditional_fraction: float = attrs.field(default=0.0, kw_only=True)
+  # Share of studies whose trials carry other metrics' values as inputs
+  # (`multi_output_prior.MultiOutputStudy`: several objectives, read by the chain rule).
+  multi_output_fraction: float = attrs.field(default=0.0, kw_only=True)
   # Training studies come from a fixed pool and recur with fresh trials, so the model must
   # learn each study's x -> y (OmniPred's multi-task setting); None: every study is new.
   pool_size: int | None = attrs.field(default=2048, kw_only=True)
@@ -99,9 +102,10 @@ class CorpusConfig:
 OBJECTIVES = ('bbob', 'gp', 'sum', 'product')
 # The in-context prior: mostly GP draws (what a Bayesian-optimal regressor is built for), BBOB
 # landscapes for optima, ridges and ill-conditioning, and mixtures of both; 15% of studies
-# over conditional spaces (a choice with its own child parameters, up to two levels).
+# over conditional spaces (a choice with its own child parameters, up to two levels), 15% whose
+# trials also carry other metrics (several objectives, read by the chain rule).
 IN_CONTEXT_CORPUS = CorpusConfig(
-    pool_size=None, clustered_fraction=0.4, conditional_fraction=0.15,
+    pool_size=None, clustered_fraction=0.4, conditional_fraction=0.15, multi_output_fraction=0.15,
     objective_weights=(('gp', 0.45), ('bbob', 0.3), ('sum', 0.15), ('product', 0.1)))
 
 
@@ -189,6 +193,8 @@ def _pick_name(rng: np.random.Generator, taken: set[str], pool: tuple[str, ...],
 
 class SyntheticStudy:
   """One synthetic study: a problem statement and its objective."""
+
+  metric_inputs: tuple[str, ...] = ()  # no other metric is read (see multi_output_prior)
 
   def __init__(self, seed: int, config: CorpusConfig = CorpusConfig(), *, split: str = 'train'):
     if split not in ('train', 'eval'):
@@ -279,7 +285,7 @@ class SyntheticStudy:
         rows.append({c.config.name: c.sample(rng) for c in self._coords})
     return rows
 
-  def _z(self, rows: list[dict]) -> np.ndarray:
+  def coordinates(self, rows: list[dict]) -> np.ndarray:
     """Parameter dicts -> [n, d] coordinates in [-5, 5]."""
     return np.asarray([[c.to_z(row[c.config.name]) for c in self._coords] for row in rows],
                       dtype=np.float64).reshape(len(rows), self.dim)
@@ -293,13 +299,13 @@ class SyntheticStudy:
       raise ValueError(
           f'Study {self.seed} is a {self.objective!r} objective (a GP part is drawn jointly at'
           ' a set of points): use draw(n, rng), not evaluate().')
-    return self._bbob(self._z(rows))
+    return self._bbob(self.coordinates(rows))
 
   def draw(self, n: int, rng: np.random.Generator) -> tuple[list[dict], np.ndarray]:
     """n trials and their objective values, drawn together: a GP part is one joint draw, so
     every call is a new function of the same kind (what in-context pretraining needs)."""
     rows = self.sample_parameters(n, rng)
-    z = self._z(rows)
+    z = self.coordinates(rows)
     if self.objective == 'gp':
       raw = self._gp.sample((z + 5.0) / 10.0, rng)
     else:

@@ -1,23 +1,26 @@
 """Writes the model card of a training run and ships its weights.
 
     python -m vizier_omnipred.pretraining.model_card runs/small [--ship]      # surrogate LM
-    python -m vizier_omnipred.pretraining.model_card runs/icl2 --previous runs/icl --ship
+    python -m vizier_omnipred.pretraining.model_card runs/icl3 --previous runs/icl runs/icl2 --ship
     python -m vizier_omnipred.pretraining.model_card runs/symbolic --kind symbolic [--ship]
 
 The card is made from the run's summary.json, so every number in it is the run's own; the
 benchmark table (benchmarks/results/regression.md or symbolic.md) is appended when it exists.
-A run that started from another run's weights (`pretrain --init-from`) names that run with
-`--previous`: the card then counts both stages, and the loss curve shows them end to end.
+A run that started from another run's weights (`pretrain --init-from`) names the runs before
+it with `--previous`, earliest first: the card then counts every stage, and the loss curve shows
+them end to end.
 Cards: checkpoints/README.md (surrogate) and checkpoints/SYMBOLIC.md (symbolic regression).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import pathlib
 import shutil
 import sys
+from typing import Sequence
 
 from vizier_omnipred import checkpoints
 
@@ -25,14 +28,24 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def combine(previous: dict, summary: dict) -> dict:
-  """One summary for two stages: `summary`'s run continued `previous`'s weights. Steps and
-  wall time add up; the second stage's history is shifted to follow the first's."""
+  """One summary for stages run one after another: `summary`'s run continued `previous`'s
+  weights (itself one stage or already combined). Steps and wall time add up; the later
+  stage's history is shifted to follow the earlier ones'."""
   steps, wall = previous['steps'], previous['wall_time_s']
   shifted = [dict(h, step=h['step'] + steps, elapsed_s=h['elapsed_s'] + wall)
              for h in summary['history']]
   return dict(summary, steps=steps + summary['steps'],
               wall_time_s=wall + summary['wall_time_s'], history=previous['history'] + shifted,
-              stages=[previous, summary])
+              stages=previous.get('stages', [previous]) + [summary])
+
+
+def _prior_mix(corpus: dict) -> str:
+  conditional = corpus.get('conditional_fraction', 0.0)
+  multi = corpus.get('multi_output_fraction', 0.0)
+  if not conditional and not multi:
+    return 'the flat prior only'
+  return (f'the prior with {conditional:.0%} conditional-space and {multi:.0%} multi-output'
+          ' studies')
 
 
 def _training_row(summary: dict) -> str:
@@ -45,12 +58,35 @@ def _training_row(summary: dict) -> str:
   stages = summary.get('stages')
   if not stages:
     return one(summary)
-  first, second = stages
-  c = second['train_config']['corpus']
-  return (f"two stages: (1) {one(first)}, {first['wall_time_s'] / 60:.0f} min, on the prior"
-          f" without conditional studies; (2) from stage 1's weights, {one(second)},"
-          f" {second['wall_time_s'] / 60:.0f} min, the prior with"
-          f" {c.get('conditional_fraction', 0):.0%} conditional-space studies")
+  parts = [f"({k}) {'' if k == 1 else f'from stage {k - 1}' + chr(39) + 's weights, '}{one(s)},"
+           f" {s['wall_time_s'] / 60:.0f} min, {_prior_mix(s['train_config']['corpus'])}"
+           for k, s in enumerate(stages, start=1)]
+  return f'{len(stages)} stages: ' + '; '.join(parts)
+
+
+def _stage_ends(summary: dict) -> list[int]:
+  """The combined step at which each stage ended."""
+  return list(itertools.accumulate(s['steps'] for s in summary.get('stages') or [summary]))
+
+
+def _reproduce(summary: dict) -> str:
+  """The commands that made the run(s), stage by stage."""
+  stages = summary.get('stages') or [summary]
+  commands = []
+  for k, s in enumerate(stages):
+    cfg = s['train_config']
+    c = cfg['corpus']
+    cmd = f"vizier-omnipred pretrain --out {s.get('run_dir', 'runs/icl')} --steps {cfg['steps']}"
+    if k:
+      cmd += f" --init-from {stages[k - 1].get('run_dir', 'runs/previous')}/model.pt"
+    cmd += (f" --lr {cfg['learning_rate']} --threads 1 --conditional-fraction"
+            f" {c.get('conditional_fraction', 0.0)} --multi-output-fraction"
+            f" {c.get('multi_output_fraction', 0.0)}")
+    commands.append(f'`{cmd}`')
+  runs = [s.get('run_dir', 'runs/icl') for s in stages]
+  previous = f" --previous {' '.join(runs[:-1])}" if len(runs) > 1 else ''
+  return (', then '.join(commands) + ', then\n'
+          f'`python -m vizier_omnipred.pretraining.model_card {runs[-1]}{previous} --ship`.')
 
 
 def card_text(summary: dict, regression: str | None) -> str:
@@ -63,17 +99,12 @@ def card_text(summary: dict, regression: str | None) -> str:
       f'; {conditional:.0%} of studies over conditional spaces (a categorical choice whose'
       ' branches have their own children, up to two levels; a GP draw per leaf)'
       if conditional else '')
-  stages = summary.get('stages')
-  reproduce = (f"`vizier-omnipred pretrain --out runs/icl --steps {cfg['steps']} --threads 1`,"
-               ' then')
-  if stages:
-    first = stages[0]['train_config']
-    reproduce = (
-        f"`vizier-omnipred pretrain --out runs/icl --steps {first['steps']} --threads 1"
-        " --conditional-fraction 0` (stage 1),"
-        f" `vizier-omnipred pretrain --out runs/icl2 --init-from runs/icl/model.pt --steps"
-        f" {cfg['steps']} --lr {cfg['learning_rate']} --threads 1` (stage 2; it stopped at its"
-        ' time limit), then')
+  multi = c.get('multi_output_fraction', 0.0)
+  if multi:
+    conditional_text += (
+        f'; {multi:.0%} of studies whose trials also carry 1-2 other metrics as input items (a'
+        ' mix of the target, correlation -1..1, and an independent GP draw; some values'
+        ' missing): the chain rule\'s read for several objectives')
   text = f"""# Model card: omnipred-icl
 
 The checkpoint `omnipred-small.pt` that `OmniPredRegressor.from_pretrained()` loads: an
@@ -84,7 +115,7 @@ predict together, and writes each prediction's y as number tokens.
 |---|---|
 | architecture | encoder-decoder, d_model {m['d_model']}, {m['num_heads']} heads, {m['encoder_layers']} encoder + {m['decoder_layers']} decoder layers, MLP {m['d_ff']}; one encoder token per trial (its parameter items pooled) and per metadata item; queries attend to the context and themselves only |
 | parameters | {summary['num_parameters']:,} |
-| input | per parameter: name characters + value as sign/exponent/4 digits + symlog + two z-scores from the context's own statistics (linear, log), or category characters; a trial of a conditional space holds only its active parameters; per context trial its y (normalised by the context's range) as tokens + scalar; study metadata items; no positional order, no search-space bounds |
+| input | per parameter: name characters + value as sign/exponent/4 digits + symlog + two z-scores from the context's own statistics (linear, log), or category characters; a trial of a conditional space holds only its active parameters; with several objectives, a trial's values of the earlier objectives as number items; per context trial its y (normalised by the context's range) as tokens + scalar; study metadata items; no positional order, no search-space bounds |
 | output | y after a map of the context's y range onto [2, 3], as sign, exponent (E{m['y_min_exponent']}..E{m['y_max_exponent']}), {m['y_digits']} digits |
 | data | episodes streamed from `vizier_omnipred.pretraining.corpus.IN_CONTEXT_CORPUS` (seed {summary['seed']}), a fresh study each: objectives {kinds} (GP: Matern 1/2, 3/2, 5/2 or RBF, ARD length scales log-uniform, unused dimensions, noise, input warping; BBOB: 16 functions shifted and rotated){conditional_text}; dims {c['min_dim']}-{c['max_dim']}; DOUBLE (linear/log), INTEGER, DISCRETE and CATEGORICAL parameters with realistic names and metadata; trials uniform or clustered near an optimum; context {cfg['min_context']}-{cfg['max_context']} trials (one size per batch), {cfg['queries_per_study']} queries. Held out: AttractiveSector, BuecheRastrigin, SharpRidge, Weierstrass, Gallagher21Me and a disjoint seed range |
 | training | {_training_row(summary)} |
@@ -92,19 +123,18 @@ predict together, and writes each prediction's y as number tokens.
 | wall time | {summary['wall_time_s'] / 60:.1f} min |
 | final held-out loss | {summary['final_val_loss']:.4f} nats per y token (mean over context sizes) |
 
-Reproduce: {reproduce}
-`python -m vizier_omnipred.pretraining.model_card {'runs/icl2 --previous runs/icl' if stages else 'runs/icl'} --ship`.
+Reproduce: {_reproduce(summary)}
 
 ![loss](omnipred-loss.png)
 
-{_context_table(summary['history'])}
+{_context_table(summary['history'], _stage_ends(summary))}
 {_loss_table(summary['history'])}"""
   if regression:
     text += '\n## Regression benchmark (benchmarks/regression.py)\n\n' + regression
   return text
 
 
-def _context_table(history: list[dict]) -> str:
+def _context_table(history: list[dict], stage_ends: Sequence[int] = ()) -> str:
   """Held-out loss by context size at a few points of the run: it must fall as the context
   grows, the sign that the model learns in context."""
   with_sizes = [h for h in history if h.get('by_context')]
@@ -112,20 +142,27 @@ def _context_table(history: list[dict]) -> str:
     return ''
   sizes = sorted(with_sizes[-1]['by_context'], key=int)
   picks = sorted({0, len(with_sizes) // 4, len(with_sizes) // 2, len(with_sizes) - 1})
-  cond_sizes = sorted(with_sizes[-1].get('conditional_by_context') or {}, key=int)
+  extra = [(key, label) for key, label in (('conditional_by_context', 'conditional'),
+                                            ('multi_output_by_context', 'multi-output'))
+           if with_sizes[-1].get(key)]
+  columns = [(key, label, k) for key, label in extra
+             for k in sorted(with_sizes[-1][key], key=int)]
+  # The last evaluation of every stage, so each stage's effect shows.
+  picks = sorted(set(picks) | {i for i, h in enumerate(with_sizes) if h['step'] in stage_ends})
 
   def row(h):
-    cond = h.get('conditional_by_context') or {}
-    return (f'| {h["step"]} | ' + ' | '.join(f'{h["by_context"][k]:.4f}' for k in sizes)
-            + ''.join(f' | {cond[k]:.4f}' if k in cond else ' | -' for k in cond_sizes) + ' |')
+    cells = [f'{h["by_context"][k]:.4f}' for k in sizes]
+    cells += [f'{h[key][k]:.4f}' if k in (h.get(key) or {}) else '-' for key, _, k in columns]
+    return f'| {h["step"]} | ' + ' | '.join(cells) + ' |'
 
   rows = '\n'.join(row(with_sizes[i]) for i in picks)
-  header = (' | '.join(f'{k} trials' for k in sizes)
-            + ''.join(f' | conditional, {k} trials' for k in cond_sizes))
-  return ('## Held-out loss by context size (nats per y token)\n\nFlat studies (held-out BBOB'
-          ' functions and seeds)' + (' and held-out conditional-space studies' if cond_sizes
-                                     else '') + '.\n\n| step | ' + header + ' |\n|---|'
-          + '---|' * (len(sizes) + len(cond_sizes)) + '\n' + rows + '\n')
+  header = ' | '.join([f'{k} trials' for k in sizes]
+                      + [f'{label}, {k} trials' for _, label, k in columns])
+  studies = ' and '.join(['flat studies (held-out BBOB functions and seeds)']
+                         + [f'held-out {label} studies' for _, label in extra])
+  return ('## Held-out loss by context size (nats per y token)\n\n' + studies[0].upper()
+          + studies[1:] + '.\n\n| step | ' + header + ' |\n|---|'
+          + '---|' * (len(sizes) + len(columns)) + '\n' + rows + '\n')
 
 
 def loss_plot(history: list[dict], path: pathlib.Path) -> None:
@@ -214,8 +251,9 @@ def main(argv=None) -> int:
   parser.add_argument('run', help='pretraining run directory (summary.json, model.pt)')
   parser.add_argument('--kind', choices=('omnipred', 'symbolic'), default='omnipred')
   parser.add_argument('--ship', action='store_true', help='copy model.pt into the package')
-  parser.add_argument('--previous', default=None, metavar='RUN',
-                      help='the run whose weights this one started from (--init-from)')
+  parser.add_argument('--previous', nargs='+', default=(), metavar='RUN',
+                      help='the runs whose weights this one continued (--init-from), earliest'
+                      ' first')
   parser.add_argument('--snapshot', action='store_true',
                       help='card and weights from last.pt (a run still training, or stopped)')
   args = parser.parse_args(argv)
@@ -226,9 +264,16 @@ def main(argv=None) -> int:
   else:
     summary = json.loads((run / 'summary.json').read_text())
     weights = run / 'model.pt'
+  summary['run_dir'] = str(args.run).rstrip('/')
   if args.previous:
-    summary = combine(json.loads((pathlib.Path(args.previous) / 'summary.json').read_text()),
-                      summary)
+    earlier = []
+    for path in args.previous:
+      earlier.append(dict(json.loads((pathlib.Path(path) / 'summary.json').read_text()),
+                          run_dir=str(path).rstrip('/')))
+    combined = earlier[0]
+    for later in earlier[1:] + [summary]:
+      combined = combine(combined, later)
+    summary = combined
   if args.kind == 'symbolic':
     bench, make, card, shipped = 'symbolic.md', symbolic_card_text, 'SYMBOLIC.md', checkpoints.SHIPPED_SYMBOLIC
   else:

@@ -30,6 +30,7 @@ from vizier_omnipred.model import ModelConfig, OmniPredModel
 from vizier_omnipred.pretraining.conditional_prior import ConditionalStudy
 from vizier_omnipred.pretraining.corpus import (
     EVAL_SEED_OFFSET, IN_CONTEXT_CORPUS, CorpusConfig, SyntheticStudy)
+from vizier_omnipred.pretraining.multi_output_prior import MultiOutputStudy
 from vizier_omnipred import regressor
 from vizier_omnipred.serialization import Featurizer, StudyInputs
 from vizier_omnipred.training import DistEnv, Prefetcher, train_loop
@@ -64,16 +65,23 @@ class TrainConfig:
   init_from: str | None = attrs.field(default=None, kw_only=True)
   # Held-out conditional studies at these context sizes, reported beside the flat ones.
   eval_conditional_sizes: tuple[int, ...] = attrs.field(default=(10, 30), kw_only=True)
+  # Held-out studies whose trials carry other metrics (several objectives), at these sizes.
+  eval_multi_output_sizes: tuple[int, ...] = attrs.field(default=(10, 30), kw_only=True)
 
 
-Study = SyntheticStudy | ConditionalStudy
+Study = SyntheticStudy | ConditionalStudy | MultiOutputStudy
 
 
 def prior_study(seed: int, config: CorpusConfig, *, split: str = 'train') -> Study:
   """The study of `seed` in the prior: over a conditional space with probability
-  `config.conditional_fraction`, else a flat `SyntheticStudy`."""
-  if np.random.default_rng([seed, 5]).random() < config.conditional_fraction:
+  `config.conditional_fraction`, with other metrics as inputs with probability
+  `config.multi_output_fraction`, else a flat `SyntheticStudy`. (One uniform draw decides, so a
+  seed's conditional study stays the same whatever the multi-output share is.)"""
+  u = np.random.default_rng([seed, 5]).random()
+  if u < config.conditional_fraction:
     return ConditionalStudy(seed, config, split=split)
+  if u < config.conditional_fraction + config.multi_output_fraction:
+    return MultiOutputStudy(seed, config, split=split)
   return SyntheticStudy(seed, config, split=split)
 
 
@@ -81,7 +89,8 @@ def episode(study: Study, num_context: int, num_queries: int, rng: np.random.Gen
             model_config: ModelConfig) -> tuple[StudyInputs, np.ndarray]:
   """One study's context + queries -> (inputs, query targets as y slot ids [num_queries, T])."""
   rows, y = study.draw(num_context + num_queries, rng)
-  featurizer = Featurizer(study.problem, config=model_config.featurizer)
+  featurizer = Featurizer(study.problem, config=model_config.featurizer,
+                          metric_inputs=study.metric_inputs)
   return regressor.episode(featurizer.featurize(rows), featurizer.metadata(), y, num_context,
                            model_config.y_codec)
 
@@ -111,17 +120,20 @@ def make_batch(cfg: TrainConfig, step: int, rank: int) -> tuple[StudyInputs, np.
 def evaluate(model: OmniPredModel, cfg: TrainConfig, device: torch.device) -> dict:
   """Mean token loss on held-out studies (held-out BBOB functions, disjoint seeds), per
   context size and overall; and on held-out conditional-space studies at
-  `eval_conditional_sizes`. Deterministic: the same episodes at every evaluation. The flat
-  studies are the same whatever `conditional_fraction` is, so runs stay comparable."""
+  `eval_conditional_sizes`, and on held-out multi-output studies at `eval_multi_output_sizes`.
+  Deterministic: the same episodes at every evaluation. The flat studies are the same whatever
+  `conditional_fraction` and `multi_output_fraction` are, so runs stay comparable."""
   model.eval()
   with torch.no_grad():
     by_size = {size: _eval_loss(model, cfg, device, size, SyntheticStudy)
                for size in cfg.eval_context_sizes}
     conditional = {size: _eval_loss(model, cfg, device, size, ConditionalStudy)
                    for size in cfg.eval_conditional_sizes}
+    multi = {size: _eval_loss(model, cfg, device, size, MultiOutputStudy)
+             for size in cfg.eval_multi_output_sizes}
   model.train()
   return {'mean': float(np.mean(list(by_size.values()))), 'by_context': by_size,
-          'conditional_by_context': conditional}
+          'conditional_by_context': conditional, 'multi_output_by_context': multi}
 
 
 def _eval_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.device, size: int,
