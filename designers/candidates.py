@@ -92,7 +92,6 @@ class CandidateSpace:
     self.axes = [Axis.of(pc) for pc in configs]
     self.names = [pc.name for pc in configs]
     self._index = {name: j for j, name in enumerate(self.names)}
-    self._parents = {j for j, pc in enumerate(configs) if _has_children(space, pc.name)}
     self.kinds = np.asarray([a.kind for a in self.axes], dtype=np.int64)
     self.sizes = np.asarray([a.size for a in self.axes], dtype=np.int64)
     self._halton = qmc.Halton(d=self.dim, seed=seed)
@@ -138,39 +137,21 @@ class CandidateSpace:
     """n Halton points (the sequence advances: successive calls give new points)."""
     return self.snap(self._halton.random(n)) if n > 0 else np.zeros((0, self.dim))
 
-  def movable(self, trials: Sequence[vz.TrialSuggestion]) -> np.ndarray:
-    """[n, d] True where a local move around the trial may change the axis: its active
-    parameters that select no children. Moving an inactive axis changes nothing, and moving a
-    parent switches branches, leaving the branch's own tuning behind (other branches get
-    their own centres and suggestions); a trial with nothing else may move everything active."""
-    out = np.zeros((len(trials), self.dim), dtype=bool)
-    for i, trial in enumerate(trials):
-      active = [self._index[name] for name in trial.parameters if name in self._index]
-      leaves = [j for j in active if j not in self._parents]
-      out[i, leaves or active] = True
-    return out
-
   def local(self, centres: np.ndarray, n: int, radius: float,
-            rng: np.random.Generator, movable: np.ndarray | None = None) -> np.ndarray:
+            rng: np.random.Generator) -> np.ndarray:
     """n moves around `centres` [k, d] (earlier centres are drawn more often).
 
-    Each move changes a random subset of the centre's movable coordinates (`movable` [k, d];
-    None: all; about 3, at least 1): continuous and ordinal ones by N(0, radius) in the cube,
-    categorical ones to a different category, drawn uniformly.
+    Each move changes a random subset of coordinates (about 3, at least 1): continuous and
+    ordinal ones by N(0, radius) in the cube, categorical ones to a different category, drawn uniformly.
     """
     if n <= 0 or len(centres) == 0:
       return np.zeros((0, self.dim))
     k = len(centres)
     weights = 1.0 / np.arange(1, k + 1)
-    which = rng.choice(k, size=n, p=weights / weights.sum())
-    base = centres[which]
+    base = centres[rng.choice(k, size=n, p=weights / weights.sum())]
     d = self.dim
-    can = np.ones((n, d), dtype=bool) if movable is None else np.asarray(movable, bool)[which]
-    count = can.sum(axis=1)
-    change = (rng.random((n, d)) < np.minimum(1.0, 3.0 / count)[:, None]) & can
-    # At least one: the r-th movable coordinate of each row.
-    r = rng.integers(0, count)
-    change[np.arange(n), np.argmax(np.cumsum(can, axis=1) > r[:, None], axis=1)] = True
+    change = rng.random((n, d)) < min(1.0, 3.0 / d)
+    change[np.arange(n), rng.integers(0, d, n)] = True
     step = rng.normal(0.0, radius, (n, d))
     ordinal = self.kinds == ORDINAL
     # An ordinal move smaller than one cell would round back: step at least one cell.
@@ -184,14 +165,6 @@ class CandidateSpace:
       other = (idx + rng.integers(1, size, (n, cat.size))) % size  # never the same category
       moved[:, cat] = np.where(change[:, cat], (other + 0.5) / size, base[:, cat])
     return self.snap(moved)
-
-
-def _has_children(space: vz.SearchSpace, name: str) -> bool:
-  for root in space.parameters:
-    for pc in root.traverse(show_children=True):
-      if pc.name == name:
-        return bool(pc.child_parameter_configs)
-  return False
 
 
 def parameter_key(params: vz.ParameterDict | dict) -> tuple:

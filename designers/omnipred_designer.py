@@ -267,11 +267,8 @@ class OmniPredDesigner(vza.Designer):
         branches.add(frozenset(t.parameters))
         centres.append(t)
     n_local = int(round(n * cfg.local_fraction))
-    movable = (self._space.movable(centres) if self._problem.search_space.is_conditional
-               else None)
     return np.concatenate([
-        self._space.local(self._space.to_unit(centres), n_local, self._region.radius, self._rng,
-                          movable),
+        self._space.local(self._space.to_unit(centres), n_local, self._region.radius, self._rng),
         self._space.quasi_random(n - n_local),
     ])
 

@@ -81,34 +81,3 @@ def test_conditional_candidates_are_valid_and_round_trip(conditional_problem):
         assert back[i, j] == pytest.approx(snapped[i, j], abs=1e-9)
       else:
         assert back[i, j] == space.snap(np.full((1, space.dim), 0.5))[0, j]
-
-
-def test_conditional_local_moves_tune_the_centre_s_branch(conditional_problem):
-  """Around an svm/rbf trial, moves change its own leaves (learning_rate, C, gamma), never the
-  choices (model, kernel) and nothing inactive: every move stays in the branch and moves."""
-  space = CandidateSpace(conditional_problem.search_space, seed=0)
-  centre = vz.TrialSuggestion({'learning_rate': 1e-2, 'model': 'svm', 'C': 1.0,
-                               'kernel': 'rbf', 'gamma': 0.1})
-  movable = space.movable([centre])
-  assert {n for n, m in zip(space.names, movable[0]) if m} == {'learning_rate', 'C', 'gamma'}
-  unit = space.to_unit([centre])
-  moves = space.to_parameters(space.local(unit, 200, 0.1, np.random.default_rng(0), movable))
-  assert all(p['model'].value == 'svm' and p['kernel'].value == 'rbf' for p in moves)
-  centre_values = {k: v.value for k, v in centre.parameters.items()}
-  assert all(any(p[k].value != centre_values[k] for k in ('learning_rate', 'C', 'gamma'))
-             for p in moves)
-  # Flat spaces: an all-True mask is the unmasked move, draw for draw.
-  everything = np.ones_like(movable)
-  np.testing.assert_array_equal(space.local(unit, 50, 0.1, np.random.default_rng(1)),
-                                space.local(unit, 50, 0.1, np.random.default_rng(1), everything))
-  # A branch whose only parameter is its choice may still switch it.
-  lonely = CandidateSpace(_choice_only_problem().search_space)
-  trial = vz.TrialSuggestion({'family': 'a'})
-  assert dict(zip(lonely.names, lonely.movable([trial])[0])) == {'family': True, 'w': False}
-
-
-def _choice_only_problem():
-  problem = vz.ProblemStatement()
-  family = problem.search_space.root.add_categorical_param('family', ['a', 'b'])
-  family.select_values(['b']).add_float_param('w', 0.0, 1.0)
-  return problem
