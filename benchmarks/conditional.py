@@ -47,7 +47,7 @@ RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 RAW = RESULTS / 'raw' / 'conditional'
 METRIC = 'error'
 TRIALS = 50
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
 DESIGNERS = ('omnipred', 'random', 'quasi_random', 'eagle')
 FLATTENED = ('quasi_random', 'eagle')  # Vizier designers that refuse conditional spaces
 
