@@ -80,6 +80,8 @@ OMNIPRED_VARIANTS = {
     'omnipred_budget': ({'time_budget_s': 0.7}, {}),
     # Several objectives sampled each from the parameters alone (the default chains them).
     'omnipred_independent': ({'joint_objectives': False}, {}),
+    # y read through an affine map instead of ranks (a plateau's tiny differences stay tiny).
+    'omnipred_affine': ({'y_warp': 'none'}, {}),
 }
 
 

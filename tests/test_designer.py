@@ -305,3 +305,35 @@ def test_the_least_tried_branch_still_gets_some_suggestions(conditional_problem)
   assert model.count('forest') >= 0.6 * len(model)
   assert {'linear', 'svm'} <= set(model) | set(seeds), (seeds, model)
   assert len(set(model)) > 1, model  # the model phase itself leaves 'forest' now and then
+
+
+class RecordsY:
+  """A test surrogate that keeps the y the designer feeds it."""
+
+  def __init__(self):
+    self.y = None
+
+  def condition(self, parameters, y, *, time_budget_s=None):
+    self.y = np.asarray(y)
+    return {'fit_steps': 0}
+
+  def sample(self, parameters, num_samples, *, seed):
+    return np.zeros((len(parameters), num_samples))
+
+
+def test_y_reaches_the_surrogate_as_ranks_in_flat_spaces_and_as_values_in_conditional_ones(
+    conditional_problem, mixed_problem):
+  """The default warp ('auto'): ranks where values span orders of magnitude (flat BBOB-like
+  studies), the values themselves in a conditional space, so a plateau's tiny differences stay
+  tiny."""
+  for problem, conditional in ((mixed_problem, False), (conditional_problem, True)):
+    surrogate = RecordsY()
+    designer = OmniPredDesigner(problem, seed=0, config=FAST, surrogate=surrogate)
+    values = iter([0.5, 0.5001, 0.5002, 0.9, 3.0, 0.5003, 0.7, 0.8, 0.6])
+    _run(designer, problem, FAST.num_seed_trials + 2, value_fn=lambda p: next(values))
+    seen = sorted(surrogate.y)
+    if conditional:  # the study's own values (MINIMIZE: in the study's direction)
+      np.testing.assert_allclose(seen, sorted([0.5, 0.5001, 0.5002, 0.9, 3.0, 0.5003][
+          :len(seen)]))
+    else:
+      np.testing.assert_allclose(np.diff(seen), 1.0 / (len(seen) - 1))

@@ -54,7 +54,8 @@ def _training_row(summary: dict) -> str:
     return (f"{s['steps']} steps x {s['examples_per_step']} trials, AdamW lr"
             f" {cfg['learning_rate']} (warmup {cfg['warmup_steps']}, cosine to"
             f" {cfg['min_learning_rate_ratio']}x over {cfg['steps']} steps), weight decay"
-            f" {cfg['weight_decay']}, clip {cfg['grad_clip']}, bf16 {cfg['bf16']}")
+            f" {cfg['weight_decay']}, clip {cfg['grad_clip']}, bf16 {cfg['bf16']}"
+            + (' (stopped by its time limit)' if s['steps'] < cfg['steps'] else ''))
   stages = summary.get('stages')
   if not stages:
     return one(summary)
