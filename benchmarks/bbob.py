@@ -78,8 +78,8 @@ OMNIPRED_VARIANTS = {
     'omnipred': ({}, {}),
     'omnipred_lora': ({}, {'lora_from_trials': 20}),
     'omnipred_budget': ({'time_budget_s': 0.7}, {}),
-    # Several objectives sampled each from the parameters alone (the default chains them).
-    'omnipred_independent': ({'joint_objectives': False}, {}),
+    # Several objectives sampled jointly by the chain rule (the default: independently).
+    'omnipred_joint': ({'joint_objectives': True}, {}),
     # y read through an affine map instead of ranks (a plateau's tiny differences stay tiny).
     'omnipred_affine': ({'y_warp': 'none'}, {}),
 }

@@ -13,7 +13,10 @@ Score: the hypervolume of the trials' Pareto front after 50 trials, each objecti
 that the worst and the best value over 1000 uniform points are 0 and 1 (the reference point is
 that worst corner: any point a random search might find counts; 1.0 = the box a random
 search's best corner spans, more is better than that). NSGA-II runs with population 20, so
-that it evolves within 50 trials (Vizier's default of 50 makes it random search there). Raw runs: benchmarks/results/raw/multi_objective/ (git-ignored);
+that it evolves within 50 trials (Vizier's default of 50 makes it random search there).
+`omnipred` samples the objectives independently (the designer's default), `omnipred_joint` by
+the chain rule (`joint_objectives=True`). Raw runs: benchmarks/results/raw/multi_objective/
+(git-ignored);
 table and plot: benchmarks/results/multi_objective.md, multi_objective.png.
 """
 
@@ -44,7 +47,7 @@ RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 RAW = RESULTS / 'raw' / 'multi_objective'
 TRIALS = 50
 SEEDS = (0, 1, 2)
-DESIGNERS = ('omnipred', 'omnipred_independent', 'nsga2', 'gp_bandit', 'random')
+DESIGNERS = ('omnipred', 'omnipred_joint', 'nsga2', 'gp_bandit', 'random')
 NSGA2_POPULATION = 20  # evolves within 50 trials (the default 50 would be random search there)
 REFERENCE_POINTS = 1000  # uniform points that fix each problem's reference point
 

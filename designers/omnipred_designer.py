@@ -14,11 +14,11 @@ candidates whose nearest evaluated neighbour failed are ranked last. The surroga
 collaborator (`surrogate=` or `surrogate_factory=`); by default the shipped LM.
 
 Several objectives: one surrogate per objective (each reads the trials with a finite value of
-its metric, its prompt names that metric and goal); with the LM they are chained
+its metric, its prompt names that metric and goal), sampled independently, as Vizier's
+multi-metric GP fits one GP per metric; `joint_objectives=True` chains LM surrogates instead
 (`surrogate.ChainedObjectives`: objective k also reads the trials' values of the objectives
-before it, and is sampled at each candidate's samples of them, so the samples are joint), with
-other surrogates independent, as Vizier's multi-metric GP fits one GP per metric. Candidates
-are scored by expected hypervolume improvement over the joint samples
+before it, and is sampled at each candidate's samples of them, so the samples are joint).
+Candidates are scored by expected hypervolume improvement over the samples
 (`hypervolume.expected_improvement`) against the Pareto front of the warped values. A trial
 with NaN in one objective still informs the others. SAFETY metrics (`safety.py`) get a
 surrogate each too: a candidate's acquisition is weighted by its probability of being safe,
@@ -66,9 +66,13 @@ class OmniPredDesignerConfig:
 
   # One objective of several to optimise alone; None: every objective (several: EHVI).
   metric_name: str | None = attrs.field(default=None, kw_only=True)
-  # Several objectives: joint samples by the chain rule (objective k reads the trials' values
-  # of the ones before it) when the surrogates are LMs; False: each from the parameters alone.
-  joint_objectives: bool = attrs.field(default=True, kw_only=True)
+  # Several objectives: True samples them jointly by the chain rule (objective k reads the
+  # trials' values of the ones before it; LM surrogates only); False: each from the parameters
+  # alone. Off by measurement (README, benchmarks/multi_objective.py, 3 seeds): independent
+  # samples gave the higher hypervolume on ZDT1 (0.976 vs 0.968) and DTLZ2 (0.697 vs 0.585),
+  # the chain only on the BBOB pair (0.992 vs 0.984), and it costs 2-3x the sampling time: a
+  # candidate's sampled y1 carries the model's error into y2, and in the context y1 was exact.
+  joint_objectives: bool = attrs.field(default=False, kw_only=True)
   num_seed_trials: int = attrs.field(default=5, kw_only=True)
   num_candidates: int = attrs.field(default=512, kw_only=True)
   local_fraction: float = attrs.field(default=0.6, kw_only=True)  # of the pool

@@ -1,5 +1,6 @@
 """Several objectives: the regressor's joint samples, and the designer's EHVI search."""
 
+import attrs
 import numpy as np
 import pytest
 from vizier import algorithms as vza
@@ -204,15 +205,15 @@ def test_shipped_model_samples_linked_metrics_jointly():
   assert abs(within_candidate_correlation(False)) < 0.25
 
 
-def test_designer_chains_lm_objectives_and_keeps_other_surrogates_independent():
+def test_designer_chains_lm_objectives_on_request_and_otherwise_samples_them_apart():
   problem = _problem()
   factory = LMSurrogate.factory(LMSurrogateConfig(), shared=OmniPredRegressor.from_scratch(TINY))
-  chained = OmniPredDesigner(problem, config=FAST, surrogate_factory=factory)
+  chained = OmniPredDesigner(problem, config=attrs.evolve(FAST, joint_objectives=True),
+                             surrogate_factory=factory)
   assert isinstance(chained._objectives, ChainedObjectives)
   assert [s.regressor.featurizer.metric_inputs for s in chained._objectives.surrogates] == [
       (), ('a',)]
-  apart = OmniPredDesigner(problem, config=OmniPredDesignerConfig(joint_objectives=False),
-                           surrogate_factory=factory)
+  apart = OmniPredDesigner(problem, config=OmniPredDesignerConfig(), surrogate_factory=factory)
   assert isinstance(apart._objectives, IndependentObjectives)
   assert not isinstance(apart._objectives, ChainedObjectives)
   oracles = OmniPredDesigner(problem, config=FAST, surrogate_factory=lambda p, info:

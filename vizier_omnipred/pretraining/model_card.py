@@ -159,8 +159,9 @@ def _context_table(history: list[dict], stage_ends: Sequence[int] = ()) -> str:
   rows = '\n'.join(row(with_sizes[i]) for i in picks)
   header = ' | '.join([f'{k} trials' for k in sizes]
                       + [f'{label}, {k} trials' for _, label, k in columns])
-  studies = ' and '.join(['flat studies (held-out BBOB functions and seeds)']
-                         + [f'held-out {label} studies' for _, label in extra])
+  kinds = ['flat studies (held-out BBOB functions and seeds)'] + [
+      f'held-out {label} studies' for _, label in extra]
+  studies = ', '.join(kinds[:-1]) + ' and ' + kinds[-1] if len(kinds) > 1 else kinds[0]
   return ('## Held-out loss by context size (nats per y token)\n\n' + studies[0].upper()
           + studies[1:] + '.\n\n| step | ' + header + ' |\n|---|'
           + '---|' * (len(sizes) + len(columns)) + '\n' + rows + '\n')
