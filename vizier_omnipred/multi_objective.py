@@ -12,6 +12,10 @@ items (absent where missing), so p(y1, y2 | x) = p(y1 | x) p(y2 | x, y1), and a 
 y2 is drawn at each of its own y1 samples (`OmniPredRegressor.sample_given`). Pretraining
 teaches this read (`pretraining.multi_output_prior`). `joint=False` samples each metric from
 the parameters alone, independently, as Vizier's multi-metric GP fits one GP per metric.
+
+Joint samples carry each metric's trade-off with the others; each later metric's marginal also
+carries the earlier ones' sampling error. The designer measured both and samples
+independently by default (`OmniPredDesignerConfig.joint_objectives`, README).
 """
 
 from __future__ import annotations
