@@ -5,6 +5,7 @@
     python benchmarks/bbob.py --preset full --shard 1/2   # each resumable
     python benchmarks/bbob.py --preset full --aggregate   # tables + plots from what has run
     python benchmarks/bbob.py --preset seed0              # the full pairs, seed 0, no GP
+    python benchmarks/bbob.py --preset seed1              # ... and at seed 1
     python benchmarks/bbob.py --preset latency            # every designer in one process
     python benchmarks/bbob.py --preset memory --designers omnipred   # peak RSS, 100 trials
 
@@ -43,21 +44,25 @@ from designers.study_runner import run_study, shifted_bbob  # noqa: E402
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 RAW = RESULTS / 'raw'
 
+# The full preset's 8 functions (x 4-D and 8-D: 16 pairs), shared by the seed presets.
+FULL_FUNCTIONS = ('Sphere', 'Ellipsoidal', 'Rastrigin', 'BuecheRastrigin', 'AttractiveSector',
+                  'StepEllipsoidal', 'RosenbrockRotated', 'Weierstrass')
+
 PRESETS = {
     'quick': dict(functions=('Sphere', 'Rastrigin', 'Ellipsoidal'), dims=(4,), seeds=(0, 1),
                   trials=30, designers=('omnipred', 'random', 'quasi_random', 'gp_ucb_pe')),
-    'full': dict(functions=('Sphere', 'Ellipsoidal', 'Rastrigin', 'BuecheRastrigin',
-                            'AttractiveSector', 'StepEllipsoidal', 'RosenbrockRotated',
-                            'Weierstrass'),
+    'full': dict(functions=FULL_FUNCTIONS,
                  dims=(4, 8), seeds=(0, 1, 2, 3, 4), trials=50,
                  designers=('omnipred', 'omnipred_lora', 'random', 'quasi_random', 'eagle',
                             'cmaes', 'gp_ucb_pe')),
     # The full preset's 16 (function, dim) pairs at seed 0, without the hours GP-UCB-PE takes:
     # a check of a new model against the cheap baselines.
-    'seed0': dict(functions=('Sphere', 'Ellipsoidal', 'Rastrigin', 'BuecheRastrigin',
-                             'AttractiveSector', 'StepEllipsoidal', 'RosenbrockRotated',
-                             'Weierstrass'),
+    'seed0': dict(functions=FULL_FUNCTIONS,
                   dims=(4, 8), seeds=(0,), trials=50,
+                  designers=('omnipred', 'omnipred_lora', 'random', 'quasi_random', 'eagle')),
+    # The same pairs at seed 1: a second look when two models' seed0 numbers differ.
+    'seed1': dict(functions=FULL_FUNCTIONS,
+                  dims=(4, 8), seeds=(1,), trials=50,
                   designers=('omnipred', 'omnipred_lora', 'random', 'quasi_random', 'eagle')),
     # Speed: every designer in one process, one after the other, on the same study.
     'latency': dict(functions=('Rastrigin',), dims=(4,), seeds=(0,), trials=60,
@@ -68,7 +73,8 @@ PRESETS = {
                    designers=('omnipred', 'omnipred_lora')),
 }
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
-GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'seed0': (0,), 'latency': (0,), 'memory': (0,)}
+GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'seed0': (0,), 'seed1': (1,), 'latency': (0,),
+            'memory': (0,)}
 BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
 # OmniPred variants: (OmniPredDesignerConfig fields, LMSurrogateConfig fields) over the
 # defaults. `omnipred` is the default (zero-shot in context); `omnipred_lora` adds test-time
