@@ -78,9 +78,14 @@ class IndependentObjectives:
     reports = []
     for k, surrogate in enumerate(self.surrogates):
       rows = np.flatnonzero(np.isfinite(y[:, k]))
-      reports.append(surrogate.condition([parameters[i] for i in rows], y[rows, k],
+      reports.append(surrogate.condition(self._inputs(k, parameters, y, rows), y[rows, k],
                                          time_budget_s=time_budget_s))
     return _merged_report(reports)
+
+  def _inputs(self, k: int, parameters, y: np.ndarray, rows: np.ndarray) -> list:
+    """What objective k's surrogate reads of the trials `rows`: their parameters."""
+    del k, y
+    return [parameters[i] for i in rows]
 
   def sample(self, parameters, num_samples, *, seed) -> np.ndarray:
     return np.stack([s.sample(parameters, num_samples, seed=seed + k)
@@ -102,15 +107,9 @@ class ChainedObjectives(IndependentObjectives):
         raise ValueError(f'Objective {self.names[k]!r}: its surrogate must read the metrics'
                          f' {self.names[:k]} as inputs (LMSurrogate(metric_inputs=...)).')
 
-  def condition(self, parameters, y, *, time_budget_s=None) -> dict:
-    y = np.asarray(y, dtype=np.float64).reshape(len(parameters), len(self.surrogates))
-    rows = [_plain(p) for p in parameters]
-    reports = []
-    for k, surrogate in enumerate(self.surrogates):
-      keep = np.flatnonzero(np.isfinite(y[:, k]))
-      with_inputs = [dict(rows[i], **dict(zip(self.names[:k], y[i, :k]))) for i in keep]
-      reports.append(surrogate.condition(with_inputs, y[keep, k], time_budget_s=time_budget_s))
-    return _merged_report(reports)
+  def _inputs(self, k: int, parameters, y: np.ndarray, rows: np.ndarray) -> list:
+    """Their parameters plus their values of objectives 1..k-1."""
+    return [dict(_plain(parameters[i]), **dict(zip(self.names[:k], y[i, :k]))) for i in rows]
 
   def sample(self, parameters, num_samples, *, seed) -> np.ndarray:
     out = [self.surrogates[0].sample(parameters, num_samples, seed=seed)]

@@ -312,9 +312,11 @@ class Featurizer:
     asks for one objective at every sample of the ones before it."""
     k = len(self.metric_inputs)
     values = np.asarray(values, dtype=np.float64).reshape(len(inputs), k)
-    out = {f.name: getattr(inputs, f.name).copy() for f in attrs.fields(ModelInputs)}
     if k == 0:
-      return ModelInputs(**out)
+      return inputs
+    # Only the fields written here are copied; names and texts are shared with `inputs`.
+    out = attrs.asdict(inputs, recurse=False)
+    out.update({f: out[f].copy() for f in ('mask', 'kinds', 'values', 'scalars', 'numbers')})
     cols = slice(inputs.names.shape[1] - k, None)
     finite = np.isfinite(values)
     clean = np.where(finite, values, 0.0)

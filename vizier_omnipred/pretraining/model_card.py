@@ -59,9 +59,11 @@ def _training_row(summary: dict) -> str:
   stages = summary.get('stages')
   if not stages:
     return one(summary)
-  parts = [f"({k}) {'' if k == 1 else f'from stage {k - 1}' + chr(39) + 's weights, '}{one(s)},"
-           f" {s['wall_time_s'] / 60:.0f} min, {_prior_mix(s['train_config']['corpus'])}"
-           for k, s in enumerate(stages, start=1)]
+  parts = []
+  for k, s in enumerate(stages, start=1):
+    start = f"from stage {k - 1}'s weights, " if k > 1 else ''
+    parts.append(f"({k}) {start}{one(s)}, {s['wall_time_s'] / 60:.0f} min,"
+                 f" {_prior_mix(s['train_config']['corpus'])}")
   return f'{len(stages)} stages: ' + '; '.join(parts)
 
 
