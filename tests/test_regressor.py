@@ -21,16 +21,18 @@ def _fit(y_scale=1.0, y_shift=0.0, n=24, config=FAST_FULL, seed=0):
 
 def test_test_time_training_learns_the_study_in_context():
   """From scratch, full training on the study's own context/query splits: the model then
-  ranks held-out points of the same function from the context."""
-  rows, y = quadratic_2d(60, 0)
+  ranks held-out points of the same function from the context. (60 held-out points: over
+  init seeds 0-3 untrained 0.11-0.18, trained 0.62-0.76; with 20 the rank correlation swung
+  with float rounding.)"""
+  rows, y = quadratic_2d(100, 0)
   reg = OmniPredRegressor.from_scratch(TINY, seed=0)
   reg.condition(list(zip(rows[:40], y[:40])))
   untrained = stats.spearmanr(reg.predict(rows[40:], num_samples=32).median, y[40:]).statistic
   report = reg.fine_tune(list(zip(rows[:40], y[:40])), config=FineTuneConfig(
-      method='full', learning_rate=3e-3, max_steps=200))
-  assert report.steps == 200 and report.stopped_by == 'max_steps' and report.num_context == 40
+      method='full', learning_rate=1e-3, max_steps=400))
+  assert report.steps == 400 and report.stopped_by == 'max_steps' and report.num_context == 40
   trained = stats.spearmanr(reg.predict(rows[40:], num_samples=32).median, y[40:]).statistic
-  assert trained > 0.4 and trained > untrained + 0.2, (untrained, trained)
+  assert trained > 0.5 and trained > untrained + 0.3, (untrained, trained)
 
 
 def test_sampling_needs_a_context():
