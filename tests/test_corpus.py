@@ -95,6 +95,23 @@ def test_gp_prior_survives_repeated_points():
   assert np.all(np.isfinite(f)) and np.ptp(f) < 1e-6  # one point, one value
 
 
+def test_gp_prior_length_scales_can_grow_with_dimension():
+  """With the sqrt(d) option an 8-D draw has the same kernel and unused dimensions as without
+  it (the same random numbers), its length scales sqrt(8) times longer, and a 1-D draw is
+  unchanged; by default nothing moves."""
+  from vizier_omnipred.pretraining.gp_prior import GPFunction, GPPriorConfig
+  scaled = GPPriorConfig(length_scale_dim_exponent=0.5)
+  for dim in (1, 8):
+    plain = GPFunction.draw(dim, np.random.default_rng(dim))
+    longer = GPFunction.draw(dim, np.random.default_rng(dim), scaled)
+    assert longer.kernel == plain.kernel
+    np.testing.assert_array_equal(np.isinf(longer.length_scales), np.isinf(plain.length_scales))
+    used = np.isfinite(plain.length_scales)
+    np.testing.assert_allclose(longer.length_scales[used] / plain.length_scales[used],
+                               np.sqrt(dim))
+  assert GPPriorConfig().length_scale_dim_exponent == 0.0
+
+
 def test_in_context_corpus_mixes_objective_kinds_and_draws_new_functions():
   from vizier_omnipred.pretraining.corpus import IN_CONTEXT_CORPUS
   kinds = {SyntheticStudy(s, IN_CONTEXT_CORPUS).objective for s in range(60)}

@@ -43,6 +43,9 @@ def _pretrain(args) -> int:
     corpus = attrs.evolve(corpus, conditional_fraction=args.conditional_fraction)
   if args.multi_output_fraction is not None:
     corpus = attrs.evolve(corpus, multi_output_fraction=args.multi_output_fraction)
+  if args.length_scale_dim_exponent is not None:
+    corpus = attrs.evolve(corpus, gp=attrs.evolve(
+        corpus.gp, length_scale_dim_exponent=args.length_scale_dim_exponent))
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
       model=ModelConfig(**sizes), corpus=corpus, trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
@@ -107,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--multi-output-fraction', type=float, default=None,
                  help='share of studies whose trials carry other metrics as inputs (several'
                  ' objectives; default: the in-context corpus\'s, 0.15)')
+  p.add_argument('--length-scale-dim-exponent', type=float, default=None,
+                 help='GP-prior length scales times dim ** this (0.5: sqrt(d) scaling;'
+                 ' default: the in-context corpus\'s, 0)')
   p.add_argument('--init-from', default=None, metavar='CHECKPOINT',
                  help='start a new run from these weights (e.g. the shipped checkpoint);'
                  ' ignored when --out resumes')
