@@ -2,6 +2,7 @@
 
     python benchmarks/regression.py            # full: 15 BBOB + 15 GP + 5 tuning studies
     python benchmarks/regression.py --quick    # a few minutes: fewer studies
+    python benchmarks/regression.py --sets dims --out benchmarks/results/regression_dims
 
 Study sets (none of them seen in pretraining):
   bbob:   BBOB functions held out from pretraining (vizier.benchmarks), optimum shifted,
@@ -11,6 +12,8 @@ Study sets (none of them seen in pretraining):
   tuning: real tuning studies with mixed parameter types: scikit-learn models on datasets
           that ship with scikit-learn (`tuning_studies.py`: SVM, decision tree, k-NN, elastic
           net, gradient boosting; log/linear DOUBLE, INTEGER, DISCRETE, CATEGORICAL).
+  dims:   (not in the default run) shifted Sphere, a function family pretraining DOES draw,
+          at 1/2/3/4/6/8-D x 3 seeds: how far in-context regression reaches with dimension.
 A GP-prior or tuning study is one pool of points: methods fit the first 10/30/100 and predict
 its last 50. A BBOB study is last session's: uniform points drawn per training size from the
 same seeds, 100 test points, so its GP row is comparable with the earlier table.
@@ -21,7 +24,8 @@ same seeds, 100 test points, so its GP row is comparable with the earlier table.
 
 Methods: the in-context LM zero-shot (the trials are its context, no weight changes), the
 same plus test-time LoRA, and scikit-learn's random forest, GP (Matern 5/2 + noise, ARD) and
-MLP; the baselines read log parameters as log10 and categories one-hot.
+MLP; the baselines read log parameters as log10 and categories one-hot. A last row predicts
+the training points' median everywhere: the error of knowing nothing about x.
 Writes benchmarks/results/regression.{md,png}.
 """
 
@@ -62,6 +66,8 @@ RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 NUM_TEST = 50  # GP-prior and tuning studies; BBOB keeps last session's 100 (`bbob_studies`)
 BBOB_NUM_TEST = 100
 SIZES = (10, 30, 100)
+DIMS_SET = dict(dims=(1, 2, 3, 4, 6, 8), seeds=(0, 1, 2))  # `--sets dims`
+DEFAULT_SETS = 'bbob,gp,tuning'
 Z90 = stats.norm.ppf(0.9)  # a Gaussian's 90% quantile in standard deviations
 # Test-time LoRA in the benchmark: a fit from the base per study.
 LORA = FineTuneConfig(max_steps=40)
@@ -200,14 +206,17 @@ def sklearn_methods(seed: int) -> dict:
         hidden_layer_sizes=(64, 64), max_iter=3000, early_stopping=n >= 30, random_state=seed))
     return Fit(model.fit(data.x, (data.y - mu) / sd).predict(data.test_x) * sd + mu)
 
-  return {'random forest': rf, 'GP (Matern 5/2)': gp, 'MLP': mlp}
+  def median(study, data):
+    return Fit(np.full(len(data.test_y), np.median(data.y)))
+
+  return {'random forest': rf, 'GP (Matern 5/2)': gp, 'MLP': mlp, 'training median': median}
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--quick', action='store_true')
   parser.add_argument('--checkpoint', default=None, help='default: the shipped checkpoint')
-  parser.add_argument('--sets', default='bbob,gp,tuning')
+  parser.add_argument('--sets', default=DEFAULT_SETS, help='of bbob, gp, tuning, dims')
   parser.add_argument('--out', default=str(RESULTS / 'regression'))
   args = parser.parse_args(argv)
   torch.set_num_threads(1)
@@ -221,6 +230,9 @@ def main(argv=None) -> int:
   if 'tuning' in sets:
     studies += tuning_study_set(['svm_breast_cancer', 'elasticnet_diabetes'] if args.quick
                                 else None)
+  if 'dims' in sets:
+    studies += [attrs.evolve(s, family='dims') for seed in DIMS_SET['seeds']
+                for s in bbob_studies(('Sphere',), DIMS_SET['dims'], seed=seed)]
 
   pretrained = OmniPredRegressor.from_pretrained(args.checkpoint)
   methods = {'in-context LM, zero-shot': LMMethod(pretrained, None),
@@ -249,7 +261,8 @@ def main(argv=None) -> int:
 
 
 FAMILY_TITLES = {'bbob': 'held-out BBOB functions', 'gp': 'held-out GP-prior functions',
-                 'tuning': 'scikit-learn tuning studies (mixed types)'}
+                 'tuning': 'scikit-learn tuning studies (mixed types)',
+                 'dims': 'shifted Sphere (a pretraining family), 3 seeds per dimension'}
 
 
 def write_results(records, methods, args, pretrained) -> None:
@@ -262,30 +275,39 @@ def write_results(records, methods, args, pretrained) -> None:
     vals = [v for v in vals if np.isfinite(v)]
     return float(np.mean(vals)) if vals else float('nan')
 
+  def cell(value, digits):  # '-': undefined (no predictive distribution; a constant's rank)
+    return '-' if np.isnan(value) else f'{value:.{digits}f}'
+
   families = [f for f in FAMILY_TITLES if any(r['family'] == f for r in records)]
+  first = next(iter(methods))
   cfg = pretrained.base.model_config
   lines = [f'Held-out studies ({BBOB_NUM_TEST} test points each for BBOB, as last session; '
            f'{NUM_TEST} for the others); mean over studies. Study error: '
            'lower is better; Spearman: higher is better; coverage: share of test y inside '
-           'the 10-90% interval (0.8 is calibrated; `-`: no predictive distribution). '
+           'the 10-90% interval (0.8 is calibrated; `-`: no predictive distribution, or no rank '
+           'order for Spearman). '
            f'LM: `{pretrained.card.get("name")}` ({pretrained.card.get("steps")} pretraining '
            f'steps; d_model {cfg.d_model}, {cfg.encoder_layers}+{cfg.decoder_layers} layers); '
            f'LoRA: {LORA.max_steps} steps, rank {LORA.lora_rank}, lr {LORA.learning_rate}.', '']
   for family in families:
-    names = sorted({r['study'] for r in records if r['family'] == family})
-    lines += [f'### {FAMILY_TITLES[family]} ({len(names)} studies)', '',
+    count = sum(r['family'] == family and r['method'] == first and r['n'] == SIZES[0]
+                for r in records)  # studies, also where seeds share a name ('dims')
+    lines += [f'### {FAMILY_TITLES[family]} ({count} studies)', '',
               '| method | ' + ' | '.join(f'error @ {n}' for n in SIZES) + ' | '
               + ' | '.join(f'Spearman @ {n}' for n in SIZES) + ' | coverage @ 30 | s / fit @ 30 |',
               '|---|' + '---|' * (2 * len(SIZES) + 2)]
     for name in methods:
-      errs = ' | '.join(f'{agg(name, family, n, "error"):.3f}' for n in SIZES)
-      rhos = ' | '.join(f'{agg(name, family, n, "spearman"):.3f}' for n in SIZES)
-      cov = agg(name, family, 30, 'coverage')
-      lines.append(f'| {name} | {errs} | {rhos} | {"-" if np.isnan(cov) else f"{cov:.2f}"} '
+      errs = ' | '.join(cell(agg(name, family, n, 'error'), 3) for n in SIZES)
+      rhos = ' | '.join(cell(agg(name, family, n, 'spearman'), 3) for n in SIZES)
+      lines.append(f'| {name} | {errs} | {rhos} | {cell(agg(name, family, 30, "coverage"), 2)} '
                    f'| {agg(name, family, 30, "seconds"):.2f} |')
     lines.append('')
-  lines += [f'Command: `python benchmarks/regression.py{" --quick" if args.quick else ""}`',
-            '', '### Study error at 30 training points, by study', '',
+  flags = (' --quick' if args.quick else '') + (
+      '' if args.sets == DEFAULT_SETS else f' --sets {args.sets}') + (
+      '' if args.out == str(RESULTS / 'regression') else f' --out {args.out}')
+  lines += [f'Command: `python benchmarks/regression.py{flags}`',
+            '', '### Study error at 30 training points, by study (mean over seeds of one name)',
+            '',
             '| study | ' + ' | '.join(methods) + ' |', '|---|' + '---|' * len(methods)]
   for family in families:
     for study in sorted({r['study'] for r in records if r['family'] == family}):
@@ -319,6 +341,29 @@ def write_results(records, methods, args, pretrained) -> None:
   fig.tight_layout()
   fig.savefig(out.with_suffix('.png'), dpi=110)
   print(f'wrote {out.with_suffix(".md")} and {out.with_suffix(".png")}')
+  if 'dims' in families:
+    plot_by_dimension(records, methods, out.with_name(out.name + '_by_dim.png'))
+
+
+def plot_by_dimension(records, methods, path: pathlib.Path, n: int = 30) -> None:
+  """Study error at n training points against the dimension (the `dims` set): where
+  in-context regression stops keeping up with a GP."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  dims = sorted({r['dim'] for r in records if r['family'] == 'dims'})
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for name in methods:
+    ax.plot(dims, [np.mean([r['error'] for r in records if r['family'] == 'dims'
+                            and r['method'] == name and r['n'] == n and r['dim'] == d])
+                   for d in dims], marker='o', label=name)
+  ax.set_xticks(dims)
+  ax.set_xlabel('dimension')
+  ax.set_ylabel(f'study error at {n} points (lower is better)')
+  ax.set_title(FAMILY_TITLES['dims'], fontsize=10)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  print(f'wrote {path}')
 
 
 if __name__ == '__main__':
