@@ -8,11 +8,15 @@
     python benchmarks/bbob.py --preset seed1              # ... and at seed 1
     python benchmarks/bbob.py --preset latency            # every designer in one process
     python benchmarks/bbob.py --preset memory --designers omnipred   # peak RSS, 100 trials
+    python benchmarks/bbob.py --preset seed0 --candidate new=runs/x/model.pt   # a checkpoint
+                                                          # beside the shipped one
 
 Every (designer, function, dim, seed) study runs through Vizier's BenchmarkRunner (see
 `designers.study_runner`) and is stored as JSON under benchmarks/results/raw/ (ignored by git),
 so shards can run side by side and an interrupted run resumes. Aggregation writes
-benchmarks/results/bbob_<preset>.md and convergence/latency PNGs.
+benchmarks/results/bbob_<preset>.md and convergence/latency PNGs. `--candidate TAG=PATH` adds
+every OmniPred variant of the preset once more as `<variant>@TAG`, reading the checkpoint at
+PATH (a pretraining run's model.pt): the same studies, side by side in the same tables.
 
 Normalised simple regret of a study at trial t: (best_t - f_opt) / (f_median - f_opt), where
 f_opt = f(shift) (the optimum of the unshifted function is at 0) and f_median is the median of
@@ -91,12 +95,24 @@ OMNIPRED_VARIANTS = {
 }
 
 
-def designer_factory(name: str):
-  """-> (problem, seed) -> Designer. Imports lazily: JAX and peft cost seconds to import."""
-  if name in OMNIPRED_VARIANTS:
+def is_omnipred(name: str) -> bool:
+  """An OmniPred variant, with the shipped checkpoint or a candidate's (`variant@tag`)."""
+  return name.partition('@')[0] in OMNIPRED_VARIANTS
+
+
+def designer_factory(name: str, candidates: dict[str, str] | None = None):
+  """-> (problem, seed) -> Designer. Imports lazily: JAX and peft cost seconds to import.
+  `candidates`: tag -> checkpoint path, for names `variant@tag`."""
+  if is_omnipred(name):
     from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
     from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
-    designer_fields, surrogate_fields = OMNIPRED_VARIANTS[name]
+    variant, _, tag = name.partition('@')
+    designer_fields, surrogate_fields = OMNIPRED_VARIANTS[variant]
+    if tag:
+      if tag not in (candidates or {}):
+        raise ValueError(f'Designer {name!r} reads candidate checkpoint {tag!r}, which no'
+                         f' --candidate {tag}=PATH names (given: {sorted(candidates or {})}).')
+      surrogate_fields = dict(surrogate_fields, checkpoint=candidates[tag])
     config = OmniPredDesignerConfig(**designer_fields)
     surrogates = LMSurrogate.factory(LMSurrogateConfig(**surrogate_fields))
     return lambda p, seed=None: OmniPredDesigner(p, seed=seed, config=config,
@@ -144,7 +160,8 @@ def raw_path(preset, designer, function, dim, seed) -> pathlib.Path:
 ISOLATED = ('gp_ucb_pe',)
 
 
-def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True) -> None:
+def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
+             candidates: dict[str, str] | None = None) -> None:
   p = PRESETS[preset]
   todo = [j for j in jobs if not raw_path(preset, *j).exists()]
   factories = {}
@@ -158,7 +175,7 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True) -> None:
       bar.update(p['trials'])
       continue
     if designer not in factories:
-      factories[designer] = designer_factory(designer)
+      factories[designer] = designer_factory(designer, candidates)
     run = run_study(designer, factories[designer], shifted_bbob(function, dim, seed),
                     p['trials'], seed=seed, progress=bar)
     path = raw_path(preset, designer, function, dim, seed)
@@ -192,7 +209,7 @@ def reference(function: str, dim: int, seed: int) -> tuple[float, float]:
   return float(f_opt), f_med
 
 
-def aggregate(preset: str, designers: tuple[str, ...]) -> str:
+def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str:
   p = PRESETS[preset]
   marks = [m for m in (10, 25, 50, 100) if m <= p['trials']]
   regret: dict = {}  # (designer, function, dim, seed) -> [trials] normalised regret
@@ -226,12 +243,12 @@ def aggregate(preset: str, designers: tuple[str, ...]) -> str:
     lines.append(f'| {d} | {len(studies)} | ' + ' | '.join(cells) + ' |')
 
   at = min(50, p['trials'])
-  ours = [d for d in present if d in OMNIPRED_VARIANTS]
+  ours = [d for d in present if is_omnipred(d)]
   # Every variant against every baseline; the default config also against the other variants.
   rows = []
   for o in ours:
     for d in present:
-      if d == o or (d in OMNIPRED_VARIANTS and o != 'omnipred'):
+      if d == o or (is_omnipred(d) and o != 'omnipred'):
         continue
       pairs = [(regret[(o,) + k[1:]][at - 1], regret[k][at - 1])
                for k in regret if k[0] == d and (o,) + k[1:] in regret]
@@ -281,7 +298,8 @@ def aggregate(preset: str, designers: tuple[str, ...]) -> str:
       vals = [s for c, s in latency[d] if a <= c < b]
       cells.append(f'{np.median(vals):.3f}' if vals else '-')
     lines.append(f'| {d} | ' + ' | '.join(cells) + f' | {rss[d]:.0f} |')
-  lines += ['', f'Command: `python benchmarks/bbob.py --preset {preset}` (then `--aggregate`).']
+  lines += ['', f'Command: `python benchmarks/bbob.py --preset {preset}{command}` (then'
+            ' `--aggregate`).']
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)
   (RESULTS / f'bbob_{preset}.md').write_text(text)
@@ -341,11 +359,25 @@ def main(argv=None) -> int:
   parser.add_argument('--seeds', default=None, help='comma-separated subset of the seeds')
   parser.add_argument('--job', default=None, help='FUNCTION,DIM,SEED: run one study here')
   parser.add_argument('--aggregate', action='store_true', help='only write tables and plots')
+  parser.add_argument('--candidate', action='append', default=[], metavar='TAG=PATH',
+                      help='also run each OmniPred variant with this checkpoint, as variant@TAG')
   args = parser.parse_args(argv)
-  designers = tuple(args.designers.split(',')) if args.designers else PRESETS[args.preset]['designers']
+  candidates = {}
+  for spec in args.candidate:
+    tag, sep, path = spec.partition('=')
+    if not sep or not tag or not path or '@' in tag:
+      raise SystemExit(f'--candidate {spec!r}: expected TAG=PATH (TAG without "@").')
+    if not pathlib.Path(path).is_file():
+      raise SystemExit(f'--candidate {spec!r}: no checkpoint file at {path}.')
+    candidates[tag] = path
+  preset_designers = PRESETS[args.preset]['designers']
+  preset_designers += tuple(f'{d}@{tag}' for tag in candidates for d in preset_designers
+                            if d in OMNIPRED_VARIANTS)
+  designers = tuple(args.designers.split(',')) if args.designers else preset_designers
   if args.job:
     f, dim, seed = args.job.split(',')
-    run_jobs(args.preset, [(designers[0], f, int(dim), int(seed))], isolate=False)
+    run_jobs(args.preset, [(designers[0], f, int(dim), int(seed))], isolate=False,
+             candidates=candidates)
     return 0
   if not args.aggregate:
     i, n = (int(v) for v in args.shard.split('/'))
@@ -356,9 +388,10 @@ def main(argv=None) -> int:
       jobs = [j for j in jobs if str(j[3]) in args.seeds.split(',')]
     jobs = jobs[i::n]
     t0 = time.perf_counter()
-    run_jobs(args.preset, jobs)
+    run_jobs(args.preset, jobs, candidates=candidates)
     print(f'ran shard {args.shard} in {time.perf_counter() - t0:.0f}s')
-  print(aggregate(args.preset, PRESETS[args.preset]['designers']))
+  command = ''.join(f' --candidate {spec}' for spec in args.candidate)
+  print(aggregate(args.preset, preset_designers, command))
   return 0
 
 
