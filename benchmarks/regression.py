@@ -24,7 +24,8 @@ same seeds, 100 test points, so its GP row is comparable with the earlier table.
 
 Methods: the in-context LM zero-shot (the trials are its context, no weight changes), the
 same plus test-time LoRA, and scikit-learn's random forest, GP (Matern 5/2 + noise, ARD) and
-MLP; the baselines read log parameters as log10 and categories one-hot. A last row predicts
+MLP, and a Nadaraya-Watson kernel smoother (bandwidth by leave-one-out); the baselines read
+log parameters as log10 and categories one-hot. A last row predicts
 the training points' median everywhere: the error of knowing nothing about x.
 Writes benchmarks/results/regression.{md,png}.
 """
@@ -45,7 +46,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import attrs  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy import stats  # noqa: E402
+from scipy import special, stats  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.gaussian_process import GaussianProcessRegressor  # noqa: E402
@@ -68,6 +69,7 @@ BBOB_NUM_TEST = 100
 SIZES = (10, 30, 100)
 DIMS_SET = dict(dims=(1, 2, 3, 4, 6, 8), seeds=(0, 1, 2))  # `--sets dims`
 DEFAULT_SETS = 'bbob,gp,tuning'
+SMOOTHER_BANDWIDTHS = np.geomspace(0.05, 5.0, 40)  # in standard deviations of each input
 Z90 = stats.norm.ppf(0.9)  # a Gaussian's 90% quantile in standard deviations
 # Test-time LoRA in the benchmark: a fit from the base per study.
 LORA = FineTuneConfig(max_steps=40)
@@ -206,10 +208,27 @@ def sklearn_methods(seed: int) -> dict:
         hidden_layer_sizes=(64, 64), max_iter=3000, early_stopping=n >= 30, random_state=seed))
     return Fit(model.fit(data.x, (data.y - mu) / sd).predict(data.test_x) * sd + mu)
 
+  def smoother(study, data):
+    # Nadaraya-Watson: a Gaussian-weighted mean of the training y, inputs standardised, the
+    # bandwidth chosen by leave-one-out error: local averaging with no global trend.
+    scaler = StandardScaler().fit(data.x)
+    x, test_x = scaler.transform(data.x), scaler.transform(data.test_x)
+
+    def predict(points, h, leave_one_out=False):
+      d2 = ((points[:, None] - x[None]) ** 2).sum(-1)
+      if leave_one_out:
+        np.fill_diagonal(d2, np.inf)
+      return special.softmax(-0.5 * d2 / h ** 2, axis=1) @ data.y
+
+    h = min(SMOOTHER_BANDWIDTHS,
+            key=lambda h: np.mean((predict(x, h, leave_one_out=True) - data.y) ** 2))
+    return Fit(predict(test_x, h))
+
   def median(study, data):
     return Fit(np.full(len(data.test_y), np.median(data.y)))
 
-  return {'random forest': rf, 'GP (Matern 5/2)': gp, 'MLP': mlp, 'training median': median}
+  return {'random forest': rf, 'GP (Matern 5/2)': gp, 'MLP': mlp,
+          'kernel smoother': smoother, 'training median': median}
 
 
 def main(argv=None) -> int:
