@@ -24,9 +24,9 @@ same seeds, 100 test points, so its GP row is comparable with the earlier table.
 
 Methods: the in-context LM zero-shot (the trials are its context, no weight changes), the
 same plus test-time LoRA, and scikit-learn's random forest, GP (Matern 5/2 + noise, ARD) and
-MLP, and a Nadaraya-Watson kernel smoother (bandwidth by leave-one-out); the baselines read
-log parameters as log10 and categories one-hot. A last row predicts
-the training points' median everywhere: the error of knowing nothing about x.
+MLP, and a Nadaraya-Watson kernel smoother (bandwidth by leave-one-out: local averaging);
+the baselines read log parameters as log10 and categories one-hot. A last row predicts the
+training points' median everywhere: the error of knowing nothing about x.
 Writes benchmarks/results/regression.{md,png}.
 """
 
@@ -213,16 +213,15 @@ def sklearn_methods(seed: int) -> dict:
     # bandwidth chosen by leave-one-out error: local averaging with no global trend.
     scaler = StandardScaler().fit(data.x)
     x, test_x = scaler.transform(data.x), scaler.transform(data.test_x)
+    train_d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
+    np.fill_diagonal(train_d2, np.inf)  # leave one out
+    test_d2 = ((test_x[:, None] - x[None]) ** 2).sum(-1)
 
-    def predict(points, h, leave_one_out=False):
-      d2 = ((points[:, None] - x[None]) ** 2).sum(-1)
-      if leave_one_out:
-        np.fill_diagonal(d2, np.inf)
+    def predict(d2, h):
       return special.softmax(-0.5 * d2 / h ** 2, axis=1) @ data.y
 
-    h = min(SMOOTHER_BANDWIDTHS,
-            key=lambda h: np.mean((predict(x, h, leave_one_out=True) - data.y) ** 2))
-    return Fit(predict(test_x, h))
+    h = min(SMOOTHER_BANDWIDTHS, key=lambda h: np.mean((predict(train_d2, h) - data.y) ** 2))
+    return Fit(predict(test_d2, h))
 
   def median(study, data):
     return Fit(np.full(len(data.test_y), np.median(data.y)))

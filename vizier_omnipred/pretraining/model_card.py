@@ -85,6 +85,9 @@ def _reproduce(summary: dict) -> str:
     cmd += (f" --lr {cfg['learning_rate']} --threads 1 --conditional-fraction"
             f" {c.get('conditional_fraction', 0.0)} --multi-output-fraction"
             f" {c.get('multi_output_fraction', 0.0)}")
+    exponent = c.get('gp', {}).get('length_scale_dim_exponent', 0.0)
+    if exponent:
+      cmd += f' --length-scale-dim-exponent {exponent}'
     commands.append(f'`{cmd}`')
   runs = [s.get('run_dir', 'runs/icl') for s in stages]
   previous = f" --previous {' '.join(runs[:-1])}" if len(runs) > 1 else ''
