@@ -129,3 +129,33 @@ def test_a_second_stage_starts_from_the_first_and_the_card_counts_both(tmp_path)
   bad = attrs.evolve(second_cfg, model=attrs.evolve(TINY, d_model=16, d_ff=32))
   with pytest.raises(ValueError, match="differs from this run's"):
     train(bad, tmp_path / 'c', progress=False)
+
+
+def test_a_deeper_run_starts_from_a_shallower_checkpoint_predicting_exactly_as_it(tmp_path):
+  import torch
+  from vizier_omnipred import checkpoints
+  from vizier_omnipred.model import OmniPredModel
+  from vizier_omnipred.pretraining import growth
+  train(attrs.evolve(SMALL, steps=2), tmp_path / 'a', progress=False)
+  source, _ = checkpoints.load(tmp_path / 'a' / 'model.pt')
+  deep_cfg = attrs.evolve(TINY, encoder_layers=3)
+  deep = OmniPredModel(deep_cfg)
+  assert growth.load_grown(deep, source) == 2
+  deep.eval()
+  inputs, ids = make_batch(SMALL, step=9, rank=0)
+  ids = torch.as_tensor(ids)
+  with torch.no_grad():
+    assert torch.equal(deep(deep.to_tensors(inputs), ids), source(source.to_tensors(inputs), ids))
+  # Through the trainer: a run with --encoder-layers 3 from the 1-layer checkpoint, at lr 0,
+  # keeps the source's weights and its held-out loss.
+  grown = train(attrs.evolve(SMALL, model=deep_cfg, steps=1, learning_rate=0.0,
+                             min_learning_rate_ratio=0.0, init_from=str(tmp_path / 'a' / 'model.pt')),
+                tmp_path / 'b', progress=False)
+  again = train(attrs.evolve(SMALL, steps=1, learning_rate=0.0, min_learning_rate_ratio=0.0,
+                             init_from=str(tmp_path / 'a' / 'model.pt')), tmp_path / 'c',
+                progress=False)
+  assert grown['final_val_loss'] == pytest.approx(again['final_val_loss'], rel=1e-5)
+  # Shallower, wider or otherwise changed sizes are refused, naming both configs.
+  for other in (attrs.evolve(deep_cfg, encoder_layers=0), attrs.evolve(deep_cfg, d_ff=128)):
+    with pytest.raises(ValueError, match='only encoder_layers may differ'):
+      growth.load_grown(OmniPredModel(other), source)

@@ -27,6 +27,7 @@ import torch
 
 from vizier_omnipred import checkpoints
 from vizier_omnipred.model import ModelConfig, OmniPredModel
+from vizier_omnipred.pretraining import growth
 from vizier_omnipred.pretraining.conditional_prior import ConditionalStudy
 from vizier_omnipred.pretraining.corpus import (
     EVAL_SEED_OFFSET, IN_CONTEXT_CORPUS, CorpusConfig, SyntheticStudy)
@@ -61,7 +62,8 @@ class TrainConfig:
   time_limit_s: float | None = attrs.field(default=None, kw_only=True)
   seed: int = attrs.field(default=0, kw_only=True)
   # A checkpoint whose weights start a new run (e.g. the shipped one, to train it further on
-  # a changed prior); fresh optimizer and schedule. Ignored when the run directory resumes.
+  # a changed prior, or deepened: `growth`); fresh optimizer and schedule. Ignored when the
+  # run directory resumes.
   init_from: str | None = attrs.field(default=None, kw_only=True)
   # Held-out conditional studies at these context sizes, reported beside the flat ones.
   eval_conditional_sizes: tuple[int, ...] = attrs.field(default=(10, 30), kw_only=True)
@@ -163,10 +165,15 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
   model = OmniPredModel(cfg.model).to(env.device)
   if cfg.init_from and not (resume and (pathlib.Path(out_dir) / 'last.pt').exists()):
     start, _ = checkpoints.load(cfg.init_from)
-    if start.model_config != cfg.model:
+    if start.model_config == cfg.model:
+      model.load_state_dict(start.state_dict())
+    elif growth.can_grow(start.model_config, cfg.model):
+      growth.load_grown(model.to('cpu'), start)
+      model.to(env.device)
+    else:
       raise ValueError(f'--init-from {cfg.init_from}: its model config {start.model_config}'
-                       f' differs from this run\'s {cfg.model}; pass matching sizes.')
-    model.load_state_dict(start.state_dict())
+                       f' differs from this run\'s {cfg.model}; pass matching sizes (only'
+                       ' --encoder-layers may be larger: the extra blocks start silent).')
   build = functools.partial(make_batch, cfg, rank=env.rank)
   with Prefetcher(build, depth=cfg.prefetch, workers=cfg.data_workers) as batches:
 
