@@ -159,3 +159,23 @@ def test_a_deeper_run_starts_from_a_shallower_checkpoint_predicting_exactly_as_i
   for other in (attrs.evolve(deep_cfg, encoder_layers=0), attrs.evolve(deep_cfg, d_ff=128)):
     with pytest.raises(ValueError, match='only encoder_layers may differ'):
       growth.load_grown(OmniPredModel(other), source)
+
+
+def test_the_shipped_summary_matches_the_shipped_card_and_a_stage_on_top_counts_all(tmp_path):
+  from vizier_omnipred import checkpoints
+  from vizier_omnipred.pretraining import model_card
+  shipped = model_card.previous_summary(model_card.SHIPPED_SUMMARY)
+  _, card = checkpoints.load()
+  assert shipped['steps'] == card['steps'] == sum(s['steps'] for s in shipped['stages'])
+  assert shipped['final_val_loss'] == pytest.approx(card['final_val_loss'])
+  assert shipped['wall_time_s'] == pytest.approx(card['wall_time_s'])
+  # A run continued from the shipped weights: the card counts the shipped stages and it.
+  later = dict(train(attrs.evolve(SMALL, steps=2), tmp_path / 'd', progress=False),
+               run_dir='runs/d')
+  both = model_card.combine(shipped, later)
+  assert both['steps'] == card['steps'] + 2 and len(both['stages']) == len(shipped['stages']) + 1
+  text = model_card.card_text(both, None)
+  assert f"{len(both['stages'])} stages: (1)" in text
+  assert both['history'][-1]['step'] == card['steps'] + 2
+  with pytest.raises(FileNotFoundError, match='neither a run directory nor a summary'):
+    model_card.previous_summary(tmp_path / 'nowhere')

@@ -8,7 +8,8 @@ The card is made from the run's summary.json, so every number in it is the run's
 benchmark table (benchmarks/results/regression.md or symbolic.md) is appended when it exists.
 A run that started from another run's weights (`pretrain --init-from`) names the runs before
 it with `--previous`, earliest first: the card then counts every stage, and the loss curve shows
-them end to end.
+them end to end. A run from the shipped weights names the shipped summary instead
+(`--previous vizier_omnipred/checkpoints/omnipred-small.json`, written by every `--ship`).
 Cards: checkpoints/README.md (surrogate) and checkpoints/SYMBOLIC.md (symbolic regression).
 """
 
@@ -25,6 +26,20 @@ from typing import Sequence
 from vizier_omnipred import checkpoints
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+# The shipped surrogate's summary (every stage, with its loss history): `--previous` takes it
+# as the stages before a run that continued the shipped weights (`pretrain --init-from`).
+SHIPPED_SUMMARY = checkpoints.SHIPPED.with_suffix('.json')
+
+
+def previous_summary(path: pathlib.Path) -> dict:
+  """A run directory (its summary.json) or a summary file such as `SHIPPED_SUMMARY`."""
+  if path.is_dir():
+    return dict(json.loads((path / 'summary.json').read_text()), run_dir=str(path).rstrip('/'))
+  if path.suffix == '.json' and path.is_file():
+    return json.loads(path.read_text())
+  raise FileNotFoundError(f'--previous {path}: neither a run directory nor a summary .json file')
 
 
 def combine(previous: dict, summary: dict) -> dict:
@@ -156,9 +171,14 @@ def _context_table(history: list[dict], stage_ends: Sequence[int] = ()) -> str:
   # The last evaluation of every stage, so each stage's effect shows.
   picks = sorted(set(picks) | {i for i, h in enumerate(with_sizes) if h['step'] in stage_ends})
 
+  def cell(h, key, k):
+    # Sizes are ints in a live summary and strings once read back from JSON; a stage may have
+    # measured other sizes than the last one.
+    by_size = {int(size): loss for size, loss in (h.get(key) or {}).items()}
+    return f'{by_size[int(k)]:.4f}' if int(k) in by_size else '-'
+
   def row(h):
-    cells = [f'{h["by_context"][k]:.4f}' for k in sizes]
-    cells += [f'{h[key][k]:.4f}' if k in (h.get(key) or {}) else '-' for key, _, k in columns]
+    cells = [cell(h, 'by_context', k) for k in sizes] + [cell(h, key, k) for key, _, k in columns]
     return f'| {h["step"]} | ' + ' | '.join(cells) + ' |'
 
   rows = '\n'.join(row(with_sizes[i]) for i in picks)
@@ -260,7 +280,7 @@ def main(argv=None) -> int:
   parser.add_argument('--ship', action='store_true', help='copy model.pt into the package')
   parser.add_argument('--previous', nargs='+', default=(), metavar='RUN',
                       help='the runs whose weights this one continued (--init-from), earliest'
-                      ' first')
+                      ' first: run directories, or the shipped summary omnipred-small.json')
   parser.add_argument('--snapshot', action='store_true',
                       help='card and weights from last.pt (a run still training, or stopped)')
   args = parser.parse_args(argv)
@@ -273,10 +293,7 @@ def main(argv=None) -> int:
     weights = run / 'model.pt'
   summary['run_dir'] = str(args.run).rstrip('/')
   if args.previous:
-    earlier = []
-    for path in args.previous:
-      earlier.append(dict(json.loads((pathlib.Path(path) / 'summary.json').read_text()),
-                          run_dir=str(path).rstrip('/')))
+    earlier = [previous_summary(pathlib.Path(path)) for path in args.previous]
     combined = earlier[0]
     for later in earlier[1:] + [summary]:
       combined = combine(combined, later)
@@ -291,11 +308,13 @@ def main(argv=None) -> int:
   if args.kind == 'omnipred':
     loss_plot(summary['history'], shipped.parent / 'omnipred-loss.png')
   if args.ship and args.kind == 'omnipred':
-    # The shipped file's own card counts every stage (what `from_pretrained().card` shows).
+    # The shipped file's own card counts every stage (what `from_pretrained().card` shows);
+    # the summary beside it lets a later run continue from the shipped file alone.
     import torch  # pylint: disable=g-import-not-at-top
     blob = torch.load(weights, map_location='cpu', weights_only=True)
     blob['card'] = checkpoints.card_from_summary('omnipred-icl', summary)
     torch.save(blob, shipped)
+    SHIPPED_SUMMARY.write_text(json.dumps(summary, indent=1, default=str))
   elif args.ship:
     shutil.copyfile(weights, shipped)
   print(f'wrote {out}' + (f' and {shipped}' if args.ship else ''))
