@@ -179,3 +179,13 @@ def test_the_shipped_summary_matches_the_shipped_card_and_a_stage_on_top_counts_
   assert both['history'][-1]['step'] == card['steps'] + 2
   with pytest.raises(FileNotFoundError, match='neither a run directory nor a summary'):
     model_card.previous_summary(tmp_path / 'nowhere')
+
+
+def test_bf16_autocast_trains_and_saves_float32_weights(tmp_path):
+  """The GPU recipe's --bf16, run here on CPU autocast: a dtype mix-up fails before a GPU
+  session spends its minutes on it."""
+  import torch
+  summary = train(attrs.evolve(SMALL, steps=2, bf16=True), tmp_path, progress=False)
+  assert np.isfinite(summary['final_val_loss'])
+  weights = torch.load(tmp_path / 'model.pt', weights_only=True)['state_dict']
+  assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
