@@ -39,6 +39,10 @@ class ModelConfig:
   num_heads: int = attrs.field(default=4, kw_only=True)
   encoder_layers: int = attrs.field(default=4, kw_only=True)
   decoder_layers: int = attrs.field(default=2, kw_only=True)
+  # Transformer blocks over a trial's parameter items before they are pooled into its token:
+  # each item sees the trial's other items, so the set can share out the token's width
+  # between parameters instead of summing blindly (0: pool the items as embedded).
+  item_layers: int = attrs.field(default=0, kw_only=True)
   d_ff: int = attrs.field(default=256, kw_only=True)
   dropout: float = attrs.field(default=0.0, kw_only=True)
   # y tokens. y reaches the model normalised (see `regressor.YScaler`), so a narrow
@@ -241,7 +245,8 @@ class OmniPredModel(nn.Module):
   number tokens. `forward` is teacher-forced training; sampling is in `decoding`.
 
   Encoder tokens: one per metadata item, one per trial. A trial's token is its parameter
-  items (embedded by `ItemEmbedding`) averaged over the set and mixed by an MLP, plus, for a
+  items (embedded by `ItemEmbedding`, then, with `item_layers`, mixed by attention among the
+  trial's items) averaged over the set and mixed by an MLP, plus, for a
   context trial, its y through a `NumberEmbedding`; no positional embeddings anywhere, so
   neither trial order nor parameter order can matter. Attention: metadata and context tokens
   attend to metadata and context; a query attends to metadata, context and itself only, so its
@@ -259,6 +264,7 @@ class OmniPredModel(nn.Module):
     d = cfg.d_model
     codec = cfg.y_codec
     self.items = ItemEmbedding(cfg)
+    self.item_blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.item_layers))
     self.trial_mlp = MLP(d, cfg.d_ff)
     self.ln_trial = nn.LayerNorm(d)
     self.y_embed = NumberEmbedding(codec, d, num_features=1)
@@ -311,6 +317,8 @@ class OmniPredModel(nn.Module):
     attention mask [Q, 1, 1, 1] (True = attend)."""
     items = self.items({k: inputs[k] for k in ('names', 'kinds', 'numbers', 'scalars', 'texts')},
                        inputs['features'])  # [B, N, P, D]
+    if self.item_blocks:
+      items = self._mix_items(items, inputs['mask'])
     mask = inputs['mask'].unsqueeze(-1).to(items.dtype)
     trial = (items * mask).sum(2) / mask.sum(2).clamp_min(1.0)
     trial = self.ln_trial(trial + self.trial_mlp(trial))  # [B, N, D]
@@ -333,6 +341,17 @@ class OmniPredModel(nn.Module):
     queries = x[inputs['present'] & ~is_context]  # [Q, D]
     return queries[:, None], torch.ones(len(queries), 1, 1, 1, dtype=torch.bool,
                                         device=x.device)
+
+  def _mix_items(self, items: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """items [B, N, P, D], present [B, N, P] -> items after the item blocks, each trial's
+    items attending to that trial's present items (and themselves: a trial of padding only
+    stays finite)."""
+    b, n, p, d = items.shape
+    x = items.reshape(b * n, p, d)
+    keys = present.reshape(b * n, 1, 1, p) | torch.eye(p, dtype=torch.bool, device=x.device)
+    for block in self.item_blocks:
+      x = block(x, keys)
+    return x.reshape(b, n, p, d)
 
   def logits(self, hidden: torch.Tensor, positions: torch.Tensor | int) -> torch.Tensor:
     """Decoder states -> logits with illegal tokens at each position set to -inf."""
