@@ -315,13 +315,7 @@ class OmniPredModel(nn.Module):
   def encode(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """-> memory [Q, 1, D] (one item per query, queries in (study, trial) order) and its
     attention mask [Q, 1, 1, 1] (True = attend)."""
-    items = self.items({k: inputs[k] for k in ('names', 'kinds', 'numbers', 'scalars', 'texts')},
-                       inputs['features'])  # [B, N, P, D]
-    if self.item_blocks:
-      items = self._mix_items(items, inputs['mask'])
-    mask = inputs['mask'].unsqueeze(-1).to(items.dtype)
-    trial = (items * mask).sum(2) / mask.sum(2).clamp_min(1.0)
-    trial = self.ln_trial(trial + self.trial_mlp(trial))  # [B, N, D]
+    trial = self.trial_tokens(inputs)
     is_context = inputs['is_context']
     y = self.y_embed(inputs['y_ids'], inputs['y_scalar'])
     trial = trial + is_context.unsqueeze(-1).to(y.dtype) * y
@@ -341,6 +335,16 @@ class OmniPredModel(nn.Module):
     queries = x[inputs['present'] & ~is_context]  # [Q, D]
     return queries[:, None], torch.ones(len(queries), 1, 1, 1, dtype=torch.bool,
                                         device=x.device)
+
+  def trial_tokens(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each trial's token from its parameter items alone (before its y and role): [B, N, D]."""
+    items = self.items({k: inputs[k] for k in ('names', 'kinds', 'numbers', 'scalars', 'texts')},
+                       inputs['features'])  # [B, N, P, D]
+    if self.item_blocks:
+      items = self._mix_items(items, inputs['mask'])
+    mask = inputs['mask'].unsqueeze(-1).to(items.dtype)
+    trial = (items * mask).sum(2) / mask.sum(2).clamp_min(1.0)
+    return self.ln_trial(trial + self.trial_mlp(trial))
 
   def _mix_items(self, items: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """items [B, N, P, D], present [B, N, P] -> items after the item blocks, each trial's

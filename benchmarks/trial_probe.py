@@ -1,0 +1,146 @@
+"""Linear probes: what the surrogate's trial token and query state still hold, by dimension.
+
+    python benchmarks/trial_probe.py                                  # the shipped checkpoint
+    python benchmarks/trial_probe.py --candidate items1=runs/items1/model.pt
+
+The LM reads a trial as ONE token: its parameter items embedded, pooled and mixed. Attention
+between trials can only compare what that token keeps, so if a trial's coordinates cannot be
+read back from it, in-context regression degrades to averaging neighbours however good the
+encoder is. Two probes on shifted Sphere studies (the regression benchmark's `dims` set,
+seed 0; x uniform in [-5, 5]^d), each a ridge regression scored by 5-fold R^2:
+
+  coordinates: every x_j from the trial token (before the encoder); mean and worst over j.
+  y:           the query's final encoder state (what the decoder reads) -> the query's
+               normalised y, with 30 context trials and 300 queries. The probe is fitted on
+               the true y, so it bounds what a linear read of the state could give; the
+               decoder was not trained on it.
+
+R^2 1 means nothing is lost (for that linear read). Writes benchmarks/results/trial_probe.{md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import regression  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from vizier_omnipred import checkpoints, regressor  # pylint: disable=g-import-not-at-top,wrong-import-position
+from vizier_omnipred.serialization import Featurizer  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+RESULTS = pathlib.Path(__file__).parent / 'results'
+DIMS = (1, 2, 3, 4, 6, 8, 12)
+NUM_CONTEXT = 30  # the regression benchmark's middle size, where the LM trails the GP most
+NUM_QUERIES = 300  # queries are independent of each other; enough for a 129-feature ridge
+FOLDS = 5
+RIDGE = 1e-2  # on features of unit scale (layer-normed tokens): a light regulariser
+
+
+def cv_r2(features: np.ndarray, target: np.ndarray) -> float:
+  """Mean over `FOLDS` contiguous folds of the held-out R^2 of a ridge fit with intercept."""
+  x = np.c_[features, np.ones(len(features))]
+  scores = []
+  for fold in np.array_split(np.arange(len(target)), FOLDS):
+    train = np.setdiff1d(np.arange(len(target)), fold)
+    w = np.linalg.solve(x[train].T @ x[train] + RIDGE * np.eye(x.shape[1]),
+                        x[train].T @ target[train])
+    residual = target[fold] - x[fold] @ w
+    scores.append(1 - (residual ** 2).sum() / ((target[fold] - target[fold].mean()) ** 2).sum())
+  return float(np.mean(scores))
+
+
+def probe(model, dim: int) -> dict:
+  study = regression.bbob_studies(('Sphere',), (dim,), seed=0)[0]
+  split = study.split(NUM_CONTEXT + NUM_QUERIES - regression.BBOB_NUM_TEST)
+  rows = list(split.rows) + list(split.test_rows)
+  x = np.r_[split.x, split.test_x]
+  y = np.r_[split.y, split.test_y]
+  cfg = model.model_config
+  fz = Featurizer(study.problem, config=cfg.featurizer)
+  inputs, _ = regressor.episode(fz.featurize(rows), fz.metadata(), y, NUM_CONTEXT, cfg.y_codec)
+  t = model.to_tensors(inputs)
+  with torch.no_grad():
+    memory, _ = model.encode(t)
+    tokens = model.trial_tokens(t)[0].numpy()
+  coords = [cv_r2(tokens, x[:, j]) for j in range(dim)]
+  # The queries' y normalised by the context, as the decoder is trained to write it.
+  query_y = regressor.YScaler.fit(y[:NUM_CONTEXT]).transform(y[NUM_CONTEXT:])
+  return {'coord_mean': float(np.mean(coords)), 'coord_min': float(np.min(coords)),
+          'y_from_state': cv_r2(memory[:, 0].numpy(), query_y)}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--checkpoint', default=None, help='default: the shipped checkpoint')
+  parser.add_argument('--candidate', action='append', default=[], metavar='TAG=PATH',
+                      help='another checkpoint, probed beside the first (repeatable)')
+  parser.add_argument('--out', default=str(RESULTS / 'trial_probe'))
+  args = parser.parse_args(argv)
+  torch.set_num_threads(1)
+  models = {'shipped' if args.checkpoint is None else pathlib.Path(args.checkpoint).stem:
+            args.checkpoint}
+  for spec in args.candidate:
+    tag, sep, path = spec.partition('=')
+    if not sep or not tag or not path:
+      parser.error(f'--candidate {spec!r}: expected TAG=PATH')
+    checkpoints.check_file(path)
+    models[tag] = path
+  results = {}
+  for tag, path in models.items():
+    model, card = checkpoints.load(path)
+    results[tag] = [probe(model, d) for d in DIMS]
+    print(tag, card.get('steps'), 'steps:',
+          ' '.join(f"{d}-D {r['coord_mean']:.3f}/{r['coord_min']:.3f}/{r['y_from_state']:.3f}"
+                   for d, r in zip(DIMS, results[tag])))
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.with_suffix('.md').write_text(table(results, models))
+  plot(results, out.with_suffix('.png'))
+  print(f'-> {out}.md, {out}.png')
+  return 0
+
+
+def table(results: dict, models: dict) -> str:
+  head = '| checkpoint | probe | ' + ' | '.join(f'{d}-D' for d in DIMS) + ' |\n'
+  head += '|---|---|' + '---|' * len(DIMS) + '\n'
+  rows = []
+  for tag, per_dim in results.items():
+    for key, label in (('coord_mean', 'x_j from trial token, mean R2'),
+                       ('coord_min', 'x_j from trial token, worst R2'),
+                       ('y_from_state', 'y from query state, R2')):
+      rows.append(f'| {tag} | {label} | ' + ' | '.join(f'{r[key]:.3f}' for r in per_dim) + ' |')
+  command = 'python benchmarks/trial_probe.py' + ''.join(
+      f' --candidate {t}={p}' for t, p in list(models.items())[1:])
+  return ('Linear probes (5-fold ridge R2) on shifted Sphere studies, seed 0, 30 context + 300'
+          ' query trials; see the docstring of benchmarks/trial_probe.py.\n\n' + head
+          + '\n'.join(rows) + f'\n\nCommand: `{command}`\n')
+
+
+def plot(results: dict, path: pathlib.Path) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for tag, per_dim in results.items():
+    line, = axes[0].plot(DIMS, [r['coord_mean'] for r in per_dim], marker='o', label=f'{tag} mean')
+    axes[0].plot(DIMS, [r['coord_min'] for r in per_dim], marker='v', ls='--',
+                 color=line.get_color(), label=f'{tag} worst')
+    axes[1].plot(DIMS, [r['y_from_state'] for r in per_dim], marker='o', label=tag)
+  axes[0].set_title('coordinates from the trial token (R2)', fontsize=10)
+  axes[1].set_title("y from the query's encoder state (R2)", fontsize=10)
+  for ax in axes:
+    ax.set_xlabel('dimension')
+    ax.set_xticks(DIMS)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+
+
+if __name__ == '__main__':
+  sys.exit(main())
