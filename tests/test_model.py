@@ -43,13 +43,12 @@ def _logits(model, inputs: StudyInputs, y_ids) -> torch.Tensor:
   return out.masked_fill(torch.isinf(out), 0.0)
 
 
-@pytest.mark.parametrize('item_layers', [0, 1])
-def test_no_order_over_trials_or_parameters_and_queries_are_independent(tiny_config, item_layers):
+@pytest.mark.parametrize('slot_binding', [False, True])
+def test_no_order_over_trials_or_parameters_and_queries_are_independent(tiny_config, slot_binding):
   """Permuting the context trials, permuting the parameters, or dropping other queries from
-  the batch leaves every query's logits unchanged (with and without attention among a trial's
-  items)."""
+  the batch leaves every query's logits unchanged (with and without slot codes)."""
   torch.manual_seed(6)
-  tiny_config = attrs.evolve(tiny_config, item_layers=item_layers)
+  tiny_config = attrs.evolve(tiny_config, slot_binding=slot_binding)
   model = OmniPredModel(tiny_config).eval()
   inputs = _study(5, seed=1)
   y_ids = tiny_config.y_codec.encode_many(np.linspace(2, 3, 5))
@@ -210,19 +209,29 @@ def test_lora_targets_are_named_linear_layers(tiny_config):
     assert any(n == target or n.endswith('.' + target) for n in linear), target
 
 
-def test_padding_items_and_other_studies_leave_a_study_unchanged_with_item_blocks(tiny_config):
-  """Stacked beside a study with more parameters, a study's items are padded: its logits stay
-  those it has alone, so the item blocks attend to a trial's present items only."""
+def test_slot_binding_ranks_names_and_padding_or_other_studies_change_nothing(tiny_config):
+  """Slots are the names' ranks (the same in every trial of a study); stacked beside a study
+  with more parameters, a study's items are padded and its logits stay those it has alone."""
   torch.manual_seed(2)
-  model = OmniPredModel(attrs.evolve(tiny_config, item_layers=1)).eval()
+  cfg = attrs.evolve(tiny_config, slot_binding=True)
+  model = OmniPredModel(cfg).eval()
+  torch.nn.init.normal_(model.bind_proj.weight)  # starts at zero: make the codes count
   one = _study(5, seed=1)
   rng = np.random.default_rng(3)
-  rows = [{'a': float(rng.normal()), 'b': 'x', 'c': float(rng.normal()), 'd': float(rng.normal())}
+  rows = [{'d': float(rng.normal()), 'b': 'x', 'c': float(rng.normal()), 'a': float(rng.normal())}
           for _ in range(NUM_CONTEXT + 2)]
   fz = Featurizer()
   wide = StudyInputs.build(fz.featurize(rows), fz.metadata(), rng.uniform(2, 3, NUM_CONTEXT),
                            NUM_CONTEXT)
-  y_ids = tiny_config.y_codec.encode_many(np.linspace(2, 3, 7))
+  slots = model.slots(model.to_tensors(_reorder(wide, items=[3, 1, 0, 2])))
+  names = [fz.parameter_names[i] for i in [3, 1, 0, 2]]
+  assert slots[0, 0].tolist() == [sorted(names).index(n) for n in names]
+  assert (slots == slots[:, :1]).all()
+  y_ids = cfg.y_codec.encode_many(np.linspace(2, 3, 7))
   both = _logits(model, StudyInputs.stack([one, wide]), y_ids)
   torch.testing.assert_close(both[:5], _logits(model, one, y_ids[:5]))
   assert one.items.names.shape[2] < StudyInputs.stack([one, wide]).items.names.shape[2]  # padded
+  # The codes do reach the prediction.
+  with torch.no_grad():
+    model.bind_proj.weight.zero_()
+  assert not torch.allclose(_logits(model, one, y_ids[:5]), both[:5])

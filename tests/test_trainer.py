@@ -138,15 +138,15 @@ def test_a_deeper_run_starts_from_a_shallower_checkpoint_predicting_exactly_as_i
   from vizier_omnipred.pretraining import growth
   train(attrs.evolve(SMALL, steps=2), tmp_path / 'a', progress=False)
   source, _ = checkpoints.load(tmp_path / 'a' / 'model.pt')
-  deep_cfg = attrs.evolve(TINY, encoder_layers=3, item_layers=1)
+  deep_cfg = attrs.evolve(TINY, encoder_layers=3, slot_binding=True)
   deep = OmniPredModel(deep_cfg)
-  assert growth.load_grown(deep, source) == 3
+  assert growth.load_grown(deep, source) == 2
   deep.eval()
   inputs, ids = make_batch(SMALL, step=9, rank=0)
   ids = torch.as_tensor(ids)
   with torch.no_grad():
     assert torch.equal(deep(deep.to_tensors(inputs), ids), source(source.to_tensors(inputs), ids))
-  # Through the trainer: a run with 2 more encoder blocks and an item block, at lr 0,
+  # Through the trainer: a run with 2 more encoder blocks and slot codes, at lr 0,
   # keeps the source's weights and its held-out loss.
   grown = train(attrs.evolve(SMALL, model=deep_cfg, steps=1, learning_rate=0.0,
                              min_learning_rate_ratio=0.0, init_from=str(tmp_path / 'a' / 'model.pt')),
@@ -157,7 +157,7 @@ def test_a_deeper_run_starts_from_a_shallower_checkpoint_predicting_exactly_as_i
   assert grown['final_val_loss'] == pytest.approx(again['final_val_loss'], rel=1e-5)
   # Shallower, wider or otherwise changed sizes are refused, naming both configs.
   for other in (attrs.evolve(deep_cfg, encoder_layers=0), attrs.evolve(deep_cfg, d_ff=128)):
-    with pytest.raises(ValueError, match='only encoder_layers, item_layers may differ'):
+    with pytest.raises(ValueError, match='only encoder_layers may grow and slot_binding turn on'):
       growth.load_grown(OmniPredModel(other), source)
 
 

@@ -47,7 +47,7 @@ def _pretrain(args) -> int:
     corpus = attrs.evolve(corpus, gp=attrs.evolve(
         corpus.gp, length_scale_dim_exponent=args.length_scale_dim_exponent))
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
-      model=ModelConfig(**sizes, item_layers=args.item_layers), corpus=corpus, trials_per_batch=args.trials_per_batch,
+      model=ModelConfig(**sizes, slot_binding=args.slot_binding), corpus=corpus, trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
       prefetch=args.prefetch, data_workers=args.data_workers, init_from=args.init_from,
       warmup_steps=min(300, args.steps // 10 + 1), **common))
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--multi-output-fraction', type=float, default=None,
                  help='share of studies whose trials carry other metrics as inputs (several'
                  ' objectives; default: the in-context corpus\'s, 0.15)')
-  p.add_argument('--item-layers', type=int, default=0,
-                 help='attention blocks among a trial\'s parameter items before pooling')
+  p.add_argument('--slot-binding', action='store_true',
+                 help='bind each trial\'s values to per-parameter slot codes in its token')
   p.add_argument('--length-scale-dim-exponent', type=float, default=None,
                  help='GP-prior length scales times dim ** this (0.5: sqrt(d) scaling;'
                  ' default: the in-context corpus\'s, 0)')

@@ -39,10 +39,10 @@ class ModelConfig:
   num_heads: int = attrs.field(default=4, kw_only=True)
   encoder_layers: int = attrs.field(default=4, kw_only=True)
   decoder_layers: int = attrs.field(default=2, kw_only=True)
-  # Transformer blocks over a trial's parameter items before they are pooled into its token:
-  # each item sees the trial's other items, so the set can share out the token's width
-  # between parameters instead of summing blindly (0: pool the items as embedded).
-  item_layers: int = attrs.field(default=0, kw_only=True)
+  # A trial's numeric values also enter its token bound to orthogonal slot codes (one slot
+  # per parameter, by its name's rank among the study's names), summed and projected: the
+  # pooled item embeddings alone lose the coordinates from 4-D on (benchmarks/trial_probe.py).
+  slot_binding: bool = attrs.field(default=False, kw_only=True)
   d_ff: int = attrs.field(default=256, kw_only=True)
   dropout: float = attrs.field(default=0.0, kw_only=True)
   # y tokens. y reaches the model normalised (see `regressor.YScaler`), so a narrow
@@ -235,6 +235,11 @@ class ItemEmbedding(nn.Module):
     return self.ln(x + self.mix(x))
 
 
+# Slots for `ModelConfig.slot_binding`: at most this many parameters (and metric inputs) get
+# a code of their own; the corpus draws up to 12 parameters and 2 metric inputs, conditional
+# spaces a few more. Names ranked beyond it share the last slot.
+MAX_SLOTS = 32
+
 # Roles of the encoder's tokens.
 META, CONTEXT, QUERY = 0, 1, 2
 
@@ -245,8 +250,8 @@ class OmniPredModel(nn.Module):
   number tokens. `forward` is teacher-forced training; sampling is in `decoding`.
 
   Encoder tokens: one per metadata item, one per trial. A trial's token is its parameter
-  items (embedded by `ItemEmbedding`, then, with `item_layers`, mixed by attention among the
-  trial's items) averaged over the set and mixed by an MLP, plus, for a
+  items (embedded by `ItemEmbedding`) averaged over the set and mixed by an MLP (with
+  `slot_binding`, plus its values bound to per-parameter slot codes), plus, for a
   context trial, its y through a `NumberEmbedding`; no positional embeddings anywhere, so
   neither trial order nor parameter order can matter. Attention: metadata and context tokens
   attend to metadata and context; a query attends to metadata, context and itself only, so its
@@ -264,7 +269,6 @@ class OmniPredModel(nn.Module):
     d = cfg.d_model
     codec = cfg.y_codec
     self.items = ItemEmbedding(cfg)
-    self.item_blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.item_layers))
     self.trial_mlp = MLP(d, cfg.d_ff)
     self.ln_trial = nn.LayerNorm(d)
     self.y_embed = NumberEmbedding(codec, d, num_features=1)
@@ -289,6 +293,14 @@ class OmniPredModel(nn.Module):
     self.ln_out = nn.LayerNorm(d)
     self.head = nn.Linear(d, self.vocab_size)
     self.apply(init_weights)
+    if cfg.slot_binding:
+      # Rows: a linear-z code and a log-z code per slot, all orthonormal. The projection
+      # starts at zero: the binding adds nothing until training finds it useful, so it can be
+      # switched on in a trained model without changing its predictions (`growth`).
+      self.slot_codes = nn.Parameter(nn.init.orthogonal_(torch.empty(2 * MAX_SLOTS, d)))
+      self.bind_proj = nn.Linear(d, d)
+      nn.init.zeros_(self.bind_proj.weight)
+      nn.init.zeros_(self.bind_proj.bias)
 
   @property
   def device(self) -> torch.device:
@@ -340,22 +352,30 @@ class OmniPredModel(nn.Module):
     """Each trial's token from its parameter items alone (before its y and role): [B, N, D]."""
     items = self.items({k: inputs[k] for k in ('names', 'kinds', 'numbers', 'scalars', 'texts')},
                        inputs['features'])  # [B, N, P, D]
-    if self.item_blocks:
-      items = self._mix_items(items, inputs['mask'])
     mask = inputs['mask'].unsqueeze(-1).to(items.dtype)
     trial = (items * mask).sum(2) / mask.sum(2).clamp_min(1.0)
-    return self.ln_trial(trial + self.trial_mlp(trial))
+    out = trial + self.trial_mlp(trial)
+    if self.model_config.slot_binding:
+      codes = self.slot_codes.view(2, MAX_SLOTS, -1)
+      slots = self.slots(inputs)
+      z = inputs['features'].to(items.dtype)  # context z-scores (linear, log); 0 for text
+      bound = z[..., :1] * codes[0][slots] + z[..., 1:] * codes[1][slots]  # [B, N, P, D]
+      out = out + self.bind_proj((bound * mask).sum(2))  # summed: each value keeps its scale
+    return self.ln_trial(out)
 
-  def _mix_items(self, items: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """items [B, N, P, D], present [B, N, P] -> items after the item blocks, each trial's
-    items attending to that trial's present items (and themselves: a trial of padding only
-    stays finite)."""
-    b, n, p, d = items.shape
-    x = items.reshape(b * n, p, d)
-    keys = present.reshape(b * n, 1, 1, p) | torch.eye(p, dtype=torch.bool, device=x.device)
-    for block in self.item_blocks:
-      x = block(x, keys)
-    return x.reshape(b, n, p, d)
+  def slots(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, N, P] slot of every item: the rank of its name among the names present in the
+    study's context or in its own trial. An order of content, not of the item axis, so no
+    parameter order matters; and a query's slots never depend on the other queries."""
+    names = inputs['names'][:, 0]  # [B, P, C]: a study's items are named alike in every trial
+    diff = names[:, :, None, :] - names[:, None, :, :]  # [B, P(i), P(j), C]
+    first = (diff != 0).to(torch.uint8).argmax(-1, keepdim=True)  # first differing character
+    j_before_i = diff.gather(-1, first).squeeze(-1) > 0  # name_j sorts before name_i
+    is_context = inputs['is_context'] & inputs['present']
+    in_context = (inputs['mask'] & is_context.unsqueeze(-1)).any(1)  # [B, P]
+    counted = in_context.unsqueeze(1) | inputs['mask']  # [B, N, P(j)]
+    slots = (j_before_i.unsqueeze(1) & counted.unsqueeze(2)).sum(-1)  # [B, N, P(i)]
+    return slots.clamp_max(MAX_SLOTS - 1)
 
   def logits(self, hidden: torch.Tensor, positions: torch.Tensor | int) -> torch.Tensor:
     """Decoder states -> logits with illegal tokens at each position set to -inf."""

@@ -84,20 +84,21 @@ def _training_row(summary: dict) -> str:
 
 # pretrain's flag for each model size it sets (d_ff follows d_model).
 _SIZE_FLAGS = {'d_model': '--d-model', 'num_heads': '--heads', 'encoder_layers': '--encoder-layers',
-               'decoder_layers': '--decoder-layers', 'item_layers': '--item-layers'}
+               'decoder_layers': '--decoder-layers'}
 
 
 def _size_flags(model: dict) -> str:
   """The size flags a stage needs beyond pretrain's defaults."""
   from vizier_omnipred.model import ModelConfig  # pylint: disable=g-import-not-at-top
   default = ModelConfig()
-  return ''.join(f' {flag} {model[k]}' for k, flag in _SIZE_FLAGS.items()
-                 if k in model and model[k] != getattr(default, k))
+  flags = ''.join(f' {flag} {model[k]}' for k, flag in _SIZE_FLAGS.items()
+                  if k in model and model[k] != getattr(default, k))
+  return flags + (' --slot-binding' if model.get('slot_binding') else '')
 
 
-def _item_blocks(model: dict) -> str:
-  n = model.get('item_layers', 0)
-  return f' after {n} attention block(s) among the trial\'s items' if n else ''
+def _slot_binding(model: dict) -> str:
+  return (', plus its numeric values bound to per-parameter slot codes'
+          if model.get('slot_binding') else '')
 
 
 def _stage_ends(summary: dict) -> list[int]:
@@ -155,7 +156,7 @@ predict together, and writes each prediction's y as number tokens.
 
 | | |
 |---|---|
-| architecture | encoder-decoder, d_model {m['d_model']}, {m['num_heads']} heads, {m['encoder_layers']} encoder + {m['decoder_layers']} decoder layers, MLP {m['d_ff']}; one encoder token per trial (its parameter items pooled{_item_blocks(m)}) and per metadata item; queries attend to the context and themselves only |
+| architecture | encoder-decoder, d_model {m['d_model']}, {m['num_heads']} heads, {m['encoder_layers']} encoder + {m['decoder_layers']} decoder layers, MLP {m['d_ff']}; one encoder token per trial (its parameter items pooled{_slot_binding(m)}) and per metadata item; queries attend to the context and themselves only |
 | parameters | {summary['num_parameters']:,} |
 | input | per parameter: name characters + value as sign/exponent/4 digits + symlog + two z-scores from the context's own statistics (linear, log), or category characters; a trial of a conditional space holds only its active parameters; with several objectives, a trial's values of the earlier objectives as number items; per context trial its y (normalised by the context's range) as tokens + scalar; study metadata items; no positional order, no search-space bounds |
 | output | y after a map of the context's y range onto [2, 3], as sign, exponent (E{m['y_min_exponent']}..E{m['y_max_exponent']}), {m['y_digits']} digits |
