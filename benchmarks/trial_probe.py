@@ -15,7 +15,12 @@ seed 0; x uniform in [-5, 5]^d), each a ridge regression scored by 5-fold R^2:
                the true y, so it bounds what a linear read of the state could give; the
                decoder was not trained on it.
 
-R^2 1 means nothing is lost (for that linear read). Writes benchmarks/results/trial_probe.{md,png}.
+R^2 1 means nothing is lost (for that linear read). And what such a loss costs: the
+  GP row fits the regression benchmark's GP (Matern 5/2) at 30 points on the dims set's studies
+  (3 seeds) with Gaussian noise added to every input, sized so that a linear read of x has the
+  token's mean R^2 (noise variance (1 - R^2) / R^2 of x's). Compare it with the LM's own error
+  in benchmarks/results/regression_dims.md.
+Writes benchmarks/results/trial_probe.{md,png}.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import pathlib
 import sys
 
+import attrs
 import numpy as np
 import torch
 
@@ -74,6 +80,23 @@ def probe(model, dim: int) -> dict:
           'y_from_state': cv_r2(memory[:, 0].numpy(), query_y)}
 
 
+def gp_with_noisy_inputs(dim: int, r2: float, n: int = 30) -> float:
+  """Mean study error of the benchmark's GP over the dims set's seeds at `n` points, every
+  input (train and test) noised so that a linear read of it has R^2 `r2`."""
+  gp = regression.sklearn_methods(0)['GP (Matern 5/2)']
+  errors = []
+  for seed in regression.DIMS_SET['seeds']:
+    study = regression.bbob_studies(('Sphere',), (dim,), seed=seed)[0]
+    data = study.split(n)
+    scale = np.sqrt(max(1.0 - r2, 0.0) / r2) * data.x.std(0)
+    rng = np.random.default_rng([dim, seed])
+    noisy = attrs.evolve(data, x=data.x + scale * rng.normal(size=data.x.shape),
+                         test_x=data.test_x + scale * rng.normal(size=data.test_x.shape))
+    fit = gp(study, noisy)
+    errors.append(regression.study_error(fit.median, data.test_y, np.r_[data.y, data.test_y]))
+  return float(np.mean(errors))
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--checkpoint', default=None, help='default: the shipped checkpoint')
@@ -94,6 +117,8 @@ def main(argv=None) -> int:
   for tag, path in models.items():
     model, card = checkpoints.load(path)
     results[tag] = [probe(model, d) for d in DIMS]
+    for d, r in zip(DIMS, results[tag]):
+      r['gp_noisy'] = gp_with_noisy_inputs(d, r['coord_mean'])
     print(tag, card.get('steps'), 'steps:',
           ' '.join(f"{d}-D {r['coord_mean']:.3f}/{r['coord_min']:.3f}/{r['y_from_state']:.3f}"
                    for d, r in zip(DIMS, results[tag])))
@@ -112,7 +137,8 @@ def table(results: dict, models: dict) -> str:
   for tag, per_dim in results.items():
     for key, label in (('coord_mean', 'x_j from trial token, mean R2'),
                        ('coord_min', 'x_j from trial token, worst R2'),
-                       ('y_from_state', 'y from query state, R2')):
+                       ('y_from_state', 'y from query state, R2'),
+                       ('gp_noisy', 'GP study error @ 30, inputs noised to the mean R2')):
       rows.append(f'| {tag} | {label} | ' + ' | '.join(f'{r[key]:.3f}' for r in per_dim) + ' |')
   command = 'python benchmarks/trial_probe.py' + ''.join(
       f' --candidate {t}={p}' for t, p in list(models.items())[1:])
