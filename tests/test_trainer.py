@@ -177,7 +177,8 @@ def test_the_shipped_summary_matches_the_shipped_card_and_a_stage_on_top_counts_
   text = model_card.card_text(both, None)
   assert f"{len(both['stages'])} stages: (1)" in text
   # The new stage's command carries the sizes that differ from pretrain's defaults.
-  assert ('pretrain --out runs/d --steps 2 --init-from runs/icl3/model.pt' in text
+  last = shipped['stages'][-1]['run_dir']
+  assert (f'pretrain --out runs/d --steps 2 --init-from {last}/model.pt' in text
           and '--d-model 32 --heads 2 --encoder-layers 1 --decoder-layers 1`' in text)
   assert both['history'][-1]['step'] == card['steps'] + 2
   with pytest.raises(FileNotFoundError, match='neither a run directory nor a summary'):

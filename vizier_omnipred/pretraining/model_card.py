@@ -101,6 +101,18 @@ def _slot_binding(model: dict) -> str:
           if model.get('slot_binding') else '')
 
 
+def _seed_note(summary: dict) -> str:
+  """The held-out episodes are drawn from a run's seed: say so where stages' seeds differ."""
+  stages = summary.get('stages') or [summary]
+  seeds = [s['train_config'].get('seed', 0) for s in stages]
+  if len(set(seeds)) < 2:
+    return ''
+  which = ', '.join(f'stage {k} seed {seed}' for k, seed in enumerate(seeds, start=1))
+  return ('\nThe held-out episodes are drawn from each run\'s seed (' + which + '): compare'
+          ' losses within a stage; a step between stages of different seeds is partly the'
+          ' change of episodes.\n')
+
+
 def _stage_ends(summary: dict) -> list[int]:
   """The combined step at which each stage ended."""
   return list(itertools.accumulate(s['steps'] for s in summary.get('stages') or [summary]))
@@ -169,7 +181,7 @@ predict together, and writes each prediction's y as number tokens.
 Reproduce: {_reproduce(summary)}
 
 ![loss](omnipred-loss.png)
-
+{_seed_note(summary)}
 {_context_table(summary['history'], _stage_ends(summary))}
 {_loss_table(summary['history'])}"""
   if regression:
