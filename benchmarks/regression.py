@@ -33,6 +33,7 @@ Writes benchmarks/results/regression.{md,png}.
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 import time
@@ -236,6 +237,8 @@ def main(argv=None) -> int:
   parser.add_argument('--checkpoint', default=None, help='default: the shipped checkpoint')
   parser.add_argument('--sets', default=DEFAULT_SETS, help='of bbob, gp, tuning, dims')
   parser.add_argument('--out', default=str(RESULTS / 'regression'))
+  parser.add_argument('--records', default=None, metavar='JSON',
+                      help='also write every (method, study, size) record here, unrounded')
   args = parser.parse_args(argv)
   torch.set_num_threads(1)
   sets = args.sets.split(',')
@@ -275,6 +278,8 @@ def main(argv=None) -> int:
                           spearman=float(stats.spearmanr(fit.median, yte).statistic),
                           coverage=covered, seconds=time.perf_counter() - t0))
   write_results(records, methods, args, pretrained)
+  if args.records:
+    pathlib.Path(args.records).write_text(json.dumps(records, indent=0))
   return 0
 
 
