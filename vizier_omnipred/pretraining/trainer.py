@@ -165,15 +165,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
   model = OmniPredModel(cfg.model).to(env.device)
   if cfg.init_from and not (resume and (pathlib.Path(out_dir) / 'last.pt').exists()):
     start, _ = checkpoints.load(cfg.init_from)
-    if start.model_config == cfg.model:
-      model.load_state_dict(start.state_dict())
-    elif growth.can_grow(start.model_config, cfg.model):
-      growth.load_grown(model.to('cpu'), start)
-      model.to(env.device)
-    else:
+    if not growth.can_grow(start.model_config, cfg.model):
       raise ValueError(f'--init-from {cfg.init_from}: its model config {start.model_config}'
                        f' differs from this run\'s {cfg.model}; pass matching sizes (only'
-                       ' --encoder-layers may be larger: the extra blocks start silent).')
+                       ' --encoder-layers may be larger and --slot-binding on: the new parts'
+                       ' start silent).')
+    growth.load_grown(model, start)  # equal configs: a plain copy of the weights
   build = functools.partial(make_batch, cfg, rank=env.rank)
   with Prefetcher(build, depth=cfg.prefetch, workers=cfg.data_workers) as batches:
 
