@@ -116,8 +116,16 @@ def test_a_second_stage_starts_from_the_first_and_the_card_counts_both(tmp_path)
   assert second['history'][-1]['conditional_by_context'].keys() == {4}
   assert second['history'][-1]['multi_output_by_context'].keys() == {4}
   both = model_card.combine(dict(first, run_dir='runs/a'), dict(second, run_dir='runs/b'))
-  assert both['steps'] == 5 and [h['step'] for h in both['history']] == [3, 5]
+  # Stage 2 evaluates its start (stage 1's weights, on its own held-out episodes) first:
+  # at lr 0 it reads the same at its start and its end, with no train loss at the start.
+  assert [h['step'] for h in second['history']] == [0, 2]
+  assert 'train_loss' not in second['history'][0]
+  assert second['history'][0]['val_loss'] == pytest.approx(second['final_val_loss'])
+  assert 'train_loss' in second['history'][1] and 'train_loss' in first['history'][0]
+  assert both['steps'] == 5 and [h['step'] for h in both['history']] == [3, 3, 5]
   card = model_card.card_text(both, None)
+  assert '| 3 | - (stage start) |' in card
+  model_card.loss_plot(both['history'], tmp_path / 'loss.png')
   assert '2 stages: (1) 3 steps' in card and "(2) from stage 1's weights, 2 steps" in card
   assert 'pretrain --out runs/b --steps 2 --init-from runs/a/model.pt' in card
   assert 'model_card runs/b --previous runs/a --ship' in card

@@ -136,13 +136,16 @@ def train_loop(
     name: str,
     resume: bool = True,
     progress: bool = True,
+    evaluate_start: bool = False,
 ) -> dict:
   """Trains `model` (already on env.device) to cfg.steps; returns the run summary.
 
   batch_loss(net, step): the loss of this rank's batch at `step`, computed through `net`'s
   forward (DDP syncs gradients only through it). evaluate(): held-out loss, run on rank 0 (a
   float, or a dict with 'mean' and further entries that go into the history as they are).
-  save(path, summary): writes the shippable checkpoint, on rank 0.
+  save(path, summary): writes the shippable checkpoint, on rank 0. evaluate_start: a fresh
+  run evaluates its starting weights first (a run that continues other weights, so its
+  history has its own start on its own held-out episodes).
   """
   out = pathlib.Path(out_dir)
   run_info = {'train_config': jsonable(attrs.asdict(cfg)), 'seed': cfg.seed,
@@ -172,6 +175,21 @@ def train_loop(
   bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and env.main), desc=name,
              dynamic_ncols=True)
   examples, tick = 0, time.perf_counter()
+
+  def evaluate_now() -> tuple[float, dict]:
+    if not env.main:
+      return 0.0, {}
+    model.eval()
+    with torch.no_grad():
+      val = evaluate()
+    model.train()
+    if isinstance(val, dict):  # {'mean': ..., other per-split losses}
+      return val['mean'], {k: v for k, v in val.items() if k != 'mean'}
+    return val, {}
+
+  if evaluate_start and step == 0:
+    val, detail = evaluate_now()  # no train loss: no step was taken
+    history.append({'step': 0, 'val_loss': val, 'elapsed_s': 0.0, **detail})
   model.train()
   while step < cfg.steps:
     for group in opt.param_groups:
@@ -190,17 +208,7 @@ def train_loop(
     bar.update(1)
     timed_out = cfg.time_limit_s is not None and elapsed_before + now - start > cfg.time_limit_s
     if step % cfg.eval_every == 0 or step == cfg.steps or timed_out:
-      detail = {}
-      if env.main:
-        model.eval()
-        with torch.no_grad():
-          val = evaluate()
-        model.train()
-        if isinstance(val, dict):  # {'mean': ..., other per-split losses}
-          detail = {k: v for k, v in val.items() if k != 'mean'}
-          val = val['mean']
-      else:
-        val = 0.0
+      val, detail = evaluate_now()
       history.append({'step': step, 'train_loss': env.mean(loss_value), 'val_loss': val,
                       'elapsed_s': elapsed_before + now - start, **detail})
       if env.main:

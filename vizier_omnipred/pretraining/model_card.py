@@ -233,7 +233,9 @@ def loss_plot(history: list[dict], path: pathlib.Path) -> None:
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   steps = [h['step'] for h in history]
-  axes[0].plot(steps, [h['train_loss'] for h in history], label='train (one batch)', alpha=0.6)
+  trained = [h for h in history if 'train_loss' in h]  # a stage's start has no train loss
+  axes[0].plot([h['step'] for h in trained], [h['train_loss'] for h in trained],
+               label='train (one batch)', alpha=0.6)
   axes[0].plot(steps, [h['val_loss'] for h in history], label='held-out (mean over sizes)')
   axes[0].set_xlabel('step')
   axes[0].set_ylabel('nats per y token')
@@ -272,7 +274,10 @@ def snapshot(run: pathlib.Path) -> dict:
 
 
 def _loss_table(history: list[dict]) -> str:
-  rows = '\n'.join(f'| {h["step"]} | {h["train_loss"]:.4f} | {h["val_loss"]:.4f} |' for h in history)
+  def train(h):
+    return f'{h["train_loss"]:.4f}' if 'train_loss' in h else '- (stage start)'
+
+  rows = '\n'.join(f'| {h["step"]} | {train(h)} | {h["val_loss"]:.4f} |' for h in history)
   return ('## Loss during training\n\n| step | train loss | held-out loss |\n|---|---|---|\n'
           + rows + '\n')
 

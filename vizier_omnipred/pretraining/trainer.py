@@ -188,4 +188,4 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
         save=lambda path, summary: checkpoints.save(
             path, model, card=checkpoints.card_from_summary('omnipred-icl', summary)),
         examples_per_step=cfg.trials_per_batch, name='pretrain', resume=resume,
-        progress=progress)
+        progress=progress, evaluate_start=cfg.init_from is not None)
