@@ -21,18 +21,25 @@ def _fit(y_scale=1.0, y_shift=0.0, n=24, config=FAST_FULL, seed=0):
 
 def test_test_time_training_learns_the_study_in_context():
   """From scratch, full training on the study's own context/query splits: the model then
-  ranks held-out points of the same function from the context. (60 held-out points: over
-  init seeds 0-3 untrained 0.11-0.18, trained 0.62-0.76; with 20 the rank correlation swung
-  with float rounding.)"""
+  predicts held-out points of the same function from the context, in scale and in rank. (60
+  held-out points. The untrained model's exact median can rank by chance, its random
+  features being smooth in x: Spearman 0.57 at init seed 0, 0.36 at 1; so the contrast is
+  the error, which at init is off the y scale.)"""
   rows, y = quadratic_2d(100, 0)
   reg = OmniPredRegressor.from_scratch(TINY, seed=0)
   reg.condition(list(zip(rows[:40], y[:40])))
-  untrained = stats.spearmanr(reg.predict(rows[40:], num_samples=32).median, y[40:]).statistic
+
+  def error_and_rank():
+    median = reg.predict(rows[40:], num_samples=4).median
+    return (float(np.mean(np.abs(median - y[40:])) / np.ptp(y)),
+            stats.spearmanr(median, y[40:]).statistic)
+
+  untrained, _ = error_and_rank()
   report = reg.fine_tune(list(zip(rows[:40], y[:40])), config=FineTuneConfig(
       method='full', learning_rate=1e-3, max_steps=400))
   assert report.steps == 400 and report.stopped_by == 'max_steps' and report.num_context == 40
-  trained = stats.spearmanr(reg.predict(rows[40:], num_samples=32).median, y[40:]).statistic
-  assert trained > 0.5 and trained > untrained + 0.3, (untrained, trained)
+  trained, rank = error_and_rank()
+  assert rank > 0.5 and trained < 0.5 * untrained, (untrained, trained, rank)
 
 
 def test_sampling_needs_a_context():
@@ -230,3 +237,34 @@ def test_bounds_never_change_a_prediction():
     reg.condition(list(zip(rows[:8], y[:8])), problem=problem(lo, hi))
     out.append(reg.sample(rows[8:], 16))
   np.testing.assert_array_equal(out[0], out[1])
+
+
+@pytest.mark.parametrize('fitted', [False, True])
+def test_exact_quantiles_split_the_samples_at_their_levels(fitted):
+  """quantile_ids descends the token tree: the share of samples below the q-quantile is at
+  most q and the share at or below it at least q (y is discrete at 4 digits). Untrained, the
+  distribution spreads over both signs and many exponents (the negative branch's reversed
+  order is exercised); fitted, it is narrow."""
+  if fitted:
+    reg, rows, _, _ = _fit()
+  else:
+    rows, y = quadratic_2d(12, 0)
+    reg = OmniPredRegressor.from_scratch(TINY, seed=1)
+    reg.condition(list(zip(rows, y - 1.0)))
+  levels = (0.05, 0.3, 0.5, 0.9)
+  exact = reg.quantiles(rows[:4], levels)
+  samples = reg.sample(rows[:4], 4000, seed=3)
+  assert not fitted or np.ptp(exact[:, 1:3]) > 0  # a real spread, not one value
+  if not fitted:
+    assert (samples < 0).mean() > 0.05 and (samples > 0).mean() > 0.05
+  tolerance = 0.03  # ~3 binomial standard errors at 4000 samples
+  for i, q in enumerate(levels):
+    below = (samples < exact[:, i:i + 1]).mean(axis=1)
+    at_or_below = (samples <= exact[:, i:i + 1]).mean(axis=1)
+    assert np.all(below <= q + tolerance) and np.all(at_or_below >= q - tolerance), (q, below,
+                                                                                     at_or_below)
+  assert np.all(np.diff(exact, axis=1) >= 0)
+  p = reg.predict(rows[:4], num_samples=8, quantiles=levels)
+  np.testing.assert_array_equal(p.median, exact[:, 2])  # predict's median is the exact one
+  with pytest.raises(ValueError, match=r'quantile levels must be .* in \(0, 1\)'):
+    reg.quantiles(rows[:2], (0.5, 1.0))

@@ -136,3 +136,58 @@ def sample_ids(
       parent = torch.div(keys, size, rounding_mode='floor')
       row_memory, row_token = row_memory[parent], keys % size + lo
   return out.view(b, s, len(sizes))
+
+
+@torch.no_grad()
+def quantile_ids(
+    model: OmniPredModel,
+    inputs: dict[str, torch.Tensor],
+    levels: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+  """-> [B, L, T] slot-local ids of the `levels` quantiles of each query's y distribution.
+
+  Exact, without sampling: the tokens go coarse to fine (sign, exponent, digits), so y's
+  order is the order of the token sequences, with the children of a prefix taken in
+  ascending value (for a negative sign: descending exponents and digits). Descending the
+  tree, each row picks the child whose cumulative probability reaches its level, and
+  rescales the level to within that child. One row per (query, level) and no Monte Carlo
+  error: the median of 64 samples has a standard error of ~0.16 predictive standard
+  deviations, enough to swap the ranks of close candidates.
+  """
+  if temperature <= 0:
+    raise ValueError(f'temperature must be > 0 for quantiles, got {temperature}.')
+  levels = torch.as_tensor(levels, dtype=torch.float64)
+  if levels.ndim != 1 or not bool(((levels > 0) & (levels < 1)).all()):
+    raise ValueError(f'quantile levels must be a 1-D list in (0, 1), got {levels.tolist()}.')
+  memory, mask = model.encode(inputs)
+  b, n_levels = memory.shape[0], len(levels)
+  dev = memory.device
+  sizes = model.model_config.y_codec.slot_sizes
+  offsets = model.slot_offsets.tolist()
+  decoder = CachedDecoder(model.decoder, memory, mask)
+  row_memory = torch.arange(b, device=dev).repeat_interleave(n_levels)
+  row_token = torch.full((b * n_levels,), model.bos_id, dtype=torch.long, device=dev)
+  level = levels.to(dev).repeat(b)  # [R], each row's level within its prefix
+  negative = torch.zeros(b * n_levels, dtype=torch.bool, device=dev)
+  out = torch.empty((b * n_levels, len(sizes)), dtype=torch.long, device=dev)
+  smallest = torch.finfo(torch.float64).tiny  # a level stays > 0, so a child with p 0 is never picked
+  for t, (lo, size) in enumerate(zip(offsets, sizes)):
+    y = decoder.step(model.tokens(row_token) + model.positions.weight[t], t, row_memory)
+    logits = model.head(model.ln_out(y))[:, lo:lo + size].double()
+    probs = F.softmax(logits / temperature, dim=-1)  # [R, size], ids ascending
+    # Ascending value: the sign slot puts '-' (id 1) first; below a '-', larger ids are smaller.
+    descending = negative if t > 0 else torch.ones_like(negative)
+    ordered = torch.where(descending[:, None], probs.flip(-1), probs)
+    cum = torch.cumsum(ordered, -1)
+    pick = torch.searchsorted(cum, level[:, None]).clamp(max=size - 1)[:, 0]
+    below = torch.where(pick > 0, cum.gather(1, (pick - 1).clamp(min=0)[:, None])[:, 0], 0.0)
+    mass = ordered.gather(1, pick[:, None])[:, 0]
+    level = ((level - below) / mass.clamp(min=smallest)).clamp(smallest, 1.0)
+    ids = torch.where(descending, size - 1 - pick, pick)
+    if t == 0:
+      negative = ids == 1
+    out[:, t] = ids
+    row_token = ids + lo
+  return out.view(b, n_levels, len(sizes))

@@ -32,7 +32,7 @@ import torch
 from vizier import pyvizier as vz
 
 from vizier_omnipred import checkpoints
-from vizier_omnipred.decoding import sample_ids
+from vizier_omnipred.decoding import quantile_ids, sample_ids
 from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel
 from vizier_omnipred.numbers import NumberCodec
 from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInfo, StudyInputs, _plain
@@ -343,6 +343,19 @@ class OmniPredRegressor:
                        ' before sampling (the model predicts from them).')
     return self.featurizer.featurize(rows)
 
+  def _decode(self, queries: ModelInputs, width: int, decode, batch_size: int) -> np.ndarray:
+    """Featurised rows, `batch_size` at a time after the whole context, through
+    decode(model, inputs) -> ids [b, width, T] -> [n, width] y in the study's units."""
+    codec = self.base.model_config.y_codec
+    out = np.empty((len(queries), width), dtype=np.float64)
+    with self._merged(), torch.inference_mode():
+      model = self.model
+      for lo in range(0, len(queries), batch_size):
+        part = model.to_tensors(self._query_inputs(queries.select(slice(lo, lo + batch_size))))
+        ids = decode(model, part)
+        out[lo:lo + len(ids)] = codec.decode_many(ids.cpu().numpy())
+    return self.y_scaler.inverse(out)  # increasing: quantiles map to quantiles
+
   def _sample_featurized(self, queries: ModelInputs, num_samples: int, temperature: float,
                          seed: int | None, batch_size: int) -> np.ndarray:
     """Featurised rows -> [n, num_samples] y samples in the study's units."""
@@ -351,15 +364,16 @@ class OmniPredRegressor:
       gen.seed()
     else:
       gen.manual_seed(seed)
-    codec = self.base.model_config.y_codec
-    out = np.empty((len(queries), num_samples), dtype=np.float64)
-    with self._merged(), torch.inference_mode():
-      model = self.model
-      for lo in range(0, len(queries), batch_size):
-        part = model.to_tensors(self._query_inputs(queries.select(slice(lo, lo + batch_size))))
-        ids = sample_ids(model, part, num_samples, temperature=temperature, generator=gen)
-        out[lo:lo + len(ids)] = codec.decode_many(ids.cpu().numpy())
-    return self.y_scaler.inverse(out)
+    return self._decode(queries, num_samples, lambda model, part: sample_ids(
+        model, part, num_samples, temperature=temperature, generator=gen), batch_size)
+
+  def quantiles(self, rows: Sequence[Any], levels: Sequence[float] = (0.1, 0.5, 0.9), *,
+                temperature: float = 1.0, batch_size: int = 512) -> np.ndarray:
+    """-> [n, len(levels)] exact quantiles of each row's predictive distribution, in the
+    study's units (decoded down the token tree, no sampling: see `decoding.quantile_ids`)."""
+    levels = torch.as_tensor(np.asarray(levels, dtype=np.float64))
+    return self._decode(self._featurize_queries(rows), len(levels), lambda model, part: quantile_ids(
+        model, part, levels, temperature=temperature), batch_size)
 
   def sample(self, rows: Sequence[Any], num_samples: int = 64, *, temperature: float = 1.0,
              seed: int | None = 0, batch_size: int = 512) -> np.ndarray:
@@ -390,13 +404,16 @@ class OmniPredRegressor:
   def predict(self, rows: Sequence[Any], num_samples: int = 64, *,
               quantiles: Sequence[float] = (0.1, 0.5, 0.9), temperature: float = 1.0,
               seed: int | None = 0) -> Prediction:
-    """Median (OmniPred's point prediction), mean and quantiles of the samples."""
+    """Median (OmniPred's point prediction) and quantiles, exact (`quantiles`); mean and
+    samples from `num_samples` draws."""
     samples = self.sample(rows, num_samples, temperature=temperature, seed=seed)
     levels = tuple(float(q) for q in quantiles)
+    exact = self.quantiles(rows, sorted(set(levels) | {0.5}), temperature=temperature)
+    column = {q: exact[:, i] for i, q in enumerate(sorted(set(levels) | {0.5}))}
     return Prediction(
-        median=np.median(samples, axis=1), mean=samples.mean(axis=1),
-        quantile_levels=levels,
-        quantiles=np.quantile(samples, levels, axis=1).T if levels else np.empty((len(samples), 0)),
+        median=column[0.5], mean=samples.mean(axis=1), quantile_levels=levels,
+        quantiles=(np.stack([column[q] for q in levels], axis=1) if levels
+                   else np.empty((len(samples), 0))),
         samples=samples,
     )
 
