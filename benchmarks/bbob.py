@@ -92,6 +92,8 @@ OMNIPRED_VARIANTS = {
     'omnipred_joint': ({'joint_objectives': True}, {}),
     # y read through an affine map instead of ranks (a plateau's tiny differences stay tiny).
     'omnipred_affine': ({'y_warp': 'none'}, {}),
+    # The surrogate's S values per candidate are its exact quantiles (k + 1/2) / S, not draws.
+    'omnipred_quantiles': ({}, {'draws': 'quantiles'}),
 }
 
 

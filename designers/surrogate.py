@@ -126,6 +126,12 @@ class LMSurrogateConfig:
   # Where the model runs. None: 'cuda' when torch sees a GPU, else 'cpu'.
   device: str | None = attrs.field(default=None, kw_only=True)
   temperature: float = attrs.field(default=1.0, kw_only=True)
+  # How sample() draws S values per candidate: 'random' (Monte Carlo) or 'quantiles' (the
+  # exact quantiles at levels (k + 1/2) / S, a stratified sample with no Monte Carlo error:
+  # the 0.9-quantile of 16 normal draws, the UCB's, errs by 0.37 standard deviations and sits
+  # 0.14 low on average). sample_given (chained objectives) always draws at random.
+  draws: str = attrs.field(default='random', kw_only=True,
+                           validator=attrs.validators.in_(('random', 'quantiles')))
   # Test-time LoRA from this many feasible trials on (None: never, zero-shot in context).
   # Off by default, by measurement (README regression table, shipped checkpoint): 40 LoRA
   # steps left study error on held-out BBOB and GP-prior studies unchanged or worse at 10, 30
@@ -219,8 +225,12 @@ class LMSurrogate:
 
   def sample(self, parameters, num_samples, *, seed) -> np.ndarray:
     with self._threads():
-      out = self._regressor.sample(parameters, num_samples, temperature=self.config.temperature,
-                                   seed=seed)
+      if self.config.draws == 'quantiles':
+        levels = (np.arange(num_samples) + 0.5) / num_samples
+        out = self._regressor.quantiles(parameters, levels, temperature=self.config.temperature)
+      else:
+        out = self._regressor.sample(parameters, num_samples,
+                                     temperature=self.config.temperature, seed=seed)
     release_free_memory(self.config.heap_slack_mb)
     return out
 

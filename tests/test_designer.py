@@ -233,6 +233,26 @@ def test_surrogate_runs_on_the_configured_or_detected_device(mixed_problem, monk
     LMSurrogateConfig(device='gpu0')
 
 
+def test_quantile_draws_are_the_exact_stratified_quantiles_and_a_designer_runs_on_them(
+    mixed_problem):
+  """draws='quantiles': sample() returns each candidate's exact quantiles at (k + 1/2) / S,
+  ascending and the same for any seed; the designer suggests from them like from draws."""
+  config = LMSurrogateConfig(draws='quantiles', torch_threads=None)
+  surrogate = LMSurrogate(mixed_problem, StudyInfo.from_problem(mixed_problem), config=config,
+                          regressor=OmniPredRegressor.from_scratch(TINY, seed=0))
+  trials = _run(OmniPredDesigner(mixed_problem, seed=0, config=FAST, surrogate=surrogate),
+                mixed_problem, 6)
+  assert len(trials) == 6
+  params = [t.parameters for t in trials]
+  out = surrogate.sample(params, 4, seed=0)
+  np.testing.assert_array_equal(out, surrogate.sample(params, 4, seed=7))
+  np.testing.assert_array_equal(
+      out, surrogate.regressor.quantiles(params, (0.125, 0.375, 0.625, 0.875)))
+  assert np.all(np.diff(out, axis=1) >= 0) and np.ptp(out) > 0
+  with pytest.raises(ValueError, match="'draws' must be in"):
+    LMSurrogateConfig(draws='sobol')
+
+
 class QuadraticSurrogate:
   """A test surrogate: knows the objective -(x - 0.3)^2, ignores the trials. Not an LM."""
 

@@ -6,9 +6,14 @@ candidate start from BOS (one row), and a row splits only when samples draw diff
 A trained surrogate is confident about sign and exponent, so 16 samples x 6 positions need
 ~19 rows per candidate instead of 96. Tokens are still drawn per sample, from the logits of
 the sample's row, so the draws are those of one row per sample.
+
+Two ways down the tree share that loop: random samples (`sample_ids`) and exact quantiles
+(`quantile_ids`, which picks each token by the cumulative probability of its level).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -96,6 +101,39 @@ class CachedDecoder:
     return y[:, 0]
 
 
+def _decode(model: OmniPredModel, inputs: dict[str, torch.Tensor], width: int,
+            choose: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+  """The one decoder loop: `width` draws per query, each a path down the token tree.
+
+  choose(t, logits [B * width, size]) -> ids [B * width]: the slot-local token each draw takes
+  at position t (its logits are its prefix row's, restricted to the slot's legal tokens).
+  Draws on the same prefix share a row; rows split where their draws' tokens differ.
+  -> [B, width, T] slot-local ids.
+  """
+  memory, mask = model.encode(inputs)
+  b = memory.shape[0]
+  dev = memory.device
+  sizes = model.model_config.y_codec.slot_sizes
+  offsets = model.slot_offsets.tolist()
+  decoder = CachedDecoder(model.decoder, memory, mask)
+  # One row per distinct prefix; every draw starts on its memory's BOS row.
+  row_memory = torch.arange(b, device=dev)
+  row_token = torch.full((b,), model.bos_id, dtype=torch.long, device=dev)
+  draw_row = torch.arange(b, device=dev).repeat_interleave(width)  # [B*W], query-major
+  parent = None
+  out = torch.empty((b * width, len(sizes)), dtype=torch.long, device=dev)
+  for t, (lo, size) in enumerate(zip(offsets, sizes)):
+    y = decoder.step(model.tokens(row_token) + model.positions.weight[t], t, row_memory, parent)
+    logits = model.head(model.ln_out(y))[:, lo:lo + size].float()[draw_row]  # [B*W, size]
+    ids = choose(t, logits)
+    out[:, t] = ids
+    if t + 1 < len(sizes):  # rows of the next step: distinct (row, token) pairs
+      keys, draw_row = torch.unique(draw_row * size + ids, return_inverse=True)
+      parent = torch.div(keys, size, rounding_mode='floor')
+      row_memory, row_token = row_memory[parent], keys % size + lo
+  return out.view(b, width, len(sizes))
+
+
 @torch.no_grad()
 def sample_ids(
     model: OmniPredModel,
@@ -110,32 +148,15 @@ def sample_ids(
     raise ValueError(f'num_samples must be >= 1, got {num_samples}.')
   if temperature < 0:
     raise ValueError(f'temperature must be >= 0, got {temperature}.')
-  memory, mask = model.encode(inputs)
-  b, s = memory.shape[0], num_samples
-  dev = memory.device
-  sizes = model.model_config.y_codec.slot_sizes
-  offsets = model.slot_offsets.tolist()
-  decoder = CachedDecoder(model.decoder, memory, mask)
-  # One row per distinct prefix; every sample starts on its memory's BOS row.
-  row_memory = torch.arange(b, device=dev)
-  row_token = torch.full((b,), model.bos_id, dtype=torch.long, device=dev)
-  sample_row = torch.arange(b, device=dev).repeat_interleave(s)  # [B*S], sample-major
-  parent = None
-  out = torch.empty((b * s, len(sizes)), dtype=torch.long, device=dev)
-  for t, (lo, size) in enumerate(zip(offsets, sizes)):
-    y = decoder.step(model.tokens(row_token) + model.positions.weight[t], t, row_memory, parent)
-    logits = model.head(model.ln_out(y))[:, lo:lo + size].float()[sample_row]  # [B*S, size]
+
+  def choose(t, logits):
+    del t
     if temperature == 0:
-      ids = logits.argmax(-1)
-    else:
-      probs = F.softmax(logits / temperature, dim=-1)
-      ids = torch.multinomial(probs, 1, generator=generator)[:, 0]
-    out[:, t] = ids
-    if t + 1 < len(sizes):  # rows of the next step: distinct (row, token) pairs
-      keys, sample_row = torch.unique(sample_row * size + ids, return_inverse=True)
-      parent = torch.div(keys, size, rounding_mode='floor')
-      row_memory, row_token = row_memory[parent], keys % size + lo
-  return out.view(b, s, len(sizes))
+      return logits.argmax(-1)
+    probs = F.softmax(logits / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+  return _decode(model, inputs, num_samples, choose)
 
 
 @torch.no_grad()
@@ -151,43 +172,37 @@ def quantile_ids(
   Exact, without sampling: the tokens go coarse to fine (sign, exponent, digits), so y's
   order is the order of the token sequences, with the children of a prefix taken in
   ascending value (for a negative sign: descending exponents and digits). Descending the
-  tree, each row picks the child whose cumulative probability reaches its level, and
-  rescales the level to within that child. One row per (query, level) and no Monte Carlo
-  error: the median of 64 samples has a standard error of ~0.16 predictive standard
-  deviations, enough to swap the ranks of close candidates.
+  tree, each level picks the child whose cumulative probability reaches it, and is rescaled
+  to within that child. No Monte Carlo error: the median of 64 samples has a standard error
+  of ~0.16 predictive standard deviations, enough to swap the ranks of close candidates.
+  Levels on the same prefix share a decoder row, as samples do.
   """
   if temperature <= 0:
     raise ValueError(f'temperature must be > 0 for quantiles, got {temperature}.')
   levels = torch.as_tensor(levels, dtype=torch.float64)
   if levels.ndim != 1 or not bool(((levels > 0) & (levels < 1)).all()):
     raise ValueError(f'quantile levels must be a 1-D list in (0, 1), got {levels.tolist()}.')
-  memory, mask = model.encode(inputs)
-  b, n_levels = memory.shape[0], len(levels)
-  dev = memory.device
-  sizes = model.model_config.y_codec.slot_sizes
-  offsets = model.slot_offsets.tolist()
-  decoder = CachedDecoder(model.decoder, memory, mask)
-  row_memory = torch.arange(b, device=dev).repeat_interleave(n_levels)
-  row_token = torch.full((b * n_levels,), model.bos_id, dtype=torch.long, device=dev)
-  level = levels.to(dev).repeat(b)  # [R], each row's level within its prefix
-  negative = torch.zeros(b * n_levels, dtype=torch.bool, device=dev)
-  out = torch.empty((b * n_levels, len(sizes)), dtype=torch.long, device=dev)
-  smallest = torch.finfo(torch.float64).tiny  # a level stays > 0, so a child with p 0 is never picked
-  for t, (lo, size) in enumerate(zip(offsets, sizes)):
-    y = decoder.step(model.tokens(row_token) + model.positions.weight[t], t, row_memory)
-    logits = model.head(model.ln_out(y))[:, lo:lo + size].double()
-    probs = F.softmax(logits / temperature, dim=-1)  # [R, size], ids ascending
+  state = {}
+  smallest = torch.finfo(torch.float64).tiny  # a level stays > 0: a child of p 0 is never picked
+
+  def choose(t, logits):
+    if t == 0:
+      state['level'] = levels.to(logits.device).repeat(len(logits) // len(levels))
+    size = logits.shape[-1]
+    probs = F.softmax(logits.double() / temperature, dim=-1)  # ids ascending
     # Ascending value: the sign slot puts '-' (id 1) first; below a '-', larger ids are smaller.
-    descending = negative if t > 0 else torch.ones_like(negative)
+    descending = state['negative'] if t > 0 else torch.ones(len(probs), dtype=torch.bool,
+                                                            device=probs.device)
     ordered = torch.where(descending[:, None], probs.flip(-1), probs)
     cum = torch.cumsum(ordered, -1)
+    level = state['level']
     pick = torch.searchsorted(cum, level[:, None]).clamp(max=size - 1)[:, 0]
     below = torch.where(pick > 0, cum.gather(1, (pick - 1).clamp(min=0)[:, None])[:, 0], 0.0)
     mass = ordered.gather(1, pick[:, None])[:, 0]
-    level = ((level - below) / mass.clamp(min=smallest)).clamp(smallest, 1.0)
+    state['level'] = ((level - below) / mass.clamp(min=smallest)).clamp(smallest, 1.0)
     ids = torch.where(descending, size - 1 - pick, pick)
     if t == 0:
-      negative = ids == 1
-    out[:, t] = ids
-    row_token = ids + lo
-  return out.view(b, n_levels, len(sizes))
+      state['negative'] = ids == 1
+    return ids
+
+  return _decode(model, inputs, len(levels), choose)
