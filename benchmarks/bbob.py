@@ -393,7 +393,10 @@ def main(argv=None) -> int:
     run_jobs(args.preset, jobs, candidates=candidates)
     print(f'ran shard {args.shard} in {time.perf_counter() - t0:.0f}s')
   command = ''.join(f' --candidate {spec}' for spec in args.candidate)
-  print(aggregate(args.preset, preset_designers, command))
+  extra = tuple(d for d in designers if d not in preset_designers)  # e.g. a variant under test
+  if extra:
+    command += f' --designers {",".join(extra)}'
+  print(aggregate(args.preset, preset_designers + extra, command))
   return 0
 
 
