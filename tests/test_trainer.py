@@ -124,7 +124,7 @@ def test_a_second_stage_starts_from_the_first_and_the_card_counts_both(tmp_path)
   assert 'train_loss' in second['history'][1] and 'train_loss' in first['history'][0]
   assert both['steps'] == 5 and [h['step'] for h in both['history']] == [3, 3, 5]
   card = model_card.card_text(both, None)
-  assert '| 3 | - (stage start) |' in card
+  assert '| 3 | - (stage start) |' in card and '| 3 (stage start) | ' in card
   model_card.loss_plot(both['history'], tmp_path / 'loss.png')
   assert '2 stages: (1) 3 steps' in card and "(2) from stage 1's weights, 2 steps" in card
   assert 'pretrain --out runs/b --steps 2 --init-from runs/a/model.pt' in card

@@ -213,7 +213,8 @@ def _context_table(history: list[dict], stage_ends: Sequence[int] = ()) -> str:
 
   def row(h):
     cells = [cell(h, 'by_context', k) for k in sizes] + [cell(h, key, k) for key, _, k in columns]
-    return f'| {h["step"]} | ' + ' | '.join(cells) + ' |'
+    start = '' if 'train_loss' in h else ' (stage start)'  # the weights before a stage trained
+    return f'| {h["step"]}{start} | ' + ' | '.join(cells) + ' |'
 
   rows = '\n'.join(row(with_sizes[i]) for i in picks)
   header = ' | '.join([f'{k} trials' for k in sizes]
