@@ -13,7 +13,8 @@
 
 Every (designer, function, dim, seed) study runs through Vizier's BenchmarkRunner (see
 `designers.study_runner`) and is stored as JSON under benchmarks/results/raw/ (ignored by git),
-so shards can run side by side and an interrupted run resumes. Aggregation writes
+so shards can run side by side and an interrupted run resumes; an OmniPred run records a hash
+of the weights it read, and one made with other weights runs again. Aggregation writes
 benchmarks/results/bbob_<preset>.md and convergence/latency PNGs. `--candidate TAG=PATH` adds
 every OmniPred variant of the preset once more as `<variant>@TAG`, reading the checkpoint at
 PATH (a pretraining run's model.pt): the same studies, side by side in the same tables.
@@ -26,6 +27,7 @@ f over 2000 uniform points: 1 ~ a typical random point, 0 = the optimum.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pathlib
@@ -102,19 +104,47 @@ def is_omnipred(name: str) -> bool:
   return name.partition('@')[0] in OMNIPRED_VARIANTS
 
 
+def checkpoint_of(name: str, candidates: dict[str, str] | None = None) -> str | None:
+  """The checkpoint file an OmniPred variant reads: its candidate's (`variant@tag`), else
+  None (the shipped one)."""
+  tag = name.partition('@')[2]
+  if not tag:
+    return None
+  if tag not in (candidates or {}):
+    raise ValueError(f'Designer {name!r} reads candidate checkpoint {tag!r}, which no'
+                     f' --candidate {tag}=PATH names (given: {sorted(candidates or {})}).')
+  return candidates[tag]
+
+
+def weights_of(name: str, candidates: dict[str, str] | None = None) -> str | None:
+  """A content hash of the weights an OmniPred variant reads (None: not an LM designer). A
+  raw run records it, so a run made with other weights (say, before a new checkpoint shipped)
+  is run again rather than reported as this one's."""
+  if not is_omnipred(name):
+    return None
+  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(checkpoint_of(name, candidates) or checkpoints.SHIPPED)
+  return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def is_done(path: pathlib.Path, weights: str | None) -> bool:
+  """A raw run exists and was made with `weights` (runs without a record of their weights
+  count as another's)."""
+  if not path.exists():
+    return False
+  return weights is None or json.loads(path.read_text()).get('weights') == weights
+
+
 def designer_factory(name: str, candidates: dict[str, str] | None = None):
   """-> (problem, seed) -> Designer. Imports lazily: JAX and peft cost seconds to import.
   `candidates`: tag -> checkpoint path, for names `variant@tag`."""
   if is_omnipred(name):
     from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
     from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
-    variant, _, tag = name.partition('@')
-    designer_fields, surrogate_fields = OMNIPRED_VARIANTS[variant]
-    if tag:
-      if tag not in (candidates or {}):
-        raise ValueError(f'Designer {name!r} reads candidate checkpoint {tag!r}, which no'
-                         f' --candidate {tag}=PATH names (given: {sorted(candidates or {})}).')
-      surrogate_fields = dict(surrogate_fields, checkpoint=candidates[tag])
+    designer_fields, surrogate_fields = OMNIPRED_VARIANTS[name.partition('@')[0]]
+    checkpoint = checkpoint_of(name, candidates)
+    if checkpoint:
+      surrogate_fields = dict(surrogate_fields, checkpoint=checkpoint)
     config = OmniPredDesignerConfig(**designer_fields)
     surrogates = LMSurrogate.factory(LMSurrogateConfig(**surrogate_fields))
     return lambda p, seed=None: OmniPredDesigner(p, seed=seed, config=config,
@@ -165,7 +195,12 @@ ISOLATED = ('gp_ucb_pe',)
 def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
              candidates: dict[str, str] | None = None) -> None:
   p = PRESETS[preset]
-  todo = [j for j in jobs if not raw_path(preset, *j).exists()]
+  weights = {d: weights_of(d, candidates) for d in {j[0] for j in jobs}}
+  todo = [j for j in jobs if not is_done(raw_path(preset, *j), weights[j[0]])]
+  stale = [j for j in todo if raw_path(preset, *j).exists()]
+  if stale:
+    print(f'{len(stale)} raw run(s) were made with other weights (or do not say which): running'
+          f' them again, e.g. {raw_path(preset, *stale[0]).name}')
   factories = {}
   bar = tqdm(total=len(todo) * p['trials'], desc=f'bbob {preset}', dynamic_ncols=True)
   for designer, function, dim, seed in todo:
@@ -184,7 +219,7 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         'values': [float(v) for v in run.values()], 'seconds': run.seconds,
-        'completed': run.completed,
+        'completed': run.completed, 'weights': weights[designer],
         'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
   bar.close()
