@@ -408,8 +408,8 @@ class OmniPredRegressor:
     samples from `num_samples` draws."""
     samples = self.sample(rows, num_samples, temperature=temperature, seed=seed)
     levels = tuple(float(q) for q in quantiles)
-    exact = self.quantiles(rows, sorted(set(levels) | {0.5}), temperature=temperature)
-    column = {q: exact[:, i] for i, q in enumerate(sorted(set(levels) | {0.5}))}
+    grid = sorted(set(levels) | {0.5})  # each level decoded once, the median among them
+    column = dict(zip(grid, self.quantiles(rows, grid, temperature=temperature).T))
     return Prediction(
         median=column[0.5], mean=samples.mean(axis=1), quantile_levels=levels,
         quantiles=(np.stack([column[q] for q in levels], axis=1) if levels
