@@ -1,3 +1,4 @@
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -5,6 +6,7 @@ from scipy import stats
 from vizier import pyvizier as vz
 
 from vizier_omnipred import checkpoints
+from vizier_omnipred.model import MAX_SLOTS, slot_permutations
 from vizier_omnipred.regressor import FineTuneConfig, OmniPredRegressor, YScaler
 from tests.conftest import TINY, quadratic_2d
 
@@ -268,3 +270,82 @@ def test_exact_quantiles_split_the_samples_at_their_levels(fitted):
   np.testing.assert_array_equal(p.median, exact[:, 2])  # predict's median is the exact one
   with pytest.raises(ValueError, match=r'quantile levels must be .* in \(0, 1\)'):
     reg.quantiles(rows[:2], (0.5, 1.0))
+
+
+def _views_regressor(views: int, seed: int = 0) -> tuple[OmniPredRegressor, list, np.ndarray]:
+  """A tiny slot-binding model (its binding made to count) conditioned on a 4-D study."""
+  torch.manual_seed(seed)
+  reg = OmniPredRegressor.from_scratch(attrs.evolve(TINY, slot_binding=True), seed=seed,
+                                       views=views)
+  torch.nn.init.normal_(reg.base.bind_proj.weight)  # starts at zero: make the codes count
+  rng = np.random.default_rng(seed)
+  rows = [{f'x{i}': float(v) for i, v in enumerate(rng.uniform(-1, 1, 4))} for _ in range(16)]
+  y = np.array([sum(r.values()) for r in rows])
+  reg.condition(list(zip(rows[:10], y[:10])))
+  return reg, rows[10:], y
+
+
+def test_slot_permutations_are_distinct_orders_of_the_used_slots():
+  table = slot_permutations(5, 4, seed=1).numpy()
+  assert table.shape == (5, MAX_SLOTS)
+  assert table[0].tolist() == list(range(MAX_SLOTS))  # view 0: the model as trained
+  assert len({tuple(t) for t in table}) == 5
+  for t in table:
+    assert sorted(t[:4]) == [0, 1, 2, 3] and t[4:].tolist() == list(range(4, MAX_SLOTS))
+  assert len(slot_permutations(8, 2)) == 2 and len(slot_permutations(8, 1)) == 1  # 2! and 1!
+  with pytest.raises(ValueError, match='num_views must be >= 1'):
+    slot_permutations(0, 3)
+
+
+def test_views_average_the_quantiles_and_take_turns_in_the_samples():
+  """With V views a quantile is the mean of the V views' quantiles, and sample s comes from
+  view s % V (greedy draws show it: each view writes its own value)."""
+  reg, rows, _ = _views_regressor(views=3)
+  assert reg.num_views == 3
+  levels = (0.2, 0.5, 0.8)
+  mixed = reg.quantiles(rows, levels)
+  table = reg._slot_table  # pylint: disable=protected-access
+  per_view = []
+  for v in range(3):
+    reg._slot_table = table[v:v + 1]  # pylint: disable=protected-access
+    per_view.append(reg.quantiles(rows, levels))
+    greedy = reg.sample(rows, 1, temperature=0)
+    reg._slot_table = table  # pylint: disable=protected-access
+    np.testing.assert_array_equal(reg.sample(rows, 6, temperature=0)[:, v::3],
+                                  np.repeat(greedy, 2, axis=1))
+  np.testing.assert_allclose(mixed, np.mean(per_view, axis=0))
+  assert np.ptp(np.stack(per_view), axis=0).max() > 0  # the views do differ
+  one = OmniPredRegressor(reg.base, views=1)
+  one.condition([(r, 0.0) for r in rows[:2]])
+  assert one.num_views == 1
+  with pytest.raises(ValueError, match='views must be >= 1'):
+    OmniPredRegressor(reg.base, views=0)
+
+
+def test_with_views_a_query_ignores_the_others_and_parameter_order():
+  reg, rows, _ = _views_regressor(views=4)
+  together = reg.quantiles(rows, (0.5,))
+  alone = reg.quantiles(rows[2:3], (0.5,))
+  np.testing.assert_allclose(alone, together[2:3], rtol=1e-6)
+  reversed_rows = [dict(reversed(list(r.items()))) for r in rows]
+  np.testing.assert_allclose(reg.quantiles(reversed_rows, (0.5,)), together, rtol=1e-6)
+
+
+def test_a_fine_tuned_regressor_reads_the_one_view_it_was_trained_in():
+  """LoRA steps train in the names' own slot order (view 0), and afterwards predictions come
+  from that view alone (the base weights stay as they were)."""
+  reg, rows, y = _views_regressor(views=4)
+  base = {k: v.clone() for k, v in reg.base.state_dict().items()}
+  examples = [(r, v) for r, v in zip(rows, y[10:])] * 2
+  reg.fine_tune(examples, config=FAST_LORA)
+  assert reg.num_views == 1
+  tuned = reg.quantiles(rows, (0.5,))
+  np.testing.assert_array_equal(reg.sample(rows, 6, temperature=0),
+                                np.repeat(reg.sample(rows, 1, temperature=0), 6, axis=1))
+  for k, v in reg.base.state_dict().items():
+    torch.testing.assert_close(v, base[k])
+  one = OmniPredRegressor(reg.base, views=1)
+  one.fine_tune(examples, config=FAST_LORA)
+  np.testing.assert_allclose(one.quantiles(rows, (0.5,)), tuned)  # same steps, same model
+  reg.fine_tune(examples, config=FineTuneConfig(max_steps=0))  # zero-shot again: all views
+  assert reg.num_views == 4

@@ -15,6 +15,8 @@ T = y_codec.length decoder positions, D = d_model, H heads.
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import numpy as np
 import torch
@@ -240,6 +242,43 @@ class ItemEmbedding(nn.Module):
 # spaces a few more. Names ranked beyond it share the last slot.
 MAX_SLOTS = 32
 
+
+
+def slot_permutations(num_views: int, num_items: int, seed: int = 0) -> torch.Tensor:
+  """[V, MAX_SLOTS] slot tables for `num_views` views of a study with `num_items` parameter
+  items (`OmniPredModel.slots` maps a name's rank r to slot table[r]): view 0 the identity, the
+  others distinct random permutations of the first min(num_items, MAX_SLOTS) slots, from
+  `seed`. Fewer views when fewer permutations exist (two parameters have two).
+
+  Which code binds which parameter is arbitrary (in pretraining the names, and so their ranks,
+  are random), so each view is an equally valid reading of the study and its prediction errs
+  differently: averaging views is an ensemble with no second model (`OmniPredRegressor.views`).
+  """
+  if num_views < 1:
+    raise ValueError(f'num_views must be >= 1, got {num_views}.')
+  p = min(num_items, MAX_SLOTS)
+  rng = np.random.default_rng(seed)
+  views = [tuple(range(p))]
+  # p! distinct orders; beyond 8 items that is more than any ensemble asks for.
+  available = math.factorial(p) if p <= 8 else num_views
+  while len(views) < min(num_views, available):
+    order = tuple(int(i) for i in rng.permutation(p))
+    if order not in views:
+      views.append(order)
+  table = np.tile(np.arange(MAX_SLOTS), (len(views), 1))
+  table[:, :p] = np.asarray(views)
+  return torch.as_tensor(table)
+
+
+def in_views(inputs: dict[str, torch.Tensor], table: torch.Tensor) -> dict[str, torch.Tensor]:
+  """B studies' tensors -> the same studies once per row of `table` ([V, MAX_SLOTS]), view-major
+  ([V * B] studies, so the queries come out view by view), each view with its slot table."""
+  views, b = len(table), len(inputs['present'])
+  out = {k: v.repeat(views, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
+  out['slot_permutation'] = table.to(inputs['present'].device).repeat_interleave(b, 0)
+  return out
+
+
 # Roles of the encoder's tokens.
 META, CONTEXT, QUERY = 0, 1, 2
 
@@ -366,7 +405,8 @@ class OmniPredModel(nn.Module):
   def slots(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """[B, N, P] slot of every item: the rank of its name among the names present in the
     study's context or in its own trial. An order of content, not of the item axis, so no
-    parameter order matters; and a query's slots never depend on the other queries."""
+    parameter order matters; and a query's slots never depend on the other queries. With
+    `inputs['slot_permutation']` (a table per study), rank r takes slot table[r]."""
     names = inputs['names'][:, 0]  # [B, P, C]: a study's items are named alike in every trial
     diff = names[:, :, None, :] - names[:, None, :, :]  # [B, P(i), P(j), C]
     first = (diff != 0).to(torch.uint8).argmax(-1, keepdim=True)  # first differing character
@@ -375,7 +415,11 @@ class OmniPredModel(nn.Module):
     in_context = (inputs['mask'] & is_context.unsqueeze(-1)).any(1)  # [B, P]
     counted = in_context.unsqueeze(1) | inputs['mask']  # [B, N, P(j)]
     slots = (j_before_i.unsqueeze(1) & counted.unsqueeze(2)).sum(-1)  # [B, N, P(i)]
-    return slots.clamp_max(MAX_SLOTS - 1)
+    slots = slots.clamp_max(MAX_SLOTS - 1)
+    table = inputs.get('slot_permutation')  # [B, MAX_SLOTS], see `slot_permutations`
+    if table is None:
+      return slots
+    return table.gather(1, slots.flatten(1)).view_as(slots)
 
   def logits(self, hidden: torch.Tensor, positions: torch.Tensor | int) -> torch.Tensor:
     """Decoder states -> logits with illegal tokens at each position set to -inf."""
