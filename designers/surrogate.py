@@ -21,7 +21,7 @@ from vizier import pyvizier as vz
 from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo, checkpoints
 from vizier_omnipred import default_device
 from vizier_omnipred.heap import release_free_memory
-from vizier_omnipred.regressor import MIN_TRAINING_EXAMPLES
+from vizier_omnipred.regressor import DEFAULT_VIEWS, MIN_TRAINING_EXAMPLES
 from vizier_omnipred.serialization import _plain
 
 
@@ -153,6 +153,10 @@ class LMSurrogateConfig:
   # After sampling, freed heap goes back to the OS once resident memory has grown this much
   # since the last time (glibc; elsewhere nothing happens). See vizier_omnipred/heap.py.
   heap_slack_mb: float = attrs.field(default=256.0, kw_only=True)
+  # Views of the study each prediction mixes (`OmniPredRegressor.views`: the parameters bound
+  # to the slot codes in other orders). VIEWS_DESIGNER
+  views: int = attrs.field(default=DEFAULT_VIEWS, kw_only=True,
+                           validator=attrs.validators.ge(1))
 
   @checkpoint.validator
   def _check_checkpoint(self, attribute, value):
@@ -177,8 +181,8 @@ class LMSurrogate:
                config: LMSurrogateConfig = LMSurrogateConfig(),
                regressor: OmniPredRegressor | None = None, seed: int = 0,
                metric_inputs: Sequence[str] = ()):
-    """`regressor` overrides `config.checkpoint` (e.g. a tiny model in tests, or a loaded
-    base shared by many studies); `metric_inputs`: other metrics the trials carry as inputs
+    """`regressor` overrides `config.checkpoint` and `config.views` (e.g. a tiny model in
+    tests, or a loaded base shared by many studies); `metric_inputs`: other metrics the trials carry as inputs
     (`ChainedObjectives`)."""
     self.config = config
     self._regressor = regressor or _pretrained(config)
@@ -256,11 +260,12 @@ class LMSurrogateFactory:
 
   def __call__(self, problem: vz.ProblemStatement, study: StudyInfo, *,
                metric_inputs: Sequence[str] = ()) -> LMSurrogate:
-    return LMSurrogate(problem, study, config=self.config, regressor=self.shared.for_new_study(),
+    return LMSurrogate(problem, study, config=self.config,
+                       regressor=self.shared.for_new_study(views=self.config.views),
                        metric_inputs=metric_inputs)
 
 
 def _pretrained(config: LMSurrogateConfig) -> OmniPredRegressor:
   """The checkpoint `config` names, on its device (None: CUDA when torch sees a GPU)."""
-  return OmniPredRegressor.from_pretrained(config.checkpoint,
+  return OmniPredRegressor.from_pretrained(config.checkpoint, views=config.views,
                                            device=config.device or default_device())

@@ -357,3 +357,18 @@ def test_y_reaches_the_surrogate_as_ranks_in_flat_spaces_and_as_values_in_condit
           :len(seen)]))
     else:
       np.testing.assert_allclose(np.diff(seen), 1.0 / (len(seen) - 1))
+
+
+def test_the_surrogate_config_sets_the_views_of_every_study(mixed_problem):
+  """`LMSurrogateConfig.views` reaches each study's regressor through the factory, and a
+  slot-binding model then mixes that many views in the designer's samples."""
+  shared = OmniPredRegressor.from_scratch(attrs.evolve(TINY, slot_binding=True), seed=0)
+  factory = LMSurrogate.factory(LMSurrogateConfig(views=3), shared=shared)
+  info = StudyInfo.from_problem(mixed_problem, 'accuracy')
+  surrogate = factory(mixed_problem, info)
+  assert surrogate.regressor.views == 3 and shared.views != 3
+  designer = OmniPredDesigner(mixed_problem, seed=0, config=FAST, surrogate=surrogate)
+  _run(designer, mixed_problem, 6)
+  assert surrogate.regressor.num_views == 3
+  with pytest.raises(ValueError, match='views'):
+    LMSurrogateConfig(views=0)
