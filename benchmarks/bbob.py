@@ -14,7 +14,7 @@
 Every (designer, function, dim, seed) study runs through Vizier's BenchmarkRunner (see
 `designers.study_runner`) and is stored as JSON under benchmarks/results/raw/ (ignored by git),
 so shards can run side by side and an interrupted run resumes; an OmniPred run records a hash
-of the weights it read, and one made with other weights runs again. Aggregation writes
+of the weights it read and of its configs, and one made otherwise runs again. Aggregation writes
 benchmarks/results/bbob_<preset>.md and convergence/latency PNGs. `--candidate TAG=PATH` adds
 every OmniPred variant of the preset once more as `<variant>@TAG`, reading the checkpoint at
 PATH (a pretraining run's model.pt): the same studies, side by side in the same tables.
@@ -42,6 +42,7 @@ os.environ.setdefault('JAX_ENABLE_X64', '1')
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
 
+import attrs  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
@@ -96,6 +97,9 @@ OMNIPRED_VARIANTS = {
     'omnipred_affine': ({'y_warp': 'none'}, {}),
     # The surrogate's S values per candidate are its exact quantiles (k + 1/2) / S, not draws.
     'omnipred_quantiles': ({}, {'draws': 'quantiles'}),
+    # Each prediction from one view of the study / two (the default mixes more: `views`).
+    'omnipred_1view': ({}, {'views': 1}),
+    'omnipred_2views': ({}, {'views': 2}),
 }
 
 
@@ -116,37 +120,47 @@ def checkpoint_of(name: str, candidates: dict[str, str] | None = None) -> str | 
   return candidates[tag]
 
 
-def weights_of(name: str, candidates: dict[str, str] | None = None) -> str | None:
-  """A content hash of the weights an OmniPred variant reads (None: not an LM designer). A
-  raw run records it, so a run made with other weights (say, before a new checkpoint shipped)
-  is run again rather than reported as this one's."""
+def omnipred_configs(name: str, candidates: dict[str, str] | None = None):
+  """-> (OmniPredDesignerConfig, LMSurrogateConfig) of an OmniPred variant."""
+  from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  from designers.surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  designer_fields, surrogate_fields = OMNIPRED_VARIANTS[name.partition('@')[0]]
+  checkpoint = checkpoint_of(name, candidates)
+  if checkpoint:
+    surrogate_fields = dict(surrogate_fields, checkpoint=checkpoint)
+  return OmniPredDesignerConfig(**designer_fields), LMSurrogateConfig(**surrogate_fields)
+
+
+def signature_of(name: str, candidates: dict[str, str] | None = None) -> str | None:
+  """A hash of the weights an OmniPred variant reads and of its configs (None: not an LM
+  designer). A raw run records it, so a run made otherwise (before a new checkpoint shipped,
+  or a default changed) is run again rather than reported as this one's."""
   if not is_omnipred(name):
     return None
   from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(checkpoint_of(name, candidates) or checkpoints.SHIPPED)
-  return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+  designer, surrogate = omnipred_configs(name, candidates)
+  # The weights are hashed by content: the checkpoint's path is not part of the run.
+  configs = repr((designer, attrs.evolve(surrogate, checkpoint=None)))
+  return hashlib.sha256(path.read_bytes() + configs.encode()).hexdigest()[:16]
 
 
-def is_done(path: pathlib.Path, weights: str | None) -> bool:
-  """A raw run exists and was made with `weights` (runs without a record of their weights
-  count as another's)."""
+def is_done(path: pathlib.Path, signature: str | None) -> bool:
+  """A raw run exists and was made as `signature` says (runs that do not record one count
+  as made otherwise)."""
   if not path.exists():
     return False
-  return weights is None or json.loads(path.read_text()).get('weights') == weights
+  return signature is None or json.loads(path.read_text()).get('signature') == signature
 
 
 def designer_factory(name: str, candidates: dict[str, str] | None = None):
   """-> (problem, seed) -> Designer. Imports lazily: JAX and peft cost seconds to import.
   `candidates`: tag -> checkpoint path, for names `variant@tag`."""
   if is_omnipred(name):
-    from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
-    from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
-    designer_fields, surrogate_fields = OMNIPRED_VARIANTS[name.partition('@')[0]]
-    checkpoint = checkpoint_of(name, candidates)
-    if checkpoint:
-      surrogate_fields = dict(surrogate_fields, checkpoint=checkpoint)
-    config = OmniPredDesignerConfig(**designer_fields)
-    surrogates = LMSurrogate.factory(LMSurrogateConfig(**surrogate_fields))
+    from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
+    from designers.surrogate import LMSurrogate  # pylint: disable=g-import-not-at-top
+    config, surrogate_config = omnipred_configs(name, candidates)
+    surrogates = LMSurrogate.factory(surrogate_config)
     return lambda p, seed=None: OmniPredDesigner(p, seed=seed, config=config,
                                                  surrogate_factory=surrogates)
   if name == 'random':
@@ -195,12 +209,12 @@ ISOLATED = ('gp_ucb_pe',)
 def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
              candidates: dict[str, str] | None = None) -> None:
   p = PRESETS[preset]
-  weights = {d: weights_of(d, candidates) for d in {j[0] for j in jobs}}
-  todo = [j for j in jobs if not is_done(raw_path(preset, *j), weights[j[0]])]
+  signatures = {d: signature_of(d, candidates) for d in {j[0] for j in jobs}}
+  todo = [j for j in jobs if not is_done(raw_path(preset, *j), signatures[j[0]])]
   stale = [j for j in todo if raw_path(preset, *j).exists()]
   if stale:
-    print(f'{len(stale)} raw run(s) were made with other weights (or do not say which): running'
-          f' them again, e.g. {raw_path(preset, *stale[0]).name}')
+    print(f'{len(stale)} raw run(s) were made with other weights or configs (or do not say'
+          f' which): running them again, e.g. {raw_path(preset, *stale[0]).name}')
   factories = {}
   bar = tqdm(total=len(todo) * p['trials'], desc=f'bbob {preset}', dynamic_ncols=True)
   for designer, function, dim, seed in todo:
@@ -219,7 +233,7 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         'values': [float(v) for v in run.values()], 'seconds': run.seconds,
-        'completed': run.completed, 'weights': weights[designer],
+        'completed': run.completed, 'signature': signatures[designer],
         'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
   bar.close()

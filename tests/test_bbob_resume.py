@@ -1,5 +1,6 @@
 """The BBOB benchmark's resume rule: a raw run counts as done only if it was made with the
-weights the designer reads now (a new shipped checkpoint must not inherit the old one's runs)."""
+weights and configs the designer reads now (a new shipped checkpoint, or a changed default,
+must not inherit the old runs)."""
 import json
 import pathlib
 import sys
@@ -15,22 +16,27 @@ def _bbob(monkeypatch):
   sys.modules.pop('bbob', None)
 
 
-def test_a_raw_run_is_done_only_with_the_weights_it_was_made_with(bbob, tmp_path):
+def test_a_raw_run_is_done_only_with_the_weights_and_configs_it_was_made_with(bbob, tmp_path):
   other = tmp_path / 'other.pt'
   other.write_bytes(b'not the shipped weights')
-  shipped = bbob.weights_of('omnipred')
-  candidate = bbob.weights_of('omnipred_lora@new', {'new': str(other)})
+  shipped = bbob.signature_of('omnipred')
+  candidate = bbob.signature_of('omnipred@new', {'new': str(other)})
   assert shipped and candidate and shipped != candidate
-  assert bbob.weights_of('omnipred_lora') == shipped  # variants of one checkpoint share it
-  assert bbob.weights_of('random') is None
+  assert bbob.signature_of('omnipred') == shipped  # deterministic
+  assert bbob.signature_of('omnipred_lora') != shipped  # same weights, another config
+  # The same weights under another path are the same run.
+  copy = tmp_path / 'copy.pt'
+  copy.write_bytes(other.read_bytes())
+  assert bbob.signature_of('omnipred@c', {'c': str(copy)}) == candidate
+  assert bbob.signature_of('random') is None
   with pytest.raises(ValueError, match="reads candidate checkpoint 'gone'"):
-    bbob.weights_of('omnipred@gone', {'new': str(other)})
+    bbob.signature_of('omnipred@gone', {'new': str(other)})
 
   raw = tmp_path / 'omnipred_Sphere_4_0.json'
   assert not bbob.is_done(raw, shipped)
-  raw.write_text(json.dumps({'values': [1.0], 'weights': candidate}))
+  raw.write_text(json.dumps({'values': [1.0], 'signature': candidate}))
   assert not bbob.is_done(raw, shipped)  # made with other weights: runs again
   assert bbob.is_done(raw, candidate)
-  raw.write_text(json.dumps({'values': [1.0]}))  # from before runs recorded their weights
+  raw.write_text(json.dumps({'values': [1.0], 'weights': shipped}))  # before configs counted
   assert not bbob.is_done(raw, shipped)
-  assert bbob.is_done(raw, None)  # a baseline's run has no weights to differ
+  assert bbob.is_done(raw, None)  # a baseline's run has nothing to differ
