@@ -22,8 +22,9 @@ same seeds, 100 test points, so its GP row is comparable with the earlier table.
   (OmniPred, Song et al. 2024; y range over the study's train + test points)
   coverage    = share of test y inside the method's 10-90% predictive interval (ideal 0.8)
 
-Methods: the in-context LM zero-shot (the trials are its context, no weight changes), the
-same plus test-time LoRA, and scikit-learn's random forest, GP (Matern 5/2 + noise, ARD) and
+Methods: the in-context LM zero-shot (the trials are its context, no weight changes; each
+prediction the mean of `--views` views of the study, `OmniPredRegressor.views`), the same
+from one view (the model as trained, no ensemble), the same plus test-time LoRA, and scikit-learn's random forest, GP (Matern 5/2 + noise, ARD) and
 MLP, and a Nadaraya-Watson kernel smoother (bandwidth by leave-one-out: local averaging);
 the baselines read log parameters as log10 and categories one-hot. A last row predicts the
 training points' median everywhere: the error of knowing nothing about x.
@@ -63,6 +64,7 @@ import tuning_studies  # noqa: E402
 from vizier_omnipred import FineTuneConfig, OmniPredRegressor  # noqa: E402
 from vizier_omnipred.pretraining.corpus import EVAL_SEED_OFFSET, HELD_OUT_FUNCTIONS  # noqa: E402
 from vizier_omnipred.pretraining.gp_prior import GPFunction  # noqa: E402
+from vizier_omnipred.regressor import DEFAULT_VIEWS  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 NUM_TEST = 50  # GP-prior and tuning studies; BBOB keeps last session's 100 (`bbob_studies`)
@@ -237,6 +239,8 @@ def main(argv=None) -> int:
   parser.add_argument('--checkpoint', default=None, help='default: the shipped checkpoint')
   parser.add_argument('--sets', default=DEFAULT_SETS, help='of bbob, gp, tuning, dims')
   parser.add_argument('--out', default=str(RESULTS / 'regression'))
+  parser.add_argument('--views', type=int, default=DEFAULT_VIEWS,
+                      help='views of a study each LM prediction averages (a 1-view row is added)')
   parser.add_argument('--records', default=None, metavar='JSON',
                       help='also write every (method, study, size) record here, unrounded')
   args = parser.parse_args(argv)
@@ -255,9 +259,12 @@ def main(argv=None) -> int:
     studies += [attrs.evolve(s, family='dims') for seed in DIMS_SET['seeds']
                 for s in bbob_studies(('Sphere',), DIMS_SET['dims'], seed=seed)]
 
-  pretrained = OmniPredRegressor.from_pretrained(args.checkpoint)
-  methods = {'in-context LM, zero-shot': LMMethod(pretrained, None),
-             'in-context LM + LoRA': LMMethod(pretrained, LORA)}
+  pretrained = OmniPredRegressor.from_pretrained(args.checkpoint, views=args.views)
+  methods = {'in-context LM, zero-shot': LMMethod(pretrained, None)}
+  if args.views > 1:
+    methods['in-context LM, zero-shot, 1 view'] = LMMethod(pretrained.for_new_study(views=1),
+                                                           None)
+  methods['in-context LM + LoRA'] = LMMethod(pretrained, LORA)
   methods.update(sklearn_methods(0))
 
   records = []
@@ -310,7 +317,8 @@ def write_results(records, methods, args, pretrained) -> None:
            'the 10-90% interval (0.8 is calibrated; `-`: no predictive distribution, or no rank '
            'order for Spearman). '
            f'LM: `{pretrained.card.get("name")}` ({pretrained.card.get("steps")} pretraining '
-           f'steps; d_model {cfg.d_model}, {cfg.encoder_layers}+{cfg.decoder_layers} layers); '
+           f'steps; d_model {cfg.d_model}, {cfg.encoder_layers}+{cfg.decoder_layers} layers; '
+           f'{pretrained.views} views); '
            f'LoRA: {LORA.max_steps} steps, rank {LORA.lora_rank}, lr {LORA.learning_rate}.', '']
   for family in families:
     count = sum(r['family'] == family and r['method'] == first and r['n'] == SIZES[0]
@@ -327,7 +335,8 @@ def write_results(records, methods, args, pretrained) -> None:
     lines.append('')
   flags = (' --quick' if args.quick else '') + (
       '' if args.sets == DEFAULT_SETS else f' --sets {args.sets}') + (
-      '' if args.out == str(RESULTS / 'regression') else f' --out {args.out}')
+      '' if args.out == str(RESULTS / 'regression') else f' --out {args.out}') + (
+      '' if args.views == DEFAULT_VIEWS else f' --views {args.views}')
   lines += [f'Command: `python benchmarks/regression.py{flags}`',
             '', '### Study error at 30 training points, by study (mean over seeds of one name)',
             '',
