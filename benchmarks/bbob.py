@@ -97,9 +97,8 @@ OMNIPRED_VARIANTS = {
     'omnipred_affine': ({'y_warp': 'none'}, {}),
     # The surrogate's S values per candidate are its exact quantiles (k + 1/2) / S, not draws.
     'omnipred_quantiles': ({}, {'draws': 'quantiles'}),
-    # Each prediction from one view of the study / two (the default mixes more: `views`).
+    # The model read in one view of the study (the default averages 4: `views`).
     'omnipred_1view': ({}, {'views': 1}),
-    'omnipred_2views': ({}, {'views': 2}),
 }
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vizier_omnipred.decoding import CachedDecoder, sample_ids
-from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel
+from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel, slot_permutations
 from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInputs
 
 NUM_CONTEXT = 6
@@ -235,3 +235,27 @@ def test_slot_binding_ranks_names_and_padding_or_other_studies_change_nothing(ti
   with torch.no_grad():
     model.bind_proj.weight.zero_()
   assert not torch.allclose(_logits(model, one, y_ids[:5]), both[:5])
+
+
+def test_views_average_the_query_states_of_each_slot_order(tiny_config):
+  """encode with `slot_views` is the mean over views of encoding with each view's slot table;
+  the identity view alone is the plain encoding; and the orders do differ."""
+  torch.manual_seed(4)
+  model = OmniPredModel(attrs.evolve(tiny_config, slot_binding=True)).eval()
+  torch.nn.init.normal_(model.bind_proj.weight)  # starts at zero: make the codes count
+  rng = np.random.default_rng(5)
+  rows = [{n: float(rng.normal()) for n in 'abcd'} for _ in range(NUM_CONTEXT + 3)]
+  fz = Featurizer()
+  inputs = model.to_tensors(StudyInputs.build(fz.featurize(rows), fz.metadata(),
+                                              rng.uniform(2, 3, NUM_CONTEXT), NUM_CONTEXT))
+  table = slot_permutations(3, 4, seed=0)
+  with torch.no_grad():
+    plain, _ = model.encode(inputs)
+    each = [model.encode(dict(inputs, slot_permutation=table[v:v + 1]))[0] for v in range(3)]
+    mixed, mask = model.encode(dict(inputs, slot_views=table))
+    identity, _ = model.encode(dict(inputs, slot_views=table[:1]))
+  torch.testing.assert_close(mixed, torch.stack(each).mean(0))
+  torch.testing.assert_close(identity, plain)
+  torch.testing.assert_close(each[0], plain)
+  assert (each[1] - each[0]).abs().max() > 1e-3 and mixed.shape == plain.shape == (3, 1, 32)
+  assert mask.shape == (3, 1, 1, 1)

@@ -251,8 +251,9 @@ def slot_permutations(num_views: int, num_items: int, seed: int = 0) -> torch.Te
   `seed`. Fewer views when fewer permutations exist (two parameters have two).
 
   Which code binds which parameter is arbitrary (in pretraining the names, and so their ranks,
-  are random), so each view is an equally valid reading of the study and its prediction errs
-  differently: averaging views is an ensemble with no second model (`OmniPredRegressor.views`).
+  are random), so each view is an equally valid reading of the study and errs differently:
+  averaging views (`encode` with `slot_views`) is an ensemble with no second model
+  (`OmniPredRegressor.views`).
   """
   if num_views < 1:
     raise ValueError(f'num_views must be >= 1, got {num_views}.')
@@ -268,15 +269,6 @@ def slot_permutations(num_views: int, num_items: int, seed: int = 0) -> torch.Te
   table = np.tile(np.arange(MAX_SLOTS), (len(views), 1))
   table[:, :p] = np.asarray(views)
   return torch.as_tensor(table)
-
-
-def in_views(inputs: dict[str, torch.Tensor], table: torch.Tensor) -> dict[str, torch.Tensor]:
-  """B studies' tensors -> the same studies once per row of `table` ([V, MAX_SLOTS]), view-major
-  ([V * B] studies, so the queries come out view by view), each view with its slot table."""
-  views, b = len(table), len(inputs['present'])
-  out = {k: v.repeat(views, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
-  out['slot_permutation'] = table.to(inputs['present'].device).repeat_interleave(b, 0)
-  return out
 
 
 # Roles of the encoder's tokens.
@@ -365,7 +357,23 @@ class OmniPredModel(nn.Module):
 
   def encode(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """-> memory [Q, 1, D] (one item per query, queries in (study, trial) order) and its
-    attention mask [Q, 1, 1, 1] (True = attend)."""
+    attention mask [Q, 1, 1, 1] (True = attend).
+
+    With `inputs['slot_views']` ([V, MAX_SLOTS], `slot_permutations`), every study is read
+    once per view, in one batch, and a query's memory is the mean of its V states: an
+    ensemble on the encoder side, so the decoder still runs once per query."""
+    table = inputs.get('slot_views')
+    if table is None:
+      return self._encode(inputs)
+    views, b = len(table), len(inputs['present'])
+    stacked = {k: v.repeat(views, *([1] * (v.dim() - 1)))  # view-major: [V * B] studies
+               for k, v in inputs.items() if k != 'slot_views'}
+    stacked['slot_permutation'] = table.to(self.device).repeat_interleave(b, 0)
+    memory, mask = self._encode(stacked)
+    q = len(memory) // views
+    return memory.view(views, q, *memory.shape[1:]).mean(0), mask[:q]
+
+  def _encode(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     trial = self.trial_tokens(inputs)
     is_context = inputs['is_context']
     y = self.y_embed(inputs['y_ids'], inputs['y_scalar'])
@@ -406,7 +414,8 @@ class OmniPredModel(nn.Module):
     """[B, N, P] slot of every item: the rank of its name among the names present in the
     study's context or in its own trial. An order of content, not of the item axis, so no
     parameter order matters; and a query's slots never depend on the other queries. With
-    `inputs['slot_permutation']` (a table per study), rank r takes slot table[r]."""
+    `inputs['slot_permutation']` ([B, MAX_SLOTS], a table per study), rank r takes slot
+    table[r]."""
     names = inputs['names'][:, 0]  # [B, P, C]: a study's items are named alike in every trial
     diff = names[:, :, None, :] - names[:, None, :, :]  # [B, P(i), P(j), C]
     first = (diff != 0).to(torch.uint8).argmax(-1, keepdim=True)  # first differing character

@@ -34,7 +34,7 @@ from vizier import pyvizier as vz
 from vizier_omnipred import checkpoints
 from vizier_omnipred.decoding import quantile_ids, sample_ids
 from vizier_omnipred.model import (
-    LORA_TARGETS, ModelConfig, OmniPredModel, in_views, slot_permutations)
+    LORA_TARGETS, ModelConfig, OmniPredModel, slot_permutations)
 from vizier_omnipred.numbers import NumberCodec
 from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInfo, StudyInputs, _plain
 
@@ -44,15 +44,17 @@ Example = Any  # a vz.Trial, or a (parameters mapping, float y) pair
 _Z_CLIP = 1e8
 # An episode needs two context trials (YScaler needs a range) and one query.
 MIN_TRAINING_EXAMPLES = 3
-# Views of a study a prediction averages (`slot_permutations`: each binds the parameters to the
-# slot codes in another order). Exact medians of the stage-5 weights on the regression
-# benchmark's held-out BBOB studies, study error at 10 / 30 / 100 points: 1 view 0.1215 /
-# 0.0917 / 0.0701, 2 views 0.1196 / 0.0898 / 0.0692, 4 views 0.1192 / 0.0863 / 0.0666, 8 views
-# 0.1195 / 0.0871 / 0.0662 (tuning studies at 30: 0.108, 0.102, 0.100, 0.096; GP-prior
-# unchanged within 0.002). 8 costs twice 4 for nothing on BBOB. A fine-tuned model predicts
-# from view 0 only, the order its LoRA steps were trained in: LoRA trained on random orders
-# and read in 4 views lost to it (tuning studies 0.187 / 0.089 / 0.041 vs 0.171 / 0.079 /
-# 0.036 at 10 / 30 / 100 points; BBOB level, 0.133 / 0.085 / 0.057 vs 0.137 / 0.085 / 0.057).
+# Views of a study a prediction reads (`slot_permutations`: each binds the parameters to the
+# slot codes in another order; the encoder averages a query's state over them). Exact medians
+# of the stage-5 weights on the regression benchmark's held-out BBOB studies, study error at
+# 10 / 30 / 100 points: 1 view 0.1215 / 0.0917 / 0.0701, 2 views 0.1195 / 0.0897 / 0.0691,
+# 4 views 0.1188 / 0.0853 / 0.0657, 8 views 0.1190 / 0.0863 / 0.0653 (tuning studies at 30:
+# 0.108, 0.105, 0.103, 0.095; GP prior within 0.002). Averaging the views' quantiles instead
+# (decoding every view) did no better (4 views: 0.1192 / 0.0863 / 0.0666) at twice the cost.
+# A fine-tuned model reads view 0 only, the order its LoRA steps were trained in: LoRA trained
+# on random orders and read in 4 views lost to it (tuning studies 0.187 / 0.089 / 0.041 vs
+# 0.171 / 0.079 / 0.036 at 10 / 30 / 100 points; BBOB level, 0.133 / 0.085 / 0.057 vs 0.137 /
+# 0.085 / 0.057).
 DEFAULT_VIEWS = 4
 
 
@@ -379,47 +381,40 @@ class OmniPredRegressor:
                        ' before sampling (the model predicts from them).')
     return self.featurizer.featurize(rows)
 
-  def _decode(self, queries: ModelInputs, width: int, decode, batch_size: int,
-              views: Sequence[int] | None = None) -> np.ndarray:
-    """Featurised rows, `batch_size` at a time after the whole context, in each of `views`
-    (rows of the slot table; None: all), through decode(model, inputs) -> ids
-    [V * b, width, T] -> [V, n, width] y in the study's units."""
+  def _decode(self, queries: ModelInputs, width: int, decode, batch_size: int) -> np.ndarray:
+    """Featurised rows, `batch_size` at a time after the whole context (read in the study's
+    views), through decode(model, inputs) -> ids [b, width, T] -> [n, width] y in the study's
+    units."""
     codec = self.base.model_config.y_codec
-    table = self._views_table if views is None else self._views_table[list(views)]
-    out = np.empty((len(table), len(queries), width), dtype=np.float64)
+    out = np.empty((len(queries), width), dtype=np.float64)
     with self._merged(), torch.inference_mode():
       model = self.model
       for lo in range(0, len(queries), batch_size):
         part = model.to_tensors(self._query_inputs(queries.select(slice(lo, lo + batch_size))))
-        ids = decode(model, in_views(part, table)).cpu().numpy()
-        b = len(ids) // len(table)
-        out[:, lo:lo + b] = codec.decode_many(ids).reshape(len(table), b, width)
+        if self.num_views > 1:
+          part['slot_views'] = self._views_table
+        ids = decode(model, part)
+        out[lo:lo + len(ids)] = codec.decode_many(ids.cpu().numpy())
     return self.y_scaler.inverse(out)  # increasing: quantiles map to quantiles
 
   def _sample_featurized(self, queries: ModelInputs, num_samples: int, temperature: float,
-                         seed: int | None, batch_size: int,
-                         views: Sequence[int] | None = None) -> np.ndarray:
-    """Featurised rows -> [n, num_samples] y samples in the study's units: draws from the
-    mixture of the views, taken in turn (view 0's first draw, view 1's first draw, ...)."""
+                         seed: int | None, batch_size: int) -> np.ndarray:
+    """Featurised rows -> [n, num_samples] y samples in the study's units."""
     gen = torch.Generator(device=self.model.device)
     if seed is None:
       gen.seed()
     else:
       gen.manual_seed(seed)
-    num_views = self.num_views if views is None else len(views)
-    per_view = -(-num_samples // num_views)
-    draws = self._decode(queries, per_view, lambda model, part: sample_ids(
-        model, part, per_view, temperature=temperature, generator=gen), batch_size, views)
-    return draws.transpose(1, 2, 0).reshape(len(queries), -1)[:, :num_samples]
+    return self._decode(queries, num_samples, lambda model, part: sample_ids(
+        model, part, num_samples, temperature=temperature, generator=gen), batch_size)
 
   def quantiles(self, rows: Sequence[Any], levels: Sequence[float] = (0.1, 0.5, 0.9), *,
                 temperature: float = 1.0, batch_size: int = 512) -> np.ndarray:
     """-> [n, len(levels)] exact quantiles of each row's predictive distribution, in the
-    study's units (decoded down the token tree, no sampling: see `decoding.quantile_ids`),
-    averaged over the views (the quantile average of their distributions)."""
+    study's units (decoded down the token tree, no sampling: see `decoding.quantile_ids`)."""
     levels = torch.as_tensor(np.asarray(levels, dtype=np.float64))
     return self._decode(self._featurize_queries(rows), len(levels), lambda model, part: quantile_ids(
-        model, part, levels, temperature=temperature), batch_size).mean(axis=0)
+        model, part, levels, temperature=temperature), batch_size)
 
   def sample(self, rows: Sequence[Any], num_samples: int = 64, *, temperature: float = 1.0,
              seed: int | None = 0, batch_size: int = 512) -> np.ndarray:
@@ -445,13 +440,7 @@ class OmniPredRegressor:
     n, s = given.shape[:2]
     queries = self._featurize_queries(rows).select(np.repeat(np.arange(n), s))
     queries = self.featurizer.with_metric_values(queries, given.reshape(n * s, k))
-    out = np.empty(n * s, dtype=np.float64)
-    for view in range(self.num_views):  # the views in turn along each row's S draws
-      index = np.arange(view, n * s, self.num_views)
-      out[index] = self._sample_featurized(queries.select(index), 1, temperature,
-                                           None if seed is None else seed + view, batch_size,
-                                           views=(view,))[:, 0]
-    return out.reshape(n, s)
+    return self._sample_featurized(queries, 1, temperature, seed, batch_size).reshape(n, s)
 
   def predict(self, rows: Sequence[Any], num_samples: int = 64, *,
               quantiles: Sequence[float] = (0.1, 0.5, 0.9), temperature: float = 1.0,
