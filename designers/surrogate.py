@@ -186,8 +186,8 @@ class LMSurrogate:
                regressor: OmniPredRegressor | None = None, seed: int = 0,
                metric_inputs: Sequence[str] = ()):
     """`regressor` overrides `config.checkpoint` and `config.views` (e.g. a tiny model in
-    tests, or a loaded base shared by many studies); `metric_inputs`: other metrics the trials carry as inputs
-    (`ChainedObjectives`)."""
+    tests, or a loaded base shared by many studies); `metric_inputs`: other metrics the trials
+    carry as inputs (`ChainedObjectives`)."""
     self.config = config
     self._regressor = regressor or _pretrained(config)
     self._regressor.set_study(problem, study=study, metric_inputs=metric_inputs)

@@ -243,7 +243,6 @@ class ItemEmbedding(nn.Module):
 MAX_SLOTS = 32
 
 
-
 def slot_permutations(num_views: int, num_items: int, seed: int = 0) -> torch.Tensor:
   """[V, MAX_SLOTS] slot tables for `num_views` views of a study with `num_items` parameter
   items (`OmniPredModel.slots` maps a name's rank r to slot table[r]): view 0 the identity, the

@@ -33,8 +33,7 @@ from vizier import pyvizier as vz
 
 from vizier_omnipred import checkpoints
 from vizier_omnipred.decoding import quantile_ids, sample_ids
-from vizier_omnipred.model import (
-    LORA_TARGETS, ModelConfig, OmniPredModel, slot_permutations)
+from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel, slot_permutations
 from vizier_omnipred.numbers import NumberCodec
 from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInfo, StudyInputs, _plain
 
@@ -191,7 +190,8 @@ class OmniPredRegressor:
     """A regressor on the same (shared, read-only) base weights with no study bound: how a
     server or a benchmark serves many studies from one loaded checkpoint. `views`: its own
     number of views (None: this one's)."""
-    return OmniPredRegressor(self.base, card=self.card, views=self.views if views is None else views)
+    return OmniPredRegressor(self.base, card=self.card,
+                             views=self.views if views is None else views)
 
   @property
   def model(self) -> OmniPredModel:
