@@ -37,7 +37,7 @@ from vizier import algorithms as vza  # noqa: E402
 from vizier import pyvizier as vz  # noqa: E402
 from vizier._src.benchmarks.experimenters import experimenter as experimenter_lib  # noqa: E402
 
-import bbob  # noqa: E402  # designer_factory
+import bbob  # noqa: E402  # designer_factory, signature_of
 import study_grid  # noqa: E402
 import tuning_studies  # noqa: E402  # cross-validation helper
 from designers.study_runner import run_study  # noqa: E402
@@ -211,8 +211,10 @@ def raw_path(problem: str, designer: str, seed: int) -> pathlib.Path:
 
 
 def run(problems, designers, seeds) -> None:
+  # A raw OmniPred run made with other weights or configs runs again (`bbob.signature_of`).
+  signatures = {d: bbob.signature_of(d) for d in designers}
   todo = [(p, d, s) for p in problems for d in designers for s in seeds
-          if not raw_path(p, d, s).exists()]
+          if not bbob.is_done(raw_path(p, d, s), signatures[d])]
   bar = tqdm(total=len(todo) * TRIALS, desc='conditional', dynamic_ncols=True)
   objectives, factories = {}, {}
   for problem_name, designer, seed in todo:
@@ -229,7 +231,8 @@ def run(problems, designers, seeds) -> None:
     path = raw_path(problem_name, designer, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({'values': [float(v) for v in study.values(METRIC)],
-                                'seconds': time.perf_counter() - t0}))
+                                'seconds': time.perf_counter() - t0,
+                                'signature': signatures[designer]}))
   bar.close()
 
 

@@ -38,7 +38,7 @@ from vizier import pyvizier as vz  # noqa: E402
 from vizier._src.benchmarks.experimenters import multiobjective_experimenter  # noqa: E402
 from vizier._src.benchmarks.experimenters import numpy_experimenter  # noqa: E402
 
-import bbob  # noqa: E402  # designer_factory
+import bbob  # noqa: E402  # designer_factory, signature_of
 import study_grid  # noqa: E402
 from designers import hypervolume  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
@@ -134,8 +134,10 @@ def reference(problem: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(problems, designers, seeds) -> None:
+  # A raw OmniPred run made with other weights or configs runs again (`bbob.signature_of`).
+  signatures = {d: bbob.signature_of(d) for d in designers}
   todo = [(p, d, s) for p in problems for d in designers for s in seeds
-          if not raw_path(p, d, s).exists()]
+          if not bbob.is_done(raw_path(p, d, s), signatures[d])]
   bar = tqdm(total=len(todo) * TRIALS, desc='multi-objective', dynamic_ncols=True)
   factories = {}
   for problem, designer, seed in todo:
@@ -150,7 +152,8 @@ def run(problems, designers, seeds) -> None:
     path = raw_path(problem, designer, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({'values': values, 'metrics': metrics,
-                                'seconds': time.perf_counter() - t0}))
+                                'seconds': time.perf_counter() - t0,
+                                'signature': signatures[designer]}))
   bar.close()
 
 

@@ -1,6 +1,7 @@
 """The command line shared by the (problem x designer x seed) benchmarks, conditional.py and
-multi_objective.py: each study's raw run is one file, so a run resumes, `--fresh` drops a
-designer's files (after a new checkpoint), and `--aggregate` only rewrites the table."""
+multi_objective.py: each study's raw run is one file, so a run resumes (an OmniPred run made
+with other weights or configs runs again, as in bbob.py), `--fresh` drops a designer's files
+(after a change of code), and `--aggregate` only rewrites the table."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def main(doc: str, problems: Sequence[str], designers: Sequence[str], seeds: Seq
   ap.add_argument('--seeds', nargs='+', type=int, default=list(seeds))
   ap.add_argument('--aggregate', action='store_true', help='only write the table and plot')
   ap.add_argument('--fresh', nargs='*', default=None, metavar='DESIGNER',
-                  help='delete these designers\' raw runs first (e.g. after a new checkpoint)')
+                  help='delete these designers\' raw runs first (e.g. after a change of code)')
   args = ap.parse_args(argv)
   for d in args.fresh or ():
     for p in problems:
