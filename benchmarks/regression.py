@@ -24,7 +24,8 @@ same seeds, 100 test points, so its GP row is comparable with the earlier table.
 
 Methods: the in-context LM zero-shot (the trials are its context, no weight changes; each
 prediction the mean of `--views` views of the study, `OmniPredRegressor.views`), the same
-from one view (the model as trained, no ensemble), the same plus test-time LoRA, and scikit-learn's random forest, GP (Matern 5/2 + noise, ARD) and
+from one view (the model as trained, no ensemble), the same plus test-time LoRA, and
+scikit-learn's random forest, GP (Matern 5/2 + noise, ARD) and
 MLP, and a Nadaraya-Watson kernel smoother (bandwidth by leave-one-out: local averaging);
 the baselines read log parameters as log10 and categories one-hot. A last row predicts the
 training points' median everywhere: the error of knowing nothing about x.
