@@ -69,6 +69,20 @@ def test_time_limit_stops_and_still_saves(tmp_path):
   assert (tmp_path / 'model.pt').exists() and (tmp_path / 'last.pt').exists()
 
 
+def test_cosine_follows_the_time_limit_when_it_runs_out_first():
+  from vizier_omnipred.training import cosine_lr
+  cfg = attrs.evolve(SMALL, steps=1000, warmup_steps=10, learning_rate=1.0,
+                     min_learning_rate_ratio=0.1, time_limit_s=100.0)
+  # Half the time gone at a tenth of the steps: the cosine is half-way (lr 0.55), not at 0.1.
+  assert cosine_lr(100, cfg, elapsed_s=50.0) == pytest.approx(0.55)
+  assert cosine_lr(100, cfg, elapsed_s=100.0) == pytest.approx(0.1)  # out of time: annealed
+  # The steps running out first still end the cosine; warm-up is by steps alone.
+  assert cosine_lr(1000, cfg, elapsed_s=1.0) == pytest.approx(0.1)
+  assert cosine_lr(4, cfg, elapsed_s=99.0) == pytest.approx(0.5)
+  no_limit = attrs.evolve(cfg, time_limit_s=None)
+  assert cosine_lr(100, no_limit, elapsed_s=1e9) == pytest.approx(cosine_lr(100, no_limit))
+
+
 def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
   """The multi-GPU path (DistributedDataParallel) run as 2 CPU ranks over gloo."""
   with socket.socket() as sock:  # torchrun's static rendezvous needs a real free port

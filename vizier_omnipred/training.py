@@ -6,7 +6,7 @@ Data is streamed: each rank builds its batch from (seed, step, rank), so the str
 deterministic and resuming needs no data state. `last.pt` in the run directory holds the
 model, the optimizer, the step and the history; `model.pt` is the shippable checkpoint that
 the caller's `save` writes. Learning rate: linear warm-up, then cosine to
-`min_learning_rate_ratio` of the peak.
+`min_learning_rate_ratio` of the peak, over the steps or the time limit, whichever is shorter.
 """
 
 from __future__ import annotations
@@ -81,10 +81,16 @@ class Prefetcher:
       self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def cosine_lr(step: int, cfg: LoopConfig) -> float:
+def cosine_lr(step: int, cfg: LoopConfig, elapsed_s: float = 0.0) -> float:
+  """Linear warm-up over `warmup_steps`, then cosine to `min_learning_rate_ratio` of the peak.
+  With a time limit the cosine follows whichever runs out first, the steps or the seconds
+  (`elapsed_s` of `time_limit_s`), so a run stopped by its limit still ends annealed: a run on
+  a lent machine for a fixed time need not guess its steps per second."""
   if step < cfg.warmup_steps:
     return cfg.learning_rate * (step + 1) / cfg.warmup_steps
   frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+  if cfg.time_limit_s:
+    frac = max(frac, elapsed_s / cfg.time_limit_s)
   cos = 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
   return cfg.learning_rate * (cfg.min_learning_rate_ratio + (1 - cfg.min_learning_rate_ratio) * cos)
 
@@ -193,7 +199,7 @@ def train_loop(
   model.train()
   while step < cfg.steps:
     for group in opt.param_groups:
-      group['lr'] = cosine_lr(step, cfg)
+      group['lr'] = cosine_lr(step, cfg, elapsed_before + time.perf_counter() - start)
     with autocast:
       loss = batch_loss(net, step)
     opt.zero_grad(set_to_none=True)
