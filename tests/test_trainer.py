@@ -52,6 +52,24 @@ def test_a_batch_is_a_deterministic_set_of_episodes_of_one_context_size():
   assert not np.array_equal(other.y, inputs.y)  # each rank draws its own studies
 
 
+def test_compact_batches_travel_narrow_and_predict_the_same():
+  import pickle
+  import torch
+  from vizier_omnipred.model import OmniPredModel
+  inputs, ids = make_batch(SMALL, 0, rank=0)  # compact, as a worker sends it
+  widen = lambda g: attrs.evolve(g, **{k: getattr(g, k).astype(np.int64)
+                                       for k in ('names', 'kinds', 'numbers', 'texts')})
+  wide = attrs.evolve(inputs, items=widen(inputs.items), meta=widen(inputs.meta))
+  assert inputs.items.names.dtype == np.int8 and inputs.items.numbers.dtype == np.int8
+  assert len(pickle.dumps(inputs)) < len(pickle.dumps(wide)) / 3
+  torch.manual_seed(0)
+  model = OmniPredModel(TINY).eval()
+  target = torch.as_tensor(ids)
+  with torch.no_grad():
+    assert float(model.loss(model.to_tensors(inputs), target)) == float(
+        model.loss(model.to_tensors(wide), target))
+
+
 def test_prefetched_batches_equal_in_process_ones():
   from vizier_omnipred.training import Prefetcher
   import functools

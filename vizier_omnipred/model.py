@@ -243,6 +243,20 @@ class ItemEmbedding(nn.Module):
 MAX_SLOTS = 32
 
 
+def on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+  """An input array on `device`. Narrowed id arrays (`StudyInputs.compact`) travel narrow and
+  are widened there to the int64 the embeddings index with. To a GPU the copy goes from pinned
+  memory without blocking, so the host builds the next step's inputs while the GPU trains (a
+  plain copy from pageable memory waits for every kernel queued before it)."""
+  if device.type == 'cuda':
+    t = torch.from_numpy(np.ascontiguousarray(array)).pin_memory().to(device, non_blocking=True)
+  else:
+    t = torch.as_tensor(array, device=device)
+  if t.dtype in (torch.int8, torch.int16, torch.int32):
+    t = t.long()
+  return t
+
+
 def slot_permutations(num_views: int, num_items: int, seed: int = 0) -> torch.Tensor:
   """[V, MAX_SLOTS] slot tables for `num_views` views of a study with `num_items` parameter
   items (`OmniPredModel.slots` maps a name's rank r to slot table[r]): view 0 the identity, the
@@ -339,19 +353,18 @@ class OmniPredModel(nn.Module):
   def to_tensors(self, inputs: StudyInputs) -> dict[str, torch.Tensor]:
     dev = self.device
     item_keys = ('names', 'kinds', 'numbers', 'scalars', 'texts', 'mask')
-    out = {k: torch.as_tensor(getattr(inputs.items, k), device=dev) for k in item_keys}
-    out.update({f'meta_{k}': torch.as_tensor(getattr(inputs.meta, k), device=dev)
-                for k in item_keys})
+    out = {k: on_device(getattr(inputs.items, k), dev) for k in item_keys}
+    out.update({f'meta_{k}': on_device(getattr(inputs.meta, k), dev) for k in item_keys})
     codec = self.model_config.y_codec
     y = inputs.y  # 0 off the context (StudyInputs builds it so)
-    out['features'] = torch.as_tensor(inputs.features, device=dev)
-    out['is_context'] = torch.as_tensor(inputs.is_context, device=dev)
-    out['present'] = torch.as_tensor(inputs.present, device=dev)
-    out['y_ids'] = torch.as_tensor(codec.encode_many(y), device=dev)
+    out['features'] = on_device(inputs.features, dev)
+    out['is_context'] = on_device(inputs.is_context, dev)
+    out['present'] = on_device(inputs.present, dev)
+    out['y_ids'] = on_device(codec.encode_many(y), dev)
     # The context y's position in the study's normalised range [2, 3] -> [-1, 1].
-    out['y_scalar'] = torch.as_tensor(
+    out['y_scalar'] = on_device(
         np.clip(2.0 * (y - 2.0) - 1.0, -STANDARD_CLIP, STANDARD_CLIP)[..., None].astype(np.float32),
-        device=dev)
+        dev)
     return out
 
   def encode(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,6 +29,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 
+# Steps between reads of the training loss (for the progress bar); evaluations read it too.
+LOSS_READ_EVERY = 10
+
+
 class LoopConfig(Protocol):
   """The fields of a trainer config that the loop reads."""
 
@@ -156,7 +160,9 @@ def train_loop(
   out = pathlib.Path(out_dir)
   run_info = {'train_config': jsonable(attrs.asdict(cfg)), 'seed': cfg.seed,
               'examples_per_step': examples_per_step * env.world, 'world_size': env.world,
-              'device': str(env.device)}
+              'device': str(env.device),
+              **({'device_name': torch.cuda.get_device_name(env.device)}
+                 if env.device.type == 'cuda' else {})}
   if env.main:
     out.mkdir(parents=True, exist_ok=True)
     # What a snapshot of last.pt needs besides the weights (model_card --snapshot).
@@ -181,6 +187,7 @@ def train_loop(
   bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and env.main), desc=name,
              dynamic_ncols=True)
   examples, tick = 0, time.perf_counter()
+  loss_value = None
 
   def evaluate_now() -> tuple[float, dict]:
     if not env.main:
@@ -209,11 +216,14 @@ def train_loop(
     step += 1
     examples += examples_per_step * env.world
     now = time.perf_counter()
-    loss_value = loss.item()
-    bar.set_postfix(loss=f'{loss_value:.3f}', ex_s=f'{examples / (now - tick):.0f}')
-    bar.update(1)
     timed_out = cfg.time_limit_s is not None and elapsed_before + now - start > cfg.time_limit_s
-    if step % cfg.eval_every == 0 or step == cfg.steps or timed_out:
+    evaluating = step % cfg.eval_every == 0 or step == cfg.steps or timed_out
+    # Reading the loss waits for the device: on a GPU, every step would stall its queue.
+    if evaluating or step % LOSS_READ_EVERY == 0 or loss_value is None:
+      loss_value = loss.item()
+      bar.set_postfix(loss=f'{loss_value:.3f}', ex_s=f'{examples / (now - tick):.0f}')
+    bar.update(1)
+    if evaluating:
       val, detail = evaluate_now()
       history.append({'step': step, 'train_loss': env.mean(loss_value), 'val_loss': val,
                       'elapsed_s': elapsed_before + now - start, **detail})

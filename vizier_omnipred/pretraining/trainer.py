@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from vizier_omnipred import checkpoints
-from vizier_omnipred.model import ModelConfig, OmniPredModel
+from vizier_omnipred.model import ModelConfig, OmniPredModel, on_device
 from vizier_omnipred.pretraining import growth
 from vizier_omnipred.pretraining.conditional_prior import ConditionalStudy
 from vizier_omnipred.pretraining.corpus import (
@@ -116,7 +116,8 @@ def make_batch(cfg: TrainConfig, step: int, rank: int) -> tuple[StudyInputs, np.
                           rng, cfg.model)
     parts.append(inputs)
     targets.append(ids)
-  return StudyInputs.stack(parts), np.concatenate(targets)
+  # Compact: a worker process pickles this batch to the trainer (6x fewer bytes).
+  return StudyInputs.stack(parts).compact(), np.concatenate(targets)
 
 
 def evaluate(model: OmniPredModel, cfg: TrainConfig, device: torch.device) -> dict:
@@ -177,7 +178,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
     def batch_loss(net, step):
       inputs, ids = batches.get(step)
       # Through net's forward (not model.loss): DDP syncs gradients only there.
-      target = torch.as_tensor(ids, device=env.device)
+      target = on_device(ids, env.device)
       logits = net(model.to_tensors(inputs), target)
       return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                                (target + model.slot_offsets).reshape(-1))
