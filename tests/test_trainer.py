@@ -132,6 +132,12 @@ def test_a_snapshot_of_a_run_loads_and_its_card_shows_loss_by_context(tmp_path):
   assert '| step | 2 trials | 8 trials |' in card  # held-out loss by context size
   model_card.loss_plot(summary['history'], tmp_path / 'loss.png')
   assert (tmp_path / 'loss.png').stat().st_size > 1000
+  # From the command line without --ship: the card goes beside the run, the shipped one stays.
+  shipped_card = model_card.checkpoints.SHIPPED.parent / 'README.md'
+  before = shipped_card.read_bytes()
+  assert model_card.main([str(tmp_path), '--snapshot']) == 0
+  assert '| step | 2 trials | 8 trials |' in (tmp_path / 'README.md').read_text()
+  assert (tmp_path / 'omnipred-loss.png').exists() and shipped_card.read_bytes() == before
 
 
 def test_a_second_stage_starts_from_the_first_and_the_card_counts_both(tmp_path):
@@ -166,6 +172,22 @@ def test_a_second_stage_starts_from_the_first_and_the_card_counts_both(tmp_path)
   three = model_card.combine(both, dict(second, run_dir='runs/c'))
   assert three['steps'] == 7 and len(three['stages']) == 3
   assert '--previous runs/a runs/b --ship' in model_card.card_text(three, None)
+  # A stage on a GPU: the card names the card and how it ran, and its command the GPU flags.
+  gpu_cfg = dict(second['train_config'], bf16=True, data_workers=14, time_limit_s=430.0,
+                 trials_per_batch=2048)
+  on_gpu = model_card.combine(both, dict(second, run_dir='runs/g', device='cuda:0',
+                                         device_name='NVIDIA H100', train_config=gpu_cfg))
+  card = model_card.card_text(on_gpu, None)
+  assert ('stages 1-2: one thread of a 2-core CPU; a second process builds batches; stage 3:'
+          ' NVIDIA H100, 1 process(es); 14 processes build batches') in card
+  assert ('--trials-per-batch 2048 --bf16 --data-workers 14 --time-limit 430 '
+          '--conditional-fraction') in card
+  assert 'over 2 steps or 430 s, whichever came first' in card
+  assert card.count('--threads 1') == 2  # the CPU stages only
+  assert "on the last stage's held-out episodes" not in card  # every stage drew seed 0
+  reseeded = model_card.combine(both, dict(second, run_dir='runs/g', train_config=dict(
+      second['train_config'], seed=7)))
+  assert "on the last stage's held-out episodes, seed 7" in model_card.card_text(reseeded, None)
   bad = attrs.evolve(second_cfg, model=attrs.evolve(TINY, d_model=16, d_ff=32))
   with pytest.raises(ValueError, match="differs from this run's"):
     train(bad, tmp_path / 'c', progress=False)

@@ -10,7 +10,9 @@ A run that started from another run's weights (`pretrain --init-from`) names the
 it with `--previous`, earliest first: the card then counts every stage, and the loss curve shows
 them end to end. A run from the shipped weights names the shipped summary instead
 (`--previous vizier_omnipred/checkpoints/omnipred-small.json`, written by every `--ship`).
-Cards: checkpoints/README.md (surrogate) and checkpoints/SYMBOLIC.md (symbolic regression).
+Cards: checkpoints/README.md (surrogate) and checkpoints/SYMBOLIC.md (symbolic regression);
+without `--ship` the card and its loss plot are written into the run directory instead, so a
+look at a run (`--snapshot` of one still training) never replaces the shipped model's card.
 """
 
 from __future__ import annotations
@@ -66,9 +68,12 @@ def _prior_mix(corpus: dict) -> str:
 def _training_row(summary: dict) -> str:
   def one(s):
     cfg = s['train_config']
+    # With a time limit the cosine follows whichever runs out first (training.cosine_lr).
+    horizon = f"{cfg['steps']} steps" + (f" or {cfg['time_limit_s']:.0f} s, whichever came first"
+                                         if cfg.get('time_limit_s') else '')
     return (f"{s['steps']} steps x {s['examples_per_step']} trials, AdamW lr"
             f" {cfg['learning_rate']} (warmup {cfg['warmup_steps']}, cosine to"
-            f" {cfg['min_learning_rate_ratio']}x over {cfg['steps']} steps), weight decay"
+            f" {cfg['min_learning_rate_ratio']}x over {horizon}), weight decay"
             f" {cfg['weight_decay']}, clip {cfg['grad_clip']}, bf16 {cfg['bf16']}"
             + (' (stopped by its time limit)' if s['steps'] < cfg['steps'] else ''))
   stages = summary.get('stages')
@@ -113,9 +118,55 @@ def _seed_note(summary: dict) -> str:
           ' change of episodes.\n')
 
 
+def _episodes_of_last(summary: dict) -> str:
+  """Where stages drew their held-out episodes from different seeds, whose the final loss is."""
+  stages = summary.get('stages') or [summary]
+  if len({s['train_config'].get('seed', 0) for s in stages}) < 2:
+    return ''
+  return f", on the last stage's held-out episodes, seed {stages[-1]['train_config'].get('seed', 0)}"
+
+
 def _stage_ends(summary: dict) -> list[int]:
   """The combined step at which each stage ended."""
   return list(itertools.accumulate(s['steps'] for s in summary.get('stages') or [summary]))
+
+
+def _machine_flags(stage: dict) -> str:
+  """How a stage ran: one CPU thread, or a GPU's flags (bf16, batch, workers, time limit)."""
+  cfg = stage['train_config']
+  flags = ' --threads 1' if stage.get('device', 'cpu') == 'cpu' else ''
+  if cfg.get('trials_per_batch', 1024) != 1024:
+    flags += f" --trials-per-batch {cfg['trials_per_batch']}"
+  if cfg.get('bf16'):
+    flags += ' --bf16'
+  if cfg.get('data_workers', 1) > 1:
+    flags += f" --data-workers {cfg['data_workers']}"
+  if cfg.get('time_limit_s'):
+    flags += f" --time-limit {cfg['time_limit_s']:.0f}"
+  return flags
+
+
+def _hardware(summary: dict) -> str:
+  """Where each stage ran (stages on the same machine kind are named together)."""
+  stages = summary.get('stages') or [summary]
+
+  def one(s):
+    workers = s['train_config'].get('data_workers', 1)
+    if s.get('device', 'cpu') == 'cpu':
+      return 'one thread of a 2-core CPU; a second process builds batches'
+    return (f"{s.get('device_name', s['device'])}, {s['world_size']} process(es);"
+            f" {workers} processes build batches")
+  groups: list[tuple[str, list[int]]] = []
+  for k, s in enumerate(stages, start=1):
+    if groups and groups[-1][0] == one(s):
+      groups[-1][1].append(k)
+    else:
+      groups.append((one(s), [k]))
+  if len(groups) == 1:
+    return groups[0][0]
+  return '; '.join(f"stage{'s' if len(ks) > 1 else ''} "
+                   f"{ks[0]}{'-' + str(ks[-1]) if len(ks) > 1 else ''}: {text}"
+                   for text, ks in groups)
 
 
 def _reproduce(summary: dict) -> str:
@@ -128,9 +179,9 @@ def _reproduce(summary: dict) -> str:
     cmd = f"vizier-omnipred pretrain --out {s.get('run_dir', 'runs/icl')} --steps {cfg['steps']}"
     if k:
       cmd += f" --init-from {stages[k - 1].get('run_dir', 'runs/previous')}/model.pt"
-    cmd += (f" --lr {cfg['learning_rate']} --threads 1 --conditional-fraction"
-            f" {c.get('conditional_fraction', 0.0)} --multi-output-fraction"
-            f" {c.get('multi_output_fraction', 0.0)}")
+    cmd += f" --lr {cfg['learning_rate']}" + _machine_flags(s)
+    cmd += (f" --conditional-fraction {c.get('conditional_fraction', 0.0)}"
+            f" --multi-output-fraction {c.get('multi_output_fraction', 0.0)}")
     exponent = c.get('gp', {}).get('length_scale_dim_exponent', 0.0)
     if exponent:
       cmd += f' --length-scale-dim-exponent {exponent}'
@@ -174,9 +225,9 @@ predict together, and writes each prediction's y as number tokens.
 | output | y after a map of the context's y range onto [2, 3], as sign, exponent (E{m['y_min_exponent']}..E{m['y_max_exponent']}), {m['y_digits']} digits |
 | data | episodes streamed from `vizier_omnipred.pretraining.corpus.IN_CONTEXT_CORPUS` (seed {summary['seed']}), a fresh study each: objectives {kinds} (GP: Matern 1/2, 3/2, 5/2 or RBF, ARD length scales log-uniform, unused dimensions, noise, input warping; BBOB: 16 functions shifted and rotated){conditional_text}; dims {c['min_dim']}-{c['max_dim']}; DOUBLE (linear/log), INTEGER, DISCRETE and CATEGORICAL parameters with realistic names and metadata; trials uniform or clustered near an optimum; context {cfg['min_context']}-{cfg['max_context']} trials (one size per batch), {cfg['queries_per_study']} queries. Held out: AttractiveSector, BuecheRastrigin, SharpRidge, Weierstrass, Gallagher21Me and a disjoint seed range |
 | training | {_training_row(summary)} |
-| hardware | {summary['world_size']} process(es) on {summary['device']} (one thread of a 2-core CPU; a second process builds batches) |
+| hardware | {_hardware(summary)} |
 | wall time | {summary['wall_time_s'] / 60:.1f} min |
-| final held-out loss | {summary['final_val_loss']:.4f} nats per y token (mean over context sizes) |
+| final held-out loss | {summary['final_val_loss']:.4f} nats per y token (mean over context sizes{_episodes_of_last(summary)}) |
 
 Reproduce: {_reproduce(summary)}
 
@@ -343,10 +394,12 @@ def main(argv=None) -> int:
   else:
     bench, make, card, shipped = 'regression.md', card_text, 'README.md', checkpoints.SHIPPED
   table = ROOT / 'benchmarks' / 'results' / bench
-  out = shipped.parent / card
+  # Only a shipped run's card replaces the package's; any other is written beside the run.
+  where = shipped.parent if args.ship else run
+  out = where / card
   out.write_text(make(summary, table.read_text() if table.exists() else None))
   if args.kind == 'omnipred':
-    loss_plot(summary['history'], shipped.parent / 'omnipred-loss.png')
+    loss_plot(summary['history'], where / 'omnipred-loss.png')
   if args.ship and args.kind == 'omnipred':
     # The shipped file's own card counts every stage (what `from_pretrained().card` shows);
     # the summary beside it lets a later run continue from the shipped file alone.
