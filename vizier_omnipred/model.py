@@ -380,14 +380,16 @@ class OmniPredModel(nn.Module):
       return self._encode(inputs)
     rest = {k: v for k, v in inputs.items() if k != 'slot_views'}
     b = len(inputs['present'])
+    pooled = self._pooled_items(rest)  # the same in every view: only the slot codes move
     total = mask = None
     for row in table.to(self.device):
-      memory, mask = self._encode(dict(rest, slot_permutation=row.expand(b, -1)))
+      memory, mask = self._encode(dict(rest, slot_permutation=row.expand(b, -1)), pooled)
       total = memory if total is None else total + memory
     return total / len(table), mask
 
-  def _encode(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    trial = self.trial_tokens(inputs)
+  def _encode(self, inputs: dict[str, torch.Tensor],
+              pooled: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    trial = self._bound_trials(self._pooled_items(inputs) if pooled is None else pooled, inputs)
     is_context = inputs['is_context']
     y = self.y_embed(inputs['y_ids'], inputs['y_scalar'])
     trial = trial + is_context.unsqueeze(-1).to(y.dtype) * y
@@ -410,15 +412,25 @@ class OmniPredModel(nn.Module):
 
   def trial_tokens(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """Each trial's token from its parameter items alone (before its y and role): [B, N, D]."""
+    return self._bound_trials(self._pooled_items(inputs), inputs)
+
+  def _pooled_items(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The part of a trial's token that no slot order changes: its items embedded, pooled
+    and mixed [B, N, D]."""
     items = self.items({k: inputs[k] for k in ('names', 'kinds', 'numbers', 'scalars', 'texts')},
                        inputs['features'])  # [B, N, P, D]
     mask = inputs['mask'].unsqueeze(-1).to(items.dtype)
     trial = (items * mask).sum(2) / mask.sum(2).clamp_min(1.0)
-    out = trial + self.trial_mlp(trial)
+    return trial + self.trial_mlp(trial)
+
+  def _bound_trials(self, pooled: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`_pooled_items` plus the values bound to their slot codes (the part a view changes)."""
+    out = pooled
     if self.model_config.slot_binding:
       codes = self.slot_codes.view(2, MAX_SLOTS, -1)
       slots = self.slots(inputs)
-      z = inputs['features'].to(items.dtype)  # context z-scores (linear, log); 0 for text
+      mask = inputs['mask'].unsqueeze(-1).to(pooled.dtype)
+      z = inputs['features'].to(pooled.dtype)  # context z-scores (linear, log); 0 for text
       bound = z[..., :1] * codes[0][slots] + z[..., 1:] * codes[1][slots]  # [B, N, P, D]
       out = out + self.bind_proj((bound * mask).sum(2))  # summed: each value keeps its scale
     return self.ln_trial(out)
