@@ -259,3 +259,26 @@ def test_views_average_the_query_states_of_each_slot_order(tiny_config):
   torch.testing.assert_close(each[0], plain)
   assert (each[1] - each[0]).abs().max() > 1e-3 and mixed.shape == plain.shape == (3, 1, 32)
   assert mask.shape == (3, 1, 1, 1)
+
+
+def test_attention_over_shared_keys_and_self_equals_the_dense_mask():
+  """The encoder's CPU path (each token sees the shared tokens and itself, over the shared keys
+  alone) computes what the dense [B, 1, L, L] mask does, rows of different shared counts and
+  rows with none shared included."""
+  from vizier_omnipred.model import Attention, SharedKeys
+  torch.manual_seed(0)
+  attn = Attention(16, 4).eval()
+  x = torch.randn(3, 9, 16)
+  shared = torch.zeros(3, 9, dtype=torch.bool)
+  shared[0, [0, 2, 5]] = True  # scattered
+  shared[1, :7] = True  # most of the row
+  # row 2: nothing shared, every token sees itself alone
+  keys = SharedKeys.of(shared)
+  assert keys.index.shape == (3, 7) and keys.valid.sum(1).tolist() == [3, 7, 0]
+  with torch.no_grad():
+    fast, dense = attn(x, x, keys), attn(x, x, SharedKeys.dense(shared))
+  torch.testing.assert_close(fast, dense, rtol=1e-5, atol=1e-6)
+  # Row 2's outputs are each token's own value, projected: no other token reached it.
+  with torch.no_grad():
+    own = attn.o_proj(attn.v_proj(x[2]))
+  torch.testing.assert_close(fast[2], own, rtol=1e-5, atol=1e-6)

@@ -16,6 +16,7 @@ T = y_codec.length decoder positions, D = d_model, H heads.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import attrs
 import numpy as np
@@ -76,6 +77,32 @@ class ModelConfig:
     return cls(**d)
 
 
+class SharedKeys(NamedTuple):
+  """Self-attention in which every token sees the `shared` tokens and itself: the study
+  encoder's pattern (metadata and context are shared; a query sees them and itself only).
+  Attending over the shared keys alone costs L x S instead of L x L: at 50 trials and 512
+  candidates, 55 keys instead of 570 (the dense masked attention was two thirds of an encoder
+  block on a CPU). `Attention` takes it in place of a dense mask."""
+
+  shared: torch.Tensor  # [B, L] bool
+  index: torch.Tensor  # [B, S] the shared tokens' positions, S = the most in one row
+  valid: torch.Tensor  # [B, S] bool: index[b, s] is one of row b's shared tokens
+
+  @classmethod
+  def of(cls, shared: torch.Tensor) -> 'SharedKeys':
+    counts = shared.sum(1)
+    most = int(counts.max()) if shared.numel() else 0  # a host read: meant for the CPU path
+    index = torch.argsort((~shared).to(torch.int8), dim=1, stable=True)[:, :most]
+    valid = torch.arange(most, device=shared.device)[None, :] < counts[:, None]
+    return cls(shared, index, valid)
+
+  @staticmethod
+  def dense(shared: torch.Tensor) -> torch.Tensor:
+    """The same pattern as a dense [B, 1, L, L] mask (True = attend)."""
+    eye = torch.eye(shared.shape[1], dtype=torch.bool, device=shared.device)
+    return (shared[:, None, :] | eye)[:, None]
+
+
 class Attention(nn.Module):
   """Multi-head attention with separate named projections. Works for self and cross."""
 
@@ -101,8 +128,27 @@ class Attention(nn.Module):
     q = self.split(self.q_proj(x))
     k = self.split(self.k_proj(context))
     v = self.split(self.v_proj(context))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+    if isinstance(mask, SharedKeys):  # self-attention: x is context
+      out = self._shared_and_own(q, k, v, mask)
+    else:
+      out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
     return self.o_proj(self.merge(out))
+
+  @staticmethod
+  def _shared_and_own(q, k, v, keys: SharedKeys) -> torch.Tensor:
+    """Softmax over the shared keys plus the token's own key (a shared token's own key is
+    among the shared ones already, so its second copy is masked)."""
+    b, h, _, dh = q.shape
+    at = keys.index[:, None, :, None].expand(b, h, keys.index.shape[1], dh)
+    k_shared, v_shared = k.gather(2, at), v.gather(2, at)  # [B, H, S, dh]
+    scale = 1.0 / math.sqrt(dh)
+    scores = (q @ k_shared.transpose(-1, -2)) * scale  # [B, H, L, S]
+    scores = scores.masked_fill(~keys.valid[:, None, None, :], float('-inf'))
+    own = (q * k).sum(-1, keepdim=True) * scale  # [B, H, L, 1]
+    own = own.masked_fill(keys.shared[:, None, :, None], float('-inf'))
+    weights = torch.softmax(torch.cat([scores, own], -1), -1)
+    s = k_shared.shape[2]
+    return weights[..., :s] @ v_shared + weights[..., s:] * v
 
 
 class MLP(nn.Module):
@@ -401,8 +447,8 @@ class OmniPredModel(nn.Module):
     m, n = meta.shape[1], trial.shape[1]
     # keys: present metadata and context tokens for everyone, plus each token itself.
     shared = torch.cat([inputs['meta_mask'], is_context & inputs['present']], dim=1)  # [B, L]
-    eye = torch.eye(m + n, dtype=torch.bool, device=x.device)
-    allowed = (shared[:, None, :] | eye)[:, None]  # [B, 1, L, L]
+    # On a GPU the dense mask: no host read of the key count, and its kernels do not mind.
+    allowed = SharedKeys.of(shared) if x.device.type == 'cpu' else SharedKeys.dense(shared)
     for block in self.encoder:
       x = block(x, allowed)
     x = self.ln_memory(x[:, m:])
