@@ -26,12 +26,9 @@ def test_test_time_training_learns_the_study_in_context():
   predicts held-out points of the same function from the context, in scale and in rank. (60
   held-out points. The untrained model's exact median can rank by chance, its random
   features being smooth in x: Spearman 0.57 at init seed 0, 0.36 at 1; so the contrast is
-  the error, which at init is off the y scale.) Init seed 1: at seed 0 the trained rank sits
-  on the 0.5 line (0.56 with the dense attention mask, 0.49 over the shared keys, whose
-  gradients agree to 5e-7), so float order over 400 steps decided it; seeds 1 and 2 reach
-  0.60 and 0.62 either way."""
+  the error, which at init is off the y scale.)"""
   rows, y = quadratic_2d(100, 0)
-  reg = OmniPredRegressor.from_scratch(TINY, seed=1)
+  reg = OmniPredRegressor.from_scratch(TINY, seed=0)
   reg.condition(list(zip(rows[:40], y[:40])))
 
   def error_and_rank():

@@ -447,8 +447,11 @@ class OmniPredModel(nn.Module):
     m, n = meta.shape[1], trial.shape[1]
     # keys: present metadata and context tokens for everyone, plus each token itself.
     shared = torch.cat([inputs['meta_mask'], is_context & inputs['present']], dim=1)  # [B, L]
-    # On a GPU the dense mask: no host read of the key count, and its kernels do not mind.
-    allowed = SharedKeys.of(shared) if x.device.type == 'cpu' else SharedKeys.dense(shared)
+    # Predicting on a CPU: the shared keys alone. On a GPU the dense mask (no host read of the
+    # key count; its kernels do not mind), and in training too: LoRA steps over the gathered
+    # keys were no faster, and training keeps the numbers it always had.
+    sparse = x.device.type == 'cpu' and not torch.is_grad_enabled()
+    allowed = SharedKeys.of(shared) if sparse else SharedKeys.dense(shared)
     for block in self.encoder:
       x = block(x, allowed)
     x = self.ln_memory(x[:, m:])
