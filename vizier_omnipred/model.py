@@ -444,7 +444,7 @@ class OmniPredModel(nn.Module):
                                                   'meta_scalars', 'meta_texts')})
     meta = meta + self.role.weight[META]
     x = torch.cat([meta, trial], dim=1)  # [B, M + N, D]
-    m, n = meta.shape[1], trial.shape[1]
+    m = meta.shape[1]
     # keys: present metadata and context tokens for everyone, plus each token itself.
     shared = torch.cat([inputs['meta_mask'], is_context & inputs['present']], dim=1)  # [B, L]
     # Predicting on a CPU: the shared keys alone. On a GPU the dense mask (no host read of the

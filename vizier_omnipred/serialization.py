@@ -441,9 +441,10 @@ class StudyInputs:
 
 
 def _narrowest(ids: np.ndarray) -> np.ndarray:
+  lo, hi = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
   for dtype in (np.int8, np.int16, np.int32):
     info = np.iinfo(dtype)
-    if ids.size == 0 or (ids.min() >= info.min and ids.max() <= info.max):
+    if info.min <= lo and hi <= info.max:
       return ids.astype(dtype)
   return ids
 
