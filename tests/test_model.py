@@ -164,10 +164,10 @@ def test_rows_on_shuffled_memories_attend_to_their_own_memory_only(tiny_config):
   memory_index = torch.tensor([2, 0, 2, 1, 2, 0])
   steps = [torch.randn(6, d) for _ in range(3)]
   with torch.no_grad():
-    shared = CachedDecoder(model.decoder, memory, mask)
+    shared = CachedDecoder(model.decoder, memory, mask, len(steps))
     got = [shared.step(y, t, memory_index) for t, y in enumerate(steps)]
     for r, mi in enumerate(memory_index.tolist()):
-      alone = CachedDecoder(model.decoder, memory[mi:mi + 1], mask[mi:mi + 1])
+      alone = CachedDecoder(model.decoder, memory[mi:mi + 1], mask[mi:mi + 1], len(steps))
       rows = torch.zeros(1, dtype=torch.long)
       for t, y in enumerate(steps):
         torch.testing.assert_close(got[t][r], alone.step(y[r:r + 1], t, rows)[0])
@@ -282,3 +282,19 @@ def test_attention_over_shared_keys_and_self_equals_the_dense_mask():
   with torch.no_grad():
     own = attn.o_proj(attn.v_proj(x[2]))
   torch.testing.assert_close(fast[2], own, rtol=1e-5, atol=1e-6)
+
+
+def test_cached_decoder_rejects_steps_out_of_order_or_beyond_its_positions(tiny_config):
+  model = OmniPredModel(tiny_config).eval()
+  memory = torch.randn(2, 1, tiny_config.d_model)
+  mask = torch.ones(2, 1, 1, 1, dtype=torch.bool)
+  rows = torch.arange(2)
+  y = torch.randn(2, tiny_config.d_model)
+  with torch.no_grad():
+    decoder = CachedDecoder(model.decoder, memory, mask, 2)
+    with pytest.raises(ValueError, match=r'step\(1\) out of order'):
+      decoder.step(y, 1, rows)
+    decoder.step(y, 0, rows)
+    decoder.step(y, 1, rows)
+    with pytest.raises(ValueError, match=r'step\(2\) beyond the 2 positions'):
+      decoder.step(y, 2, rows)

@@ -24,9 +24,9 @@ from vizier_omnipred.model import OmniPredModel
 class CachedDecoder:
   """Runs decoder blocks one position at a time over rows of (memory, prefix).
 
-  `step(y, t, memory_index, parent)`: y [R, D] embeds the token at position t of R rows;
-  `memory_index[r]` is the memory row r reads; `parent[r]` is the row of step t-1 whose prefix
-  row r extends (None: the same rows in the same order). Blocks are `model.DecoderBlock`s,
+  `step(y, t, memory_index, parent)`: y [R, D] embeds the token at position t < `positions`
+  of R rows; `memory_index[r]` is the memory row r reads; `parent[r]` is the row of step t-1
+  whose prefix row r extends (None: the same rows in the same order). Blocks are `model.DecoderBlock`s,
   run through `DecoderBlock.run`: the block's computation exists once, for teacher forcing and
   for sampling alike; only where attention finds its keys differs.
 
@@ -35,16 +35,29 @@ class CachedDecoder:
   one batched call. Gathering [R, H, N, dh] keys per row instead allocated ~100 MB per step
   in sizes that change every step, which fragmented the heap: a process running studies one
   after another grew by ~50 MB per study.
+
+  A memory of one item (the surrogate's: one encoder state per query) needs no attention at
+  all: a softmax over one key is 1, so every row's cross-attention output is its memory's
+  `o_proj(v_proj(memory))`, computed once per memory instead of once per row and step.
   """
 
-  def __init__(self, blocks, memory: torch.Tensor, mask: torch.Tensor):
+  def __init__(self, blocks, memory: torch.Tensor, mask: torch.Tensor, positions: int):
     self.blocks = blocks
+    # Each row's keys/values live in one [R, H, positions, dh] buffer per block: a step
+    # gathers the parents' buffers and writes its own position, where appending to the
+    # prefix (gather, then concatenate) copied every key twice.
+    self.positions = positions
     self.mask = mask  # [B, 1, 1, N]
     self.cross = []
+    # One item, attended by every memory (a memory allowed no key has no attention output).
+    self.single = memory.shape[1] == 1 and bool(mask.all())
     for block in blocks:
       att = block.cross_attn
-      self.cross.append((att.split(att.k_proj(memory)), att.split(att.v_proj(memory))))
-    self.caches: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: [R, H, t, dh]
+      if self.single:
+        self.cross.append(att.o_proj(att.v_proj(memory)))  # [B, 1, D]
+      else:
+        self.cross.append((att.split(att.k_proj(memory)), att.split(att.v_proj(memory))))
+    self.caches: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: [R, H, positions, dh]
     self.length = 0  # positions decoded so far
     self._index = None
     self._rows: tuple = ()
@@ -63,39 +76,47 @@ class CachedDecoder:
       self._index = memory_index
     return self._rows
 
-  def _cross_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                    slot: torch.Tensor, m: int) -> torch.Tensor:
-    """q [R, H, 1, dh] against each row's own memory (k, v: [B, H, N, dh]) -> [R, H, 1, dh]."""
-    _, h, _, dh = q.shape
+  def _cross_attend(self, att, h: torch.Tensor, cross, memory_index: torch.Tensor) -> torch.Tensor:
+    """Rows' normalised states h [R, 1, D] against each row's own memory -> [R, 1, D]."""
+    if self.single:
+      return cross[memory_index]
+    k, v = cross  # [B, H, N, dh]
+    slot, m = self._cross_rows(memory_index)
+    q = att.split(att.q_proj(h))  # [R, H, 1, dh]
+    _, heads, _, dh = q.shape
     b = k.shape[0]
-    block = q.new_zeros(b * m, h, dh)
+    block = q.new_zeros(b * m, heads, dh)
     block[slot] = q[:, :, 0]
-    o = F.scaled_dot_product_attention(block.view(b, m, h, dh).transpose(1, 2), k, v,
+    o = F.scaled_dot_product_attention(block.view(b, m, heads, dh).transpose(1, 2), k, v,
                                        attn_mask=self.mask)  # [B, H, m, dh]
-    return o.transpose(1, 2).reshape(b * m, h, dh)[slot][:, :, None]
+    return att.o_proj(att.merge(o.transpose(1, 2).reshape(b * m, heads, dh)[slot][:, :, None]))
 
   def step(self, y: torch.Tensor, t: int, memory_index: torch.Tensor,
            parent: torch.Tensor | None = None) -> torch.Tensor:
     """-> decoder states [R, D] at position t."""
     if t != self.length:
       raise ValueError(f'step({t}) out of order: {self.length} positions are decoded.')
-    slot, m = self._cross_rows(memory_index)
+    if t >= self.positions:
+      raise ValueError(f'step({t}) beyond the {self.positions} positions this decoder holds.')
     y = y[:, None]  # [R, 1, D]
     new_caches = []
-    for i, (block, (ck, cv)) in enumerate(zip(self.blocks, self.cross)):
+    for i, (block, cross) in enumerate(zip(self.blocks, self.cross)):
 
       def self_attend(q, k, v, i=i):
         """This position's q against the row's cached keys/values plus its own."""
         if self.caches:
-          k_old, v_old = self.caches[i]
-          if parent is not None:
-            k_old, v_old = k_old[parent], v_old[parent]
-          k, v = torch.cat([k_old, k], dim=2), torch.cat([v_old, v], dim=2)
-        new_caches.append((k, v))
-        return F.scaled_dot_product_attention(q, k, v)  # [R, H, 1, dh]
+          keys, values = self.caches[i]
+          if parent is not None:  # each row takes its parent's prefix
+            keys, values = keys.index_select(0, parent), values.index_select(0, parent)
+        else:
+          keys = k.new_empty(k.shape[0], k.shape[1], self.positions, k.shape[3])
+          values = torch.empty_like(keys)
+        keys[:, :, t], values[:, :, t] = k[:, :, 0], v[:, :, 0]
+        new_caches.append((keys, values))
+        return F.scaled_dot_product_attention(q, keys[:, :, :t + 1], values[:, :, :t + 1])
 
       y = block.run(y, self_attend,
-                    lambda q, ck=ck, cv=cv: self._cross_attend(q, ck, cv, slot, m))
+                    lambda att, h, cross=cross: self._cross_attend(att, h, cross, memory_index))
     self.caches = new_caches
     self.length += 1
     return y[:, 0]
@@ -115,7 +136,7 @@ def _decode(model: OmniPredModel, inputs: dict[str, torch.Tensor], width: int,
   dev = memory.device
   sizes = model.model_config.y_codec.slot_sizes
   offsets = model.slot_offsets.tolist()
-  decoder = CachedDecoder(model.decoder, memory, mask)
+  decoder = CachedDecoder(model.decoder, memory, mask, len(sizes))
   # One row per distinct prefix; every draw starts on its memory's BOS row.
   row_memory = torch.arange(b, device=dev)
   row_token = torch.full((b,), model.bos_id, dtype=torch.long, device=dev)

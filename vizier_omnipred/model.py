@@ -195,15 +195,14 @@ class DecoderBlock(nn.Module):
     forcing (`forward`) and the cached sampler (`decoding.CachedDecoder`) both run this.
 
     self_attend(q, k, v) -> [B, H, L, dh] from this call's projected q/k/v (the sampler
-    prepends its cached keys/values); cross_attend(q) -> [B, H, L, dh].
+    prepends its cached keys/values); cross_attend(attention, h) -> [B, L, D], the
+    cross-attention's output (after `o_proj`) for the normalised states h.
     """
     att = self.self_attn
     h = self.ln_self(y)
     out = self_attend(att.split(att.q_proj(h)), att.split(att.k_proj(h)), att.split(att.v_proj(h)))
     y = y + self.drop(att.o_proj(att.merge(out)))
-    att = self.cross_attn
-    out = cross_attend(att.split(att.q_proj(self.ln_cross(y))))
-    y = y + self.drop(att.o_proj(att.merge(out)))
+    y = y + self.drop(cross_attend(self.cross_attn, self.ln_cross(y)))
     return y + self.drop(self.mlp(self.ln_mlp(y)))
 
   def forward(self, y, memory, memory_mask):
@@ -213,7 +212,8 @@ class DecoderBlock(nn.Module):
     return self.run(
         y, lambda q, k_self, v_self: F.scaled_dot_product_attention(q, k_self, v_self,
                                                                     is_causal=True),
-        lambda q: F.scaled_dot_product_attention(q, k, v, attn_mask=memory_mask))
+        lambda att, h: att.o_proj(att.merge(F.scaled_dot_product_attention(
+            att.split(att.q_proj(h)), k, v, attn_mask=memory_mask))))
 
 
 class NumberEmbedding(nn.Module):

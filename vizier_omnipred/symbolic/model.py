@@ -209,7 +209,7 @@ class SymbolicModel(nn.Module):
     points = collate_points([point_arrays(x, y, cfg)], self.device)
     memory, mask = self.encode(points)
     max_len = cfg.generator.max_len + 1  # + EOS
-    decoder = CachedDecoder(self.decoder, memory, mask)
+    decoder = CachedDecoder(self.decoder, memory, mask, max_len)
     rows = torch.zeros(s, dtype=torch.long, device=self.device)  # every sample reads memory 0
     grammar = Grammar(self.vocab, torch.full((s,), x.shape[1], device=self.device),
                       cfg.generator.max_len)
