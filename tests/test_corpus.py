@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 from vizier import pyvizier as vz
+from vizier._src.benchmarks.experimenters.synthetic import bbob
 
+from vizier_omnipred.pretraining import bbob_rotations
 from vizier_omnipred.pretraining.corpus import (
     BBOB_FUNCTIONS, HELD_OUT_FUNCTIONS, TRAIN_FUNCTIONS, CorpusConfig, SyntheticStudy,
     iterate_studies)
@@ -152,3 +154,22 @@ def test_multi_output_studies_carry_other_metrics_correlated_as_drawn():
     np.testing.assert_array_equal(inputs.mask[:, -len(names)][~ok], False)
   assert signs and all(signs)
   assert missing > 0
+
+
+def test_bbob_rotations_are_drawn_once_and_equal_vizier_draws():
+  bbob_rotations.install()  # corpus installs it on import; a second install changes nothing
+  rotation = bbob._R  # pylint: disable=protected-access
+  first = rotation(4, 12345, b'R')
+  np.testing.assert_array_equal(first, rotation.uncached(4, 12345, b'R'))
+  assert rotation(4, 12345, b'R') is first  # drawn once
+  assert not np.array_equal(rotation(4, 12345, b'Q'), first)
+  with pytest.raises(ValueError, match='read-only'):
+    first[0, 0] = 0.0  # no caller can change a cached matrix
+  # A function reads the same rotation it always drew: same values with and without the memo.
+  x = np.linspace(-4.0, 4.0, 4)
+  cached = bbob.Rastrigin(x.copy(), seed=7)
+  bbob._R = rotation.uncached  # pylint: disable=protected-access
+  try:
+    assert bbob.Rastrigin(x.copy(), seed=7) == cached
+  finally:
+    bbob._R = rotation  # pylint: disable=protected-access

@@ -21,7 +21,10 @@ import numpy as np
 from vizier import pyvizier as vz
 from vizier._src.benchmarks.experimenters.synthetic import bbob
 
+from vizier_omnipred.pretraining import bbob_rotations
 from vizier_omnipred.pretraining.gp_prior import GPFunction, GPPriorConfig
+
+bbob_rotations.install()
 
 # The 21 BBOB functions that vizier.benchmarks implements (F1-F24 less F8, F10's rotated
 # twin and F19's original; names as in vizier).
