@@ -173,3 +173,24 @@ def test_bbob_rotations_are_drawn_once_and_equal_vizier_draws():
     assert bbob.Rastrigin(x.copy(), seed=7) == cached
   finally:
     bbob._R = rotation  # pylint: disable=protected-access
+
+
+def test_gp_prior_sparse_relevance_keeps_one_to_half_of_the_dimensions():
+  """With the sparse share at 1 every draw depends on 1..dim // 2 dimensions (1-D draws keep
+  theirs); at the default 0 the draws are those of the shipped stages (no extra random
+  number is taken)."""
+  from vizier_omnipred.pretraining.gp_prior import GPFunction, GPPriorConfig
+  sparse = GPPriorConfig(sparse_relevance_probability=1.0)
+  counts = {dim: set() for dim in (1, 2, 4, 8)}
+  for dim in counts:
+    for seed in range(40):
+      used = int(np.isfinite(GPFunction.draw(dim, np.random.default_rng(seed), sparse)
+                             .length_scales).sum())
+      assert 1 <= used <= max(1, dim // 2)
+      counts[dim].add(used)
+  assert counts[8] == {1, 2, 3, 4} and counts[2] == {1}
+  default = GPFunction.draw(6, np.random.default_rng(3))
+  explicit_zero = GPFunction.draw(6, np.random.default_rng(3),
+                                  GPPriorConfig(sparse_relevance_probability=0.0))
+  np.testing.assert_array_equal(default.length_scales, explicit_zero.length_scales)
+  assert default.noise == explicit_zero.noise

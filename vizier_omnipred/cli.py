@@ -46,6 +46,9 @@ def _pretrain(args) -> int:
   if args.length_scale_dim_exponent is not None:
     corpus = attrs.evolve(corpus, gp=attrs.evolve(
         corpus.gp, length_scale_dim_exponent=args.length_scale_dim_exponent))
+  if args.sparse_relevance is not None:
+    corpus = attrs.evolve(corpus, gp=attrs.evolve(
+        corpus.gp, sparse_relevance_probability=args.sparse_relevance))
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
       model=ModelConfig(**sizes, slot_binding=args.slot_binding), corpus=corpus, trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
@@ -115,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--length-scale-dim-exponent', type=float, default=None,
                  help='GP-prior length scales times dim ** this (0.5: sqrt(d) scaling;'
                  ' default: the in-context corpus\'s, 0)')
+  p.add_argument('--sparse-relevance', type=float, default=None,
+                 help='share of GP-prior draws that depend on 1 to half of their parameters'
+                 ' (default: the in-context corpus\'s, 0)')
   p.add_argument('--init-from', default=None, metavar='CHECKPOINT',
                  help='start a new run from these weights (e.g. the shipped checkpoint);'
                  ' ignored when --out resumes')

@@ -185,6 +185,9 @@ def _reproduce(summary: dict) -> str:
     exponent = c.get('gp', {}).get('length_scale_dim_exponent', 0.0)
     if exponent:
       cmd += f' --length-scale-dim-exponent {exponent}'
+    sparse = c.get('gp', {}).get('sparse_relevance_probability', 0.0)
+    if sparse:
+      cmd += f' --sparse-relevance {sparse}'
     cmd += _size_flags(cfg['model'])
     if cfg.get('seed'):
       cmd += f" --seed {cfg['seed']}"
