@@ -14,6 +14,8 @@ Study sets (none of them seen in pretraining):
           net, gradient boosting; log/linear DOUBLE, INTEGER, DISCRETE, CATEGORICAL).
   dims:   (not in the default run) shifted Sphere, a function family pretraining DOES draw,
           at 1/2/3/4/6/8-D x 3 seeds: how far in-context regression reaches with dimension.
+  sparse: (not in the default run) the held-out BBOB functions of 2 parameters, among 2, 4
+          or 8 that all vary: can the model find the ones that matter from the trials?
 A GP-prior or tuning study is one pool of points: methods fit the first 10/30/100 and predict
 its last 50. A BBOB study is last session's: uniform points drawn per training size from the
 same seeds, 100 test points, so its GP row is comparable with the earlier table.
@@ -72,6 +74,7 @@ NUM_TEST = 50  # GP-prior and tuning studies; BBOB keeps last session's 100 (`bb
 BBOB_NUM_TEST = 100
 SIZES = (10, 30, 100)
 DIMS_SET = dict(dims=(1, 2, 3, 4, 6, 8), seeds=(0, 1, 2))  # `--sets dims`
+SPARSE_SET = dict(dims=(2, 4, 8), effective=2)  # `--sets sparse`: 2 of d parameters matter
 DEFAULT_SETS = 'bbob,gp,tuning'
 SMOOTHER_BANDWIDTHS = np.geomspace(0.05, 5.0, 40)  # in standard deviations of each input
 Z90 = stats.norm.ppf(0.9)  # a Gaussian's 90% quantile in standard deviations
@@ -114,22 +117,31 @@ def _xrows(x: np.ndarray) -> list[dict]:
   return [{f'x{j}': float(v) for j, v in enumerate(row)} for row in x]
 
 
-def bbob_studies(functions, dims, seed=0) -> list[Study]:
+def bbob_studies(functions, dims, seed=0, *, effective: int | None = None) -> list[Study]:
   """Last session's studies exactly: the same shift per (seed, dim) and, for each training
-  size, uniform points drawn from the same seeds (BBOB_NUM_TEST test points)."""
+  size, uniform points drawn from the same seeds (BBOB_NUM_TEST test points).
+
+  `effective`: the function reads only that many of the d parameters (which ones drawn per
+  study), the rest vary and do nothing: a study of low effective dimension, as tuning
+  studies often are (the `sparse` set)."""
   out = []
   for f in functions:
     for d in dims:
-      shift = np.random.default_rng([seed, d]).uniform(-4, 4, d)
+      k = d if effective is None else effective
+      shift = np.random.default_rng([seed, d]).uniform(-4, 4, k)
+      read = (np.arange(d) if effective is None
+              else np.sort(np.random.default_rng([seed, d, k]).choice(d, k, replace=False)))
       fn = getattr(bbob, f)
 
-      def split(n, f=f, d=d, fn=fn, shift=shift):
+      def split(n, f=f, d=d, fn=fn, shift=shift, read=read):
         rng = np.random.default_rng([seed, d, n, len(f)])
         x = rng.uniform(-5, 5, (n + BBOB_NUM_TEST, d))
-        y = np.asarray([float(np.real(fn(xi - shift, seed=seed))) for xi in x])
+        y = np.asarray([float(np.real(fn(xi[read] - shift, seed=seed))) for xi in x])
         rows = _xrows(x)
         return Split(rows[:n], y[:n], x[:n], rows[n:], y[n:], x[n:])
-      out.append(Study('bbob', f'{f} {d}-D', d, bbob.DefaultBBOBProblemStatement(d), split))
+      name = f'{f} {d}-D' if effective is None else f'{f} {k} of {d}'
+      out.append(Study('bbob' if effective is None else 'sparse', name, d,
+                       bbob.DefaultBBOBProblemStatement(d), split))
   return out
 
 
@@ -238,7 +250,7 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--quick', action='store_true')
   parser.add_argument('--checkpoint', default=None, help='default: the shipped checkpoint')
-  parser.add_argument('--sets', default=DEFAULT_SETS, help='of bbob, gp, tuning, dims')
+  parser.add_argument('--sets', default=DEFAULT_SETS, help='of bbob, gp, tuning, dims, sparse')
   parser.add_argument('--out', default=str(RESULTS / 'regression'))
   parser.add_argument('--views', type=int, default=DEFAULT_VIEWS,
                       help='views of a study each LM prediction averages (a 1-view row is added)')
@@ -259,6 +271,9 @@ def main(argv=None) -> int:
   if 'dims' in sets:
     studies += [attrs.evolve(s, family='dims') for seed in DIMS_SET['seeds']
                 for s in bbob_studies(('Sphere',), DIMS_SET['dims'], seed=seed)]
+  if 'sparse' in sets:
+    studies += bbob_studies(HELD_OUT_FUNCTIONS, SPARSE_SET['dims'],
+                            effective=SPARSE_SET['effective'])
 
   pretrained = OmniPredRegressor.from_pretrained(args.checkpoint, views=args.views)
   methods = {'in-context LM, zero-shot': LMMethod(pretrained, None)}
@@ -293,7 +308,8 @@ def main(argv=None) -> int:
 
 FAMILY_TITLES = {'bbob': 'held-out BBOB functions', 'gp': 'held-out GP-prior functions',
                  'tuning': 'scikit-learn tuning studies (mixed types)',
-                 'dims': 'shifted Sphere (a pretraining family), 3 seeds per dimension'}
+                 'dims': 'shifted Sphere (a pretraining family), 3 seeds per dimension',
+                 'sparse': 'held-out BBOB functions of 2 parameters among 2, 4 or 8'}
 
 
 def write_results(records, methods, args, pretrained) -> None:
