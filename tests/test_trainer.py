@@ -255,3 +255,30 @@ def test_bf16_autocast_trains_and_saves_float32_weights(tmp_path):
   assert np.isfinite(summary['final_val_loss'])
   weights = torch.load(tmp_path / 'model.pt', weights_only=True)['state_dict']
   assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+
+
+def test_random_slot_tables_bind_ranks_to_a_random_subset_of_the_first_k_slots():
+  from vizier_omnipred.model import MAX_SLOTS
+  from vizier_omnipred.pretraining.trainer import random_slot_tables
+  tables = random_slot_tables(50, 6, np.random.default_rng(0)).numpy()
+  for row in tables:
+    assert sorted(row[:6]) == list(range(6))  # the first 6 ranks: a permutation of slots 0-5
+    np.testing.assert_array_equal(row[6:], np.arange(6, MAX_SLOTS))  # the rest their own
+  assert len({tuple(row[:6]) for row in tables}) > 40  # drawn per study
+  with pytest.raises(ValueError, match=r'random_slots must be in 1\.\.32, got 0'):
+    random_slot_tables(2, 0, np.random.default_rng(0))
+
+
+def test_random_slots_reach_the_model_in_training_and_only_there(tmp_path):
+  """With slot binding, the same run with random slots trains other weights than with name
+  ranks (the slots differ), and records the setting; its held-out loss reads ranks."""
+  cfg = attrs.evolve(SMALL, model=attrs.evolve(TINY, slot_binding=True), steps=2, eval_every=2,
+                     checkpoint_every=2)
+  ranks = train(cfg, tmp_path / 'ranks', progress=False)
+  shuffled = train(attrs.evolve(cfg, random_slots=8), tmp_path / 'random', progress=False)
+  assert ranks['history'][0]['by_context'] != shuffled['history'][0]['by_context']
+  a = OmniPredRegressor.from_pretrained(tmp_path / 'ranks' / 'model.pt').base
+  b = OmniPredRegressor.from_pretrained(tmp_path / 'random' / 'model.pt').base
+  assert not np.allclose(a.slot_codes.detach().numpy(), b.slot_codes.detach().numpy())
+  assert json.loads(OmniPredRegressor.from_pretrained(
+      tmp_path / 'random' / 'model.pt').card['train_config'])['random_slots'] == 8

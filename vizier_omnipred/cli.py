@@ -53,6 +53,7 @@ def _pretrain(args) -> int:
       model=ModelConfig(**sizes, slot_binding=args.slot_binding), corpus=corpus, trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
       prefetch=args.prefetch, data_workers=args.data_workers, init_from=args.init_from,
+      random_slots=args.random_slots,
       warmup_steps=min(300, args.steps // 10 + 1), **common))
 
 
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--length-scale-dim-exponent', type=float, default=None,
                  help='GP-prior length scales times dim ** this (0.5: sqrt(d) scaling;'
                  ' default: the in-context corpus\'s, 0)')
+  p.add_argument('--random-slots', type=int, default=0, metavar='K',
+                 help='bind each training study\'s parameters to a random subset of slots'
+                 ' 0..K-1 instead of those of their name ranks (0: ranks)')
   p.add_argument('--sparse-relevance', type=float, default=None,
                  help='share of GP-prior draws that depend on 1 to half of their parameters'
                  ' (default: the in-context corpus\'s, 0)')

@@ -188,6 +188,8 @@ def _reproduce(summary: dict) -> str:
     sparse = c.get('gp', {}).get('sparse_relevance_probability', 0.0)
     if sparse:
       cmd += f' --sparse-relevance {sparse}'
+    if cfg.get('random_slots'):
+      cmd += f" --random-slots {cfg['random_slots']}"
     cmd += _size_flags(cfg['model'])
     if cfg.get('seed'):
       cmd += f" --seed {cfg['seed']}"
