@@ -26,9 +26,9 @@ class CachedDecoder:
 
   `step(y, t, memory_index, parent)`: y [R, D] embeds the token at position t < `positions`
   of R rows; `memory_index[r]` is the memory row r reads; `parent[r]` is the row of step t-1
-  whose prefix row r extends (None: the same rows in the same order). Blocks are `model.DecoderBlock`s,
-  run through `DecoderBlock.run`: the block's computation exists once, for teacher forcing and
-  for sampling alike; only where attention finds its keys differs.
+  whose prefix row r extends (None: the same rows in the same order). Blocks are
+  `model.DecoderBlock`s, run through `DecoderBlock.run`: the block's computation exists once,
+  for teacher forcing and for sampling alike; only where attention finds its keys differs.
 
   Cross-attention never copies keys/values per row: the rows' queries are scattered into a
   [B, H, m, dh] block (m = most rows on one memory) and attend to their own memory's keys in
@@ -76,7 +76,8 @@ class CachedDecoder:
       self._index = memory_index
     return self._rows
 
-  def _cross_attend(self, att, h: torch.Tensor, cross, memory_index: torch.Tensor) -> torch.Tensor:
+  def _cross_attend(self, att, h: torch.Tensor, cross,
+                    memory_index: torch.Tensor) -> torch.Tensor:
     """Rows' normalised states h [R, 1, D] against each row's own memory -> [R, 1, D]."""
     if self.single:
       return cross[memory_index]

@@ -63,7 +63,8 @@ class GPFunction:
     scales = np.exp(rng.uniform(np.log(config.min_length_scale), np.log(config.max_length_scale),
                                 dim)) * float(dim) ** config.length_scale_dim_exponent
     unused = rng.random(dim) < config.unused_dim_probability
-    if config.sparse_relevance_probability > 0 and rng.random() < config.sparse_relevance_probability:
+    sparse = config.sparse_relevance_probability
+    if sparse > 0 and rng.random() < sparse:
       relevant = rng.choice(dim, size=int(rng.integers(1, max(1, dim // 2) + 1)), replace=False)
       unused = np.ones(dim, dtype=bool)
       unused[relevant] = False
