@@ -22,6 +22,7 @@ from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo, checkp
 from vizier_omnipred import default_device
 from vizier_omnipred.heap import release_free_memory
 from vizier_omnipred.regressor import DEFAULT_VIEWS, MIN_TRAINING_EXAMPLES
+from vizier_omnipred.relevance import RelevanceConfig
 from vizier_omnipred.serialization import _plain
 
 
@@ -162,6 +163,9 @@ class LMSurrogateConfig:
   # on the shipped stage-6 weights 2 views lose most of the 4 views' gain).
   views: int = attrs.field(default=DEFAULT_VIEWS, kw_only=True,
                            validator=attrs.validators.ge(1))
+  # Parameters the model reads, chosen per study by its own held-out likelihood of the
+  # trials (`vizier_omnipred.relevance`); None: every parameter.
+  relevance: RelevanceConfig | None = attrs.field(default=None, kw_only=True)
 
   @checkpoint.validator
   def _check_checkpoint(self, attribute, value):
@@ -266,11 +270,13 @@ class LMSurrogateFactory:
   def __call__(self, problem: vz.ProblemStatement, study: StudyInfo, *,
                metric_inputs: Sequence[str] = ()) -> LMSurrogate:
     return LMSurrogate(problem, study, config=self.config,
-                       regressor=self.shared.for_new_study(views=self.config.views),
+                       regressor=self.shared.for_new_study(views=self.config.views,
+                                                           relevance=self.config.relevance),
                        metric_inputs=metric_inputs)
 
 
 def _pretrained(config: LMSurrogateConfig) -> OmniPredRegressor:
   """The checkpoint `config` names, on its device (None: CUDA when torch sees a GPU)."""
   return OmniPredRegressor.from_pretrained(config.checkpoint, views=config.views,
+                                           relevance=config.relevance,
                                            device=config.device or default_device())

@@ -332,7 +332,7 @@ def test_a_fine_tuned_regressor_reads_the_one_view_it_was_trained_in():
                                 np.repeat(reg.sample(rows, 1, temperature=0), 6, axis=1))
   for k, v in reg.base.state_dict().items():
     torch.testing.assert_close(v, base[k])
-  one = OmniPredRegressor(reg.base, views=1)
+  one = reg.for_new_study(views=1)
   one.fine_tune(examples, config=FAST_LORA)
   np.testing.assert_allclose(one.quantiles(rows, (0.5,)), tuned)  # same steps, same model
   reg.fine_tune(examples, config=FineTuneConfig(max_steps=0))  # zero-shot again: all views

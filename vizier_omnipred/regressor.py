@@ -35,6 +35,8 @@ from vizier_omnipred import checkpoints
 from vizier_omnipred.decoding import quantile_ids, sample_ids
 from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel, slot_permutations
 from vizier_omnipred.numbers import NumberCodec
+from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig, Selection, columns
+from vizier_omnipred.relevance import select_parameters, still_current
 from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInfo, StudyInputs, _plain
 
 Example = Any  # a vz.Trial, or a (parameters mapping, float y) pair
@@ -55,6 +57,14 @@ MIN_TRAINING_EXAMPLES = 3
 # 0.171 / 0.079 / 0.036 at 10 / 30 / 100 points; BBOB level, 0.133 / 0.085 / 0.057 vs 0.137 /
 # 0.085 / 0.057).
 DEFAULT_VIEWS = 4
+# The parameters a prediction reads: those the model's own held-out likelihood keeps (see
+# `relevance`). Measured on the stage-6 weights (zero-shot, 4 views, `runs/ab_rel.py`), study
+# error at 10 / 30 / 100 points, every parameter -> selected: held-out BBOB 0.118 / 0.081 /
+# 0.063 -> 0.103 / 0.066 / 0.051; GP prior 0.174 / 0.132 / 0.103 -> 0.170 / 0.129 / 0.100;
+# tuning 0.184 / 0.090 / 0.052 -> 0.161 / 0.080 / 0.044; 2 parameters of 2-8 that matter
+# 0.121 / 0.087 / 0.059 -> 0.084 / 0.050 / 0.034. Costs a forward pass per subset tried:
+# 0.5 / 0.7 / 1.9 s per condition on one core, averaged over those studies.
+DEFAULT_RELEVANCE = RelevanceConfig()
 
 
 @attrs.frozen
@@ -148,7 +158,8 @@ class OmniPredRegressor:
   """A pretrained OmniPred-style LM, fine-tuned per study and sampled for predictions."""
 
   def __init__(self, model: OmniPredModel, *, card: dict | None = None,
-               views: int = DEFAULT_VIEWS):
+               views: int = DEFAULT_VIEWS,
+               relevance: RelevanceConfig | None = DEFAULT_RELEVANCE):
     if views < 1:
       raise ValueError(f'views must be >= 1, got {views}.')
     self.base = model.eval()
@@ -156,6 +167,10 @@ class OmniPredRegressor:
     # Predictions average this many views of the study (`model.slot_permutations`); fewer when
     # the study has fewer parameter orders. Only models with slot binding have views.
     self.views = views if model.model_config.slot_binding else 1
+    # None: the model reads every parameter. Else `condition` drops the parameters whose
+    # absence raises the model's held-out likelihood of the trials (`relevance`).
+    self.relevance = relevance
+    self.selection: Selection | None = None  # what `condition` chose, with relevance on
     self._slot_table: torch.Tensor | None = None  # [V, MAX_SLOTS], set by condition()
     self._tuned: torch.nn.Module | None = None  # a fine-tuned copy (peft-wrapped for LoRA)
     self._method: str | None = None
@@ -169,29 +184,35 @@ class OmniPredRegressor:
   @classmethod
   def from_pretrained(cls, path: str | os.PathLike | None = None, *,
                       device: str | torch.device | None = None,
-                      views: int = DEFAULT_VIEWS) -> 'OmniPredRegressor':
+                      views: int = DEFAULT_VIEWS,
+                      relevance: RelevanceConfig | None = DEFAULT_RELEVANCE
+                      ) -> 'OmniPredRegressor':
     """Loads a checkpoint; with no path, the one shipped inside the package."""
     model, card = checkpoints.load(path, device=device)
-    return cls(model, card=card, views=views)
+    return cls(model, card=card, views=views, relevance=relevance)
 
   @classmethod
   def from_scratch(cls, config: ModelConfig = ModelConfig(), *, seed: int = 0,
-                   device: str | torch.device | None = None,
-                   views: int = DEFAULT_VIEWS) -> 'OmniPredRegressor':
-    """An untrained model (random weights from `seed`): the single-task baseline."""
+                   device: str | torch.device | None = None, views: int = DEFAULT_VIEWS,
+                   relevance: RelevanceConfig | None = None) -> 'OmniPredRegressor':
+    """An untrained model (random weights from `seed`): the single-task baseline. Reads
+    every parameter unless told (`relevance`: an untrained model's likelihood ranks nothing)."""
     with torch.random.fork_rng(devices=[]):
       torch.manual_seed(seed)
       model = OmniPredModel(config)
     if device is not None:
       model.to(device)
-    return cls(model, card={'name': 'from-scratch', 'seed': seed}, views=views)
+    return cls(model, card={'name': 'from-scratch', 'seed': seed}, views=views,
+               relevance=relevance)
 
-  def for_new_study(self, *, views: int | None = None) -> 'OmniPredRegressor':
+  def for_new_study(self, *, views: int | None = None,
+                    relevance: RelevanceConfig | None | str = 'same') -> 'OmniPredRegressor':
     """A regressor on the same (shared, read-only) base weights with no study bound: how a
-    server or a benchmark serves many studies from one loaded checkpoint. `views`: its own
-    number of views (None: this one's)."""
+    server or a benchmark serves many studies from one loaded checkpoint. `views`,
+    `relevance`: its own (None views / 'same' relevance: this one's)."""
     return OmniPredRegressor(self.base, card=self.card,
-                             views=self.views if views is None else views)
+                             views=self.views if views is None else views,
+                             relevance=self.relevance if relevance == 'same' else relevance)
 
   @property
   def model(self) -> OmniPredModel:
@@ -211,6 +232,7 @@ class OmniPredRegressor:
     """
     self.featurizer = Featurizer(problem, study=study, config=self.base.model_config.featurizer,
                                  metric_inputs=metric_inputs)
+    self.selection = None  # chosen among this featurizer's columns
     _import_peft()
     self._problem = problem
 
@@ -255,7 +277,25 @@ class OmniPredRegressor:
     self._context = self.featurizer.featurize(rows)
     self._context_y = y
     self.y_scaler = YScaler.fit(y)
+    if self.relevance is None:
+      self.selection = None
+    else:
+      if not still_current(self.selection, len(rows), self.relevance):
+        self.selection = self._select_parameters()
+      self._context = columns(self._context, self.selection.kept)
     self._slot_table = slot_permutations(self.views, self._context.names.shape[1])
+
+  def _select_parameters(self) -> Selection:
+    """The study's parameters worth reading (`relevance`), by the base model's held-out
+    likelihood; metric inputs are always read."""
+    p = self._context.names.shape[1]
+    k = len(self.featurizer.metric_inputs)
+    score = HeldOutLikelihood(
+        self.base, self._context, self.featurizer.metadata(), self._context_y,
+        lambda items, meta, y, num_context: episode(
+            items, meta, y, num_context, self.base.model_config.y_codec),
+        views=self.relevance.views or self.views, config=self.relevance)
+    return select_parameters(score, range(p - k), range(p - k, p), config=self.relevance)
 
   @property
   def num_context(self) -> int:
@@ -379,7 +419,8 @@ class OmniPredRegressor:
     if self._context is None:
       raise ValueError('No context: call condition() or fine_tune() with the study\'s trials'
                        ' before sampling (the model predicts from them).')
-    return self.featurizer.featurize(rows)
+    inputs = self.featurizer.featurize(rows)
+    return inputs if self.selection is None else columns(inputs, self.selection.kept)
 
   def _decode(self, queries: ModelInputs, width: int, decode, batch_size: int) -> np.ndarray:
     """Featurised rows, `batch_size` at a time after the whole context (read in the study's
