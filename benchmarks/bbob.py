@@ -47,7 +47,6 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
-from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 RAW = RESULTS / 'raw'
@@ -100,8 +99,8 @@ OMNIPRED_VARIANTS = {
     'omnipred_quantiles': ({}, {'draws': 'quantiles'}),
     # The model read in one view of the study (the default averages 4: `views`).
     'omnipred_1view': ({}, {'views': 1}),
-    # The model reads only the parameters its held-out likelihood keeps (`relevance`).
-    'omnipred_relevance': ({}, {'relevance': RelevanceConfig()}),
+    # The model reads every parameter (the default only those its held-out likelihood keeps).
+    'omnipred_all_parameters': ({}, {'relevance': None}),
 }
 
 

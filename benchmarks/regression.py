@@ -25,8 +25,10 @@ same seeds, 100 test points, so its GP row is comparable with the earlier table.
   coverage    = share of test y inside the method's 10-90% predictive interval (ideal 0.8)
 
 Methods: the in-context LM zero-shot (the trials are its context, no weight changes; each
-prediction the mean of `--views` views of the study, `OmniPredRegressor.views`), the same
-from one view (the model as trained, no ensemble), the same plus test-time LoRA, and
+prediction the mean of `--views` views of the study, `OmniPredRegressor.views`; it reads the
+parameters its held-out likelihood keeps, `OmniPredRegressor.relevance`), the same reading
+every parameter, the same from one view (the model as trained, no ensemble), the same plus
+test-time LoRA, and
 scikit-learn's random forest, GP (Matern 5/2 + noise, ARD) and
 MLP, and a Nadaraya-Watson kernel smoother (bandwidth by leave-one-out: local averaging);
 the baselines read log parameters as log10 and categories one-hot. A last row predicts the
@@ -276,7 +278,9 @@ def main(argv=None) -> int:
                             effective=SPARSE_SET['effective'])
 
   pretrained = OmniPredRegressor.from_pretrained(args.checkpoint, views=args.views)
-  methods = {'in-context LM, zero-shot': LMMethod(pretrained, None)}
+  methods = {'in-context LM, zero-shot': LMMethod(pretrained, None),
+             'in-context LM, zero-shot, every parameter': LMMethod(
+                 pretrained.for_new_study(relevance=None), None)}
   if args.views > 1:
     methods['in-context LM, zero-shot, 1 view'] = LMMethod(pretrained.for_new_study(views=1),
                                                            None)
@@ -335,7 +339,8 @@ def write_results(records, methods, args, pretrained) -> None:
            'order for Spearman). '
            f'LM: `{pretrained.card.get("name")}` ({pretrained.card.get("steps")} pretraining '
            f'steps; d_model {cfg.d_model}, {cfg.encoder_layers}+{cfg.decoder_layers} layers; '
-           f'{pretrained.views} views); '
+           f'{pretrained.views} views; parameters read: '
+           f'{"those its held-out likelihood keeps" if pretrained.relevance else "all"}); '
            f'LoRA: {LORA.max_steps} steps, rank {LORA.lora_rank}, lr {LORA.learning_rate}.', '']
   for family in families:
     count = sum(r['family'] == family and r['method'] == first and r['n'] == SIZES[0]

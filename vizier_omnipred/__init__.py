@@ -11,10 +11,11 @@ from vizier_omnipred.multi_objective import MultiObjectiveRegressor  # noqa: E40
 from vizier_omnipred.numbers import NumberCodec  # noqa: E402
 from vizier_omnipred.regressor import (  # noqa: E402
     FineTuneConfig, FineTuneReport, OmniPredRegressor, Prediction, YScaler, default_device)
+from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
 from vizier_omnipred.serialization import Featurizer, FeaturizerConfig, StudyInfo  # noqa: E402
 
 __all__ = [
     'FineTuneConfig', 'FineTuneReport', 'Featurizer', 'FeaturizerConfig', 'ModelConfig',
-    'MultiObjectiveRegressor', 'NumberCodec', 'OmniPredModel', 'OmniPredRegressor', 'Prediction', 'StudyInfo', 'YScaler',
-    'default_device',
+    'MultiObjectiveRegressor', 'NumberCodec', 'OmniPredModel', 'OmniPredRegressor', 'Prediction',
+    'RelevanceConfig', 'StudyInfo', 'YScaler', 'default_device',
 ]

@@ -8,7 +8,9 @@
 
 The model reads the study's trials (the context) together with the rows to predict, so
 `condition` is all a prediction needs; `fine_tune` adds test-time adaptation (peft LoRA on
-random context/query splits of the same trials).
+random context/query splits of the same trials). `condition` also chooses which parameters
+the model reads: those whose absence would lower its held-out likelihood of the trials
+(`relevance`; `relevance=None` reads them all).
 
 y reaches the model after a per-study affine map of the context's range onto [2, 3] (see
 `YScaler`): one order of magnitude, so the exponent token is nearly constant and the digits
