@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
+from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 RAW = RESULTS / 'raw'
@@ -101,6 +102,10 @@ OMNIPRED_VARIANTS = {
     'omnipred_1view': ({}, {'views': 1}),
     # The model reads every parameter (the default only those its held-out likelihood keeps).
     'omnipred_all_parameters': ({}, {'relevance': None}),
+    # ... and chooses them again at every suggestion (the default: once the study grew 20%).
+    'omnipred_reselect': ({}, {'relevance': RelevanceConfig()}),
+    # ... at every suggestion, stepwise from the last choice, scored in one view (cheaper).
+    'omnipred_stepwise': ({}, {'relevance': RelevanceConfig(stepwise_from_last=True, views=1)}),
 }
 
 
