@@ -104,8 +104,6 @@ OMNIPRED_VARIANTS = {
     'omnipred_all_parameters': ({}, {'relevance': None}),
     # ... and chooses them again at every suggestion (the default: once the study grew 20%).
     'omnipred_reselect': ({}, {'relevance': RelevanceConfig()}),
-    # ... at every suggestion, stepwise from the last choice, scored in one view (cheaper).
-    'omnipred_stepwise': ({}, {'relevance': RelevanceConfig(stepwise_from_last=True, views=1)}),
 }
 
 

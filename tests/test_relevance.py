@@ -40,19 +40,6 @@ def test_backward_elimination_drops_while_the_likelihood_rises(config, kept, dro
   assert selection.scores == tuple([3.0, 2.5, 2.3][:len(dropped) + 1])
 
 
-@pytest.mark.parametrize('start, kept', [
-    ((0, 1), (0,)),        # a drop helps: taken
-    ((1,), (0,)),          # from the wrong column: add 0, then drop 1
-    ((0,), (0,)),          # already the best: stays, one round of moves scored
-])
-def test_stepwise_search_from_a_previous_choice_drops_and_adds(start, kept):
-  score = TableScore(IRRELEVANT_1_2)
-  selection = select_parameters(score, range(3), start=start)
-  assert selection.kept == kept
-  assert selection.dropped == tuple(j for j in range(3) if j not in kept)
-  assert list(selection.scores) == sorted(selection.scores, reverse=True)  # each move helps
-
-
 def test_always_kept_columns_are_read_and_never_dropped():
   # Column 3 (a metric input) is in every subset scored and in the result.
   table = {k + (3,): v for k, v in IRRELEVANT_1_2.items()}
@@ -148,14 +135,6 @@ def test_a_grown_context_reuses_the_selection_until_it_grows_by_refresh_growth()
   assert reg.selection.num_trials == 24
   reg.condition(list(zip(rows[:12], y[:12])))  # fewer trials: another context, chosen again
   assert reg.selection.num_trials == 12
-  stepwise = OmniPredRegressor.from_scratch(
-      TINY, seed=0, relevance=RelevanceConfig(stepwise_from_last=True))
-  stepwise.condition(list(zip(rows[:20], y[:20])))
-  full = stepwise.selection
-  stepwise.condition(list(zip(rows[:21], y[:21])))
-  # One round from the last choice: its own score first, at most one per possible move.
-  assert stepwise.selection.num_trials == 21 and len(stepwise.selection.scores) <= 4
-  assert full.num_trials == 20
   always = OmniPredRegressor.from_scratch(TINY, seed=0, relevance=RelevanceConfig())
   always.condition(list(zip(rows[:20], y[:20])))
   always.condition(list(zip(rows[:21], y[:21])))

@@ -283,17 +283,13 @@ class OmniPredRegressor:
       self.selection = None
     else:
       if not still_current(self.selection, len(rows), self.relevance):
-        self.selection = self._select_parameters(len(rows))
+        self.selection = self._select_parameters()
       self._context = columns(self._context, self.selection.kept)
     self._slot_table = slot_permutations(self.views, self._context.names.shape[1])
 
-  def _select_parameters(self, num_trials: int) -> Selection:
+  def _select_parameters(self) -> Selection:
     """The study's parameters worth reading (`relevance`), by the base model's held-out
-    likelihood; metric inputs are always read. On a grown context with `stepwise_from_last`,
-    searched from the last choice."""
-    last = self.selection
-    start = (last.kept if self.relevance.stepwise_from_last and last is not None
-             and last.num_trials <= num_trials else None)
+    likelihood; metric inputs are always read."""
     p = self._context.names.shape[1]
     k = len(self.featurizer.metric_inputs)
     score = HeldOutLikelihood(
@@ -301,8 +297,7 @@ class OmniPredRegressor:
         lambda items, meta, y, num_context: episode(
             items, meta, y, num_context, self.base.model_config.y_codec),
         views=self.relevance.views or self.views, config=self.relevance)
-    return select_parameters(score, range(p - k), range(p - k, p), config=self.relevance,
-                             start=start)
+    return select_parameters(score, range(p - k), range(p - k, p), config=self.relevance)
 
   @property
   def num_context(self) -> int:

@@ -44,10 +44,6 @@ class RelevanceConfig:
   # time) keeps its last selection until the context has grown by this share; 0: it selects
   # on every `condition`.
   refresh_growth: float = attrs.field(default=0.0, kw_only=True)
-  # When it selects again on a grown context, start from the last choice and take single
-  # drops or additions while they raise the likelihood (d + 1 passes a round) instead of
-  # eliminating from every parameter again (up to d(d+1)/2 passes).
-  stepwise_from_last: bool = attrs.field(default=False, kw_only=True)
   # Views of the study the held-out likelihood reads (None: as many as the predictions).
   views: int | None = attrs.field(default=None, kw_only=True)
   seed: int = attrs.field(default=0, kw_only=True)
@@ -123,19 +119,15 @@ class HeldOutLikelihood:
 
 def select_parameters(score: HeldOutLikelihood, candidates: Sequence[int],
                       always: Sequence[int] = (), *,
-                      config: RelevanceConfig = RelevanceConfig(),
-                      start: Sequence[int] | None = None) -> Selection:
+                      config: RelevanceConfig = RelevanceConfig()) -> Selection:
   """Backward elimination over `candidates` (columns that may be dropped; `always` are read
   in every subset): drop the candidate whose removal lowers `score` most, while it lowers it
-  by at least `config.min_gain` and more than `config.min_kept` candidates remain. With
-  `start` (a previous choice), a stepwise search from it instead (`stepwise_search`)."""
+  by at least `config.min_gain` and more than `config.min_kept` candidates remain."""
   kept = sorted(candidates)
   always = sorted(always)
   if len(score.y) < config.min_trials or len(kept) <= config.min_kept:
     return Selection(kept=tuple(sorted(kept + always)), dropped=(), scores=(),
                      num_trials=len(score.y))
-  if start is not None:
-    return stepwise_search(score, kept, always, [j for j in start if j in kept], config)
   best = score(sorted(kept + always))
   scores, dropped = [best], []
   while len(kept) > config.min_kept:
@@ -148,32 +140,6 @@ def select_parameters(score: HeldOutLikelihood, candidates: Sequence[int],
     dropped.append(j)
     scores.append(best)
   return Selection(kept=tuple(sorted(kept + always)), dropped=tuple(dropped),
-                   scores=tuple(scores), num_trials=len(score.y))
-
-
-def stepwise_search(score: HeldOutLikelihood, candidates: list[int], always: list[int],
-                    start: list[int], config: RelevanceConfig) -> Selection:
-  """From `start`, the single drop or addition that lowers `score` most, while it lowers it
-  by more than `config.min_gain` (strictly, so no pair of moves can cycle)."""
-  kept = sorted(start) if len(start) >= config.min_kept else list(candidates)
-  best = score(sorted(kept + always))
-  scores = [best]
-  while True:
-    moves = {}
-    if len(kept) > config.min_kept:
-      moves.update({(j, -1): score(sorted([i for i in kept if i != j] + always)) for j in kept})
-    moves.update({(j, +1): score(sorted(kept + [j] + always))
-                  for j in candidates if j not in kept})
-    if not moves:
-      break
-    move = min(moves, key=moves.get)
-    if not moves[move] < best - config.min_gain:
-      break
-    best = moves[move]
-    kept = sorted(set(kept) - {move[0]}) if move[1] < 0 else sorted(kept + [move[0]])
-    scores.append(best)
-  return Selection(kept=tuple(sorted(kept + always)),
-                   dropped=tuple(j for j in candidates if j not in kept),
                    scores=tuple(scores), num_trials=len(score.y))
 
 
