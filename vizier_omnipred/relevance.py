@@ -78,9 +78,10 @@ def columns(inputs: ModelInputs, keep: Sequence[int]) -> ModelInputs:
 class HeldOutLikelihood:
   """Cross-validated NLL of a study's y under the model reading a subset of the columns.
 
-  `episodes(keep)` builds the K-fold episodes (the same folds for every subset, so subsets are
-  compared on the same targets); `__call__(keep)` -> mean NLL per trial in nats of the
-  y tokens (the discretised y's log-likelihood: the bins are the same for every subset).
+  The K folds (`folds`) are drawn once, so every subset is scored on the same episodes and
+  targets; `episode(items, meta, y, num_context)` builds one (the regressor's own, as
+  pretraining builds them). `__call__(keep)` -> mean NLL per trial, in nats, of the y tokens:
+  the discretised y's log-likelihood, whose bins are the same for every subset.
   """
 
   def __init__(self, model: OmniPredModel, context: ModelInputs, meta: ModelInputs,
