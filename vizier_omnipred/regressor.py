@@ -267,7 +267,8 @@ class OmniPredRegressor:
     """Makes `examples` the study's context: every later prediction reads them. Zero-shot.
 
     Trials need a final measurement of the study metric; at least 2 examples (the model
-    normalises y by the context's range).
+    normalises y by the context's range). With `relevance` set (the default) it also chooses
+    the parameters the model reads, and `selection` says which.
     """
     if problem is not None:
       self.set_study(problem)
