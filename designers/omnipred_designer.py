@@ -335,6 +335,8 @@ class OmniPredDesigner(vza.Designer):
       md['phase'] = 'model'
       md['acquisition'] = cfg.acquisition
       md['fit_steps'] = str(report.get('fit_steps', 0))
+      if 'parameters_read' in report:  # the parameters the surrogate chose to read
+        md['parameters_read'] = report['parameters_read']
       if self._left_out:
         md['left_out_trials'] = str(len(self._left_out))
       if clock.notes:

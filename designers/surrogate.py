@@ -64,6 +64,9 @@ def _merged_report(reports: list[dict]) -> dict:
   if len(reports) > 1:
     report['fit_steps'] = sum(int(r.get('fit_steps', 0)) for r in reports)
     report['fit_seconds'] = round(sum(float(r.get('fit_seconds', 0)) for r in reports), 3)
+    # Per objective, in the problem's order ('*': that objective's model reads every one).
+    if any('parameters_read' in r for r in reports):
+      report['parameters_read'] = ' | '.join(r.get('parameters_read', '*') for r in reports)
   return report
 
 
@@ -234,15 +237,24 @@ class LMSurrogate:
     with self._threads():
       if not lora:
         self._regressor.condition(examples)
-        return {'fit_steps': 0, 'fit_stopped_by': 'zero_shot',
-                'fit_seconds': round(time.perf_counter() - start, 3), 'warm_start': False}
+        return self._with_parameters_read({
+            'fit_steps': 0, 'fit_stopped_by': 'zero_shot',
+            'fit_seconds': round(time.perf_counter() - start, 3), 'warm_start': False})
       steps = cfg.warm_start_steps if self._tuned else cfg.fine_tune.max_steps
       ft = attrs.evolve(cfg.fine_tune, max_steps=steps, seed=self._seed + len(examples),
                         time_budget_s=time_budget_s)
       report = self._regressor.fine_tune(examples, config=ft, warm_start=self._tuned)
     warm, self._tuned = self._tuned, True
-    return {'fit_steps': report.steps, 'fit_stopped_by': report.stopped_by,
-            'fit_seconds': round(report.seconds, 3), 'warm_start': warm}
+    return self._with_parameters_read({
+        'fit_steps': report.steps, 'fit_stopped_by': report.stopped_by,
+        'fit_seconds': round(report.seconds, 3), 'warm_start': warm})
+
+  def _with_parameters_read(self, report: dict) -> dict:
+    """`report` plus the parameters the model chose to read, when it chose (`relevance`)."""
+    names = self._regressor.parameters_read
+    if names is not None:
+      report['parameters_read'] = ','.join(names)
+    return report
 
   def sample(self, parameters, num_samples, *, seed) -> np.ndarray:
     with self._threads():

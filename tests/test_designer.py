@@ -10,7 +10,7 @@ from vizier import pyvizier as vz
 from designers.candidates import parameter_key
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.surrogate import LMSurrogate, LMSurrogateConfig
-from vizier_omnipred import FineTuneConfig, OmniPredRegressor, StudyInfo
+from vizier_omnipred import FineTuneConfig, OmniPredRegressor, RelevanceConfig, StudyInfo
 from vizier_omnipred import search_space
 from tests.conftest import TINY, expected_active
 
@@ -67,6 +67,22 @@ def test_every_parameter_type_and_both_goals(mixed_problem, goal):
   assert trials[-1].metadata.ns('omnipred')['phase'] == 'model'
   assert all(isinstance(t.parameters['num_layers'].value, int) for t in trials)
   assert designer.last_report['fit_steps'] >= 1
+
+
+def test_suggestions_say_which_parameters_the_model_read(mixed_problem):
+  """With relevance on, each model-phase suggestion's metadata names the parameters the
+  surrogate chose to read; reading every parameter, it says nothing."""
+  surrogate = LMSurrogate(
+      mixed_problem, StudyInfo.from_problem(mixed_problem), config=FAST_SURROGATE,
+      regressor=OmniPredRegressor.from_scratch(TINY, seed=0, relevance=RelevanceConfig()))
+  designer = OmniPredDesigner(mixed_problem, seed=0, config=FAST, surrogate=surrogate)
+  trials = _run(designer, mixed_problem, 9)
+  read = trials[-1].metadata.ns('omnipred')['parameters_read'].split(',')
+  names = [p.name for p in mixed_problem.search_space.parameters]
+  assert read and set(read) <= set(names) and read == [n for n in names if n in read]
+  assert read == surrogate.regressor.parameters_read
+  plain = _run(_designer(mixed_problem), mixed_problem, 9)
+  assert 'parameters_read' not in plain[-1].metadata.ns('omnipred')
 
 
 def test_zero_completed_trials_starts_at_the_centre():

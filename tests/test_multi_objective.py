@@ -9,7 +9,7 @@ from vizier import pyvizier as vz
 from designers import hypervolume
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.surrogate import (ChainedObjectives, IndependentObjectives, LMSurrogate,
-                                 LMSurrogateConfig)
+                                 LMSurrogateConfig, _merged_report)
 from vizier_omnipred import MultiObjectiveRegressor, OmniPredRegressor, checkpoints
 from tests.conftest import TINY
 
@@ -267,3 +267,10 @@ def test_a_safety_metric_keeps_suggestions_on_its_safe_side():
   free = OmniPredDesigner(problem, seed=0, config=FAST, surrogate_factory=factory)
   free_xs = np.asarray([t.parameters['x'].value for t in _run(free, problem, 20, values)[4:]])
   assert (free_xs > 0.5).mean() > 0.5
+
+
+def test_merged_report_names_each_objectives_parameters_in_order():
+  merged = _merged_report([{'fit_steps': 1, 'parameters_read': 'x,y'}, {'fit_steps': 2},
+                           {'fit_steps': 0, 'parameters_read': 'z'}])
+  assert merged['parameters_read'] == 'x,y | * | z' and merged['fit_steps'] == 3
+  assert 'parameters_read' not in _merged_report([{'fit_steps': 0}, {'fit_steps': 0}])

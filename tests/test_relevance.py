@@ -92,6 +92,7 @@ def test_the_regressor_reads_only_the_kept_parameters_and_still_checks_all():
   reg.condition(list(zip(rows, y)))
   kept = reg.selection.kept
   assert 1 <= len(kept) <= 3 and reg.num_context == 12
+  assert reg.parameters_read == [f'x{j}' for j in kept]
   samples = reg.sample(rows[:3], 4)
   assert samples.shape == (3, 4) and np.isfinite(samples).all()
   # A query is validated on every parameter, read or not.
@@ -103,7 +104,7 @@ def test_the_regressor_reads_only_the_kept_parameters_and_still_checks_all():
   assert reg.for_new_study().relevance == RelevanceConfig()
   off = reg.for_new_study(relevance=None)
   off.condition(list(zip(rows, y)))
-  assert off.selection is None
+  assert off.selection is None and off.parameters_read is None
 
 
 @pytest.mark.skipif(not checkpoints.SHIPPED.exists(), reason='no shipped checkpoint')
@@ -119,7 +120,7 @@ def test_the_shipped_model_finds_the_one_parameter_y_depends_on():
     median = reg.quantiles(rows[30:], (0.5,))[:, 0]
     errors[name] = float(np.mean(np.abs(median - y[30:])) / np.ptp(y))
     if relevance is not None:
-      assert reg.selection.kept == (0,)
+      assert reg.selection.kept == (0,) and reg.parameters_read == ['x0']
   assert errors['selected'] < 0.3 * errors['all'], errors
 
 

@@ -301,6 +301,15 @@ class OmniPredRegressor:
     return select_parameters(score, range(p - k), range(p - k, p), config=self.relevance)
 
   @property
+  def parameters_read(self) -> list[str] | None:
+    """The parameters the model reads after `condition` chose them (`relevance`), in the
+    study's order; None when it reads every one (relevance off, or no study yet)."""
+    names = self.featurizer.parameter_names if self.featurizer is not None else None
+    if self.selection is None or names is None:
+      return None
+    return [names[j] for j in self.selection.kept if j < len(names)]
+
+  @property
   def num_context(self) -> int:
     return 0 if self._context is None else len(self._context)
 
