@@ -3,7 +3,7 @@ import pytest
 
 from vizier_omnipred import checkpoints
 from vizier_omnipred.regressor import OmniPredRegressor, episode
-from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig, columns
+from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig
 from vizier_omnipred.relevance import select_parameters
 from vizier_omnipred.serialization import Featurizer
 from tests.conftest import TINY
@@ -83,7 +83,7 @@ def test_held_out_likelihood_is_k_fold_and_depends_on_the_columns():
   assert np.isfinite(full) and full > 0
   assert score([0, 1, 2]) == full  # deterministic
   assert score([0]) != full
-  assert columns(context, [0, 2]).values.tolist() == context.values[:, [0, 2]].tolist()
+  assert context.columns([0, 2]).values.tolist() == context.values[:, [0, 2]].tolist()
 
 
 def test_the_regressor_reads_only_the_kept_parameters_and_still_checks_all():

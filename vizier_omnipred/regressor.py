@@ -37,7 +37,7 @@ from vizier_omnipred import checkpoints
 from vizier_omnipred.decoding import quantile_ids, sample_ids
 from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel, slot_permutations
 from vizier_omnipred.numbers import NumberCodec
-from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig, Selection, columns
+from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig, Selection
 from vizier_omnipred.relevance import select_parameters, still_current
 from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInfo, StudyInputs, _plain
 
@@ -285,7 +285,7 @@ class OmniPredRegressor:
     else:
       if not still_current(self.selection, len(rows), self.relevance):
         self.selection = self._select_parameters()
-      self._context = columns(self._context, self.selection.kept)
+      self._context = self._context.columns(self.selection.kept)
     self._slot_table = slot_permutations(self.views, self._context.names.shape[1])
 
   def _select_parameters(self) -> Selection:
@@ -432,7 +432,7 @@ class OmniPredRegressor:
       raise ValueError('No context: call condition() or fine_tune() with the study\'s trials'
                        ' before sampling (the model predicts from them).')
     inputs = self.featurizer.featurize(rows)
-    return inputs if self.selection is None else columns(inputs, self.selection.kept)
+    return inputs if self.selection is None else inputs.columns(self.selection.kept)
 
   def _decode(self, queries: ModelInputs, width: int, decode, batch_size: int) -> np.ndarray:
     """Featurised rows, `batch_size` at a time after the whole context (read in the study's

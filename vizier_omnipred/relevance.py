@@ -69,12 +69,6 @@ class Selection:
   num_trials: int
 
 
-def columns(inputs: ModelInputs, keep: Sequence[int]) -> ModelInputs:
-  """`inputs` [n, P] with only the item columns `keep` [n, len(keep)]."""
-  index = np.asarray(keep, dtype=np.int64)
-  return ModelInputs(**{k: v[:, index] for k, v in attrs.asdict(inputs, recurse=False).items()})
-
-
 class HeldOutLikelihood:
   """Cross-validated NLL of a study's y under the model reading a subset of the columns.
 
@@ -95,15 +89,15 @@ class HeldOutLikelihood:
     n = len(self.y)
     order = np.random.default_rng(config.seed).permutation(n)
     self.folds = [f for f in np.array_split(order, min(config.folds, n)) if len(f)]
+    # Each fold's episode order: the other folds' trials (its context) first, then the fold.
+    self._orders = [np.concatenate([np.setdiff1d(np.arange(n), f), f]) for f in self.folds]
 
   def __call__(self, keep: Sequence[int]) -> float:
-    items = columns(self.context, keep)
+    items = self.context.columns(keep)
     parts, targets = [], []
-    n = len(self.y)
-    for fold in self.folds:
-      rest = np.setdiff1d(np.arange(n), fold)
-      order = np.concatenate([rest, fold])
-      inputs, ids = self.episode(items.select(order), self.meta, self.y[order], len(rest))
+    for fold, order in zip(self.folds, self._orders):
+      inputs, ids = self.episode(items.select(order), self.meta, self.y[order],
+                                 len(order) - len(fold))
       parts.append(inputs)
       targets.append(ids)
     model = self.model

@@ -129,6 +129,10 @@ class ModelInputs:
   def select(self, index: np.ndarray | slice) -> 'ModelInputs':
     return ModelInputs(**{k: v[index] for k, v in attrs.asdict(self, recurse=False).items()})
 
+  def columns(self, keep: Sequence[int]) -> 'ModelInputs':
+    """Only the items `keep` of every row: [n, P] -> [n, len(keep)]."""
+    return self.select((slice(None), np.asarray(keep, dtype=np.int64)))
+
   @classmethod
   def concatenate(cls, parts: Sequence['ModelInputs'], *, pad_axes: tuple[int, ...] = (1,)
                   ) -> 'ModelInputs':
