@@ -3,6 +3,9 @@
     vizier-omnipred serve --port 6006                      # Vizier + Pythia in one process
     vizier-omnipred serve --pythia-only --port 6007 --vizier-endpoint localhost:6006
     vizier-omnipred serve --tls-cert server.crt --tls-key server.key   # gRPC over TLS
+    vizier-omnipred serve --tls-cert server.crt --tls-key server.key --tls-client-ca ca.crt
+                                                           # ... and only clients with a
+                                                           # certificate that CA signed
 
 In the split deployment an unmodified Vizier server sends the suggestions of every study
 whose `StudyConfig.pythia_endpoint` is this service's address here.
@@ -67,12 +70,39 @@ class _FailSafePythia:
     return getattr(self._inner, name)
 
 
-def insecure_bind_warning(host: str, *, tls: bool) -> str | None:
-  """What `serve` warns when it would expose studies: a non-loopback address without TLS."""
-  if tls or host in LOOPBACK:
+def insecure_bind_warning(host: str, *, tls: bool, client_auth: bool = False) -> str | None:
+  """What `serve` warns when it would expose studies beyond loopback: no TLS (anyone who can
+  reach the address), or TLS without client certificates (anyone who trusts the server's
+  certificate). None on loopback or with mutual TLS."""
+  if host in LOOPBACK or (tls and client_auth):
     return None
-  return (f'Serving on {host} without TLS: anyone who can reach this address can read and '
-          'change every study. Pass --tls-cert/--tls-key, or bind localhost.')
+  if not tls:
+    return (f'Serving on {host} without TLS: anyone who can reach this address can read and '
+            'change every study. Pass --tls-cert/--tls-key (and --tls-client-ca to admit only '
+            'clients with a certificate your CA signed), or bind localhost.')
+  return (f'Serving on {host} over TLS without client certificates: any client that trusts '
+          'the server certificate can read and change every study. Pass --tls-client-ca CA.pem '
+          'to admit only clients with a certificate that CA signed.')
+
+
+def tls_credentials(cert: str | os.PathLike, key: str | os.PathLike,
+                    client_ca: str | os.PathLike | None = None) -> grpc.ServerCredentials:
+  """Server credentials from PEM files; with `client_ca`, every client must present a
+  certificate that CA signed (mutual TLS: the handshake fails otherwise). A missing or
+  non-PEM file is named here, not at the first connection."""
+  def pem(path, what: str) -> bytes:
+    path = pathlib.Path(path)
+    if not path.is_file():
+      raise ValueError(f'{what} {path} does not exist.')
+    data = path.read_bytes()
+    if b'-----BEGIN' not in data:
+      raise ValueError(f'{what} {path} is not a PEM file (no -----BEGIN line).')
+    return data
+  pairs = [(pem(key, 'TLS key'), pem(cert, 'TLS certificate'))]
+  if client_ca is None:
+    return grpc.ssl_server_credentials(pairs)
+  return grpc.ssl_server_credentials(pairs, root_certificates=pem(client_ca, 'TLS client CA'),
+                                     require_client_auth=True)
 
 
 def database_url(database: str | os.PathLike | None) -> tuple[str, pathlib.Path | None]:
@@ -142,21 +172,24 @@ class Service:
                vizier_endpoint: str | None = None,
                policy_factory: OmniPredPolicyFactory | None = None,
                tls_cert: str | os.PathLike | None = None,
-               tls_key: str | os.PathLike | None = None):
+               tls_key: str | os.PathLike | None = None,
+               tls_client_ca: str | os.PathLike | None = None):
     """`database`: a file path or an SQLAlchemy URL (see `database_url`). `tls_cert` and
-    `tls_key`: PEM files; with them the port speaks gRPC over TLS only."""
+    `tls_key`: PEM files; with them the port speaks gRPC over TLS only. `tls_client_ca`: a PEM
+    CA certificate; with it the server admits only clients whose certificate it signed."""
     import portpicker  # pylint: disable=g-import-not-at-top
     port = port or portpicker.pick_unused_port()
     self.policy_factory = policy_factory or OmniPredPolicyFactory()
     self.endpoint = f'{host}:{port}'
     if (tls_cert is None) != (tls_key is None):
       raise ValueError('TLS needs both --tls-cert and --tls-key (PEM files).')
+    if tls_client_ca is not None and tls_cert is None:
+      raise ValueError('--tls-client-ca needs --tls-cert and --tls-key: client certificates '
+                       'are checked in a TLS handshake.')
     self.tls = tls_cert is not None
-    credentials = None
-    if self.tls:
-      credentials = grpc.ssl_server_credentials(
-          [(pathlib.Path(tls_key).read_bytes(), pathlib.Path(tls_cert).read_bytes())])
-    elif (warning := insecure_bind_warning(host, tls=False)):
+    self.client_auth = tls_client_ca is not None
+    credentials = (tls_credentials(tls_cert, tls_key, tls_client_ca) if self.tls else None)
+    if (warning := insecure_bind_warning(host, tls=self.tls, client_auth=self.client_auth)):
       logging.warning(warning)
     self.recovered_operations = 0
     if pythia_only:
@@ -200,16 +233,26 @@ class Service:
     self.stop()
 
 
+def mode(service: Service) -> str:
+  """Who may connect, in words, for the start-up line."""
+  if service.client_auth:
+    return 'mutual TLS (only clients with a certificate from --tls-client-ca)'
+  if service.tls:
+    return 'TLS (any client that trusts the server certificate; no client certificates)'
+  return 'plain gRPC (no TLS)'
+
+
 def serve(args) -> int:
   """Runs until SIGINT/SIGTERM, then shuts down cleanly."""
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
   service = Service(host=args.host, port=args.port, database=args.database,
                     pythia_only=args.pythia_only, vizier_endpoint=args.vizier_endpoint,
-                    tls_cert=args.tls_cert, tls_key=args.tls_key)
+                    tls_cert=args.tls_cert, tls_key=args.tls_key,
+                    tls_client_ca=args.tls_client_ca)
   kind = 'Pythia service' if args.pythia_only else 'Vizier server'
-  where = f' (database {service.database})' if service.database else ''
-  tls = ' over TLS' if service.tls else ''
-  print(f'{kind} with algorithm OMNIPRED listening on {service.endpoint}{tls}{where}', flush=True)
+  where = f'; database {service.database}' if service.database else ''
+  print(f'{kind} with algorithm OMNIPRED listening on {service.endpoint} over {mode(service)}'
+        f'{where}', flush=True)
   if service.recovered_operations:
     print(f'closed {service.recovered_operations} suggestion operation(s) left unfinished by a'
           ' previous process; their clients get an answer when they ask again', flush=True)

@@ -25,7 +25,7 @@ from vizier.service import pyvizier as svz
 from designers.candidates import CandidateSpace, parameter_key
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.plugin import OmniPredPolicyFactory
-from designers.serving import Service, database_url, insecure_bind_warning
+from designers.serving import Service, database_url
 from designers.surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import ModelConfig, OmniPredRegressor, StudyInfo, checkpoints
 from tests.conftest import TINY
@@ -268,16 +268,6 @@ def test_tls_round_trip_with_a_self_signed_certificate(tmp_path, tiny_checkpoint
     plain = vizier_service_pb2_grpc.VizierServiceStub(grpc.insecure_channel(s.endpoint))
     with pytest.raises(grpc.RpcError):
       _bounded(plain.GetStudy, vizier_service_pb2.GetStudyRequest(name=created.name), timeout=10)
-
-
-@pytest.mark.parametrize('host, tls, warns', [
-    ('localhost', False, False), ('127.0.0.1', False, False), ('0.0.0.0', False, True),
-    ('10.1.2.3', False, True), ('0.0.0.0', True, False)])
-def test_binding_beyond_loopback_without_tls_warns(host, tls, warns):
-  warning = insecure_bind_warning(host, tls=tls)
-  assert (warning is not None) == warns
-  if warns:
-    assert host in warning and '--tls-cert' in warning
 
 
 def test_tls_needs_both_files(tmp_path):

@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                       '$XDG_DATA_HOME/vizier-omnipred/vizier.db); the absolute location is printed')
   p.add_argument('--tls-cert', default=None, help='PEM certificate: serve gRPC over TLS')
   p.add_argument('--tls-key', default=None, help='PEM private key for --tls-cert')
+  p.add_argument('--tls-client-ca', default=None,
+                 help='PEM CA certificate: admit only clients presenting a certificate it '
+                      'signed (mutual TLS; needs --tls-cert/--tls-key)')
   p.add_argument('--pythia-only', action='store_true',
                  help='serve only Pythia for an existing Vizier server (split deployment)')
   p.add_argument('--vizier-endpoint', default=None, help='HOST:PORT of that Vizier server')
