@@ -1,0 +1,216 @@
+"""Tuning benchmark: OmniPred against Vizier's designers on scikit-learn tuning tasks.
+
+    python benchmarks/tuning.py                          # every designer, task and seed
+    python benchmarks/tuning.py --designers gp_ucb_pe --shard 0/2   # shards side by side,
+    python benchmarks/tuning.py --designers gp_ucb_pe --shard 1/2   # each resumable
+    python benchmarks/tuning.py --aggregate              # tables + plots from what has run
+    python benchmarks/tuning.py --designers omnipred_search   # one variant beside the rest
+
+The nine tasks of `tuning_tasks.py` (2-10 mixed parameters, cross-validated scores), 40
+trials, seeds 0-2 for every designer. Each (designer, task, seed) study runs through Vizier's
+BenchmarkRunner (`designers.study_runner.run_study`) and is stored as JSON under
+benchmarks/results/raw/tuning/ (ignored by git); an OmniPred run records the hash of its
+weights and configs, and one made otherwise runs again. Evaluations are cached per
+configuration (`tuning_tasks.EvaluationCache`), shared by designers and reruns.
+
+Normalised regret of a study at trial t: (best_t - y_best) / (y_random - y_best) with the
+metric oriented to minimise, where y_best is the best value known on the task (every cached
+evaluation of every designer) and y_random the median of 64 fixed random configurations:
+0 = the best known, 1 = a typical random draw. Tables go to benchmarks/results/tuning.md,
+convergence plots to tuning_convergence.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+import bbob  # noqa: E402  # first: sets JAX_ENABLE_X64 and OMP_WAIT_POLICY, and sys.path
+import numpy as np  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+import tuning_tasks  # noqa: E402
+from designers.study_runner import run_study  # noqa: E402
+
+RESULTS = bbob.RESULTS
+RAW = bbob.RAW / 'tuning'
+TRIALS = 40
+SEEDS = (0, 1, 2)
+DESIGNERS = ('omnipred', 'random', 'quasi_random', 'eagle', 'gp_ucb_pe')
+MARKS = (10, 20, 40)
+
+
+def raw_path(designer: str, task: str, seed: int) -> pathlib.Path:
+  return RAW / f'{designer}_{task}_{seed}.json'
+
+
+def run_jobs(jobs: list[tuple[str, str, int]], *, trials: int = TRIALS,
+             isolate: bool = True) -> None:
+  signatures = {d: bbob.signature_of(d) for d in {j[0] for j in jobs}}
+  todo = [j for j in jobs if not bbob.is_done(raw_path(*j), signatures[j[0]])]
+  tasks = tuning_tasks.tasks()
+  factories = {}
+  bar = tqdm(total=len(todo) * trials, desc='tuning', dynamic_ncols=True)
+  for designer, task, seed in todo:
+    bar.set_postfix_str(f'{designer} {task} seed {seed}')
+    if isolate and designer in bbob.ISOLATED:  # GP-UCB-PE: one process per study
+      subprocess.run([sys.executable, __file__, '--designers', designer, '--trials',
+                      str(trials), '--job', f'{task},{seed}'], check=True,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      bar.update(trials)
+      continue
+    if designer not in factories:
+      factories[designer] = bbob.designer_factory(designer)
+    exptr = tuning_tasks.TaskExperimenter(tasks[task])
+    run = run_study(designer, factories[designer], exptr, trials, seed=seed, progress=bar)
+    path = raw_path(designer, task, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        'values': [float(v) for v in run.values(exptr.metric)], 'seconds': run.seconds,
+        'completed': run.completed, 'signature': signatures[designer]}))
+  bar.close()
+
+
+def references(task: tuning_tasks.TuningStudy) -> tuple[float, float]:
+  """(y_best, y_random) of a task, oriented to minimise: the best cached value of every
+  designer's evaluations, and the median of the reference draws (evaluated here if new)."""
+  exptr = tuning_tasks.TaskExperimenter(task)
+  sign = -1.0 if task.problem.metric_information.item().goal.is_maximize else 1.0
+  draws = [exptr.score(c) for c in tuning_tasks.reference_configurations(task)]
+  values = sign * exptr.cache.values()
+  return float(np.nanmin(values)), float(np.nanmedian(sign * np.asarray(draws)))
+
+
+def regrets(designers, tasks: dict, seeds=SEEDS, trials: int = TRIALS) -> dict:
+  """(designer, task, seed) -> [trials] normalised regret, for the studies that have run."""
+  out = {}
+  refs = {}
+  for d in designers:
+    for name, task in tasks.items():
+      for s in seeds:
+        path = raw_path(d, name, s)
+        if not path.exists():
+          continue
+        if name not in refs:
+          refs[name] = references(task)
+        best, rand = refs[name]
+        sign = -1.0 if task.problem.metric_information.item().goal.is_maximize else 1.0
+        v = sign * np.asarray(json.loads(path.read_text())['values'][:trials], dtype=float)
+        run_best = np.minimum.accumulate(np.where(np.isnan(v), np.inf, v))
+        out[(d, name, s)] = np.clip((run_best - best) / max(rand - best, 1e-12), 0, None)
+  return out
+
+
+def aggregate(designers: tuple[str, ...], command: str = '') -> str:
+  tasks = tuning_tasks.tasks()
+  regret = regrets(designers, tasks)
+  present = [d for d in designers if any(k[0] == d for k in regret)]
+  seconds = {d: [] for d in present}
+  for d, name, s in regret:
+    blob = json.loads(raw_path(d, name, s).read_text())
+    seconds[d] += [sec for c, sec in zip(blob['completed'], blob['seconds']) if c >= 10]
+  lines = [f'Tuning benchmark: {len(tasks)} scikit-learn tasks x seeds {list(SEEDS)}, {TRIALS}'
+           ' trials; normalised regret (0 = best value known on the task, 1 = the median of 64'
+           ' random configurations), mean over studies.', '',
+           '| designer | studies | ' + ' | '.join(f'regret @ {m}' for m in MARKS)
+           + ' | median s per trial (10+ done) |', '|---|---|' + '---|' * (len(MARKS) + 1)]
+  for d in present:
+    studies = [k for k in regret if k[0] == d]
+    cells = [f'{np.mean([regret[k][m - 1] for k in studies]):.4f}' for m in MARKS]
+    lines.append(f'| {d} | {len(studies)} | ' + ' | '.join(cells)
+                 + f' | {np.median(seconds[d]):.3f} |')
+  ours = [d for d in present if bbob.is_omnipred(d)]
+  rows = []
+  for o in ours:
+    for d in present:
+      if d == o:
+        continue
+      pairs = [(regret[(o,) + k[1:]][TRIALS - 1], regret[k][TRIALS - 1])
+               for k in regret if k[0] == d and (o,) + k[1:] in regret]
+      if pairs:
+        wins = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
+        rows.append(f'| {o} | {d} | {len(pairs)} | {wins:.0%} |')
+  if rows:
+    lines += ['', f'Win rate at trial {TRIALS}: share of studies (same task and seed) where the'
+              ' OmniPred variant\'s regret is lower (ties count half).', '',
+              '| OmniPred variant | against | studies | wins |', '|---|---|---|---|'] + rows
+  lines += ['', f'Mean regret at trial {TRIALS} by task (mean over seeds).', '',
+            '| task | parameters | ' + ' | '.join(present) + ' |',
+            '|---|---|' + '---|' * len(present)]
+  for name, task in tasks.items():
+    cells = []
+    for d in present:
+      vals = [regret[k][TRIALS - 1] for k in regret if k[0] == d and k[1] == name]
+      cells.append(f'{np.mean(vals):.4f}' if vals else '-')
+    lines.append(f'| {name} | {len(task.problem.search_space.parameters)} | '
+                 + ' | '.join(cells) + ' |')
+  lines += ['', f'Command: `python benchmarks/tuning.py{command}` (then `--aggregate`).']
+  text = '\n'.join(lines) + '\n'
+  RESULTS.mkdir(parents=True, exist_ok=True)
+  (RESULTS / 'tuning.md').write_text(text)
+  plot(present, regret, list(tasks))
+  return text
+
+
+def plot(present, regret, task_names) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  panels = ['all tasks'] + task_names
+  cols = 5
+  rows = (len(panels) + cols - 1) // cols
+  fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+  x = np.arange(1, TRIALS + 1)
+  for ax, panel in zip(axes.flat, panels):
+    for d in present:
+      curves = [regret[k] for k in regret if k[0] == d and (panel == 'all tasks' or k[1] == panel)]
+      if curves:
+        ax.plot(x, np.maximum(np.mean(curves, axis=0), 1e-4), label=d)
+    ax.set_yscale('log')
+    ax.set_title(panel, fontsize=9)
+    ax.grid(alpha=0.3)
+  for ax in axes.flat[len(panels):]:
+    ax.axis('off')
+  axes.flat[0].legend(fontsize=7)
+  fig.supxlabel('trial')
+  fig.supylabel('normalised regret (mean over seeds)')
+  fig.tight_layout()
+  fig.savefig(RESULTS / 'tuning_convergence.png', dpi=100)
+  plt.close(fig)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--designers', default=None, help='comma-separated (default: the table\'s)')
+  parser.add_argument('--tasks', default=None, help='comma-separated subset of the tasks')
+  parser.add_argument('--seeds', default=None, help='comma-separated subset of the seeds')
+  parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
+  parser.add_argument('--trials', type=int, default=TRIALS)
+  parser.add_argument('--job', default=None, help='TASK,SEED: run one study here')
+  parser.add_argument('--aggregate', action='store_true', help='only write tables and plots')
+  args = parser.parse_args(argv)
+  designers = tuple(args.designers.split(',')) if args.designers else DESIGNERS
+  if args.job:
+    task, seed = args.job.split(',')
+    run_jobs([(designers[0], task, int(seed))], trials=args.trials, isolate=False)
+    return 0
+  if not args.aggregate:
+    names = args.tasks.split(',') if args.tasks else list(tuning_tasks.tasks())
+    seeds = [int(s) for s in args.seeds.split(',')] if args.seeds else SEEDS
+    jobs = [(d, t, s) for d in designers for t in names for s in seeds]
+    i, n = (int(v) for v in args.shard.split('/'))
+    t0 = time.perf_counter()
+    run_jobs(jobs[i::n], trials=args.trials)
+    print(f'ran shard {args.shard} in {time.perf_counter() - t0:.0f}s')
+  extra = tuple(d for d in designers if d not in DESIGNERS)
+  command = f' --designers {",".join(extra)}' if extra else ''
+  print(aggregate(DESIGNERS + extra, command))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
