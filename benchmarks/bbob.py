@@ -48,6 +48,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
 from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
+from designers.acquisition_search import AcquisitionSearchConfig  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 RAW = RESULTS / 'raw'
@@ -104,6 +105,10 @@ OMNIPRED_VARIANTS = {
     'omnipred_all_parameters': ({}, {'relevance': None}),
     # ... and chooses them again at every suggestion (the default: once the study grew 20%).
     'omnipred_reselect': ({}, {'relevance': RelevanceConfig()}),
+    # The pool evolved under a cheap inner score, finalists sampled in full.
+    'omnipred_search': ({'search': AcquisitionSearchConfig()}, {}),
+    # Tied values share their mean rank.
+    'omnipred_midrank': ({'y_warp': 'midrank'}, {}),
 }
 
 

@@ -37,6 +37,7 @@ from vizier import algorithms as vza
 from vizier import pyvizier as vz
 
 from designers import acquisition
+from designers.acquisition_search import AcquisitionSearchConfig, search
 from designers import hypervolume
 from designers.budget import SuggestionClock
 from designers.safety import SafetyConstraints
@@ -90,6 +91,9 @@ class OmniPredDesignerConfig:
   y_warp: str = attrs.field(default='auto', kw_only=True,
                             validator=attrs.validators.in_(WARPS + ('auto',)))
   trust_region: TrustRegionConfig = attrs.field(factory=TrustRegionConfig, kw_only=True)
+  # One objective: evolve the pool under a cheap inner score (an exact upper quantile) and
+  # sample only the finalists in full (`acquisition_search`); None: rank the pool itself.
+  search: AcquisitionSearchConfig | None = attrs.field(default=None, kw_only=True)
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)  # per suggest()
   min_candidates: int = attrs.field(default=64, kw_only=True)  # floor when degrading
 
@@ -150,6 +154,7 @@ class OmniPredDesigner(vza.Designer):
     self._region = TrustRegion(config.trust_region)
     self._front = np.zeros((0, len(self._infos)))  # oriented Pareto front (m=1: the best)
     self._seconds_per_candidate: float | None = None
+    self._carried = np.zeros((0, self._space.dim))  # the last search's parents
     self.last_report: dict = {}
 
   @classmethod
@@ -309,6 +314,14 @@ class OmniPredDesigner(vza.Designer):
     clock.note_condition(report)
     n = clock.pool_size(max(cfg.num_candidates, 4 * count), count)
     unit = self._pool(n)  # step 3
+    searched = 0
+    if cfg.search is not None and len(self._infos) == 1 and not self._safety.metrics:
+      finalists = max(cfg.search.finalists, 4 * count)
+      found = search(self._space, unit, self._inner_score, radius=self._region.radius,
+                     rng=self._rng, config=attrs.evolve(cfg.search, finalists=finalists),
+                     carried=self._carried)
+      self._carried = found.finalists[:cfg.search.parents]
+      unit, searched, n = found.finalists, found.evaluated, len(found.finalists)
     params = self._space.to_parameters(unit)
     first = clock.probe_size(n)
     samples = self._sample(params[:first])  # step 4
@@ -328,13 +341,16 @@ class OmniPredDesigner(vza.Designer):
     if self._problem.search_space.is_conditional and self._rng.random() < _BRANCH_EXPLORATION_SHARE:
       scores = self._least_tried_branch(params, scores)
     out = self._pick(unit, scores, count, taken, params=params, samples=samples)  # step 5
-    self.last_report = dict(report, candidates=n, seconds=time.perf_counter() - start,
+    self.last_report = dict(report, candidates=n, searched=searched,
+                            seconds=time.perf_counter() - start,
                             radius=self._region.radius, degraded=clock.summary)
     for s in out:
       md = s.metadata.ns(_NS)
       md['phase'] = 'model'
       md['acquisition'] = cfg.acquisition
       md['fit_steps'] = str(report.get('fit_steps', 0))
+      if searched:
+        md['searched_candidates'] = str(searched)
       if 'parameters_read' in report:  # the parameters the surrogate chose to read
         md['parameters_read'] = report['parameters_read']
       if self._left_out:
@@ -343,6 +359,16 @@ class OmniPredDesigner(vza.Designer):
         md['degraded'] = clock.summary
         logging.info('OmniPredDesigner degraded: %s', md['degraded'])
     return out
+
+  def _inner_score(self, unit: np.ndarray) -> np.ndarray:
+    """The search's cheap score [n]: the exact upper quantile (`search.inner_level`) of the
+    oriented prediction; -inf where the nearest evaluated trial failed."""
+    level = self._config.search.inner_level
+    warp = self._warps[0]
+    params = self._space.to_parameters(unit)
+    q = self._objectives.quantiles(params, [level if warp.maximize else 1.0 - level],
+                                   seed=int(self._rng.integers(2**31)))[:, 0, 0]
+    return np.where(self._near_failure(unit), -np.inf, warp.from_study_direction(q))
 
   def _least_tried_branch(self, params: list, scores: np.ndarray) -> np.ndarray:
     """scores, -inf outside the pool's branch with the fewest completed trials."""

@@ -58,6 +58,10 @@ class Objectives(Protocol):
              seed: int) -> np.ndarray:
     """-> [n, num_samples, m]."""
 
+  def quantiles(self, parameters: Sequence[vz.ParameterDict], levels: Sequence[float], *,
+                seed: int) -> np.ndarray:
+    """-> [n, len(levels), m] predictive quantiles (the acquisition search's cheap score)."""
+
 
 def _merged_report(reports: list[dict]) -> dict:
   report = dict(reports[0])
@@ -68,6 +72,10 @@ def _merged_report(reports: list[dict]) -> dict:
     if any('parameters_read' in r for r in reports):
       report['parameters_read'] = ' | '.join(r.get('parameters_read', '*') for r in reports)
   return report
+
+
+# Draws a surrogate without exact quantiles gives for its quantiles (`Objectives.quantiles`).
+FALLBACK_SAMPLES = 8
 
 
 class IndependentObjectives:
@@ -94,6 +102,18 @@ class IndependentObjectives:
   def sample(self, parameters, num_samples, *, seed) -> np.ndarray:
     return np.stack([s.sample(parameters, num_samples, seed=seed + k)
                      for k, s in enumerate(self.surrogates)], axis=-1)
+
+  def quantiles(self, parameters, levels, *, seed) -> np.ndarray:
+    """-> [n, len(levels), m]: each objective's quantiles, exact where its surrogate has a
+    `quantiles` method, else read off `FALLBACK_SAMPLES` draws."""
+    out = []
+    for k, s in enumerate(self.surrogates):
+      if hasattr(s, 'quantiles'):
+        out.append(s.quantiles(parameters, levels))
+      else:
+        draws = s.sample(parameters, FALLBACK_SAMPLES, seed=seed + k)
+        out.append(np.quantile(draws, levels, axis=1).T)
+    return np.stack(out, axis=-1)
 
 
 class ChainedObjectives(IndependentObjectives):
@@ -264,6 +284,13 @@ class LMSurrogate:
       else:
         out = self._regressor.sample(parameters, num_samples,
                                      temperature=self.config.temperature, seed=seed)
+    release_free_memory(self.config.heap_slack_mb)
+    return out
+
+  def quantiles(self, parameters, levels) -> np.ndarray:
+    """-> [n, len(levels)] exact quantiles (the token tree, no sampling)."""
+    with self._threads():
+      out = self._regressor.quantiles(parameters, levels, temperature=self.config.temperature)
     release_free_memory(self.config.heap_slack_mb)
     return out
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
+from scipy.stats import rankdata
 
-WARPS = ('rank', 'none')
+WARPS = ('rank', 'midrank', 'none')
 
 
 @attrs.frozen
 class YWarp:
   """`kind='rank'`: y -> its rank in [0, 1]. BBOB objectives span orders of magnitude; an
-  affine map would squeeze the region near the optimum into one digit."""
+  affine map would squeeze the region near the optimum into one digit. `'midrank'`: the same,
+  with tied values sharing their mean rank (a plateau of equal scores reads as equal, not as
+  an arbitrary staircase in the order the trials came)."""
 
   maximize: bool
   kind: str = attrs.field(default='rank', validator=attrs.validators.in_(WARPS))
@@ -30,6 +33,8 @@ class YWarp:
     y = np.asarray(oriented, dtype=np.float64)
     if self.kind == 'rank':
       return np.argsort(np.argsort(y, kind='stable'), kind='stable') / max(1, len(y) - 1)
+    if self.kind == 'midrank':
+      return (rankdata(y, method='average') - 1.0) / max(1, len(y) - 1)
     return y
 
   def to_study_direction(self, oriented: np.ndarray) -> np.ndarray:

@@ -1,0 +1,90 @@
+"""A search over the acquisition instead of ranking one fixed pool.
+
+Scoring a candidate cheaply costs little more than encoding it against the study (one exact
+quantile decoded down the token tree: ~0.5 ms per candidate at 40 trials here, against
+~1.7 ms for 16 samples). So the pool is the first generation of an evolutionary search:
+the best candidates by the cheap inner score are the parents of the next generation (local
+moves: continuous and ordinal coordinates by a normal step, categorical ones to another
+category; the step shrinks each generation), and only the finalists are sampled in full
+for the real acquisition. The parents of the last search seed the next suggestion's first
+generation, re-scored under the grown context.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import attrs
+import numpy as np
+
+from designers.candidates import CandidateSpace
+
+# unit [n, d] -> inner scores [n] (larger is better; -inf: never a finalist).
+InnerScore = Callable[[np.ndarray], np.ndarray]
+
+
+@attrs.frozen
+class AcquisitionSearchConfig:
+  """The search's sizes. Evaluations per suggestion: the pool, plus `generations` x
+  `children`, plus the carried-over parents; `finalists` of them are sampled in full."""
+
+  generations: int = attrs.field(default=3, kw_only=True, validator=attrs.validators.ge(0))
+  children: int = attrs.field(default=256, kw_only=True, validator=attrs.validators.ge(1))
+  parents: int = attrs.field(default=16, kw_only=True, validator=attrs.validators.ge(1))
+  finalists: int = attrs.field(default=64, kw_only=True, validator=attrs.validators.ge(1))
+  # The inner score: this upper quantile of the surrogate's predictive distribution (exact).
+  inner_level: float = attrs.field(default=0.9, kw_only=True)
+  # Each generation's step is this share of the one before (the first: the trust region's).
+  shrink: float = attrs.field(default=0.5, kw_only=True)
+
+  @inner_level.validator
+  def _check_level(self, attribute, value):
+    del attribute
+    if not 0.0 < value < 1.0:
+      raise ValueError(f'inner_level must be in (0, 1), got {value}.')
+
+
+@attrs.frozen
+class SearchResult:
+  """The finalists [f, d] (best inner score first), their inner scores, and how many
+  candidates were scored."""
+
+  finalists: np.ndarray
+  inner: np.ndarray
+  evaluated: int
+
+
+def search(space: CandidateSpace, pool: np.ndarray, inner_score: InnerScore, *, radius: float,
+           rng: np.random.Generator, config: AcquisitionSearchConfig,
+           carried: np.ndarray | None = None) -> SearchResult:
+  """Evolves `pool` [n, d] (plus `carried` parents of the last search) under `inner_score`."""
+  population = pool if carried is None or not len(carried) else np.concatenate([carried, pool])
+  population = _unique_rows(space.snap(population))
+  scores = inner_score(population)
+  evaluated = len(population)
+  step = radius
+  for _ in range(config.generations):
+    top = np.argsort(-scores, kind='stable')[:config.parents]
+    top = top[np.isfinite(scores[top])]
+    if not len(top):
+      break
+    children = _unique_rows(space.local(population[top], config.children, step, rng))
+    children = children[~_rows_in(children, population)]
+    if len(children):
+      population = np.concatenate([population, children])
+      scores = np.concatenate([scores, inner_score(children)])
+      evaluated += len(children)
+    step *= config.shrink
+  order = np.argsort(-scores, kind='stable')[:config.finalists]
+  return SearchResult(population[order], scores[order], evaluated)
+
+
+def _unique_rows(unit: np.ndarray) -> np.ndarray:
+  _, first = np.unique(np.round(unit, 12), axis=0, return_index=True)
+  return unit[np.sort(first)]
+
+
+def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+  """[len(rows)] True where a row equals a row of `table`."""
+  seen = {r.tobytes() for r in np.round(table, 12)}
+  return np.asarray([r.tobytes() in seen for r in np.round(rows, 12)], dtype=bool)
