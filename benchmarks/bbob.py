@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
+from log_efficiency import log_efficiency  # noqa: E402
 from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
 from designers.acquisition_search import AcquisitionSearchConfig  # noqa: E402
 
@@ -109,6 +110,12 @@ OMNIPRED_VARIANTS = {
     'omnipred_search': ({'search': AcquisitionSearchConfig()}, {}),
     # Tied values share their mean rank.
     'omnipred_midrank': ({'y_warp': 'midrank'}, {}),
+    # Once past 20 feasible trials, read only the 20 nearest the best and move around it
+    # (every suggestion, or half of them).
+    'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
+    'omnipred_local_half': ({'local_context': 20, 'local_share': 0.5}, {}),
+    'omnipred_search_local': ({'search': AcquisitionSearchConfig(), 'local_context': 20,
+                               'local_share': 1.0}, {}),
 }
 
 
@@ -339,6 +346,20 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
             beat[o] += 1
             cells[present.index(o)] = f'**{cells[present.index(o)]}**'
       lines.append(f'| {f} | {dim} | ' + ' | '.join(cells) + ' |')
+  if 'gp_ucb_pe' in present and ours:
+    lines += ['', 'Log-efficiency against GP-UCB-PE (Vizier\'s `LogEfficiencyConvergenceCurveComparator`'
+              ' on the median regret curve over the seeds both ran): > 0 means fewer trials than'
+              ' GP-UCB-PE to the same regret, < 0 more.', '',
+              '| function | dim | ' + ' | '.join(ours) + ' |', '|---|---|' + '---|' * len(ours)]
+    for f in p['functions']:
+      for dim in p['dims']:
+        cells = []
+        for o in ours:
+          pairs = [(regret[k], regret[('gp_ucb_pe',) + k[1:]]) for k in regret
+                   if k[0] == o and k[1] == f and k[2] == dim and ('gp_ucb_pe',) + k[1:] in regret]
+          cells.append(f'{log_efficiency([a for a, _ in pairs], [b for _, b in pairs]):+.2f}'
+                       if pairs else '-')
+        lines.append(f'| {f} | {dim} | ' + ' | '.join(cells) + ' |')
   lines.append('')
   for o in ours:
     if total[o]:

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import tuning_tasks  # noqa: E402
+from log_efficiency import log_efficiency  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 
 RESULTS = bbob.RESULTS
@@ -148,6 +149,19 @@ def aggregate(designers: tuple[str, ...], command: str = '') -> str:
       cells.append(f'{np.mean(vals):.4f}' if vals else '-')
     lines.append(f'| {name} | {len(task.problem.search_space.parameters)} | '
                  + ' | '.join(cells) + ' |')
+  if 'gp_ucb_pe' in present and ours:
+    lines += ['', 'Log-efficiency against GP-UCB-PE (Vizier\'s `LogEfficiencyConvergenceCurveComparator`'
+              ' on the median regret curve over seeds): > 0 means fewer trials than GP-UCB-PE to'
+              ' the same regret (about exp(-score) times as many), < 0 more.', '',
+              '| task | ' + ' | '.join(ours) + ' |', '|---|' + '---|' * len(ours)]
+    for name in tasks:
+      cells = []
+      for o in ours:
+        pairs = [(regret[(o, name, s)], regret[('gp_ucb_pe', name, s)]) for s in SEEDS
+                 if (o, name, s) in regret and ('gp_ucb_pe', name, s) in regret]
+        cells.append(f'{log_efficiency([a for a, _ in pairs], [b for _, b in pairs]):+.2f}'
+                     if pairs else '-')
+      lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   lines += ['', f'Command: `python benchmarks/tuning.py{command}` (then `--aggregate`).']
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)

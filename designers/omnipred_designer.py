@@ -94,6 +94,12 @@ class OmniPredDesignerConfig:
   # One objective: evolve the pool under a cheap inner score (an exact upper quantile) and
   # sample only the finalists in full (`acquisition_search`); None: rank the pool itself.
   search: AcquisitionSearchConfig | None = attrs.field(default=None, kw_only=True)
+  # One objective: once more than `local_context` trials are feasible, a suggestion (with
+  # probability `local_share`) reads only the `local_context` trials nearest the best one and
+  # proposes only moves around it. The model standardises parameters and y by its context,
+  # so a local context zooms in on the incumbent. None: every suggestion reads every trial.
+  local_context: int | None = attrs.field(default=None, kw_only=True)
+  local_share: float = attrs.field(default=0.5, kw_only=True)
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)  # per suggest()
   min_candidates: int = attrs.field(default=64, kw_only=True)  # floor when degrading
 
@@ -155,6 +161,7 @@ class OmniPredDesigner(vza.Designer):
     self._front = np.zeros((0, len(self._infos)))  # oriented Pareto front (m=1: the best)
     self._seconds_per_candidate: float | None = None
     self._carried = np.zeros((0, self._space.dim))  # the last search's parents
+    self._observed: list[np.ndarray] = []  # per objective: the oriented y the model read
     self.last_report: dict = {}
 
   @classmethod
@@ -244,19 +251,36 @@ class OmniPredDesigner(vza.Designer):
       s.metadata.ns(_NS)['phase'] = 'seed'
     return out
 
-  def _condition(self, budget_s: float | None) -> tuple[dict, np.ndarray]:
-    """Steps 1-2: each objective's surrogate reads the trials with a finite value of it.
-    -> (the surrogates' report, the warped oriented values [k, m] of the `_feasible`
-    trials)."""
-    per_trial = [(t, self._values(t)) for t in self._completed]
+  def _local_trials(self) -> set[int] | None:
+    """The ids of the `local_context` feasible trials nearest the best (the best among them),
+    when this suggestion reads a local context; else None (every trial)."""
+    cfg = self._config
+    pairs = self._feasible
+    if (cfg.local_context is None or len(self._infos) > 1 or len(pairs) <= cfg.local_context
+        or self._rng.random() >= cfg.local_share):
+      return None
+    unit = self._space.to_unit([t for t, _ in pairs])
+    best = int(np.argmax([v[0] for _, v in pairs]))
+    nearest = np.argsort(((unit - unit[best]) ** 2).sum(axis=1), kind='stable')
+    return {pairs[i][0].id for i in nearest[:cfg.local_context]}
+
+  def _condition(self, budget_s: float | None,
+                 only: set[int] | None = None) -> tuple[dict, np.ndarray]:
+    """Steps 1-2: each objective's surrogate reads the trials with a finite value of it
+    (`only`: of those, the trials with these ids). -> (the surrogates' report, the warped
+    oriented values [k, m] of the trials read)."""
+    per_trial = [(t, self._values(t)) for t in self._completed
+                 if only is None or t.id in only]
     per_trial = [(t, v) for t, v in per_trial if v is not None]
     warped_feasible = np.full((len(per_trial), len(self._infos)), np.nan)
     study_units = np.full_like(warped_feasible, np.nan)
     share = (None if budget_s is None
              else budget_s / (len(self._infos) + len(self._safety.metrics)))
+    self._observed = []
     for k, warp in enumerate(self._warps):
       rows = [i for i, (_, v) in enumerate(per_trial) if np.isfinite(v[k])]
-      warped_feasible[rows, k] = warp.warp(np.asarray([per_trial[i][1][k] for i in rows]))
+      self._observed.append(np.asarray([per_trial[i][1][k] for i in rows]))
+      warped_feasible[rows, k] = warp.warp(self._observed[k])
       study_units[rows, k] = warp.to_study_direction(warped_feasible[rows, k])
     report = self._objectives.condition([t.parameters for t, _ in per_trial], study_units,
                                         time_budget_s=share)
@@ -265,7 +289,7 @@ class OmniPredDesigner(vza.Designer):
     safe = usable & np.asarray([self._safety.is_safe(t) for t, _ in per_trial], dtype=bool)
     return report, warped_feasible[safe if safe.any() else usable]
 
-  def _pool(self, n: int) -> np.ndarray:
+  def _pool(self, n: int, local: bool = False) -> np.ndarray:
     """Step 3: [n, d] unit-cube candidates, the local ones around the best trials (several
     objectives: around Pareto-optimal trials). In a conditional space the best trial of every
     branch (set of active parameters) is a centre too, so a branch whose children are still
@@ -285,7 +309,9 @@ class OmniPredDesigner(vza.Designer):
       if frozenset(t.parameters) not in branches:
         branches.add(frozenset(t.parameters))
         centres.append(t)
-    n_local = int(round(n * cfg.local_fraction))
+    n_local = n if local else int(round(n * cfg.local_fraction))
+    if local:
+      centres = centres[:1]
     return np.concatenate([
         self._space.local(self._space.to_unit(centres), n_local, self._region.radius, self._rng),
         self._space.quasi_random(n - n_local),
@@ -310,10 +336,11 @@ class OmniPredDesigner(vza.Designer):
     clock = SuggestionClock(cfg.time_budget_s, condition_share=_CONDITION_SHARE,
                             min_candidates=cfg.min_candidates,
                             seconds_per_candidate=self._seconds_per_candidate, start=start)
-    report, warped = self._condition(clock.condition_budget_s)  # steps 1-2
+    local = self._local_trials()
+    report, warped = self._condition(clock.condition_budget_s, local)  # steps 1-2
     clock.note_condition(report)
     n = clock.pool_size(max(cfg.num_candidates, 4 * count), count)
-    unit = self._pool(n)  # step 3
+    unit = self._pool(n, local=local is not None)  # step 3
     searched = 0
     if cfg.search is not None and len(self._infos) == 1 and not self._safety.metrics:
       finalists = max(cfg.search.finalists, 4 * count)
@@ -351,8 +378,12 @@ class OmniPredDesigner(vza.Designer):
       md['fit_steps'] = str(report.get('fit_steps', 0))
       if searched:
         md['searched_candidates'] = str(searched)
+      if local is not None:
+        md['local_context'] = str(len(local))
       if 'parameters_read' in report:  # the parameters the surrogate chose to read
         md['parameters_read'] = report['parameters_read']
+      if report.get('parameters_read_cut'):
+        md['parameters_read_cut'] = 'the choice stopped at its bound (RelevanceConfig.max_scores)'
       if self._left_out:
         md['left_out_trials'] = str(len(self._left_out))
       if clock.notes:
@@ -403,7 +434,8 @@ class OmniPredDesigner(vza.Designer):
   def _pick(self, unit: np.ndarray, scores: np.ndarray | None, count: int, taken: set, *,
             params: list | None = None, samples: np.ndarray | None = None
             ) -> list[vz.TrialSuggestion]:
-    """Step 5, as Vizier suggestions with the predicted median in their metadata."""
+    """Step 5, as Vizier suggestions with the predicted median in their metadata, in the
+    metric's units (the model's warped median mapped back through the observed values)."""
     params = params if params is not None else self._space.to_parameters(unit)
     picked = select(
         unit, params, scores, count, taken, key=parameter_key,
@@ -413,7 +445,9 @@ class OmniPredDesigner(vza.Designer):
     for p, i in picked:
       s = vz.TrialSuggestion(p)
       if samples is not None and i is not None:
-        medians = np.median(samples[i], axis=0)
+        medians = [w.orient(w.unwarp(w.from_study_direction(np.median(samples[i, :, k])),
+                                     self._observed[k]))
+                   for k, w in enumerate(self._warps)]
         if len(self._infos) == 1:
           s.metadata.ns(_NS)['predicted_median'] = f'{medians[0]:.6g}'
         else:

@@ -71,6 +71,7 @@ def _merged_report(reports: list[dict]) -> dict:
     # Per objective, in the problem's order ('*': that objective's model reads every one).
     if any('parameters_read' in r for r in reports):
       report['parameters_read'] = ' | '.join(r.get('parameters_read', '*') for r in reports)
+    report['parameters_read_cut'] = any(r.get('parameters_read_cut') for r in reports)
   return report
 
 
@@ -274,6 +275,8 @@ class LMSurrogate:
     names = self._regressor.parameters_read
     if names is not None:
       report['parameters_read'] = ','.join(names)
+      if self._regressor.selection.cut:  # the choice stopped at RelevanceConfig.max_scores
+        report['parameters_read_cut'] = True
     return report
 
   def sample(self, parameters, num_samples, *, seed) -> np.ndarray:

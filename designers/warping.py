@@ -37,6 +37,18 @@ class YWarp:
       return (rankdata(y, method='average') - 1.0) / max(1, len(y) - 1)
     return y
 
+  def unwarp(self, warped: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Warped, oriented values -> oriented values in the metric's units, given the oriented
+    values `observed` [k] that were warped: a rank maps to the observed value at that rank
+    (linear between neighbours; ranks beyond [0, 1] to the worst or best observed)."""
+    warped = np.asarray(warped, dtype=np.float64)
+    if self.kind == 'none':
+      return warped
+    ordered = np.sort(np.asarray(observed, dtype=np.float64))
+    if len(ordered) == 1:
+      return np.full_like(warped, ordered[0])
+    return np.interp(warped, np.linspace(0.0, 1.0, len(ordered)), ordered)
+
   def to_study_direction(self, oriented: np.ndarray) -> np.ndarray:
     """What the surrogate reads: warped values in the study's own direction."""
     return oriented if self.maximize else -oriented

@@ -49,13 +49,42 @@ def test_always_kept_columns_are_read_and_never_dropped():
   assert all(3 in call for call in score.calls)
 
 
+class SumScore:
+  """NLL = 1 + 0.1 per relevant column kept missing - 0.01 per irrelevant column dropped:
+  columns below `relevant` matter, the rest do not."""
+
+  def __init__(self, d: int, relevant: int):
+    self.d, self.relevant, self.calls = d, relevant, 0
+    self.y = np.zeros(30)
+
+  def __call__(self, keep):
+    self.calls += 1
+    missing = [j for j in range(self.d) if j not in keep]
+    return 1.0 + sum(0.1 if j < self.relevant else -0.01 for j in missing)
+
+
+@pytest.mark.parametrize('d', [10, 60, 100])
+def test_the_choice_scores_at_most_max_scores_subsets_at_any_size(d):
+  score = SumScore(d, relevant=3)
+  selection = select_parameters(score, range(d), config=RelevanceConfig(max_scores=64))
+  assert score.calls <= 64
+  assert set(range(3)) <= set(selection.kept)  # never drops what matters
+  if d * (d + 1) // 2 + 1 <= 64:  # within the bound: the exact elimination
+    assert selection.kept == (0, 1, 2) and not selection.cut
+  elif d + 1 <= 64:  # one full round, then every helpful drop at once
+    assert selection.kept == (0, 1, 2) and selection.cut
+  else:  # not even one round fits: the helpful drops of the partial round, at once
+    assert selection.cut and len(selection.kept) == d - (64 - 2 - 3)
+
+
 def test_too_few_trials_keep_every_parameter_unscored():
   score = TableScore(IRRELEVANT_1_2, num_trials=5)
   selection = select_parameters(score, range(3), config=RelevanceConfig(min_trials=6))
   assert selection.kept == (0, 1, 2) and not score.calls
 
 
-@pytest.mark.parametrize('field, value', [('folds', 1), ('min_kept', 0), ('views', 0)])
+@pytest.mark.parametrize('field, value', [('folds', 1), ('min_kept', 0), ('views', 0),
+                                          ('max_scores', 1)])
 def test_bad_config_names_the_field(field, value):
   with pytest.raises(ValueError, match=field):
     RelevanceConfig(**{field: value})

@@ -57,6 +57,17 @@ class NumberCodec:
     """Number of legal ids in each slot: (2, num_exponents, 10, 10, ...)."""
     return (2, self.num_exponents) + (10,) * self.digits
 
+  @property
+  def largest(self) -> float:
+    """The largest magnitude with tokens: 9.99...9 x 10**max_exponent."""
+    return float((10.0 - 10.0 ** (1 - self.digits)) * 10.0 ** self.max_exponent)
+
+  def saturate(self, values: np.ndarray) -> np.ndarray:
+    """Values clipped to +-`largest`, so that any finite value has tokens. For inputs only
+    (parameter values, whose exact size the model also reads standardised); y targets are
+    never clipped."""
+    return np.clip(np.asarray(values, dtype=np.float64), -self.largest, self.largest)
+
   def encode(self, value: float) -> tuple[int, ...]:
     """One finite float -> slot ids, length `self.length`."""
     value = float(value)

@@ -300,7 +300,8 @@ class Featurizer:
           texts[i, j] = cache[key]
       else:
         values[rows_j, j] = [float(rows[i][name]) for i in rows_j]
-        num_ids[rows_j, j] = self._codec.encode_many(values[rows_j, j])
+        # Tokens saturate beyond the codec's range (1e31 and up); the scalars keep the size.
+        num_ids[rows_j, j] = self._codec.encode_many(self._codec.saturate(values[rows_j, j]))
         scalars[rows_j, j] = _symlog(values[rows_j, j])
     names = np.broadcast_to(
         np.stack([self._name_chars(nm) for nm in self._names]), (n, p, cfg.max_name_chars)
@@ -328,7 +329,8 @@ class Featurizer:
     out['kinds'][:, cols] = NUMBER
     out['values'][:, cols] = clean
     out['scalars'][:, cols] = np.where(finite, _symlog(clean), 0.0)
-    out['numbers'][:, cols] = np.where(finite[..., None], self._codec.encode_many(clean), 0)
+    out['numbers'][:, cols] = np.where(finite[..., None],
+                                       self._codec.encode_many(self._codec.saturate(clean)), 0)
     return ModelInputs(**out)
 
   def metadata(self) -> ModelInputs:
@@ -376,7 +378,15 @@ def standardized_values(values: np.ndarray, is_number: np.ndarray, is_context: n
   return out
 
 
+# Beyond this magnitude a column is divided by its largest value before its spread is taken
+# (the squares of 1e155 and up overflow float64).
+_HUGE = 1e150
+
+
 def _zscore(col: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+  largest = float(np.max(np.abs(ctx))) if len(ctx) else 0.0
+  if largest > _HUGE:
+    return _zscore(col / largest, ctx / largest)
   # Halved before subtracting so that values near +-1e308 do not overflow.
   mean = np.mean(ctx / 2) * 2
   spread = np.std(ctx / 2) * 2
