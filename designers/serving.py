@@ -22,6 +22,8 @@ import logging
 import os
 import pathlib
 import signal
+import ssl
+import sys
 import threading
 from concurrent import futures
 from urllib.parse import urlparse
@@ -33,6 +35,9 @@ from designers.plugin import OmniPredPolicyFactory
 LOOPBACK = ('localhost', '127.0.0.1', '::1', '[::1]')
 # Vizier's own server uses a pool of this size; one suggestion holds a worker for its length.
 _SERVER_WORKERS = 30
+# After SIGTERM, calls in flight get this long before the process exits (a supervisor's grace
+# period is commonly 30 s: Kubernetes' default, systemd's is 90 s).
+SHUTDOWN_GRACE_S = 5.0
 
 
 class PolicyFailure(grpc.RpcError):
@@ -85,6 +90,31 @@ def insecure_bind_warning(host: str, *, tls: bool, client_auth: bool = False) ->
           'to admit only clients with a certificate that CA signed.')
 
 
+def check_writable(path: pathlib.Path) -> None:
+  """The database file (or, for a new one, its folder) must be writable: a read-only one is
+  refused at start-up, naming the file, rather than failing every later write."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  target = path if path.exists() else path.parent
+  mode = target.stat().st_mode
+  if not os.access(target, os.W_OK) or not mode & 0o222:
+    what = 'database' if target == path else "database's folder"
+    raise ValueError(f'The {what} {target} is read-only: the server writes every study and '
+                     'trial there. Make it writable or pass another --database.')
+
+
+def open_servicer(url: str, path: pathlib.Path | None):
+  """Vizier's servicer (with `CheckedVizierServicer`'s checks) on the database at `url`; a
+  file that is not an SQLite database is refused naming the file."""
+  import sqlalchemy as sqla  # pylint: disable=g-import-not-at-top
+  from designers.checked_servicer import CheckedVizierServicer  # pylint: disable=g-import-not-at-top
+  try:
+    return CheckedVizierServicer(database_url=url)
+  except sqla.exc.DatabaseError as e:
+    where = path if path is not None else url
+    raise ValueError(f'The database {where} cannot be opened ({e.orig}): is it an SQLite '
+                     'file written by Vizier? Pass another --database.') from None
+
+
 def tls_credentials(cert: str | os.PathLike, key: str | os.PathLike,
                     client_ca: str | os.PathLike | None = None) -> grpc.ServerCredentials:
   """Server credentials from PEM files; with `client_ca`, every client must present a
@@ -99,6 +129,11 @@ def tls_credentials(cert: str | os.PathLike, key: str | os.PathLike,
       raise ValueError(f'{what} {path} is not a PEM file (no -----BEGIN line).')
     return data
   pairs = [(pem(key, 'TLS key'), pem(cert, 'TLS certificate'))]
+  try:  # gRPC reports a key that does not match as "Failed to bind to address"
+    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+  except ssl.SSLError as e:
+    raise ValueError(f'TLS key {key} does not match certificate {cert} (or either is not a '
+                     f'valid PEM file): {e.reason or e}') from None
   if client_ca is None:
     return grpc.ssl_server_credentials(pairs)
   return grpc.ssl_server_credentials(pairs, root_certificates=pem(client_ca, 'TLS client CA'),
@@ -205,13 +240,13 @@ class Service:
     else:
       # What vizier.service.servers.DefaultVizierServer builds, with TLS, recovery of
       # interrupted operations and policy errors that reach the client.
-      from vizier._src.service import pythia_service, vizier_service  # pylint: disable=g-import-not-at-top
+      from vizier._src.service import pythia_service  # pylint: disable=g-import-not-at-top
       from vizier._src.service import vizier_service_pb2_grpc  # pylint: disable=g-import-not-at-top
       url, path = database_url(database)
       if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(path)
       self.database = path if path is not None else url
-      self.servicer = vizier_service.VizierServicer(database_url=url)
+      self.servicer = open_servicer(url, path)
       self.recovered_operations = recover_interrupted_operations(self.servicer.datastore)
       self.servicer.default_pythia_service = _FailSafePythia(
           pythia_service.PythiaServicer(self.servicer, policy_factory=self.policy_factory))
@@ -256,10 +291,26 @@ def serve(args) -> int:
   if service.recovered_operations:
     print(f'closed {service.recovered_operations} suggestion operation(s) left unfinished by a'
           ' previous process; their clients get an answer when they ask again', flush=True)
+  run_until_signal(service)
+  return 0
+
+
+def run_until_signal(service: Service, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+  """Serves until SIGINT or SIGTERM; then calls in flight get `grace_s` to finish and the
+  process ends, whatever is still computing (a suggestion abandoned here is closed as failed
+  when the server starts again, and its client gets an answer then). Waiting for a slow
+  suggestion instead outlives a supervisor's grace period (52-58 s were seen), which then
+  kills -9 anyway. Does not return."""
   done = threading.Event()
   for sig in (signal.SIGINT, signal.SIGTERM):
     signal.signal(sig, lambda *_: done.set())
   done.wait()
-  print('shutting down', flush=True)
-  service.stop()
-  return 0
+  print(f'shutting down: calls in flight get {grace_s:g} s', flush=True)
+  service._grpc.stop(grace_s).wait(grace_s + 1.0)  # pylint: disable=protected-access
+  print('stopped', flush=True)
+  logging.shutdown()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  # A suggestion still computing holds a worker thread, which the interpreter would join at
+  # exit: leave without waiting for it.
+  os._exit(0)  # pylint: disable=protected-access

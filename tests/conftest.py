@@ -71,3 +71,29 @@ def quadratic_2d(n: int, seed: int):
   x = rng.uniform(-2, 2, (n, 2))
   y = (x[:, 0] - 0.5) ** 2 + 2 * (x[:, 1] + 0.3) ** 2
   return [{'x0': float(a), 'x1': float(b)} for a, b in x], y
+
+
+class Hung(TimeoutError):
+  """A call that did not return within its deadline (see `bounded`)."""
+
+
+def bounded(fn, *args, timeout: float):
+  """fn(*args) on a daemon thread, its result or its exception; `Hung` at `timeout` seconds.
+  The hung call is abandoned (a daemon thread never holds up the test or the interpreter), so
+  a deadline bounds even a call that never returns."""
+  import threading  # pylint: disable=g-import-not-at-top
+  out = {}
+
+  def run():
+    try:
+      out['value'] = fn(*args)
+    except BaseException as e:  # pylint: disable=broad-except  # re-raised in the caller
+      out['error'] = e
+  worker = threading.Thread(target=run, daemon=True)
+  worker.start()
+  worker.join(timeout)
+  if worker.is_alive():
+    raise Hung(f'{getattr(fn, "__name__", fn)} did not return within {timeout} s')
+  if 'error' in out:
+    raise out['error']
+  return out['value']

@@ -4,7 +4,6 @@ Every client call runs under a deadline (`_bounded`), so a hang fails the test i
 stalling the suite.
 """
 
-import concurrent.futures
 import os
 import pathlib
 import signal
@@ -28,15 +27,14 @@ from designers.plugin import OmniPredPolicyFactory
 from designers.serving import Service, database_url
 from designers.surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import ModelConfig, OmniPredRegressor, StudyInfo, checkpoints
-from tests.conftest import TINY
+from tests.conftest import TINY, Hung, bounded
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEADLINE_S = 60  # any single client call; a hang fails here
 
 
 def _bounded(fn, *args, timeout=DEADLINE_S):
-  with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    return pool.submit(fn, *args).result(timeout=timeout)
+  return bounded(fn, *args, timeout=timeout)
 
 
 @pytest.fixture(scope='module')
@@ -135,15 +133,16 @@ def test_a_malformed_trial_is_left_out_and_the_study_goes_on(service):
   study = clients.Study.from_study_config(_config(), owner='me', study_id='s')
   for _ in range(4):
     _bounded(_cycle, study, 'w0')
-  # Study.request skips the client-side check that add_trial makes: the next suggest hands
-  # this trial out as it is, x1 missing and a category the space does not have.
+  # Study.request skips the client-side check that add_trial makes. The server never hands
+  # this trial out (x1 missing, a category the space does not have): it is completed as
+  # infeasible with the reason, and the designer leaves it out of the model.
   _bounded(study.request, vz.TrialSuggestion(parameters={'x0': 1.0, 'opt': 'adamw'}))
-  handed = _bounded(lambda: list(study.suggest(count=1, client_id='w0')))
-  assert dict(handed[0].parameters) == {'x0': 1.0, 'opt': 'adamw'}
-  handed[0].complete(vz.Measurement({'loss': 0.0}))
-  for _ in range(3):
+  for _ in range(4):
     _bounded(_cycle, study, 'w0')
-  done = list(study.trials(vz.TrialFilter(status=[vz.TrialStatus.COMPLETED])).get())
+  trials = list(study.trials().get())
+  unfit = [t for t in trials if t.infeasible]
+  assert len(unfit) == 1 and "'x1' is missing" in unfit[0].infeasibility_reason
+  done = [t for t in trials if not t.infeasible]
   assert len(done) == 8
   last = done[-1].metadata.ns('omnipred')
   assert last['phase'] == 'model' and last['left_out_trials'] == '1'
@@ -333,3 +332,126 @@ def test_explain_refuses_values_whose_squares_overflow():
   x = np.linspace(1, 2, 20) * 1e307
   with pytest.raises(ValueError, match=r"Input 'x0' reaches 2e\+307.*divide by 1e307"):
     explain(x, np.arange(20.0))
+
+
+# --- Round two: bounded deadlines, prompt shutdown, requests that do not fit, clear errors ---
+
+def test_a_hung_call_fails_at_its_deadline():
+  start = time.monotonic()
+  with pytest.raises(Hung, match='within 1 s'):
+    _bounded(time.sleep, 8, timeout=1)
+  assert time.monotonic() - start < 2
+
+
+class _SlowSurrogate:
+  """Conditioning takes SLOW_S: a suggestion that is still computing when SIGTERM comes."""
+
+  SLOW_S = 120
+
+  def condition(self, parameters, y, *, time_budget_s=None):
+    time.sleep(self.SLOW_S)
+    return {}
+
+  def sample(self, parameters, num_samples, *, seed):
+    return np.zeros((len(parameters), num_samples))
+
+
+def _slow_factory():
+  return OmniPredPolicyFactory(
+      config=OmniPredDesignerConfig(num_seed_trials=3, num_candidates=16, num_samples=4),
+      surrogate_factory=lambda problem, info: _SlowSurrogate())
+
+
+def test_sigterm_with_a_suggestion_in_flight_exits_within_the_grace_period(tmp_path):
+  import portpicker  # pylint: disable=g-import-not-at-top
+  from designers.serving import SHUTDOWN_GRACE_S  # pylint: disable=g-import-not-at-top
+  db, port = tmp_path / 'v.db', portpicker.pick_unused_port()
+  code = ('from designers.serving import Service, run_until_signal;'
+          'from tests.test_faults import _slow_factory;'
+          f's = Service(port={port}, database={str(db)!r}, policy_factory=_slow_factory());'
+          'print("ready", flush=True); run_until_signal(s)')
+  env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
+  proc = subprocess.Popen([sys.executable, '-c', code], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  try:
+    assert _bounded(proc.stdout.readline) == 'ready\n'
+    clients.environment_variables.server_endpoint = f'localhost:{port}'
+    study = clients.Study.from_study_config(_config(), owner='me', study_id='slow')
+    for _ in range(3):  # the seed phase is quick
+      _bounded(_cycle, study, 'w0')
+    answers = []
+
+    def suggest():  # its answer is the server going away
+      try:
+        _cycle(study, 'w0')
+      except Exception as e:  # pylint: disable=broad-except
+        answers.append(e)
+    threading.Thread(target=suggest, daemon=True).start()
+    deadline = time.monotonic() + DEADLINE_S
+    while _open_operations(db) == 0 and time.monotonic() < deadline:
+      time.sleep(0.01)
+    assert _open_operations(db) == 1  # the slow suggestion is in flight
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert _bounded(proc.wait, timeout=SHUTDOWN_GRACE_S + 10) == 0
+    assert time.monotonic() - start < SHUTDOWN_GRACE_S + 5 < _SlowSurrogate.SLOW_S
+  finally:
+    proc.kill()
+
+
+def test_a_requested_trial_outside_the_space_does_not_block_its_client(service):
+  study = clients.Study.from_study_config(_config(), owner='me', study_id='extra')
+  study.request(vz.TrialSuggestion(parameters={'x0': 1.0, 'x1': 2.0, 'opt': 'adam',
+                                               'extra': 3.0}))
+  for _ in range(3):
+    (trial,) = _bounded(lambda: list(study.suggest(count=1, client_id='w0')))
+    assert 'extra' not in trial.parameters
+    trial.complete(vz.Measurement({'loss': _loss(trial.parameters)}))
+  trials = {t.id: t for t in study.trials().get()}
+  unfit = [t for t in trials.values() if t.infeasible]
+  assert len(unfit) == 1 and 'extra' in unfit[0].infeasibility_reason
+  assert sum(not t.infeasible for t in trials.values()) == 3
+
+
+def test_a_study_without_a_metric_is_refused_naming_it(service):
+  import grpc  # pylint: disable=g-import-not-at-top
+  config = svz.StudyConfig(algorithm='OMNIPRED')
+  config.search_space.root.add_float_param('x0', -5.0, 5.0)
+  with pytest.raises(grpc.RpcError, match="'nometric' has no metric"):
+    _bounded(lambda: clients.Study.from_study_config(config, owner='me', study_id='nometric'))
+
+
+@pytest.mark.parametrize('count', [0, -1])
+def test_a_suggestion_count_below_one_is_refused(service, count):
+  import grpc  # pylint: disable=g-import-not-at-top
+  study = clients.Study.from_study_config(_config(), owner='me', study_id=f'count{count + 1}')
+  with pytest.raises(grpc.RpcError, match=f'suggestion_count must be at least 1, got {count}'):
+    _bounded(lambda: list(study.suggest(count=count, client_id='w0')))
+
+
+def test_a_tls_key_that_does_not_match_its_certificate_names_both_files(tmp_path):
+  files = {}
+  for name in ('a', 'b'):
+    files[name] = (tmp_path / f'{name}.key', tmp_path / f'{name}.crt')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout',
+                    files[name][0], '-out', files[name][1], '-days', '1', '-subj', '/CN=localhost'],
+                   check=True, capture_output=True)
+  with pytest.raises(ValueError, match=r'TLS key .*b\.key does not match certificate .*a\.crt'):
+    Service(database=tmp_path / 'v.db', tls_cert=files['a'][1], tls_key=files['b'][0])
+
+
+def test_a_read_only_database_is_refused_at_start_naming_the_file(tmp_path, tiny_checkpoint):
+  db = tmp_path / 'v.db'
+  with Service(database=db, policy_factory=_factory(tiny_checkpoint)):
+    pass
+  db.chmod(0o444)
+  with pytest.raises(ValueError, match=f'The database {db} is read-only'):
+    Service(database=db, policy_factory=_factory(tiny_checkpoint))
+
+
+def test_a_corrupt_database_is_refused_at_start_naming_the_file(tmp_path, tiny_checkpoint):
+  db = tmp_path / 'v.db'
+  db.write_bytes(b'this is not sqlite' * 100)
+  with pytest.raises(ValueError, match=f'The database {db} cannot be opened'):
+    Service(database=db, policy_factory=_factory(tiny_checkpoint))
+  assert db.read_bytes() == b'this is not sqlite' * 100  # nothing lost

@@ -2,7 +2,6 @@
 signed. Certificates are made here by openssl; every call runs against a real server on
 loopback under a deadline, so a hang fails rather than stalls."""
 
-import concurrent.futures
 import pathlib
 import subprocess
 import time
@@ -20,7 +19,7 @@ from designers.secure_client import HandshakeRefused, secure_stub
 from designers.serving import Service, insecure_bind_warning, mode
 from designers.surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import OmniPredRegressor, checkpoints
-from tests.conftest import TINY
+from tests.conftest import TINY, bounded
 
 DEADLINE_S = 60  # a call that should succeed
 REFUSED_WITHIN_S = 10  # a refused client must hear so well before this
@@ -84,13 +83,7 @@ def _stub(endpoint: str, pki: dict, who: str | None):
 
 
 def _bounded(fn, timeout):
-  """fn() on a daemon-like worker; a call still running at `timeout` fails the test at once
-  (the pool is not joined)."""
-  pool = concurrent.futures.ThreadPoolExecutor(1)
-  try:
-    return pool.submit(fn).result(timeout=timeout)
-  finally:
-    pool.shutdown(wait=False)
+  return bounded(fn, timeout=timeout)
 
 
 def _study_config() -> svz.StudyConfig:
