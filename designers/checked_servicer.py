@@ -8,11 +8,17 @@
   it, the client would raise "Invalid trial for this search space" reading it, and get the
   same trial back on every later call. Such a trial is completed as infeasible, with the
   reason, before suggestions are assigned, and the client goes on.
+
+It also counts, per study, the SuggestTrials calls in progress (`waiting_behind`): Vizier
+computes one study's suggestions one call at a time, so the in-process Pythia
+(`serving.Service`) can serve the calls queued behind the current one from the same batch.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import threading
 
 import grpc
 from vizier._src.service import study_pb2, vizier_service
@@ -31,6 +37,16 @@ def _refuse(context, message: str):
 class CheckedVizierServicer(vizier_service.VizierServicer):
   """`VizierServicer` plus the checks above; everything else is Vizier's."""
 
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._in_progress: collections.Counter = collections.Counter()
+    self._count_lock = threading.Lock()
+
+  def waiting_behind(self, study_name: str) -> int:
+    """SuggestTrials calls for `study_name` in progress besides the one computing now."""
+    with self._count_lock:
+      return max(0, self._in_progress[study_name] - 1)
+
   def CreateStudy(self, request, context=None):  # pylint: disable=invalid-name
     spec = request.study.study_spec
     if not spec.metrics:
@@ -41,8 +57,14 @@ class CheckedVizierServicer(vizier_service.VizierServicer):
   def SuggestTrials(self, request, context=None):  # pylint: disable=invalid-name
     if request.suggestion_count < 1:
       _refuse(context, f'suggestion_count must be at least 1, got {request.suggestion_count}.')
-    self.close_unfit_trials(request.parent, request.client_id)
-    return super().SuggestTrials(request, context)
+    with self._count_lock:
+      self._in_progress[request.parent] += 1
+    try:
+      self.close_unfit_trials(request.parent, request.client_id)
+      return super().SuggestTrials(request, context)
+    finally:
+      with self._count_lock:
+        self._in_progress[request.parent] -= 1
 
   def close_unfit_trials(self, study_name: str, client_id: str) -> int:
     """Completes as infeasible the study's REQUESTED trials, and `client_id`'s ACTIVE ones,

@@ -455,3 +455,46 @@ def test_a_corrupt_database_is_refused_at_start_naming_the_file(tmp_path, tiny_c
   with pytest.raises(ValueError, match=f'The database {db} cannot be opened'):
     Service(database=db, policy_factory=_factory(tiny_checkpoint))
   assert db.read_bytes() == b'this is not sqlite' * 100  # nothing lost
+
+
+class _CountingFactory(OmniPredPolicyFactory):
+  """Counts the server's Suggest calls into Pythia (it asks its factory on every one)."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.calls = 0
+
+  def __call__(self, *args, **kwargs):
+    self.calls += 1
+    return super().__call__(*args, **kwargs)
+
+
+def test_workers_arriving_together_are_served_from_one_batch(tmp_path, tiny_checkpoint):
+  factory = _CountingFactory(
+      config=OmniPredDesignerConfig(num_seed_trials=3, num_candidates=64, num_samples=8),
+      surrogate_factory=LMSurrogate.factory(LMSurrogateConfig(checkpoint=tiny_checkpoint)))
+  with Service(database=tmp_path / 'v.db', policy_factory=factory) as s:
+    clients.environment_variables.server_endpoint = s.endpoint
+    study = clients.Study.from_study_config(_config(), owner='me', study_id='batch')
+    for _ in range(3):
+      _bounded(_cycle, study, 'seed')
+    factory.calls = 0
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def work(i):
+      try:
+        barrier.wait()
+        for _ in range(2):
+          _cycle(study, f'w{i}')
+      except Exception as e:  # pylint: disable=broad-except
+        errors.append(e)
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(8)]
+    for t in threads:
+      t.start()
+    for t in threads:
+      t.join(timeout=4 * DEADLINE_S)
+    assert not any(t.is_alive() for t in threads) and not errors, errors
+    done = list(study.trials(vz.TrialFilter(status=[vz.TrialStatus.COMPLETED])).get())
+    assert len(done) == 3 + 16 and len({parameter_key(t.parameters) for t in done}) == 19
+    assert factory.calls < 16  # queued calls were served from another's batch
