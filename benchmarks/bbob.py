@@ -46,6 +46,7 @@ import attrs  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from designers.candidates import parameter_key  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
 from log_efficiency import log_efficiency  # noqa: E402
 from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
@@ -81,10 +82,13 @@ PRESETS = {
     # Memory: peak RSS of a 100-trial 8-D study; run one designer per process (--designers).
     'memory': dict(functions=('Rastrigin',), dims=(8,), seeds=(0,), trials=100,
                    designers=('omnipred', 'omnipred_lora')),
+    # The seed0 pairs suggested 8 at a time (suggest(count=8)), against seed0's one at a time.
+    'batch8': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(0,), trials=50, batch=8,
+                   designers=('omnipred', 'random', 'quasi_random')),
 }
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
 GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'seed0': (0,), 'seed1': (1,), 'latency': (0,),
-            'memory': (0,)}
+            'memory': (0,), 'batch8': (0,)}
 BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
 # OmniPred variants: (OmniPredDesignerConfig fields, LMSurrogateConfig fields) over the
 # defaults. `omnipred` is the default (zero-shot in context); `omnipred_lora` adds test-time
@@ -244,12 +248,13 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
     if designer not in factories:
       factories[designer] = designer_factory(designer, candidates)
     run = run_study(designer, factories[designer], shifted_bbob(function, dim, seed),
-                    p['trials'], seed=seed, progress=bar)
+                    p['trials'], seed=seed, batch_size=p.get('batch', 1), progress=bar)
     path = raw_path(preset, designer, function, dim, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         'values': [float(v) for v in run.values()], 'seconds': run.seconds,
         'completed': run.completed, 'signature': signatures[designer],
+        'duplicates': len(run.trials) - len({parameter_key(t.parameters) for t in run.trials}),
         'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
   bar.close()
@@ -309,6 +314,11 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
     cells = [f'{np.mean([regret[k][m - 1] for k in studies]):.4f}' for m in marks]
     lines.append(f'| {d} | {len(studies)} | ' + ' | '.join(cells) + ' |')
 
+  if p.get('batch', 1) > 1:
+    lines += ['', f'Suggested {p["batch"]} at a time. Repeated configurations within a study, '
+              'summed over its studies: ' + ', '.join(
+                  f'{d} {sum(b.get("duplicates", 0) for k, b in blobs.items() if k[0] == d)}'
+                  for d in present) + '.']
   at = min(50, p['trials'])
   ours = [d for d in present if is_omnipred(d)]
   # Every variant against every baseline; the default config also against the other variants.
