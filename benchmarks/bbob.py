@@ -114,6 +114,8 @@ OMNIPRED_VARIANTS = {
     'omnipred_search': ({'search': AcquisitionSearchConfig()}, {}),
     # Tied values share their mean rank.
     'omnipred_midrank': ({'y_warp': 'midrank'}, {}),
+    # y read as -log of its gap to the best value.
+    'omnipred_logwarp': ({'y_warp': 'log'}, {}),
     # Once past 20 feasible trials, read only the 20 nearest the best and move around it
     # (every suggestion, or half of them).
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),

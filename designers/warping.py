@@ -12,7 +12,9 @@ import attrs
 import numpy as np
 from scipy.stats import rankdata
 
-WARPS = ('rank', 'midrank', 'none')
+WARPS = ('rank', 'midrank', 'log', 'none')
+# 'log': the gap to the best value is floored at this share of the values' range.
+LOG_FLOOR = 1e-3
 
 
 @attrs.frozen
@@ -20,7 +22,9 @@ class YWarp:
   """`kind='rank'`: y -> its rank in [0, 1]. BBOB objectives span orders of magnitude; an
   affine map would squeeze the region near the optimum into one digit. `'midrank'`: the same,
   with tied values sharing their mean rank (a plateau of equal scores reads as equal, not as
-  an arbitrary staircase in the order the trials came)."""
+  an arbitrary staircase in the order the trials came). `'log'`: -log of the gap to the best
+  value (floored at LOG_FLOOR of the range): a bowl keeps its shape near its bottom, where
+  ranks crowd (in 8-D, the share of points within r of a sphere's centre grows as r^8)."""
 
   maximize: bool
   kind: str = attrs.field(default='rank', validator=attrs.validators.in_(WARPS))
@@ -35,6 +39,9 @@ class YWarp:
       return np.argsort(np.argsort(y, kind='stable'), kind='stable') / max(1, len(y) - 1)
     if self.kind == 'midrank':
       return (rankdata(y, method='average') - 1.0) / max(1, len(y) - 1)
+    if self.kind == 'log':
+      best, floor = _log_anchor(y)
+      return -np.log(best - y + floor)
     return y
 
   def unwarp(self, warped: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -44,6 +51,9 @@ class YWarp:
     warped = np.asarray(warped, dtype=np.float64)
     if self.kind == 'none':
       return warped
+    if self.kind == 'log':
+      best, floor = _log_anchor(np.asarray(observed, dtype=np.float64))
+      return best + floor - np.exp(-warped)
     ordered = np.sort(np.asarray(observed, dtype=np.float64))
     if len(ordered) == 1:
       return np.full_like(warped, ordered[0])
@@ -56,3 +66,10 @@ class YWarp:
   def from_study_direction(self, samples: np.ndarray) -> np.ndarray:
     """Surrogate samples -> oriented (larger is better)."""
     return samples if self.maximize else -samples
+
+
+def _log_anchor(y: np.ndarray) -> tuple[float, float]:
+  """(best value, floor of the gap) of the 'log' warp for values y [n]."""
+  best = float(np.max(y))
+  spread = float(np.ptp(y))
+  return best, LOG_FLOOR * spread if spread > 0 else 1.0

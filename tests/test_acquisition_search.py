@@ -9,7 +9,6 @@ from vizier import pyvizier as vz
 from designers.acquisition_search import AcquisitionSearchConfig, search
 from designers.candidates import CandidateSpace
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
-from designers.warping import YWarp
 
 SMALL = AcquisitionSearchConfig(generations=3, children=64, parents=8, finalists=16)
 
@@ -116,11 +115,3 @@ def test_the_designer_searches_through_any_surrogate(exact):
   assert abs(s.parameters['x'].value - 0.3) < 0.01
   assert int(s.metadata.ns('omnipred')['searched_candidates']) > 32
   assert (surrogate.quantile_calls > 0) == exact
-
-
-def test_midrank_gives_tied_values_their_mean_rank():
-  warp = YWarp(maximize=True, kind='midrank')
-  np.testing.assert_allclose(warp.warp(np.asarray([0.9, 0.8, 0.9, 0.7, 0.9])),
-                             [0.75, 0.25, 0.75, 0.0, 0.75])
-  plain = YWarp(maximize=True, kind='rank').warp(np.asarray([0.9, 0.8, 0.9, 0.7, 0.9]))
-  assert len(set(plain)) == 5  # 'rank' splits ties by the trials' order
