@@ -63,18 +63,20 @@ class SumScore:
     return 1.0 + sum(0.1 if j < self.relevant else -0.01 for j in missing)
 
 
-@pytest.mark.parametrize('d', [10, 60, 100])
-def test_the_choice_scores_at_most_max_scores_subsets_at_any_size(d):
+@pytest.mark.parametrize('d, max_scores, bound', [
+    (10, 64, 64), (20, 64, 32), (60, 64, 10), (100, 64, 6), (30, 200, 66)])
+def test_the_choice_scores_a_bounded_number_of_subsets_at_any_size(d, max_scores, bound):
+  """At most max_scores subsets up to 10 parameters, max_scores * 10 / d beyond."""
   score = SumScore(d, relevant=3)
-  selection = select_parameters(score, range(d), config=RelevanceConfig(max_scores=64))
-  assert score.calls <= 64
+  selection = select_parameters(score, range(d), config=RelevanceConfig(max_scores=max_scores))
+  assert score.calls <= bound
   assert set(range(3)) <= set(selection.kept)  # never drops what matters
-  if d * (d + 1) // 2 + 1 <= 64:  # within the bound: the exact elimination
+  if d * (d + 1) // 2 + 1 <= bound:  # within the bound: the exact elimination
     assert selection.kept == (0, 1, 2) and not selection.cut
-  elif d + 1 <= 64:  # one full round, then every helpful drop at once
+  elif d + 2 <= bound:  # one full round, then every helpful drop at once
     assert selection.kept == (0, 1, 2) and selection.cut
   else:  # not even one round fits: the helpful drops of the partial round, at once
-    assert selection.cut and len(selection.kept) == d - (64 - 2 - 3)
+    assert selection.cut and len(selection.kept) == d - (bound - 2 - 3)
 
 
 def test_too_few_trials_keep_every_parameter_unscored():

@@ -47,13 +47,15 @@ class RelevanceConfig:
   # Views of the study the held-out likelihood reads (None: as many as the predictions).
   views: int | None = attrs.field(default=None, kw_only=True)
   seed: int = attrs.field(default=0, kw_only=True)
-  # Subsets scored per choice at most: the choice's cost is bounded whatever the number of
-  # parameters d. Full backward elimination scores up to d(d+1)/2 + 1 subsets (37 at 8
-  # parameters, 56 at 10: all within the bound, chosen exactly as without it); beyond, the
-  # first round scores every single drop and then drops at once every parameter whose removal
-  # helped, and elimination goes on one at a time while the bound allows (`Selection.cut`).
-  # A 60-parameter study took 1165 scores, 49-76 s per choice, without a bound.
+  # Subsets scored per choice at most, for up to `max_scores_dims` parameters; with d more,
+  # max_scores * max_scores_dims / d (a subset's score costs about d): the choice's cost is
+  # bounded whatever d. Full backward elimination scores up to d(d+1)/2 + 1 subsets (37 at 8
+  # parameters, 56 at 10: within the bound, chosen exactly as without it); beyond, the first
+  # round scores single drops and then drops at once every parameter whose removal helped,
+  # and elimination goes on one at a time while the bound allows (`Selection.cut`). A
+  # 60-parameter study took 1165 scores, 49-76 s per choice, without a bound.
   max_scores: int = attrs.field(default=64, kw_only=True)
+  max_scores_dims: int = attrs.field(default=10, kw_only=True)
 
   def __attrs_post_init__(self):
     if self.folds < 2:
@@ -136,7 +138,7 @@ def select_parameters(score: HeldOutLikelihood, candidates: Sequence[int],
     return Selection(kept=tuple(sorted(kept + always)), dropped=(), scores=(),
                      num_trials=len(score.y))
   d = len(kept)
-  budget = [config.max_scores]
+  budget = [max(2, config.max_scores * config.max_scores_dims // max(d, config.max_scores_dims))]
 
   def scored(subset) -> float:
     budget[0] -= 1
@@ -144,7 +146,7 @@ def select_parameters(score: HeldOutLikelihood, candidates: Sequence[int],
 
   best = scored(kept)
   scores, dropped = [best], []
-  batch_first = d * (d + 1) // 2 + 1 > config.max_scores
+  batch_first = d * (d + 1) // 2 + 1 > budget[0]
   cut = False
   while len(kept) > config.min_kept:
     trial = {}
