@@ -1,0 +1,119 @@
+"""Why OmniPred stalls on smooth functions: the candidate search, or the model?
+
+    python benchmarks/experiments/smooth_oracle.py [--seeds 0,1] [--trials 50]
+
+Runs the designer on smooth shifted BBOB functions in 8-D with its surrogate replaced by an
+oracle (the true function: every candidate's samples are its exact value), once ranking the
+default pool and once with the acquisition search, beside the LM itself. If the oracle also
+stalls, the candidates never come close enough to the optimum (the search is the cause); if
+the oracle converges and the LM does not, the model's resolution near the incumbent is.
+Writes benchmarks/results/smooth_oracle.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import bbob  # noqa: E402  # sets the environment and sys.path first
+
+import numpy as np  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+from vizier import pyvizier as vz  # noqa: E402
+
+from designers.acquisition_search import AcquisitionSearchConfig  # noqa: E402
+from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # noqa: E402
+from designers.study_runner import run_study, shifted_bbob  # noqa: E402
+
+FUNCTIONS = ('Sphere', 'Ellipsoidal', 'StepEllipsoidal', 'RosenbrockRotated')
+DIM = 8
+
+
+class Oracle:
+  """A surrogate that knows the function: its samples are the exact value (study units)."""
+
+  def __init__(self, experimenter):
+    self._exptr = experimenter
+
+  def condition(self, parameters, y, *, time_budget_s=None):
+    return {'fit_steps': 0}
+
+  def sample(self, parameters, num_samples, *, seed):
+    trials = [vz.Trial(parameters=p) for p in parameters]
+    self._exptr.evaluate(trials)
+    y = np.asarray([t.final_measurement.metrics['bbob_eval'].value for t in trials])
+    return np.repeat(y[:, None], num_samples, axis=1)
+
+
+def designer(name: str, function: str):
+  """A designer factory: `oracle_pool` / `oracle_search` (the oracle surrogate on `function`),
+  or an OmniPred variant of benchmarks/bbob.py."""
+  if name.startswith('oracle_'):
+    config = OmniPredDesignerConfig(
+        search=AcquisitionSearchConfig() if name == 'oracle_search' else None)
+    return lambda p, seed=None: OmniPredDesigner(
+        p, seed=seed, config=config, surrogate=Oracle(shifted_bbob(function, DIM, seed or 0)))
+  return bbob.designer_factory(name)
+
+
+DEFAULT_DESIGNERS = ('oracle_pool,oracle_search,omnipred,omnipred_search,omnipred_local,'
+                     'omnipred_local_half,omnipred_search_local,omnipred_logwarp')
+
+
+def raw_path(name: str, function: str, seed: int, trials: int) -> pathlib.Path:
+  return bbob.RAW / 'smooth' / f'{name}_{function}_{seed}_{trials}.json'
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--seeds', default='0')
+  parser.add_argument('--trials', type=int, default=50)
+  parser.add_argument('--designers', default=DEFAULT_DESIGNERS)
+  args = parser.parse_args(argv)
+  seeds = [int(s) for s in args.seeds.split(',')]
+  names = args.designers.split(',')
+  jobs = [(n, f, s) for f in FUNCTIONS for s in seeds for n in names
+          if not raw_path(n, f, s, args.trials).exists()]
+  bar = tqdm(total=len(jobs) * args.trials, desc='smooth')
+  for name, function, seed in jobs:  # resumable: a study that ran is stored and skipped
+    run = run_study(name, designer(name, function), shifted_bbob(function, DIM, seed),
+                    args.trials, seed=seed, progress=bar)
+    path = raw_path(name, function, seed, args.trials)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({'values': [float(v) for v in run.values()]}))
+  bar.close()
+  regret = {}
+  for function in FUNCTIONS:
+    for seed in seeds:
+      f_opt, f_med = bbob.reference(function, DIM, seed)
+      for name in names:
+        v = np.asarray(json.loads(raw_path(name, function, seed, args.trials).read_text())
+                       ['values'])
+        best = np.minimum.accumulate(np.where(np.isnan(v), np.inf, v))
+        regret[(name, function, seed)] = np.clip((best - f_opt) / (f_med - f_opt), 0, None)
+  marks = [m for m in (10, 25, 50, 100) if m <= args.trials]
+  lines = [f'Smooth 8-D shifted BBOB, seeds {seeds}: normalised regret (mean over seeds) of the'
+           ' designer with an oracle surrogate (the true function) and with the LM, ranking the'
+           ' default pool or searching the acquisition.', '',
+           '| function | designer | ' + ' | '.join(f'@ {m}' for m in marks) + ' |',
+           '|---|---|' + '---|' * len(marks)]
+  for function in FUNCTIONS:
+    for name in names:
+      curves = [regret[(name, function, s)] for s in seeds]
+      lines.append(f'| {function} | {name} | ' + ' | '.join(
+          f'{np.mean([c[m - 1] for c in curves]):.2e}' for m in marks) + ' |')
+  flags = '' if args.designers == DEFAULT_DESIGNERS else f' --designers {args.designers}'
+  lines += ['', f'Command: `python benchmarks/experiments/smooth_oracle.py --seeds {args.seeds}'
+            f' --trials {args.trials}{flags}` (studies stored under'
+            ' benchmarks/results/raw/smooth/, reused when present).']
+  text = '\n'.join(lines) + '\n'
+  (bbob.RESULTS / 'smooth_oracle.md').write_text(text)
+  print(text)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
