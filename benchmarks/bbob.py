@@ -48,7 +48,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from designers.candidates import parameter_key  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
-from log_efficiency import log_efficiency  # noqa: E402
+from comparisons import log_efficiency, save_grid, win_rate_rows  # noqa: E402
 from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
 from designers.acquisition_search import AcquisitionSearchConfig  # noqa: E402
 
@@ -324,16 +324,8 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
   at = min(50, p['trials'])
   ours = [d for d in present if is_omnipred(d)]
   # Every variant against every baseline; the default config also against the other variants.
-  rows = []
-  for o in ours:
-    for d in present:
-      if d == o or (is_omnipred(d) and o != 'omnipred'):
-        continue
-      pairs = [(regret[(o,) + k[1:]][at - 1], regret[k][at - 1])
-               for k in regret if k[0] == d and (o,) + k[1:] in regret]
-      if pairs:
-        wins = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
-        rows.append(f'| {o} | {d} | {len(pairs)} | {wins:.0%} |')
+  rows = win_rate_rows(regret, ours, present, at,
+                       skip=lambda o, d: is_omnipred(d) and o != 'omnipred')
   if rows:
     lines += ['', f'Win rate at trial {at}: share of studies (same function, dim and seed) where '
               'the OmniPred variant\'s regret is lower (ties count half).', '',
@@ -417,14 +409,8 @@ def plot(preset, present, regret, latency) -> None:
     ax.set_yscale('log')
     ax.set_title(f'{f} {dim}-D', fontsize=9)
     ax.grid(alpha=0.3)
-  for ax in axes.flat[len(keys):]:
-    ax.axis('off')
-  axes.flat[0].legend(fontsize=7)
-  fig.supxlabel('trial')
-  fig.supylabel('normalised simple regret (mean over seeds)')
-  fig.tight_layout()
-  fig.savefig(RESULTS / f'bbob_{preset}_convergence.png', dpi=100)
-  plt.close(fig)
+  save_grid(fig, axes, len(keys), 'normalised simple regret (mean over seeds)',
+            RESULTS / f'bbob_{preset}_convergence.png')
   fig, ax = plt.subplots(figsize=(6, 4))
   for d in present:
     pts = np.asarray(latency[d])

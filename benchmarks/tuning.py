@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import tuning_tasks  # noqa: E402
-from log_efficiency import log_efficiency  # noqa: E402
+from comparisons import log_efficiency, save_grid, win_rate_rows  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 
 RESULTS = bbob.RESULTS
@@ -125,16 +125,7 @@ def aggregate(designers: tuple[str, ...], command: str = '') -> str:
     lines.append(f'| {d} | {len(studies)} | ' + ' | '.join(cells)
                  + f' | {np.median(seconds[d]):.3f} |')
   ours = [d for d in present if bbob.is_omnipred(d)]
-  rows = []
-  for o in ours:
-    for d in present:
-      if d == o:
-        continue
-      pairs = [(regret[(o,) + k[1:]][TRIALS - 1], regret[k][TRIALS - 1])
-               for k in regret if k[0] == d and (o,) + k[1:] in regret]
-      if pairs:
-        wins = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
-        rows.append(f'| {o} | {d} | {len(pairs)} | {wins:.0%} |')
+  rows = win_rate_rows(regret, ours, present, TRIALS)
   if rows:
     lines += ['', f'Win rate at trial {TRIALS}: share of studies (same task and seed) where the'
               ' OmniPred variant\'s regret is lower (ties count half).', '',
@@ -187,14 +178,8 @@ def plot(present, regret, task_names) -> None:
     ax.set_yscale('log')
     ax.set_title(panel, fontsize=9)
     ax.grid(alpha=0.3)
-  for ax in axes.flat[len(panels):]:
-    ax.axis('off')
-  axes.flat[0].legend(fontsize=7)
-  fig.supxlabel('trial')
-  fig.supylabel('normalised regret (mean over seeds)')
-  fig.tight_layout()
-  fig.savefig(RESULTS / 'tuning_convergence.png', dpi=100)
-  plt.close(fig)
+  save_grid(fig, axes, len(panels), 'normalised regret (mean over seeds)',
+            RESULTS / 'tuning_convergence.png')
 
 
 def main(argv=None) -> int:

@@ -148,23 +148,30 @@ def test_a_malformed_trial_is_left_out_and_the_study_goes_on(service):
   assert last['phase'] == 'model' and last['left_out_trials'] == '1'
 
 
-def test_eight_concurrent_workers_lose_nothing_and_repeat_nothing(service):
-  study = clients.Study.from_study_config(_config(), owner='me', study_id='many')
+def _workers_at_once(study, n: int, cycles: int) -> None:
+  """n workers (client ids w0..) start together, each running `cycles` cycles on its own
+  daemon thread; every one must end, without an error, within 4 deadlines."""
+  barrier = threading.Barrier(n)
   errors = []
 
   def work(i):
     try:
-      for _ in range(3):
+      barrier.wait()
+      for _ in range(cycles):
         _cycle(study, f'w{i}')
     except Exception as e:  # pylint: disable=broad-except
       errors.append(e)
-
-  threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+  threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
   for t in threads:
     t.start()
   for t in threads:
     t.join(timeout=4 * DEADLINE_S)
   assert not any(t.is_alive() for t in threads) and not errors, errors
+
+
+def test_eight_concurrent_workers_lose_nothing_and_repeat_nothing(service):
+  study = clients.Study.from_study_config(_config(), owner='me', study_id='many')
+  _workers_at_once(study, 8, 3)
   done = list(study.trials(vz.TrialFilter(status=[vz.TrialStatus.COMPLETED])).get())
   assert len(done) == 24
   assert len({parameter_key(t.parameters) for t in done}) == 24
@@ -479,22 +486,7 @@ def test_workers_arriving_together_are_served_from_one_batch(tmp_path, tiny_chec
     for _ in range(3):
       _bounded(_cycle, study, 'seed')
     factory.calls = 0
-    barrier = threading.Barrier(8)
-    errors = []
-
-    def work(i):
-      try:
-        barrier.wait()
-        for _ in range(2):
-          _cycle(study, f'w{i}')
-      except Exception as e:  # pylint: disable=broad-except
-        errors.append(e)
-    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(8)]
-    for t in threads:
-      t.start()
-    for t in threads:
-      t.join(timeout=4 * DEADLINE_S)
-    assert not any(t.is_alive() for t in threads) and not errors, errors
+    _workers_at_once(study, 8, 2)
     done = list(study.trials(vz.TrialFilter(status=[vz.TrialStatus.COMPLETED])).get())
     assert len(done) == 3 + 16 and len({parameter_key(t.parameters) for t in done}) == 19
     assert factory.calls < 16  # queued calls were served from another's batch

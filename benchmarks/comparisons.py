@@ -1,0 +1,58 @@
+"""How two designers' runs compare, for the benchmark tables.
+
+- `win_rate_rows`: the share of studies where one designer's regret is lower (ties half).
+- `save_grid`: a figure of per-study panels, finished and written.
+- `log_efficiency`: Vizier's yardstick, the log-efficiency of one designer's convergence curves
+  against a baseline's (`LogEfficiencyConvergenceCurveComparator` of Vizier's benchmark
+  analyzers). A score s > 0 means the compared designer needs about exp(-s) times the
+  baseline's trials to reach the same best value (median curves over seeds); s < 0, more;
+  Vizier clips scores to [-1, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def log_efficiency(compared: np.ndarray, baseline: np.ndarray) -> float:
+  """compared, baseline: [seeds, trials] best-so-far values to MINIMISE (e.g. regret)."""
+  from vizier._src.benchmarks.analyzers import convergence_curve as cc  # pylint: disable=g-import-not-at-top
+  compared, baseline = np.atleast_2d(compared), np.atleast_2d(baseline)
+  xs = np.arange(1, compared.shape[1] + 1)
+  curve = lambda ys: cc.ConvergenceCurve(xs=xs, ys=np.asarray(ys, dtype=float),
+                                         trend=cc.ConvergenceCurve.YTrend.DECREASING)
+  return float(cc.LogEfficiencyConvergenceCurveComparator(
+      baseline_curve=curve(baseline), compared_curve=curve(compared)).score())
+
+
+def win_rate_rows(regret: dict, ours, present, at: int,
+                  skip: Callable[[str, str], bool] = lambda o, d: False) -> list[str]:
+  """Markdown rows `| ours | against | studies | wins |` at trial `at`. regret: (designer,
+  *study) -> [trials] regret; a study is compared where both designers ran it."""
+  rows = []
+  for o in ours:
+    for d in present:
+      if d == o or skip(o, d):
+        continue
+      pairs = [(regret[(o,) + k[1:]][at - 1], regret[k][at - 1])
+               for k in regret if k[0] == d and (o,) + k[1:] in regret]
+      if pairs:
+        wins = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
+        rows.append(f'| {o} | {d} | {len(pairs)} | {wins:.0%} |')
+  return rows
+
+
+def save_grid(fig, axes, used: int, ylabel: str, path) -> None:
+  """Finishes a grid of convergence panels (legend on the first, the unused ones hidden,
+  shared labels) and writes it to `path`."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  for ax in axes.flat[used:]:
+    ax.axis('off')
+  axes.flat[0].legend(fontsize=7)
+  fig.supxlabel('trial')
+  fig.supylabel(ylabel)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
