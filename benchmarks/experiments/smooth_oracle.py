@@ -60,7 +60,7 @@ def designer(name: str, function: str):
 
 
 DEFAULT_DESIGNERS = ('oracle_pool,oracle_search,omnipred,omnipred_search,omnipred_local,'
-                     'omnipred_local_half,omnipred_search_local,omnipred_logwarp')
+                     'omnipred_logwarp')
 
 
 def raw_path(name: str, function: str, seed: int, trials: int) -> pathlib.Path:
