@@ -116,6 +116,9 @@ OMNIPRED_VARIANTS = {
     'omnipred_midrank': ({'y_warp': 'midrank'}, {}),
     # y read as -log of its gap to the best value.
     'omnipred_logwarp': ({'y_warp': 'log'}, {}),
+    # Other acquisitions over the same samples (the default: UCB, the 0.9 quantile).
+    'omnipred_ei': ({'acquisition': 'ei'}, {}),
+    'omnipred_thompson': ({'acquisition': 'thompson'}, {}),
     # Once past 20 feasible trials, read only the 20 nearest the best and move around it
     # (every suggestion, or half of them).
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
