@@ -145,7 +145,10 @@ def tls_credentials(cert: str | os.PathLike, key: str | os.PathLike,
     return data
   pairs = [(pem(key, 'TLS key'), pem(cert, 'TLS certificate'))]
   try:  # gRPC reports a key that does not match as "Failed to bind to address"
-    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    # An empty password: an encrypted key fails here (gRPC cannot read one) instead of
+    # OpenSSL prompting for its passphrase on the terminal.
+    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+        cert, key, password=lambda: b'')
   except ssl.SSLError as e:
     raise ValueError(f'TLS key {key} does not match certificate {cert} (or either is not a '
                      f'valid PEM file): {e.reason or e}') from None
