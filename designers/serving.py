@@ -151,7 +151,8 @@ def tls_credentials(cert: str | os.PathLike, key: str | os.PathLike,
         cert, key, password=lambda: b'')
   except ssl.SSLError as e:
     raise ValueError(f'TLS key {key} does not match certificate {cert} (or either is not a '
-                     f'valid PEM file): {e.reason or e}') from None
+                     'valid PEM file, or the key is encrypted: gRPC reads only plain keys): '
+                     f'{e.reason or e}') from None
   if client_ca is None:
     return grpc.ssl_server_credentials(pairs)
   return grpc.ssl_server_credentials(pairs, root_certificates=pem(client_ca, 'TLS client CA'),
