@@ -128,14 +128,22 @@ class EvaluationCache:
   def __init__(self, name: str):
     self.path = CACHE / f'{name}.jsonl'
     self._values: dict[str, float] = {}
+    self._offset = 0  # bytes of the file already read
     self._read()
 
   def _read(self) -> None:
-    if self.path.exists():
-      for line in self.path.read_text().splitlines():
-        if line.strip():
-          row = json.loads(line)
-          self._values[row['key']] = row['y']
+    """Reads what was appended since the last read (by any process), whole lines only."""
+    if not self.path.exists():
+      return
+    with self.path.open('rb') as f:
+      f.seek(self._offset)
+      tail = f.read()
+    complete = tail[:tail.rfind(b'\n') + 1]
+    self._offset += len(complete)
+    for line in complete.decode().splitlines():
+      if line.strip():
+        row = json.loads(line)
+        self._values[row['key']] = row['y']
 
   @staticmethod
   def key(params: dict) -> str:
