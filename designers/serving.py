@@ -118,16 +118,27 @@ def check_writable(path: pathlib.Path) -> None:
 
 
 def open_servicer(url: str, path: pathlib.Path | None):
-  """Vizier's servicer (with `CheckedVizierServicer`'s checks) on the database at `url`; a
-  file that is not an SQLite database is refused naming the file."""
+  """Vizier's servicer (with `CheckedVizierServicer`'s checks) on the database at `url`: an
+  SQLite file (one that is not an SQLite database is refused naming the file) or any other
+  database SQLAlchemy reaches, PostgreSQL for a team (`sql_store`; one it cannot reach is
+  refused naming the URL, password hidden)."""
   import sqlalchemy as sqla  # pylint: disable=g-import-not-at-top
   from designers.checked_servicer import CheckedVizierServicer  # pylint: disable=g-import-not-at-top
+  from designers import sql_store  # pylint: disable=g-import-not-at-top
   try:
-    return CheckedVizierServicer(database_url=url)
+    if sqla.engine.make_url(url).get_backend_name() == 'sqlite':
+      return CheckedVizierServicer(database_url=url)
+    servicer = CheckedVizierServicer(database_url=None)  # then its datastore, on `url`
+    servicer.datastore = sql_store.open_datastore(url)
+    return servicer
   except sqla.exc.DatabaseError as e:
-    where = path if path is not None else url
-    raise ValueError(f'The database {where} cannot be opened ({e.orig}): is it an SQLite '
-                     'file written by Vizier? Pass another --database.') from None
+    where = path if path is not None else sql_store.redacted(url)
+    kind = 'is it an SQLite file written by Vizier?' if path is not None else 'is it running?'
+    raise ValueError(f'The database {where} cannot be opened ({e.orig}): {kind} '
+                     'Pass another --database.') from None
+  except (sqla.exc.ArgumentError, sqla.exc.NoSuchModuleError, ImportError) as e:
+    raise ValueError(f'--database {sql_store.redacted(url)} is not a database URL SQLAlchemy '
+                     f'can open ({e}); for PostgreSQL install vizier-omnipred[postgres].') from None
 
 
 def tls_credentials(cert: str | os.PathLike, key: str | os.PathLike,
@@ -267,7 +278,8 @@ class Service:
       url, path = database_url(database)
       if path is not None:
         check_writable(path)
-      self.database = path if path is not None else url
+      from designers import sql_store  # pylint: disable=g-import-not-at-top
+      self.database = path if path is not None else sql_store.redacted(url)
       self.servicer = open_servicer(url, path)
       self.recovered_operations = recover_interrupted_operations(self.servicer.datastore)
       self.servicer.default_pythia_service = _FailSafePythia(

@@ -218,13 +218,15 @@ class LMSurrogate:
   def __init__(self, problem: vz.ProblemStatement, study: StudyInfo, *,
                config: LMSurrogateConfig = LMSurrogateConfig(),
                regressor: OmniPredRegressor | None = None, seed: int = 0,
-               metric_inputs: Sequence[str] = ()):
+               metric_inputs: Sequence[str] = (), partial_rows: bool = False):
     """`regressor` overrides `config.checkpoint` and `config.views` (e.g. a tiny model in
     tests, or a loaded base shared by many studies); `metric_inputs`: other metrics the trials
-    carry as inputs (`ChainedObjectives`)."""
+    carry as inputs (`ChainedObjectives`); `partial_rows`: a trial may hold any subset of the
+    problem's parameters (define-by-run spaces)."""
     self.config = config
     self._regressor = regressor or _pretrained(config)
-    self._regressor.set_study(problem, study=study, metric_inputs=metric_inputs)
+    self._regressor.set_study(problem, study=study, metric_inputs=metric_inputs,
+                              partial_rows=partial_rows)
     self._seed = seed
     self._tuned = False
 
@@ -315,11 +317,11 @@ class LMSurrogateFactory:
   shared: OmniPredRegressor
 
   def __call__(self, problem: vz.ProblemStatement, study: StudyInfo, *,
-               metric_inputs: Sequence[str] = ()) -> LMSurrogate:
+               metric_inputs: Sequence[str] = (), partial_rows: bool = False) -> LMSurrogate:
     return LMSurrogate(problem, study, config=self.config,
                        regressor=self.shared.for_new_study(views=self.config.views,
                                                            relevance=self.config.relevance),
-                       metric_inputs=metric_inputs)
+                       metric_inputs=metric_inputs, partial_rows=partial_rows)
 
 
 def _pretrained(config: LMSurrogateConfig) -> OmniPredRegressor:

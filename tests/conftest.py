@@ -97,3 +97,33 @@ def bounded(fn, *args, timeout: float):
   if 'error' in out:
     raise out['error']
   return out['value']
+
+
+@pytest.fixture(scope='session')
+def tiny_checkpoint_file(tmp_path_factory) -> str:
+  """A saved untrained tiny model, for code that loads a checkpoint by path (servers,
+  samplers in other processes)."""
+  from vizier_omnipred import OmniPredRegressor, checkpoints  # pylint: disable=g-import-not-at-top
+  path = tmp_path_factory.mktemp('tiny_ckpt') / 'tiny.pt'
+  checkpoints.save(path, OmniPredRegressor.from_scratch(TINY).base, card={'name': 'tiny'})
+  return str(path)
+
+
+@pytest.fixture(scope='session')
+def postgres_server(tmp_path_factory):
+  """A real PostgreSQL 16 server (the pgserver wheel) in a temporary directory, for the
+  session; stopped at the end."""
+  import pgserver  # pylint: disable=g-import-not-at-top
+  server = pgserver.get_server(tmp_path_factory.mktemp('pg'), cleanup_mode='stop')
+  yield server
+  server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+  """A fresh, empty database on the session's PostgreSQL server: its SQLAlchemy URL."""
+  import re  # pylint: disable=g-import-not-at-top
+  import uuid  # pylint: disable=g-import-not-at-top
+  name = 't_' + re.sub(r'\W', '_', request.node.name.lower())[:40] + '_' + uuid.uuid4().hex[:6]
+  postgres_server.psql(f'CREATE DATABASE {name};')
+  return postgres_server.get_uri(name).replace('postgresql://', 'postgresql+psycopg://', 1)

@@ -225,15 +225,17 @@ class OmniPredRegressor:
 
   # --- data -----------------------------------------------------------------------------
   def set_study(self, problem: vz.ProblemStatement | None = None, *,
-                study: StudyInfo | None = None, metric_inputs: Sequence[str] = ()) -> None:
+                study: StudyInfo | None = None, metric_inputs: Sequence[str] = (),
+                partial_rows: bool = False) -> None:
     """Binds the regressor to a study's search space and metadata (validation, prompt), and
-    names the other metrics its rows may carry as inputs (`Featurizer`'s `metric_inputs`).
+    names the other metrics its rows may carry as inputs (`Featurizer`'s `metric_inputs`);
+    `partial_rows`: a row may hold any subset of the parameters (`Featurizer`).
 
     Also imports peft (and transformers behind it, ~5 s once per process) now, so that the
     first `fine_tune`, and a designer's first time budget, are not charged with it.
     """
     self.featurizer = Featurizer(problem, study=study, config=self.base.model_config.featurizer,
-                                 metric_inputs=metric_inputs)
+                                 metric_inputs=metric_inputs, partial_rows=partial_rows)
     self.selection = None  # chosen among this featurizer's columns
     _import_peft()
     self._problem = problem

@@ -78,17 +78,23 @@ def is_valid(space: vz.SearchSpace, parameters: Mapping[str, object]) -> bool:
 
 
 def check_parameters(space: vz.SearchSpace, parameters: Mapping[str, object], *,
-                     check_bounds: bool = True) -> None:
+                     check_bounds: bool = True, partial: bool = False) -> None:
   """Raises ValueError naming the first culprit: an active parameter missing, a category or
   discrete value not in its list, a number out of bounds (unless `check_bounds` is False: a
   regressor may be asked to extrapolate), a non-finite number, or a parameter that is not
-  active (unknown, or its parent selects another branch). Flat and conditional spaces."""
+  active (unknown, or its parent selects another branch). Flat and conditional spaces.
+
+  `partial`: a trial may hold any subset of the space's parameters (a define-by-run space,
+  Optuna's, where only the trial itself says which parameters it has); the ones it holds are
+  checked as above."""
   parameters = {k: (v.value if isinstance(v, vz.ParameterValue) else v)
                 for k, v in parameters.items()}
   active = active_configs(space, parameters)
   names = {pc.name for pc in active}
   for pc in active:
     if pc.name not in parameters:
+      if partial:
+        continue
       raise ValueError(f'parameter {pc.name!r} is missing (active here: {sorted(names)}).')
     value = parameters[pc.name]
     if pc.type != vz.ParameterType.CATEGORICAL:

@@ -178,6 +178,10 @@ class Featurizer:
   its parameters (several objectives, sampled jointly by the chain rule: objective k reads the
   values of the objectives before it). A missing or non-finite metric value is an absent
   item. They come after the parameters, in the order given (`with_metric_values` fills them).
+
+  `partial_rows`: a row may hold any subset of the problem's parameters (a define-by-run space,
+  where only the trial says which parameters it has); the absent ones are absent items, as in
+  a conditional space.
   """
 
   def __init__(
@@ -187,8 +191,10 @@ class Featurizer:
       study: StudyInfo | None = None,
       config: FeaturizerConfig = FeaturizerConfig(),
       metric_inputs: Sequence[str] = (),
+      partial_rows: bool = False,
   ):
     self.config = config
+    self.partial_rows = partial_rows
     self.metric_inputs = tuple(metric_inputs)
     if len(set(self.metric_inputs)) != len(self.metric_inputs):
       raise ValueError(f'metric_inputs {self.metric_inputs} names a metric twice.')
@@ -244,7 +250,8 @@ class Featurizer:
     row = {k: v for k, v in row.items() if k not in self.metric_inputs}
     if self._space is not None:
       try:
-        search_space.check_parameters(self._space, row, check_bounds=False)
+        search_space.check_parameters(self._space, row, check_bounds=False,
+                                      partial=self.partial_rows)
       except ValueError as e:
         raise ValueError(f'Row {i}: {e}') from None
       return
