@@ -11,11 +11,14 @@ trials as infeasible. RUNNING trials are passed as active trials, with the param
 sampler already chose for them (kept in the trial's system attributes, as Optuna's GPSampler
 shares its own), so parallel workers are never handed one configuration twice.
 
-Define-by-run parameters outside that space (a model family's own parameters, say) are the
-conditional case, and OmniPred reads a trial as the set of parameters it has: such a parameter
-is chosen by the model (`define_by_run='model'`), among its values, by the upper quantile of
-y the model predicts for the trial so far plus that value, with every finished trial in
-context, whichever parameters it has; 'random' is Optuna's usual fallback.
+Define-by-run parameters outside that space are the conditional case, and OmniPred reads a
+trial as the set of parameters it has. With `define_by_run='model'`, a parameter that appears
+exactly when a shared categorical takes some of its values (a model family's own parameters)
+joins the relative space as that categorical's child (`optuna_space.conditional_space`), so
+the designer searches the conditional space as a whole; any other is chosen by the model
+among its values, by the upper quantile of y it predicts for the trial so far plus that
+value, with every finished trial in context. 'random': Optuna's usual fallback, the shared
+parameters by the designer and the rest at random.
 
 Nothing is kept between calls but the loaded model and the last conditioned define-by-run
 surrogate: everything else is rebuilt from the study's storage, so one sampler works with
@@ -40,7 +43,7 @@ from optuna.trial import FrozenTrial, TrialState
 from vizier import algorithms as vza
 
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
-from designers.optuna_space import OptunaProblem
+from designers.optuna_space import OptunaProblem, conditional_space
 from designers.surrogate import LMSurrogate, LMSurrogateConfig, SurrogateFactory
 from designers.warping import YWarp
 from vizier_omnipred import StudyInfo
@@ -117,18 +120,32 @@ class OmniPredSampler(optuna.samplers.BaseSampler):
     self._seed = int(np.random.SeedSequence().entropy % 2**31)
 
   # --- relative sampling: the designer ----------------------------------------------------
+  def _structure(self, study: optuna.Study) -> tuple[dict[str, BaseDistribution], dict]:
+    """(relative space, parents): the parameters every finished trial shares, and with
+    `define_by_run='model'` the define-by-run ones that fit under a shared categorical
+    (`optuna_space.conditional_space`)."""
+    shared = {n: d for n, d in self._intersection.calculate(study).items() if not d.single()}
+    if self._config.define_by_run != 'model' or not shared:
+      return shared, {}
+    return conditional_space(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                             shared)
+
   def infer_relative_search_space(self, study: optuna.Study,
                                   trial: FrozenTrial) -> dict[str, BaseDistribution]:
-    return {name: d for name, d in self._intersection.calculate(study).items() if not d.single()}
+    return self._structure(study)[0]
 
   def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                       search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
     if not search_space:
       return {}
+    structure, parents = self._structure(study)
+    if structure != search_space:  # the study grew since Optuna asked: keep to its space
+      parents = {c: link for c, link in parents.items()
+                 if c in search_space and link[0] in search_space}
     trials = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
     constraints = sorted({k for t in trials if t.state == TrialState.COMPLETE
                           for k in t.constraints})
-    space = OptunaProblem.of(study, search_space, constraints)
+    space = OptunaProblem.of(study, search_space, constraints, parents)
     completed = [space.completed(t, t.number + 1) for t in trials
                  if t.state in _FINISHED and space.fits(t)]
     active = []

@@ -17,7 +17,7 @@ from vizier import pyvizier as vz
 from designers.omnipred_designer import OmniPredDesignerConfig
 from designers.optuna_sampler import (SHARED_PARAMS_KEY, OmniPredSampler,
                                       OmniPredSamplerConfig)
-from designers.optuna_space import OptunaProblem, ParameterCodec
+from designers.optuna_space import OptunaProblem, ParameterCodec, conditional_space
 from designers.surrogate import LMSurrogate, LMSurrogateConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -140,6 +140,29 @@ def test_define_by_run_parameters(tiny_checkpoint_file, mode):
   assert len(study.trials) == 12
   for t in study.trials:
     assert set(t.params) in ({'family', 'C'}, {'family', 'depth'})
+  chosen = [set(json.loads(t.system_attrs.get(SHARED_PARAMS_KEY, '{}'))) for t in study.trials]
+  children = [c - {'family'} for c in chosen[-6:]]
+  if mode == 'model':  # once both families ran, the designer chooses their parameters too
+    assert any(children)
+  else:  # only the parameters every trial has
+    assert not any(children)
+
+
+def test_the_define_by_run_structure_is_read_off_the_trials():
+  study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+  study.optimize(_conditional, n_trials=10)
+
+  def extra(trial):  # a parameter in some trials of both families: no parent
+    if trial.number % 2:
+      trial.suggest_float('noise', 0, 1)
+    return _conditional(trial)
+  study.optimize(extra, n_trials=6)
+  shared = {'family': CategoricalDistribution(['svm', 'tree'])}
+  space, parents = conditional_space(study.get_trials(), shared)
+  assert parents == {'C': ('family', ('svm',)), 'depth': ('family', ('tree',))}
+  assert set(space) == {'family', 'C', 'depth'}
+  problem = OptunaProblem.of(study, space, parents=parents).problem()
+  assert problem.search_space.is_conditional
 
 
 def test_two_processes_on_one_postgres_study_never_repeat_a_configuration(
