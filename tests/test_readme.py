@@ -63,3 +63,15 @@ def test_conditional_example_suggests_exactly_the_active_parameters():
     trial.complete(vz.Measurement(metrics={'error': len(p) + p.get('C', 0.0) / 1e3}))
     designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
   assert trial.metadata.ns('omnipred')['phase'] == 'model'
+
+
+@pytest.mark.skipif(not checkpoints.SHIPPED.exists(), reason='no shipped checkpoint')
+def test_optuna_example_finds_a_good_family_with_the_shipped_model(capsys):
+  block = next(b for b in re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)
+               if 'OmniPredSampler(seed=0))' in b)
+  scope = {}
+  exec(compile(block.replace('n_trials=40', 'n_trials=12'), 'README.md', 'exec'), scope)  # pylint: disable=exec-used
+  study = scope['study']
+  assert len(study.trials) == 12
+  assert study.best_value < 0.5  # the svm branch, within a decade of C = 10
+  assert 'family' in capsys.readouterr().out

@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--host', default='localhost')
   p.add_argument('--port', type=int, default=6006)
   p.add_argument('--database', default=None,
-                 help='SQLite file path or SQLAlchemy URL (default: '
-                      '$XDG_DATA_HOME/vizier-omnipred/vizier.db); the absolute location is printed')
+                 help='SQLite file path or SQLAlchemy URL, e.g. postgresql://user:pw@host/db '
+                      '(default: $XDG_DATA_HOME/vizier-omnipred/vizier.db); the location is '
+                      'printed, without the password')
   p.add_argument('--tls-cert', default=None, help='PEM certificate: serve gRPC over TLS')
   p.add_argument('--tls-key', default=None, help='PEM private key for --tls-cert')
   p.add_argument('--tls-client-ca', default=None,
