@@ -50,7 +50,10 @@ def _pretrain(args) -> int:
     corpus = attrs.evolve(corpus, gp=attrs.evolve(
         corpus.gp, sparse_relevance_probability=args.sparse_relevance))
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
-      model=ModelConfig(**sizes, slot_binding=args.slot_binding), corpus=corpus, trials_per_batch=args.trials_per_batch,
+      model=ModelConfig(**sizes, slot_binding=args.slot_binding,
+                        prior_studies=args.prior_studies or args.family_fraction > 0),
+      family_fraction=args.family_fraction, corpus=corpus,
+      trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
       prefetch=args.prefetch, data_workers=args.data_workers, init_from=args.init_from,
       random_slots=args.random_slots,
@@ -119,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--length-scale-dim-exponent', type=float, default=None,
                  help='GP-prior length scales times dim ** this (0.5: sqrt(d) scaling;'
                  ' default: the in-context corpus\'s, 0)')
+  p.add_argument('--prior-studies', action='store_true',
+                 help='a model that also reads prior studies\' trials (switched on silently '
+                      'in an --init-from model)')
+  p.add_argument('--family-fraction', type=float, default=0.0,
+                 help='share of episodes that are study families: the current study with 0-3 '
+                      'related or unrelated prior studies (implies --prior-studies)')
   p.add_argument('--random-slots', type=int, default=0, metavar='K',
                  help='bind each training study\'s parameters to a random subset of slots'
                  ' 0..K-1 instead of those of their name ranks (0: ranks)')

@@ -46,6 +46,10 @@ class ModelConfig:
   # per parameter, by its name's rank among the study's names), summed and projected: the
   # pooled item embeddings alone lose the coordinates from 4-D on (benchmarks/trial_probe.py).
   slot_binding: bool = attrs.field(default=False, kw_only=True)
+  # The context may also hold trials of the user's other (prior) studies: each such trial's
+  # token gets a code computed from its own study's tokens (a set function, so neither the
+  # order of prior studies nor of their trials can matter), plus a prior-trial vector.
+  prior_studies: bool = attrs.field(default=False, kw_only=True)
   d_ff: int = attrs.field(default=256, kw_only=True)
   dropout: float = attrs.field(default=0.0, kw_only=True)
   # y tokens. y reaches the model normalised (see `regressor.YScaler`), so a narrow
@@ -287,6 +291,8 @@ class ItemEmbedding(nn.Module):
 # a code of their own; the corpus draws up to 12 parameters and 2 metric inputs, conditional
 # spaces a few more. Names ranked beyond it share the last slot.
 MAX_SLOTS = 32
+# Prior studies one context may hold (`ModelConfig.prior_studies`; study ids 1..this).
+MAX_PRIOR_STUDIES = 8
 
 
 def on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -391,6 +397,13 @@ class OmniPredModel(nn.Module):
       self.bind_proj = nn.Linear(d, d)
       nn.init.zeros_(self.bind_proj.weight)
       nn.init.zeros_(self.bind_proj.bias)
+    if cfg.prior_studies:
+      # Zero output layer and vector: prior trials read as plain context trials until
+      # training finds the codes useful (`growth` can switch this on in a trained model).
+      self.study_code = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+      nn.init.zeros_(self.study_code[2].weight)
+      nn.init.zeros_(self.study_code[2].bias)
+      self.prior_role = nn.Parameter(torch.zeros(d))
 
   @property
   def device(self) -> torch.device:
@@ -406,6 +419,8 @@ class OmniPredModel(nn.Module):
     out['features'] = on_device(inputs.features, dev)
     out['is_context'] = on_device(inputs.is_context, dev)
     out['present'] = on_device(inputs.present, dev)
+    if inputs.study is not None:
+      out['study'] = on_device(inputs.study, dev)
     out['y_ids'] = on_device(codec.encode_many(y), dev)
     # The context y's position in the study's normalised range [2, 3] -> [-1, 1].
     out['y_scalar'] = on_device(
@@ -440,6 +455,8 @@ class OmniPredModel(nn.Module):
     y = self.y_embed(inputs['y_ids'], inputs['y_scalar'])
     trial = trial + is_context.unsqueeze(-1).to(y.dtype) * y
     trial = trial + self.role(torch.where(is_context, CONTEXT, QUERY))
+    if self.model_config.prior_studies and 'study' in inputs:
+      trial = trial + self._study_codes(trial, inputs['study'], inputs['present'])
     meta = self.items({k[5:]: inputs[k] for k in ('meta_names', 'meta_kinds', 'meta_numbers',
                                                   'meta_scalars', 'meta_texts')})
     meta = meta + self.role.weight[META]
@@ -458,6 +475,21 @@ class OmniPredModel(nn.Module):
     queries = x[inputs['present'] & ~is_context]  # [Q, D]
     return queries[:, None], torch.ones(len(queries), 1, 1, 1, dtype=torch.bool,
                                         device=x.device)
+
+  def _study_codes(self, trial: torch.Tensor, study: torch.Tensor,
+                   present: torch.Tensor) -> torch.Tensor:
+    """[B, N, D] what each prior trial's token gains: its study's code (an MLP of the mean of
+    that study's tokens, y included) plus the prior-trial vector; 0 for the current study
+    (`study` 0) and padding."""
+    study = study.long().clamp(0, MAX_PRIOR_STUDIES)
+    prior = (study > 0) & present
+    member = F.one_hot(study, MAX_PRIOR_STUDIES + 1)[..., 1:].to(trial.dtype)
+    member = member * prior.unsqueeze(-1).to(trial.dtype)  # [B, N, K]
+    counts = member.sum(1).clamp_min(1.0)  # [B, K]
+    means = torch.einsum('bnk,bnd->bkd', member, trial) / counts.unsqueeze(-1)
+    codes = self.study_code(means)  # [B, K, D]
+    return (torch.einsum('bnk,bkd->bnd', member, codes)
+            + prior.unsqueeze(-1).to(trial.dtype) * self.prior_role)
 
   def trial_tokens(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """Each trial's token from its parameter items alone (before its y and role): [B, N, D]."""

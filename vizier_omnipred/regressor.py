@@ -35,11 +35,13 @@ from vizier import pyvizier as vz
 
 from vizier_omnipred import checkpoints
 from vizier_omnipred.decoding import quantile_ids, sample_ids
-from vizier_omnipred.model import LORA_TARGETS, ModelConfig, OmniPredModel, slot_permutations
+from vizier_omnipred.model import (LORA_TARGETS, MAX_PRIOR_STUDIES, ModelConfig, OmniPredModel,
+                                   slot_permutations)
 from vizier_omnipred.numbers import NumberCodec
 from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig, Selection
 from vizier_omnipred.relevance import select_parameters, still_current
-from vizier_omnipred.serialization import Featurizer, ModelInputs, StudyInfo, StudyInputs, _plain
+from vizier_omnipred.serialization import (Featurizer, ModelInputs, StudyInfo, StudyInputs, _plain,
+                                           union_featurizer)
 
 Example = Any  # a vz.Trial, or a (parameters mapping, float y) pair
 # Largest normalised |y| a target may have: beyond it the y codec's exponent runs out, and such
@@ -95,12 +97,25 @@ class YScaler:
 
 
 def episode(items: ModelInputs, meta: ModelInputs, y: np.ndarray, num_context: int,
-            codec: NumberCodec) -> tuple[StudyInputs, np.ndarray]:
+            codec: NumberCodec, prior_y: Sequence[np.ndarray] = ()
+            ) -> tuple[StudyInputs, np.ndarray]:
   """Trials `items` [N, P] (the context first) and their y [N] -> (inputs, the queries'
   targets as y slot ids [N - num_context, T]). y is normalised by the context alone, as at
-  prediction time: pretraining and test-time training both build their examples here."""
+  prediction time: pretraining and test-time training both build their examples here.
+
+  `prior_y`: the y of prior studies (`ModelConfig.prior_studies`) whose trials come first in
+  `items`, before the current study's; each is normalised by its own values, and all of them
+  are context."""
   z = np.clip(YScaler.fit(y[:num_context]).transform(y), -_Z_CLIP, _Z_CLIP)
-  inputs = StudyInputs.build(items, meta, z[:num_context], num_context)
+  if not prior_y:
+    return StudyInputs.build(items, meta, z[:num_context], num_context), codec.encode_many(
+        z[num_context:])
+  priors = [np.clip(YScaler.fit(p).transform(p), -_Z_CLIP, _Z_CLIP) for p in prior_y]
+  study = np.concatenate([np.full(len(p), k + 1) for k, p in enumerate(priors)]
+                         + [np.zeros(len(y))])
+  n_prior = sum(len(p) for p in priors)
+  inputs = StudyInputs.build(items, meta, np.concatenate(priors + [z[:num_context]]),
+                             n_prior + num_context, study=study)
   return inputs, codec.encode_many(z[num_context:])
 
 
@@ -181,6 +196,10 @@ class OmniPredRegressor:
     self._problem: vz.ProblemStatement | None = None
     self._context: ModelInputs | None = None  # the study's trials [n, P]
     self._context_y: np.ndarray | None = None  # their y, in the study's units
+    # Prior studies read beside the context (`condition(prior_studies=...)`): their trials
+    # [m, P] and each study's y normalised by its own values.
+    self._prior: ModelInputs | None = None
+    self._prior_y: list[np.ndarray] = []
 
   # --- construction -------------------------------------------------------------------
   @classmethod
@@ -240,7 +259,8 @@ class OmniPredRegressor:
     _import_peft()
     self._problem = problem
 
-  def _rows_and_y(self, examples: Sequence[Example]) -> tuple[list[dict], np.ndarray]:
+  def _rows_and_y(self, examples: Sequence[Example], *, what: str = 'Example'
+                  ) -> tuple[list[dict], np.ndarray]:
     rows, ys = [], []
     metric = self.featurizer.study.metric_name if self._problem is not None else None
     for i, ex in enumerate(examples):
@@ -252,25 +272,32 @@ class OmniPredRegressor:
         try:
           ys.append(float(ex[1]))
         except (TypeError, ValueError):
-          raise ValueError(f'Example {i}: y must be a number, got {ex[1]!r}.') from None
+          raise ValueError(f'{what} {i}: y must be a number, got {ex[1]!r}.') from None
       else:
         raise TypeError(
-            f'Example {i}: expected a vz.Trial or a (parameters, y) pair, got {type(ex).__name__}.'
+            f'{what} {i}: expected a vz.Trial or a (parameters, y) pair, got {type(ex).__name__}.'
         )
     y = np.asarray(ys, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(y))
     if bad.size:
-      raise ValueError(f'Example {bad[0]}: y is {float(y[bad[0]])!r}; y must be finite.')
+      raise ValueError(f'{what} {bad[0]}: y is {float(y[bad[0]])!r}; y must be finite.')
     return rows, y
 
   # --- context and fitting ----------------------------------------------------------------
   def condition(self, examples: Sequence[Example], *,
-                problem: vz.ProblemStatement | None = None) -> None:
+                problem: vz.ProblemStatement | None = None,
+                prior_studies: Sequence[Sequence[Example]] = ()) -> None:
     """Makes `examples` the study's context: every later prediction reads them. Zero-shot.
 
     Trials need a final measurement of the study metric; at least 2 examples (the model
     normalises y by the context's range). With `relevance` set (the default) it also chooses
     the parameters the model reads, and `selection` says which.
+
+    `prior_studies`: the trials of other, perhaps related, studies (each a sequence of
+    examples, at least 2) that every prediction also reads, with a model trained to
+    (`ModelConfig.prior_studies`). Parameters are matched by name: a prior study may lack
+    some of this study's parameters or have others; each study's y is normalised by its own
+    values, so their units need not agree.
     """
     if problem is not None:
       self.set_study(problem)
@@ -279,16 +306,39 @@ class OmniPredRegressor:
     rows, y = self._rows_and_y(examples)
     if len(rows) < 2:
       raise ValueError(f'The context needs at least 2 examples, got {len(rows)}.')
+    priors = [self._rows_and_y(study, what=f'Prior study {k}, example')
+              for k, study in enumerate(prior_studies)]
+    if priors:
+      self._check_priors(priors)
+      self.featurizer = union_featurizer(self.featurizer, self._problem,
+                                         rows + [r for p, _ in priors for r in p])
     self._context = self.featurizer.featurize(rows)
     self._context_y = y
     self.y_scaler = YScaler.fit(y)
+    self._prior = (self.featurizer.featurize([r for p, _ in priors for r in p])
+                   if priors else None)
+    self._prior_y = [np.clip(YScaler.fit(v).transform(v), -_Z_CLIP, _Z_CLIP) for _, v in priors]
     if self.relevance is None:
       self.selection = None
     else:
-      if not still_current(self.selection, len(rows), self.relevance):
+      if priors or not still_current(self.selection, len(rows), self.relevance):
         self.selection = self._select_parameters()
       self._context = self._context.columns(self.selection.kept)
+      if self._prior is not None:
+        self._prior = self._prior.columns(self.selection.kept)
     self._slot_table = slot_permutations(self.views, self._context.names.shape[1])
+
+  def _check_priors(self, priors: list[tuple[list[dict], np.ndarray]]) -> None:
+    if not self.base.model_config.prior_studies:
+      raise ValueError(f'Checkpoint {self.card.get("name", "?")!r} was not trained to read '
+                       'prior studies (ModelConfig.prior_studies); load one that was, or '
+                       'condition without prior_studies.')
+    if len(priors) > MAX_PRIOR_STUDIES:
+      raise ValueError(f'At most {MAX_PRIOR_STUDIES} prior studies, got {len(priors)}.')
+    for k, (rows, _) in enumerate(priors):
+      if len(rows) < 2:
+        raise ValueError(f'Prior study {k} needs at least 2 examples (its y is normalised by '
+                         f'its own values), got {len(rows)}.')
 
   def _select_parameters(self) -> Selection:
     """The study's parameters worth reading (`relevance`), by the base model's held-out
@@ -424,10 +474,22 @@ class OmniPredRegressor:
       yield
 
   def _query_inputs(self, queries: ModelInputs) -> StudyInputs:
-    """The context followed by `queries` (featurised rows)."""
-    items = ModelInputs.concatenate([self._context, queries])
+    """The prior studies' trials (if any), the context, then `queries` (featurised rows)."""
+    context_z = self.y_scaler.transform(self._context_y)
+    if self._prior is None:
+      items = ModelInputs.concatenate([self._context, queries])
+      return StudyInputs.build(items, self.featurizer.metadata(), context_z, self.num_context)
+    items = ModelInputs.concatenate([self._prior, self._context, queries])
+    study = np.concatenate([np.full(len(v), k + 1) for k, v in enumerate(self._prior_y)]
+                           + [np.zeros(self.num_context + len(queries))])
     return StudyInputs.build(items, self.featurizer.metadata(),
-                             self.y_scaler.transform(self._context_y), self.num_context)
+                             np.concatenate(self._prior_y + [context_z]),
+                             len(self._prior) + self.num_context, study=study)
+
+  @property
+  def prior_trials(self) -> list[int]:
+    """How many trials of each prior study the predictions read."""
+    return [len(v) for v in self._prior_y]
 
   def _featurize_queries(self, rows: Sequence[Any]) -> ModelInputs:
     if self._context is None:

@@ -142,6 +142,50 @@ class ModelInputs:
                   for f in attrs.fields(cls)})
 
 
+def union_featurizer(featurizer: Featurizer, problem: vz.ProblemStatement | None,
+                     rows: Sequence[Parameters]) -> Featurizer:
+  """A featurizer like `featurizer` (its study, metric inputs and config) that reads rows
+  holding any subset of `problem`'s parameters and of the others `rows` hold: how prior
+  studies' trials are read beside a study's own, parameters matched by name. A parameter the
+  problem lacks is typed from its values (text: CATEGORICAL of the values seen; numbers:
+  DOUBLE over their range); a category or discrete value the problem does not list is added
+  (a DISCRETE parameter becomes a DOUBLE over its values: the model reads both as numbers)."""
+  if problem is None:  # no space to check rows against: names and types from the rows
+    out = Featurizer(None, study=featurizer.study, config=featurizer.config,
+                     metric_inputs=featurizer.metric_inputs, partial_rows=True)
+    out.infer(rows)
+    return out
+  inputs = set(featurizer.metric_inputs)
+  known = search_space.all_parameters(problem.search_space)
+  seen: dict[str, list] = {}
+  for row in rows:
+    for name, value in _plain(row).items():
+      if name not in inputs:
+        seen.setdefault(name, []).append(value)
+  union = vz.ProblemStatement()
+  root = union.search_space.root
+  for name in sorted(set(known) | set(seen)):
+    pc, values = known.get(name), seen.get(name, [])
+    texts = pc.type == vz.ParameterType.CATEGORICAL if pc is not None else any(
+        isinstance(v, (str, bool, np.bool_)) for v in values)
+    if texts:
+      listed = list(pc.feasible_values) if pc is not None else []
+      root.add_categorical_param(name, listed + sorted({str(v) for v in values} - set(listed)))
+    elif pc is not None and pc.type == vz.ParameterType.DISCRETE and all(
+        any(math.isclose(float(v), f) for f in pc.feasible_values) for v in values):
+      root.add_discrete_param(name, list(pc.feasible_values))
+    elif pc is not None and pc.type in (vz.ParameterType.DOUBLE, vz.ParameterType.INTEGER):
+      search_space.add_parameter(root, pc)
+    else:
+      numbers = [float(v) for v in values] + (list(map(float, pc.feasible_values))
+                                               if pc is not None else [])
+      lo, hi = min(numbers), max(numbers)
+      root.add_float_param(name, lo, hi if hi > lo else lo + 1.0)
+  union.metric_information = problem.metric_information
+  return Featurizer(union, study=featurizer.study, config=featurizer.config,
+                    metric_inputs=featurizer.metric_inputs, partial_rows=True)
+
+
 def concatenate_padded(arrays: Sequence[np.ndarray], pad_axes: tuple[int, ...]) -> np.ndarray:
   """Concatenates along axis 0 after zero-padding `pad_axes` to their largest size."""
   sizes = {axis: max(a.shape[axis] for a in arrays) for axis in pad_axes}
@@ -234,12 +278,15 @@ class Featurizer:
       self._name_ids[name] = encode_chars(name, self.config.max_name_chars)
     return self._name_ids[name]
 
-  def _infer(self, row: Parameters) -> None:
-    params = sorted(set(row) - set(self.metric_inputs))
+  def infer(self, rows: Sequence[Parameters]) -> None:
+    """Without a problem: the parameters and their types from the first row, or with
+    `partial_rows` from every row (the union of their names; text where any value is)."""
+    rows = [_plain(r) for r in (rows if self.partial_rows else rows[:1])]
+    params = sorted({n for r in rows for n in r} - set(self.metric_inputs))
     if not params:
       raise ValueError('A trial has no parameters; OmniPred needs at least one.')
     self._names = params + list(self.metric_inputs)
-    self._text_params = {n for n, v in row.items()
+    self._text_params = {n for r in rows for n, v in r.items()
                          if n in params and isinstance(v, (str, bool, np.bool_))}
 
   def _check(self, i: int, row: Parameters) -> None:
@@ -257,13 +304,15 @@ class Featurizer:
       return
     names, expected = set(row), set(self.parameter_names)
     missing = sorted(expected - names)
-    if missing:
+    if missing and not self.partial_rows:
       raise ValueError(f'Row {i}: parameter {missing[0]!r} is missing (expected {sorted(expected)}).')
     extra = sorted(names - expected)
     if extra:
       raise ValueError(
           f'Row {i}: parameter {extra[0]!r} is not in the first row ({sorted(expected)}).')
     for name in self.parameter_names:
+      if name not in row:
+        continue
       value = row[name]
       if name in self._text_params:
         continue
@@ -278,7 +327,7 @@ class Featurizer:
     if self._names is None:
       if not rows:
         raise ValueError('Cannot infer parameter types from zero rows; pass a problem.')
-      self._infer(rows[0])
+      self.infer(rows)
     for i, row in enumerate(rows):
       self._check(i, row)
     n, p = len(rows), len(self._names)
@@ -412,6 +461,9 @@ class StudyInputs:
   is_context: [B, N] bool, the trial's y is given (context) rather than asked (query)
   present:    [B, N] bool, False on padding
   y:          [B, N] float64 y of context trials (already normalised per study), 0 elsewhere
+  study:      [B, N] int8 or None: which study a trial is from, 0 the current one (its queries
+              and context), k > 0 the k-th prior study (context only, y normalised by that
+              study's own values); None: every trial is the current study's
   """
 
   items: ModelInputs
@@ -420,6 +472,7 @@ class StudyInputs:
   is_context: np.ndarray
   present: np.ndarray
   y: np.ndarray
+  study: np.ndarray | None = None
 
   @property
   def num_queries(self) -> int:
@@ -427,8 +480,11 @@ class StudyInputs:
 
   @classmethod
   def build(cls, items: ModelInputs, meta: ModelInputs, context_y: np.ndarray,
-            num_context: int) -> 'StudyInputs':
-    """One study: `items` [N, P] with the context trials first, their y [num_context]."""
+            num_context: int, study: np.ndarray | None = None) -> 'StudyInputs':
+    """One study: `items` [N, P] with the context trials first, their y [num_context];
+    `study` [N]: which study each trial is from (see the class doc; prior trials are context).
+    Parameters are standardised over every context trial, prior ones included: a value
+    means the same in every study that has the parameter."""
     n = len(items)
     is_context = np.arange(n) < num_context
     y = np.zeros(n)
@@ -436,7 +492,8 @@ class StudyInputs:
     features = standardized_values(items.values, items.kinds == NUMBER, is_context, items.mask)
     return cls(items=ModelInputs(**{k: v[None] for k, v in attrs.asdict(items, recurse=False).items()}),
                features=features[None], meta=meta, is_context=is_context[None],
-               present=np.ones((1, n), dtype=bool), y=y[None])
+               present=np.ones((1, n), dtype=bool), y=y[None],
+               study=None if study is None else np.asarray(study, dtype=np.int8)[None])
 
   def compact(self) -> 'StudyInputs':
     """The same inputs with the id arrays (characters, kinds, number slots) in the narrowest
@@ -458,7 +515,10 @@ class StudyInputs:
         features=concatenate_padded([q.features for q in parts], (1, 2)),
         is_context=concatenate_padded([q.is_context for q in parts], (1,)),
         present=concatenate_padded([q.present for q in parts], (1,)),
-        y=concatenate_padded([q.y for q in parts], (1,)))
+        y=concatenate_padded([q.y for q in parts], (1,)),
+        study=(None if all(q.study is None for q in parts) else concatenate_padded(
+            [q.study if q.study is not None else np.zeros(q.y.shape, dtype=np.int8)
+             for q in parts], (1,))))
 
 
 def _narrowest(ids: np.ndarray) -> np.ndarray:

@@ -308,22 +308,38 @@ class SyntheticStudy:
     """n trials and their objective values, drawn together: a GP part is one joint draw, so
     every call is a new function of the same kind (what in-context pretraining needs)."""
     rows = self.sample_parameters(n, rng)
-    z = self.coordinates(rows)
+    return rows, self.metric(self.latent(self.coordinates(rows), rng))
+
+  def latent(self, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The raw objective at coordinates z [n, d]: a GP part is one joint draw at all of them
+    (so one call is one function; `family_prior` evaluates several related studies' points
+    in one call), with the study's noise on a BBOB objective."""
+    n = len(z)
     if self.objective == 'gp':
-      raw = self._gp.sample((z + 5.0) / 10.0, rng)
-    else:
-      raw = self._bbob(z)
-      if self.objective != 'bbob':
-        g = self._gp.sample((z + 5.0) / 10.0, rng)
-        spread = float(np.std(raw)) or 1.0
-        raw = raw / spread + g if self.objective == 'sum' else raw * np.exp(0.5 * g)
-      elif self._noise:
-        raw = raw + rng.normal(0, 0.01 * (float(np.std(raw)) + 1e-12), n)
+      return self._gp.sample((z + 5.0) / 10.0, rng)
+    raw = self._bbob(z)
+    if self.objective != 'bbob':
+      g = self._gp.sample((z + 5.0) / 10.0, rng)
+      spread = float(np.std(raw)) or 1.0
+      raw = raw / spread + g if self.objective == 'sum' else raw * np.exp(0.5 * g)
+    elif self._noise:
+      raw = raw + rng.normal(0, 0.01 * (float(np.std(raw)) + 1e-12), n)
+    return raw
+
+  def metric(self, raw: np.ndarray) -> np.ndarray:
+    """Raw values of one draw -> the study's metric: its warp (log, or ranks within the
+    draw), scale, sign and offset."""
     if self._log_warp:
       raw = np.log1p(raw - raw.min())
     elif self._rank_warp:  # what a rank-warping designer feeds: ranks in [0, 1]
-      raw = np.argsort(np.argsort(raw, kind='stable'), kind='stable') / max(1, n - 1)
-    return rows, self._scale * raw + self._offset
+      raw = np.argsort(np.argsort(raw, kind='stable'), kind='stable') / max(1, len(raw) - 1)
+    return self._scale * raw + self._offset
+
+  @property
+  def coordinate_specs(self) -> list[_Coordinate]:
+    """How each parameter drives its coordinate (`family_prior` samples related studies'
+    trials in other ranges through them)."""
+    return list(self._coords)
 
   def _output(self, raw: np.ndarray) -> np.ndarray:
     """Raw BBOB values -> the study's metric (warp, scale, sign, offset)."""

@@ -5,7 +5,8 @@ its weights and appends blocks whose two output projections (attention `o_proj`,
 are zero: each new block adds nothing to the residual stream, so the grown model's predictions
 are the checkpoint's until training moves the new weights (the new blocks' other weights are
 freshly initialised, so their gradients are not zero). `--slot-binding` switches on the slot
-codes the same way (their projection starts at zero). This is how a CPU-trained model can be
+codes the same way (their projection starts at zero), and `--prior-studies` the prior-study
+codes (their last layer and vector start at zero). This is how a CPU-trained model can be
 given more without paying for its first 44000 steps again.
 
 Only the block counts of `GROWABLE` may grow and `SWITCHABLE` features turn on; every other size
@@ -23,7 +24,8 @@ from vizier_omnipred.model import ModelConfig, OmniPredModel
 # ModelConfig fields (block counts) and the model's block lists they size.
 GROWABLE = {'encoder_layers': 'encoder'}
 # ModelConfig flags a grown model may switch on, and the weights they add.
-SWITCHABLE = {'slot_binding': ('slot_codes', 'bind_proj.')}
+SWITCHABLE = {'slot_binding': ('slot_codes', 'bind_proj.'),
+              'prior_studies': ('study_code.', 'prior_role')}
 
 
 def can_grow(source: ModelConfig, target: ModelConfig) -> bool:

@@ -31,6 +31,7 @@ from vizier_omnipred.pretraining import growth
 from vizier_omnipred.pretraining.conditional_prior import ConditionalStudy
 from vizier_omnipred.pretraining.corpus import (
     EVAL_SEED_OFFSET, IN_CONTEXT_CORPUS, CorpusConfig, SyntheticStudy)
+from vizier_omnipred.pretraining.family_prior import FamilyConfig, StudyFamily
 from vizier_omnipred.pretraining.multi_output_prior import MultiOutputStudy
 from vizier_omnipred import regressor
 from vizier_omnipred.serialization import Featurizer, StudyInputs
@@ -77,6 +78,20 @@ class TrainConfig:
   eval_conditional_sizes: tuple[int, ...] = attrs.field(default=(10, 30), kw_only=True)
   # Held-out studies whose trials carry other metrics (several objectives), at these sizes.
   eval_multi_output_sizes: tuple[int, ...] = attrs.field(default=(10, 30), kw_only=True)
+  # Share of episodes that are study families (`family_prior`): the current study's context
+  # beside 0-3 prior studies' trials. Needs `model.prior_studies`. 0: none (the stream of a
+  # run without families is unchanged).
+  family_fraction: float = attrs.field(default=0.0, kw_only=True)
+  family: FamilyConfig = attrs.field(factory=FamilyConfig, kw_only=True)
+  # Held-out families at these current-study sizes, each with 2 prior studies of
+  # `eval_prior_trials` trials that are related, unrelated, or left out (same current trials).
+  eval_family_sizes: tuple[int, ...] = attrs.field(default=(2, 5, 10, 30), kw_only=True)
+  eval_prior_trials: int = attrs.field(default=50, kw_only=True)
+
+  def __attrs_post_init__(self):
+    if self.family_fraction and not self.model.prior_studies:
+      raise ValueError('family_fraction > 0 needs a model that reads prior studies '
+                       '(ModelConfig(prior_studies=True), --prior-studies).')
 
 
 Study = SyntheticStudy | ConditionalStudy | MultiOutputStudy
@@ -105,6 +120,28 @@ def episode(study: Study, num_context: int, num_queries: int, rng: np.random.Gen
                            model_config.y_codec)
 
 
+def family_episode(family: StudyFamily, num_context: int, num_queries: int,
+                   rng: np.random.Generator, model_config: ModelConfig, *,
+                   prior_sizes=None, priors_from: StudyFamily | None = None,
+                   with_priors: bool = True) -> tuple[StudyInputs, np.ndarray]:
+  """A family's current study (context + queries) with its prior studies' trials first in
+  the context. `priors_from`: take the prior studies from that family instead (its current
+  study must be the same: the held-out table swaps related for unrelated priors on the same
+  current trials); `with_priors=False`: the current study alone, drawn the same way."""
+  studies = family.draw(num_context + num_queries, rng, prior_sizes=prior_sizes)
+  (rows, y), priors = studies[0], studies[1:]
+  problem = family.problem
+  if priors_from is not None:
+    priors = priors_from.draw(2, rng, prior_sizes=prior_sizes)[1:]
+    problem = priors_from.problem
+  if not with_priors:
+    priors = []
+  featurizer = Featurizer(problem, config=model_config.featurizer, partial_rows=True)
+  items = featurizer.featurize([r for p, _ in priors for r in p] + rows)
+  return regressor.episode(items, featurizer.metadata(), y, num_context, model_config.y_codec,
+                           prior_y=[v for _, v in priors])
+
+
 def context_size(rng: np.random.Generator, lo: int, hi: int) -> int:
   """Half the batches log-uniform (small contexts are where the prior matters most), half
   uniform (the designer's 20-100 trials)."""
@@ -117,15 +154,34 @@ def make_batch(cfg: TrainConfig, step: int, rank: int) -> tuple[StudyInputs, np.
   """The batch of (step, rank): deterministic, so a resumed run sees the same stream."""
   rng = np.random.default_rng([cfg.seed, step, rank])
   n_ctx = context_size(rng, cfg.min_context, cfg.max_context)
-  n_studies = max(1, cfg.trials_per_batch // (n_ctx + cfg.queries_per_study))
   parts, targets = [], []
-  for seed in rng.integers(0, EVAL_SEED_OFFSET, n_studies):
-    inputs, ids = episode(prior_study(int(seed), cfg.corpus), n_ctx, cfg.queries_per_study,
-                          rng, cfg.model)
-    parts.append(inputs)
-    targets.append(ids)
+  if not cfg.family_fraction:
+    n_studies = max(1, cfg.trials_per_batch // (n_ctx + cfg.queries_per_study))
+    for seed in rng.integers(0, EVAL_SEED_OFFSET, n_studies):
+      inputs, ids = episode(prior_study(int(seed), cfg.corpus), n_ctx, cfg.queries_per_study,
+                            rng, cfg.model)
+      parts.append(inputs)
+      targets.append(ids)
+  else:  # episodes until the batch holds its trials: a family's prior trials count too
+    trials = 0
+    while trials < cfg.trials_per_batch or not parts:
+      seed = int(rng.integers(0, EVAL_SEED_OFFSET))
+      if rng.random() < cfg.family_fraction:
+        inputs, ids = family_episode(StudyFamily(seed, _flat(cfg.corpus), cfg.family), n_ctx,
+                                     cfg.queries_per_study, rng, cfg.model)
+      else:
+        inputs, ids = episode(prior_study(seed, cfg.corpus), n_ctx, cfg.queries_per_study,
+                              rng, cfg.model)
+      parts.append(inputs)
+      targets.append(ids)
+      trials += int(inputs.present.sum())
   # Compact: a worker process pickles this batch to the trainer (6x fewer bytes).
   return StudyInputs.stack(parts).compact(), np.concatenate(targets)
+
+
+def _flat(corpus: CorpusConfig) -> CorpusConfig:
+  """The corpus without conditional or multi-output studies: a family's latent study."""
+  return attrs.evolve(corpus, conditional_fraction=0.0, multi_output_fraction=0.0)
 
 
 def random_slot_tables(num_studies: int, num_slots: int, rng: np.random.Generator
@@ -154,9 +210,14 @@ def evaluate(model: OmniPredModel, cfg: TrainConfig, device: torch.device) -> di
                    for size in cfg.eval_conditional_sizes}
     multi = {size: _eval_loss(model, cfg, device, size, MultiOutputStudy)
              for size in cfg.eval_multi_output_sizes}
+    families = ({relation: {size: _eval_family_loss(model, cfg, device, size, relation)
+                            for size in cfg.eval_family_sizes}
+                 for relation in ('related', 'unrelated', 'none')}
+                if model.model_config.prior_studies else {})
   model.train()
   return {'mean': float(np.mean(list(by_size.values()))), 'by_context': by_size,
-          'conditional_by_context': conditional, 'multi_output_by_context': multi}
+          'conditional_by_context': conditional, 'multi_output_by_context': multi,
+          'family_by_context': families}
 
 
 def _eval_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.device, size: int,
@@ -168,6 +229,35 @@ def _eval_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.device, siz
     for i in range(lo, min(lo + 8, cfg.eval_studies)):
       study = kind(EVAL_SEED_OFFSET + cfg.seed + i, cfg.corpus, split='eval')
       inputs, ids = episode(study, size, cfg.queries_per_study, rng, cfg.model)
+      parts.append(inputs)
+      targets.append(ids)
+    ids = np.concatenate(targets)
+    loss = model.loss(model.to_tensors(StudyInputs.stack(parts)),
+                      torch.as_tensor(ids, device=device))
+    total += float(loss) * len(ids)
+    count += len(ids)
+  return total / count
+
+
+def _eval_family_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.device, size: int,
+                      relation: str) -> float:
+  """Held-out families with 2 prior studies: 'related' reads them, 'unrelated' reads 2
+  unrelated studies instead, 'none' reads the current study alone; the current study's
+  trials and targets are the same in all three."""
+  total, count = 0.0, 0
+  sizes = [cfg.eval_prior_trials] * 2
+  for lo in range(0, cfg.eval_studies, 8):
+    parts, targets = [], []
+    for i in range(lo, min(lo + 8, cfg.eval_studies)):
+      seed = EVAL_SEED_OFFSET + cfg.seed + i
+      rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size, i])
+      family = StudyFamily(seed, _flat(cfg.corpus), cfg.family, split='eval',
+                           relation='related', num_priors=2)
+      other = (StudyFamily(seed, _flat(cfg.corpus), cfg.family, split='eval',
+                           relation='unrelated', num_priors=2) if relation == 'unrelated' else None)
+      inputs, ids = family_episode(family, size, cfg.queries_per_study, rng, cfg.model,
+                                   prior_sizes=sizes, priors_from=other,
+                                   with_priors=relation != 'none')
       parts.append(inputs)
       targets.append(ids)
     ids = np.concatenate(targets)

@@ -1,0 +1,134 @@
+"""Prior studies in the model's context: the model, the regressor's API and the family prior."""
+
+import attrs
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from vizier_omnipred import OmniPredRegressor
+from vizier_omnipred.model import OmniPredModel
+from vizier_omnipred.pretraining import growth, trainer
+from vizier_omnipred.pretraining.corpus import CorpusConfig
+from vizier_omnipred.pretraining.family_prior import FamilyConfig, StudyFamily
+from tests.conftest import TINY
+
+PRIOR_TINY = attrs.evolve(TINY, prior_studies=True, slot_binding=True)
+QUERIES = [{'x': 0.1, 'opt': 'adam'}, {'x': 0.5, 'opt': 'adam'}, {'x': -0.7, 'opt': 'sgd'}]
+
+
+def _regressor() -> OmniPredRegressor:
+  """A tiny model whose prior-study codes are not zero (as after training)."""
+  reg = OmniPredRegressor.from_scratch(PRIOR_TINY, relevance=None)
+  with torch.no_grad():
+    torch.manual_seed(1)
+    for p in (reg.base.study_code[2].weight, reg.base.study_code[2].bias, reg.base.prior_role):
+      p.normal_(0, 0.5)
+  return reg
+
+
+def _studies(seed=0):
+  rng = np.random.default_rng(seed)
+  current = [({'x': float(a), 'opt': str(o)}, float(a ** 2 + (o == 'sgd')))
+             for a, o in zip(rng.uniform(-1, 1, 6), rng.choice(['adam', 'sgd'], 6))]
+  missing_and_extra = [({'x': float(a), 'width': int(w)}, float((a - 0.2) ** 2 + w / 100))
+                       for a, w in zip(rng.uniform(-1, 1, 10), rng.integers(8, 64, 10))]
+  other_category = [({'x': float(a), 'opt': 'lamb'}, float(-3 * a)) for a in rng.uniform(-1, 1, 8)]
+  return current, missing_and_extra, other_category
+
+
+def test_predictions_do_not_depend_on_the_order_of_prior_studies_or_their_trials():
+  reg = _regressor()
+  current, a, b = _studies()
+  reg.condition(current, prior_studies=[a, b])
+  first = reg.quantiles(QUERIES, [0.1, 0.5, 0.9])
+  reg.condition(current, prior_studies=[b[::-1], a[3:] + a[:3]])
+  np.testing.assert_allclose(reg.quantiles(QUERIES, [0.1, 0.5, 0.9]), first, rtol=1e-5, atol=1e-6)
+  assert reg.prior_trials == [8, 10]
+  reg.condition(current)
+  assert not np.allclose(reg.quantiles(QUERIES, [0.1, 0.5, 0.9]), first)  # the priors count
+
+
+def test_a_prior_study_with_a_missing_an_extra_parameter_and_another_category_is_read():
+  reg = _regressor()
+  current, a, b = _studies()
+  reg.condition(current, prior_studies=[a, b])
+  assert set(reg.featurizer.parameter_names) == {'x', 'opt', 'width'}
+  assert np.isfinite(reg.quantiles(QUERIES, [0.5])).all()
+
+
+@pytest.mark.parametrize('bad, message', [
+    ([({'x': 0.1}, float('nan')), ({'x': 0.2}, 1.0)], r'Prior study 1, example 0: y is nan'),
+    ([({'x': 0.1}, 1.0)], r'Prior study 1 needs at least 2 examples'),
+])
+def test_bad_prior_studies_are_named(bad, message):
+  reg = _regressor()
+  current, a, _ = _studies()
+  with pytest.raises(ValueError, match=message):
+    reg.condition(current, prior_studies=[a, bad])
+
+
+def test_a_model_not_trained_on_prior_studies_refuses_them():
+  reg = OmniPredRegressor.from_scratch(TINY, relevance=None)
+  current, a, _ = _studies()
+  with pytest.raises(ValueError, match='was not trained to read prior studies'):
+    reg.condition(current, prior_studies=[a])
+
+
+def test_switching_prior_studies_on_changes_no_prediction():
+  source = OmniPredRegressor.from_scratch(attrs.evolve(TINY, slot_binding=True), relevance=None)
+  grown = OmniPredModel(PRIOR_TINY)
+  growth.load_grown(grown, source.base)
+  target = OmniPredRegressor(grown, relevance=None)
+  current, _, _ = _studies()
+  for reg in (source, target):
+    reg.condition(current)
+  np.testing.assert_allclose(target.quantiles(QUERIES, [0.2, 0.8]),
+                             source.quantiles(QUERIES, [0.2, 0.8]), rtol=1e-6)
+
+
+def _family(**config):
+  fields = dict(shift_fraction=0.0, warp_fraction=0.0, noise_fraction=0.0, drop_fraction=0.0,
+                add_fraction=0.0, range_fraction=0.0, foreign_fraction=0.0)
+  fields.update(config)
+  return FamilyConfig(**fields)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_a_related_prior_study_is_the_same_function_and_an_unrelated_one_is_not(seed):
+  corpus = CorpusConfig(noise_fraction=0.0)  # BBOB objectives: deterministic
+  related = StudyFamily(seed, corpus, _family(), relation='related', num_priors=1)
+  rows, y = related.draw(5, np.random.default_rng(seed), prior_sizes=[40])[1]
+  truth = related.current.evaluate(rows)
+  assert stats.spearmanr(y, truth).statistic > 0.99
+  unrelated = StudyFamily(seed, corpus, _family(), relation='unrelated', num_priors=1)
+  rows, y = unrelated.draw(5, np.random.default_rng(seed), prior_sizes=[40])[1]
+  assert abs(stats.spearmanr(y, related.current.evaluate(rows)).statistic) < 0.9
+
+
+def test_a_moved_optimum_and_a_dropped_parameter_change_the_prior_study():
+  family = StudyFamily(3, CorpusConfig(min_dim=3), _family(shift_fraction=1.0, drop_fraction=1.0),
+                       relation='related', num_priors=1)
+  rows, _ = family.draw(5, np.random.default_rng(0), prior_sizes=[20])[1]
+  assert len(rows[0]) == family.current.dim - 1
+  assert family.relations[0].shift is not None
+
+
+def test_family_batches_put_prior_trials_in_the_context_and_train():
+  cfg = trainer.TrainConfig(model=PRIOR_TINY, family_fraction=1.0, trials_per_batch=300,
+                            max_context=20, eval_studies=2, eval_family_sizes=(5,),
+                            eval_prior_trials=10)
+  inputs, ids = trainer.make_batch(cfg, step=0, rank=0)
+  prior = (inputs.study > 0) & inputs.present
+  assert prior.any() and inputs.is_context[prior].all()
+  model = OmniPredModel(PRIOR_TINY)
+  loss = model.loss(model.to_tensors(inputs), torch.as_tensor(ids))
+  loss.backward()
+  assert torch.isfinite(loss) and model.study_code[2].weight.grad.abs().sum() > 0
+  report = trainer.evaluate(model, cfg, torch.device('cpu'))
+  assert set(report['family_by_context']) == {'related', 'unrelated', 'none'}
+
+
+def test_family_fraction_needs_a_model_that_reads_prior_studies():
+  with pytest.raises(ValueError, match='prior_studies'):
+    trainer.TrainConfig(model=TINY, family_fraction=0.5)
