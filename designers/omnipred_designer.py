@@ -40,6 +40,7 @@ from designers import acquisition
 from designers.acquisition_search import AcquisitionSearchConfig, search
 from designers import hypervolume
 from designers.budget import SuggestionClock
+from designers.prior_studies import PriorStudy, PriorStudyInput
 from designers.safety import SafetyConstraints
 from designers.candidates import CandidateSpace, parameter_key
 from designers.selection import select
@@ -162,12 +163,47 @@ class OmniPredDesigner(vza.Designer):
     self._seconds_per_candidate: float | None = None
     self._carried = np.zeros((0, self._space.dim))  # the last search's parents
     self._observed: list[np.ndarray] = []  # per objective: the oriented y the model read
+    self._priors: list[PriorStudy] = []
     self.last_report: dict = {}
 
   @classmethod
   def from_problem(cls, problem: vz.ProblemStatement, seed: Optional[int] = None,
                    **kwargs) -> 'OmniPredDesigner':
     return cls(problem, seed=seed, **kwargs)
+
+  def set_priors(self, prior_studies: Sequence[PriorStudyInput],
+                 names: Sequence[str] | None = None) -> None:
+    """Vizier's transfer-learning seam (the signature of `VizierGPBandit.set_priors`): the
+    user's other studies, read in the surrogate's context beside this study's trials at every
+    model-based suggestion (a surrogate that `reads_prior_studies`: an LM trained with prior
+    studies). A prior study whose problem differs is given as (problem, trials); see
+    `prior_studies`. `names` label them in the suggestions' metadata (default: prior0, ...)."""
+    if self._priors_refused():
+      raise ValueError('This designer\'s surrogate cannot read prior studies: load a checkpoint '
+                       'trained with them (ModelConfig.prior_studies, e.g. `pretrain '
+                       '--family-fraction`), or do not set priors.')
+    names = list(names) if names is not None else [f'prior{k}' for k in range(len(prior_studies))]
+    if len(names) != len(prior_studies):
+      raise ValueError(f'{len(names)} names for {len(prior_studies)} prior studies.')
+    self._priors = [PriorStudy.of(study, name) for study, name in zip(prior_studies, names)]
+
+  def _priors_refused(self) -> bool:
+    return (self._config.joint_objectives and len(self._infos) > 1) or not all(
+        getattr(s, 'reads_prior_studies', False) for s in self._objectives.surrogates)
+
+  def _prior_examples(self) -> tuple[list[list], list[str]]:
+    """Per objective, the prior studies' (parameters, y); and the names of those read."""
+    per_objective, read = [], []
+    for info, warp in zip(self._infos, self._warps):
+      studies = []
+      for prior in self._priors:
+        examples = prior.examples(info, warp.kind, warp.maximize)
+        if examples is not None:
+          studies.append(examples)
+          if prior.name not in read:
+            read.append(prior.name)
+      per_objective.append(studies)
+    return per_objective, read
 
   @property
   def surrogate(self) -> Surrogate:
@@ -282,8 +318,11 @@ class OmniPredDesigner(vza.Designer):
       self._observed.append(np.asarray([per_trial[i][1][k] for i in rows]))
       warped_feasible[rows, k] = warp.warp(self._observed[k])
       study_units[rows, k] = warp.to_study_direction(warped_feasible[rows, k])
+    priors, read = self._prior_examples() if self._priors else ([], [])
     report = self._objectives.condition([t.parameters for t, _ in per_trial], study_units,
-                                        time_budget_s=share)
+                                        time_budget_s=share, prior_studies=priors)
+    if read:
+      report = dict(report, prior_studies=','.join(read))
     self._safety.condition([t for t, _ in per_trial], share)
     usable = np.all(np.isfinite(warped_feasible), axis=1)
     safe = usable & np.asarray([self._safety.is_safe(t) for t, _ in per_trial], dtype=bool)
@@ -382,6 +421,9 @@ class OmniPredDesigner(vza.Designer):
         md['local_context'] = str(len(local))
       if 'parameters_read' in report:  # the parameters the surrogate chose to read
         md['parameters_read'] = report['parameters_read']
+      for key in ('prior_studies', 'prior_trials'):  # which prior studies, and how much
+        if key in report:
+          md[key] = str(report[key])
       if report.get('parameters_read_cut'):
         md['parameters_read_cut'] = 'the choice stopped at its bound (RelevanceConfig.max_scores)'
       if self._left_out:

@@ -32,7 +32,9 @@ class Surrogate(Protocol):
   def condition(self, parameters: Sequence[vz.ParameterDict], y: np.ndarray, *,
                 time_budget_s: float | None = None) -> dict:
     """Reads the feasible trials (>= 2) and their y [n]; returns a report (str/number values)
-    for the suggestion's metadata. May stop early when `time_budget_s` runs out."""
+    for the suggestion's metadata. May stop early when `time_budget_s` runs out. A surrogate
+    with `reads_prior_studies` True also takes `prior_studies=[(parameters, y), ...]`: other
+    studies' trials, read beside these (`OmniPredDesigner.set_priors`)."""
 
   def sample(self, parameters: Sequence[vz.ParameterDict], num_samples: int, *,
              seed: int) -> np.ndarray:
@@ -86,13 +88,16 @@ class IndependentObjectives:
   def __init__(self, surrogates: Sequence[Surrogate]):
     self.surrogates = list(surrogates)
 
-  def condition(self, parameters, y, *, time_budget_s=None) -> dict:
+  def condition(self, parameters, y, *, time_budget_s=None, prior_studies=()) -> dict:
+    """`prior_studies`: per objective, [(parameters, y)] of other studies (empty: none)."""
     y = np.asarray(y, dtype=np.float64).reshape(len(parameters), len(self.surrogates))
     reports = []
     for k, surrogate in enumerate(self.surrogates):
       rows = np.flatnonzero(np.isfinite(y[:, k]))
+      priors = prior_studies[k] if prior_studies else ()
+      extra = {'prior_studies': priors} if priors else {}
       reports.append(surrogate.condition(self._inputs(k, parameters, y, rows), y[rows, k],
-                                         time_budget_s=time_budget_s))
+                                         time_budget_s=time_budget_s, **extra))
     return _merged_report(reports)
 
   def _inputs(self, k: int, parameters, y: np.ndarray, rows: np.ndarray) -> list:
@@ -230,6 +235,11 @@ class LMSurrogate:
     self._seed = seed
     self._tuned = False
 
+  @property
+  def reads_prior_studies(self) -> bool:
+    """The model was trained to read other studies' trials (`ModelConfig.prior_studies`)."""
+    return bool(self._regressor.base.model_config.prior_studies)
+
   @classmethod
   def factory(cls, config: LMSurrogateConfig = LMSurrogateConfig(), *,
               shared: OmniPredRegressor | None = None) -> 'LMSurrogateFactory':
@@ -251,22 +261,24 @@ class LMSurrogate:
     finally:
       torch.set_num_threads(previous)
 
-  def condition(self, parameters, y, *, time_budget_s=None) -> dict:
+  def condition(self, parameters, y, *, time_budget_s=None, prior_studies=()) -> dict:
     cfg = self.config
     examples = [(p, float(v)) for p, v in zip(parameters, y)]
+    priors = [[(p, float(v)) for p, v in zip(params, values)] for params, values in prior_studies]
     lora = (cfg.lora_from_trials is not None
             and len(examples) >= max(cfg.lora_from_trials, MIN_TRAINING_EXAMPLES))
     start = time.perf_counter()
     with self._threads():
       if not lora:
-        self._regressor.condition(examples)
+        self._regressor.condition(examples, prior_studies=priors)
         return self._with_parameters_read({
             'fit_steps': 0, 'fit_stopped_by': 'zero_shot',
             'fit_seconds': round(time.perf_counter() - start, 3), 'warm_start': False})
       steps = cfg.warm_start_steps if self._tuned else cfg.fine_tune.max_steps
       ft = attrs.evolve(cfg.fine_tune, max_steps=steps, seed=self._seed + len(examples),
                         time_budget_s=time_budget_s)
-      report = self._regressor.fine_tune(examples, config=ft, warm_start=self._tuned)
+      report = self._regressor.fine_tune(examples, config=ft, warm_start=self._tuned,
+                                         prior_studies=priors)
     warm, self._tuned = self._tuned, True
     return self._with_parameters_read({
         'fit_steps': report.steps, 'fit_stopped_by': report.stopped_by,
@@ -274,6 +286,8 @@ class LMSurrogate:
 
   def _with_parameters_read(self, report: dict) -> dict:
     """`report` plus the parameters the model chose to read, when it chose (`relevance`)."""
+    if self._regressor.prior_trials:
+      report['prior_trials'] = ','.join(map(str, self._regressor.prior_trials))
     names = self._regressor.parameters_read
     if names is not None:
       report['parameters_read'] = ','.join(names)

@@ -132,3 +132,62 @@ def test_family_batches_put_prior_trials_in_the_context_and_train():
 def test_family_fraction_needs_a_model_that_reads_prior_studies():
   with pytest.raises(ValueError, match='prior_studies'):
     trainer.TrainConfig(model=TINY, family_fraction=0.5)
+
+
+def _designer(reads_priors: bool = True):
+  from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
+  from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_float_param('x', -1.0, 1.0)
+  problem.search_space.root.add_categorical_param('opt', ['adam', 'sgd'])
+  problem.metric_information.append(
+      vz.MetricInformation('loss', goal=vz.ObjectiveMetricGoal.MINIMIZE))
+  reg = _regressor() if reads_priors else OmniPredRegressor.from_scratch(TINY, relevance=None)
+  factory = LMSurrogate.factory(LMSurrogateConfig(relevance=None), shared=reg)
+  config = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=32, num_samples=4)
+  return problem, OmniPredDesigner(problem, seed=0, config=config, surrogate_factory=factory)
+
+
+def _trials(problem_params, n, metric, value, seed):
+  from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  out = []
+  for i in range(n):
+    params = {name: draw(rng) for name, draw in problem_params.items()}
+    trial = vz.Trial(id=i + 1, parameters=params)
+    out.append(trial.complete(vz.Measurement({metric: value(params)})))
+  return out
+
+
+def test_the_designer_reads_prior_studies_and_says_which():
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
+  problem, designer = _designer()
+  same = _trials({'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: str(r.choice(['adam', 'sgd']))},
+                 12, 'loss', lambda p: p['x'] ** 2, 1)
+  other_problem = vz.ProblemStatement()
+  other_problem.search_space.root.add_float_param('x', -2.0, 2.0)
+  other_problem.search_space.root.add_int_param('width', 8, 64)
+  other_problem.metric_information.append(
+      vz.MetricInformation('accuracy', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
+  other = _trials({'x': lambda r: float(r.uniform(-2, 2)), 'width': lambda r: int(r.integers(8, 65))},
+                  9, 'accuracy', lambda p: 1 - p['x'] ** 2, 2)
+  other.append(vz.Trial(id=99, parameters={'x': 0.0, 'width': 8}).complete(
+      vz.Measurement(), infeasibility_reason='crashed'))
+  designer.set_priors([vza.CompletedTrials(same), (other_problem, other)],
+                      names=['last_week', 'other_dataset'])
+  for trial in _trials({'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: 'adam'},
+                       4, 'loss', lambda p: p['x'] ** 2, 3):
+    designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
+  suggestion = designer.suggest(1)[0]
+  md = suggestion.metadata.ns('omnipred')
+  assert md['phase'] == 'model'
+  assert md['prior_studies'] == 'last_week,other_dataset' and md['prior_trials'] == '12,9'
+
+
+def test_a_designer_whose_model_cannot_read_prior_studies_refuses_them():
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  _, designer = _designer(reads_priors=False)
+  with pytest.raises(ValueError, match='cannot read prior studies'):
+    designer.set_priors([vza.CompletedTrials([])])

@@ -372,15 +372,18 @@ class OmniPredRegressor:
       problem: vz.ProblemStatement | None = None,
       config: FineTuneConfig = FineTuneConfig(),
       warm_start: bool = False,
+      prior_studies: Sequence[Sequence[Example]] = (),
   ) -> FineTuneReport:
     """`condition(examples)`, then `config.max_steps` steps of test-time training on random
     context/query splits of them.
 
     `warm_start=True` continues from the previous fine-tuning of the same method (the
     designer's path: a few steps per new trial instead of a fit from the base).
+    `prior_studies`: read in context as in `condition`; the training episodes are the
+    study's own trials.
     """
     start = time.perf_counter()
-    self.condition(examples, problem=problem)
+    self.condition(examples, problem=problem, prior_studies=prior_studies)
     if config.max_steps > 0 and self.num_context < MIN_TRAINING_EXAMPLES:
       raise ValueError(
           f'Test-time training needs at least {MIN_TRAINING_EXAMPLES} examples (a context of 2'

@@ -1,0 +1,83 @@
+"""The user's other studies, as a designer reads them (`OmniPredDesigner.set_priors`).
+
+A prior study is its completed trials, with its problem when that differs from the current
+study's (a parameter missing or extra, other ranges or categories, another metric name). For
+each objective of the current study, a prior study contributes its feasible trials' values
+of the metric of the same name, or else of its own first objective, oriented by its own goal
+and warped as the designer warps the current study's values (each study on its own: their
+units need not agree, the model normalises each by its own values). Parameters are read as
+they are, matched by name.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import attrs
+import numpy as np
+from vizier import algorithms as vza
+from vizier import pyvizier as vz
+
+from designers.warping import YWarp
+from vizier_omnipred import StudyInfo
+
+# What `set_priors` takes: Vizier's CompletedTrials (the current study's problem), or a
+# (problem, trials) pair.
+PriorStudyInput = Union[vza.CompletedTrials, tuple[vz.ProblemStatement, Sequence[vz.Trial]]]
+# A prior study needs this many feasible trials to be read (its y is normalised by its own).
+MIN_PRIOR_TRIALS = 2
+
+
+@attrs.frozen
+class PriorStudy:
+  """One prior study: a name for the suggestion metadata, its problem (None: the current
+  study's) and its completed trials."""
+
+  name: str
+  problem: vz.ProblemStatement | None
+  trials: tuple[vz.Trial, ...]
+
+  @classmethod
+  def of(cls, study: PriorStudyInput, name: str) -> 'PriorStudy':
+    if isinstance(study, vza.CompletedTrials):
+      return cls(name, None, tuple(study.trials))
+    if (isinstance(study, tuple) and len(study) == 2
+        and isinstance(study[0], vz.ProblemStatement)):
+      return cls(name, study[0], tuple(study[1]))
+    raise TypeError(f'Prior study {name!r}: expected vza.CompletedTrials or a (problem, '
+                    f'trials) pair, got {type(study).__name__}.')
+
+  def _metric(self, info: StudyInfo) -> tuple[str, bool]:
+    """(metric name, maximize) that stands for the current study's objective `info`."""
+    if self.problem is None:
+      return info.metric_name, info.goal == 'MAXIMIZE'
+    metrics = {m.name: m for m in self.problem.metric_information}
+    metric = metrics.get(info.metric_name)
+    if metric is None:
+      objectives = [m for m in self.problem.metric_information
+                    if m.type == vz.MetricType.OBJECTIVE]
+      if not objectives:
+        raise ValueError(f'Prior study {self.name!r} has no objective metric.')
+      metric = objectives[0]
+    return metric.name, metric.goal == vz.ObjectiveMetricGoal.MAXIMIZE
+
+  def examples(self, info: StudyInfo, warp_kind: str, current_maximize: bool
+               ) -> tuple[list[vz.ParameterDict], np.ndarray] | None:
+    """(parameters, y) for the current objective `info`, y in the current study's direction
+    and warp; None with fewer than MIN_PRIOR_TRIALS feasible trials."""
+    name, maximize = self._metric(info)
+    params, values = [], []
+    for t in self.trials:
+      if t.infeasible or t.final_measurement is None:
+        continue
+      metric = t.final_measurement.metrics.get(name)
+      if metric is None or not np.isfinite(metric.value):
+        continue
+      params.append(t.parameters)
+      values.append(metric.value)
+    if len(values) < MIN_PRIOR_TRIALS:
+      return None
+    own = YWarp(maximize=maximize, kind=warp_kind)
+    warped = own.warp(np.asarray([own.orient(v) for v in values]))
+    current = YWarp(maximize=current_maximize, kind=warp_kind)
+    return params, current.to_study_direction(warped)
