@@ -14,6 +14,7 @@ Every other algorithm goes to Vizier's `DefaultPolicyFactory`.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 
 from vizier import pythia
@@ -21,7 +22,9 @@ from vizier import pyvizier as vz
 from vizier._src.algorithms.policies import designer_policy
 from vizier._src.service import policy_factory as vizier_policy_factory
 
+from designers import prior_finder
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
+from designers.prior_finder import TransferConfig
 from designers.surrogate import LMSurrogate, SurrogateFactory
 
 ALGORITHM = 'OMNIPRED'
@@ -38,12 +41,15 @@ class OmniPredPolicyFactory(pythia.PolicyFactory):
 
   def __init__(self, *, config: OmniPredDesignerConfig = OmniPredDesignerConfig(),
                surrogate_factory: SurrogateFactory | None = None,
-               max_studies: int = 64, seed: int | None = 0):
+               max_studies: int = 64, seed: int | None = 0,
+               transfer: TransferConfig = TransferConfig()):
     """`surrogate_factory(problem, study_info)` builds each study's surrogate (default: the
     shipped LM, loaded once on first use and shared by every study). `max_studies`: designers
     kept in memory; the least recently used is dropped (and rebuilt from its stored trials if
-    its study comes back)."""
+    its study comes back). `transfer`: which other studies a study's designer reads as prior
+    studies (`prior_finder`), found when its designer is built."""
     self._config = config
+    self._transfer = transfer
     self._surrogate_factory = surrogate_factory
     self._max_studies = max_studies
     self._seed = seed
@@ -71,14 +77,28 @@ class OmniPredPolicyFactory(pythia.PolicyFactory):
     with self._lock:
       policy = self._policies.get(study_name)
       if policy is None or not _same_problem(policy._problem_statement, problem_statement):  # pylint: disable=protected-access
+        def build(problem, seed=None):
+          return self._with_priors(self._designer(problem, seed), problem, study_name,
+                                   policy_supporter)
         policy = designer_policy.InRamDesignerPolicy(
-            problem_statement, policy_supporter, self._designer, seed=self._seed,
-            policy_name=ALGORITHM)
+            problem_statement, policy_supporter, build, seed=self._seed, policy_name=ALGORITHM)
         self._policies[study_name] = policy
       self._policies.move_to_end(study_name)
       while len(self._policies) > self._max_studies:
         self._policies.popitem(last=False)
       return policy
+
+  def _with_priors(self, designer: OmniPredDesigner, problem: vz.ProblemStatement,
+                   study_name: str, supporter: pythia.PolicySupporter) -> OmniPredDesigner:
+    """The designer with the study's prior studies set, when it has any and its model can
+    read them (else a warning: suggestions go on without them)."""
+    found = prior_finder.find(study_name, problem, supporter, self._transfer)
+    if found:
+      try:
+        designer.set_priors([(f.problem, f.trials) for f in found], names=[f.name for f in found])
+      except ValueError as e:
+        logging.warning('Study %s: its prior studies are not read: %s', study_name, e)
+    return designer
 
   @property
   def num_cached_studies(self) -> int:

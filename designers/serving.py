@@ -315,10 +315,16 @@ def mode(service: Service) -> str:
 def serve(args) -> int:
   """Runs until SIGINT/SIGTERM, then shuts down cleanly."""
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+  from designers.prior_finder import TransferConfig  # pylint: disable=g-import-not-at-top
+  from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  factory = OmniPredPolicyFactory(
+      surrogate_factory=(LMSurrogate.factory(LMSurrogateConfig(checkpoint=args.checkpoint))
+                         if args.checkpoint else None),
+      transfer=TransferConfig(auto=args.transfer == 'auto'))
   service = Service(host=args.host, port=args.port, database=args.database,
                     pythia_only=args.pythia_only, vizier_endpoint=args.vizier_endpoint,
                     tls_cert=args.tls_cert, tls_key=args.tls_key,
-                    tls_client_ca=args.tls_client_ca)
+                    tls_client_ca=args.tls_client_ca, policy_factory=factory)
   kind = 'Pythia service' if args.pythia_only else 'Vizier server'
   where = f'; database {service.database}' if service.database else ''
   print(f'{kind} with algorithm OMNIPRED listening on {service.endpoint} over {mode(service)}'

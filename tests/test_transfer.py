@@ -191,3 +191,63 @@ def test_a_designer_whose_model_cannot_read_prior_studies_refuses_them():
   _, designer = _designer(reads_priors=False)
   with pytest.raises(ValueError, match='cannot read prior studies'):
     designer.set_priors([vza.CompletedTrials([])])
+
+
+@pytest.fixture(scope='module')
+def prior_checkpoint(tmp_path_factory) -> str:
+  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
+  path = tmp_path_factory.mktemp('prior') / 'tiny_prior.pt'
+  checkpoints.save(path, _regressor().base, card={'name': 'tiny-prior'})
+  return str(path)
+
+
+def _server_factory(checkpoint: str, auto: bool):
+  from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  from designers.plugin import OmniPredPolicyFactory  # pylint: disable=g-import-not-at-top
+  from designers.prior_finder import TransferConfig  # pylint: disable=g-import-not-at-top
+  from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  return OmniPredPolicyFactory(
+      config=OmniPredDesignerConfig(num_seed_trials=3, num_candidates=32, num_samples=4),
+      surrogate_factory=LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint,
+                                                              relevance=None)),
+      transfer=TransferConfig(auto=auto))
+
+
+def _last_metadata(study):
+  from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
+  done = list(study.trials(vz.TrialFilter(status=[vz.TrialStatus.COMPLETED])).get())
+  return done[-1].metadata.ns('omnipred')
+
+
+def test_a_server_study_reads_finished_studies_listed_and_found_and_after_a_restart(
+    tmp_path, prior_checkpoint):
+  from vizier.service import clients  # pylint: disable=g-import-not-at-top
+  from designers import prior_finder  # pylint: disable=g-import-not-at-top
+  from designers.serving import Service  # pylint: disable=g-import-not-at-top
+  from tests.conftest import bounded  # pylint: disable=g-import-not-at-top
+  from tests.test_faults import _config, _cycle  # pylint: disable=g-import-not-at-top
+  db = tmp_path / 'v.db'
+  with Service(database=db, policy_factory=_server_factory(prior_checkpoint, auto=True)) as s:
+    clients.environment_variables.server_endpoint = s.endpoint
+    for study_id in ('a', 'b'):
+      study = clients.Study.from_study_config(_config(), owner='me', study_id=study_id)
+      for _ in range(6):
+        bounded(_cycle, study, 'w', timeout=60)
+    unrelated = clients.Study.from_study_config(_config(objectives=('other',)), owner='me',
+                                                study_id='u')
+    bounded(lambda: unrelated.suggest(count=1, client_id='w'), timeout=60)  # open, other metric
+    config = _config()
+    prior_finder.as_config_metadata(config, ['owners/me/studies/b'])
+    third = clients.Study.from_study_config(config, owner='me', study_id='c')
+    for _ in range(4):  # 3 seeds, then the model
+      bounded(_cycle, third, 'w', timeout=60)
+    md = _last_metadata(third)
+    assert md['phase'] == 'model'
+    assert md['prior_studies'] == 'owners/me/studies/b,owners/me/studies/a'  # listed, then found
+    assert md['prior_trials'] == '6,6'
+  with Service(database=db, policy_factory=_server_factory(prior_checkpoint, auto=False)) as s:
+    clients.environment_variables.server_endpoint = s.endpoint
+    third = clients.Study.from_owner_and_id('me', 'c')
+    bounded(_cycle, third, 'w', timeout=60)
+    md = _last_metadata(third)
+    assert md['prior_studies'] == 'owners/me/studies/b'  # listed only, after a restart

@@ -174,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--tls-client-ca', default=None,
                  help='PEM CA certificate: admit only clients presenting a certificate it '
                       'signed (mutual TLS; needs --tls-cert/--tls-key)')
+  p.add_argument('--checkpoint', default=None,
+                 help='the surrogate\'s weights (default: the shipped checkpoint)')
+  p.add_argument('--transfer', choices=('listed', 'auto'), default='listed',
+                 help='prior studies a study reads: the ones its config metadata lists '
+                      '(listed), or those and finished studies of the same owner that share '
+                      'its parameters and metric (auto); needs a checkpoint trained with them')
   p.add_argument('--pythia-only', action='store_true',
                  help='serve only Pythia for an existing Vizier server (split deployment)')
   p.add_argument('--vizier-endpoint', default=None, help='HOST:PORT of that Vizier server')
