@@ -6,8 +6,7 @@ serialized protos in String columns, which SQLite stores as given but PostgreSQL
 for. Here a SQLite URL gets Vizier's own engine settings; any other gets a pooled engine that
 checks its connection before use, and the tables, created first, hold the protos in binary
 columns (Vizier's table definitions, copied with that one change, so its own `create_all`
-then finds them in place). A `postgresql://` URL without a driver uses psycopg (version 3),
-which returns binary columns as bytes.
+then finds them in place). The driver: `vizier_omnipred.database`.
 """
 
 from __future__ import annotations
@@ -15,26 +14,18 @@ from __future__ import annotations
 import sqlalchemy as sqla
 from vizier._src.service import sql_datastore
 
+from vizier_omnipred.database import engine_url, redacted  # noqa: F401  # redacted: re-exported
+
 _SERIALIZED_PREFIX = 'serialized_'
 
 
 def engine_for(url: str) -> sqla.engine.Engine:
   """An engine for `url`: Vizier's settings for SQLite, a pre-pinged pool otherwise."""
-  parsed = sqla.engine.make_url(url)
+  parsed = engine_url(url)
   if parsed.get_backend_name() == 'sqlite':
     return sqla.create_engine(url, connect_args={'check_same_thread': False}, echo=False,
                               future=True, poolclass=sqla.pool.StaticPool)
-  if parsed.drivername == 'postgresql':
-    parsed = parsed.set(drivername='postgresql+psycopg')
   return sqla.create_engine(parsed, future=True, pool_pre_ping=True)
-
-
-def redacted(url: str) -> str:
-  """The URL with its password hidden, for messages and logs."""
-  try:
-    return sqla.engine.make_url(url).render_as_string(hide_password=True)
-  except sqla.exc.ArgumentError:
-    return url
 
 
 def _binary_columns(metadata: sqla.MetaData) -> None:

@@ -251,3 +251,46 @@ def test_a_server_study_reads_finished_studies_listed_and_found_and_after_a_rest
     bounded(_cycle, third, 'w', timeout=60)
     md = _last_metadata(third)
     assert md['prior_studies'] == 'owners/me/studies/b'  # listed only, after a restart
+
+
+def test_pretraining_mixes_in_a_vizier_databases_finished_studies(tmp_path, capsys):
+  """Six finished studies written through a real server (random search), then two steps of
+  pretraining that read them: training episodes from some, the report on the held-out rest."""
+  import json  # pylint: disable=g-import-not-at-top
+  from vizier.service import clients  # pylint: disable=g-import-not-at-top
+  from designers.serving import Service  # pylint: disable=g-import-not-at-top
+  from tests.test_faults import _config, _cycle  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred import checkpoints, cli  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred.pretraining import user_studies  # pylint: disable=g-import-not-at-top
+  db = tmp_path / 'v.db'
+  with Service(database=db) as s:
+    clients.environment_variables.server_endpoint = s.endpoint
+    for i in range(6):
+      study = clients.Study.from_study_config(_config(algorithm='RANDOM_SEARCH'), owner='me',
+                                              study_id=f's{i}')
+      for _ in range(8):
+        _cycle(study, 'w')
+    open_study = clients.Study.from_study_config(_config(algorithm='RANDOM_SEARCH'),
+                                                 owner='me', study_id='open')
+    for _ in range(8):
+      _cycle(open_study, 'w')
+    open_study.suggest(count=1, client_id='w')  # an ACTIVE trial: not finished, not read
+  url = f'sqlite:///{db}'
+  studies = user_studies.read(url)
+  assert sorted(s.name for s in studies) == [f'owners/me/studies/s{i}' for i in range(6)]
+  assert all(len(s.rows) == 8 for s in studies)
+  own, held = user_studies.split(url, 0.2)
+  assert [s.name for s in held] == ['owners/me/studies/s5']  # by the hash of its name
+  init = tmp_path / 'tiny.pt'
+  checkpoints.save(init, OmniPredModel(TINY), card={'name': 'tiny'})
+  out = tmp_path / 'run'
+  cli.main(['pretrain', '--out', str(out), '--steps', '2', '--eval-every', '2', '--quiet',
+            '--d-model', '32', '--heads', '2', '--encoder-layers', '1', '--decoder-layers', '1',
+            '--init-from', str(init), '--from-database', url, '--database-fraction', '0.5',
+            '--trials-per-batch', '64', '--max-context', '10'])
+  assert 'finished studies to train on' in capsys.readouterr().out
+  history = json.loads((out / 'summary.json').read_text())['history']
+  report = history[-1]['database_by_context']
+  assert sorted(map(int, report)) == [5, 10, 30] and all(np.isfinite(list(report.values())))
+  with pytest.raises(ValueError, match='database_fraction'):
+    trainer.TrainConfig(database_url=url, database_fraction=1.0)

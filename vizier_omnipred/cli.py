@@ -49,10 +49,21 @@ def _pretrain(args) -> int:
   if args.sparse_relevance is not None:
     corpus = attrs.evolve(corpus, gp=attrs.evolve(
         corpus.gp, sparse_relevance_probability=args.sparse_relevance))
+  if args.from_database:
+    from vizier_omnipred.database import redacted  # pylint: disable=g-import-not-at-top
+    from vizier_omnipred.pretraining import user_studies  # pylint: disable=g-import-not-at-top
+    holdout = attrs.fields(trainer.TrainConfig).database_holdout.default
+    own, held = user_studies.split(args.from_database, holdout)
+    print(f'{redacted(args.from_database)}: {len(own)} finished studies to train on, '
+          f'{len(held)} held out for the report', flush=True)
+    if not own:
+      raise SystemExit(f'--from-database {redacted(args.from_database)}: no finished study with '
+                       f'{user_studies.MIN_TRIALS}+ completed trials outside the held-out share.')
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
       model=ModelConfig(**sizes, slot_binding=args.slot_binding,
                         prior_studies=args.prior_studies or args.family_fraction > 0),
       family_fraction=args.family_fraction, corpus=corpus,
+      database_url=args.from_database, database_fraction=args.database_fraction,
       trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
       prefetch=args.prefetch, data_workers=args.data_workers, init_from=args.init_from,
@@ -128,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--family-fraction', type=float, default=0.0,
                  help='share of episodes that are study families: the current study with 0-3 '
                       'related or unrelated prior studies (implies --prior-studies)')
+  p.add_argument('--from-database', default=None, metavar='URL',
+                 help='a Vizier database (SQLite path URL or PostgreSQL URL) whose finished '
+                      'studies join the synthetic prior; a fifth of them is held out and '
+                      'reported')
+  p.add_argument('--database-fraction', type=float, default=0.2,
+                 help='share of episodes from --from-database (at most 0.5)')
   p.add_argument('--random-slots', type=int, default=0, metavar='K',
                  help='bind each training study\'s parameters to a random subset of slots'
                  ' 0..K-1 instead of those of their name ranks (0: ranks)')

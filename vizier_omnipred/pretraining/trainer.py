@@ -31,11 +31,17 @@ from vizier_omnipred.pretraining import growth
 from vizier_omnipred.pretraining.conditional_prior import ConditionalStudy
 from vizier_omnipred.pretraining.corpus import (
     EVAL_SEED_OFFSET, IN_CONTEXT_CORPUS, CorpusConfig, SyntheticStudy)
+from vizier_omnipred.pretraining import user_studies
 from vizier_omnipred.pretraining.family_prior import FamilyConfig, StudyFamily
 from vizier_omnipred.pretraining.multi_output_prior import MultiOutputStudy
 from vizier_omnipred import regressor
 from vizier_omnipred.serialization import Featurizer, StudyInputs
 from vizier_omnipred.training import DistEnv, Prefetcher, train_loop
+
+# At most this share of episodes comes from a user's database: a few hundred studies would
+# otherwise be memorised, and the synthetic prior is what teaches regression in context.
+MAX_DATABASE_FRACTION = 0.5
+
 
 @attrs.frozen
 class TrainConfig:
@@ -87,11 +93,22 @@ class TrainConfig:
   # `eval_prior_trials` trials that are related, unrelated, or left out (same current trials).
   eval_family_sizes: tuple[int, ...] = attrs.field(default=(2, 5, 10, 30), kw_only=True)
   eval_prior_trials: int = attrs.field(default=50, kw_only=True)
+  # A Vizier database whose finished studies join the synthetic ones (`user_studies`): this
+  # share of episodes, never all of them; `database_holdout` of its studies are only
+  # evaluated, at `eval_database_sizes` context trials.
+  database_url: str | None = attrs.field(default=None, kw_only=True)
+  database_fraction: float = attrs.field(default=0.2, kw_only=True)
+  database_holdout: float = attrs.field(default=0.2, kw_only=True)
+  eval_database_sizes: tuple[int, ...] = attrs.field(default=(5, 10, 30), kw_only=True)
 
   def __attrs_post_init__(self):
     if self.family_fraction and not self.model.prior_studies:
       raise ValueError('family_fraction > 0 needs a model that reads prior studies '
                        '(ModelConfig(prior_studies=True), --prior-studies).')
+    if self.database_url is not None and not 0 < self.database_fraction <= MAX_DATABASE_FRACTION:
+      raise ValueError(f'database_fraction must be in (0, {MAX_DATABASE_FRACTION}]: the '
+                       'database\'s studies join the synthetic prior, never replace it; got '
+                       f'{self.database_fraction}.')
 
 
 Study = SyntheticStudy | ConditionalStudy | MultiOutputStudy
@@ -155,7 +172,8 @@ def make_batch(cfg: TrainConfig, step: int, rank: int) -> tuple[StudyInputs, np.
   rng = np.random.default_rng([cfg.seed, step, rank])
   n_ctx = context_size(rng, cfg.min_context, cfg.max_context)
   parts, targets = [], []
-  if not cfg.family_fraction:
+  own = user_studies.split(cfg.database_url, cfg.database_holdout)[0] if cfg.database_url else ()
+  if not cfg.family_fraction and not own:
     n_studies = max(1, cfg.trials_per_batch // (n_ctx + cfg.queries_per_study))
     for seed in rng.integers(0, EVAL_SEED_OFFSET, n_studies):
       inputs, ids = episode(prior_study(int(seed), cfg.corpus), n_ctx, cfg.queries_per_study,
@@ -166,7 +184,10 @@ def make_batch(cfg: TrainConfig, step: int, rank: int) -> tuple[StudyInputs, np.
     trials = 0
     while trials < cfg.trials_per_batch or not parts:
       seed = int(rng.integers(0, EVAL_SEED_OFFSET))
-      if rng.random() < cfg.family_fraction:
+      if own and rng.random() < cfg.database_fraction:
+        inputs, ids = user_studies.episode(own[seed % len(own)], n_ctx, cfg.queries_per_study,
+                                           rng, cfg.model)
+      elif rng.random() < cfg.family_fraction:
         inputs, ids = family_episode(StudyFamily(seed, _flat(cfg.corpus), cfg.family), n_ctx,
                                      cfg.queries_per_study, rng, cfg.model)
       else:
@@ -214,10 +235,33 @@ def evaluate(model: OmniPredModel, cfg: TrainConfig, device: torch.device) -> di
                             for size in cfg.eval_family_sizes}
                  for relation in ('related', 'unrelated', 'none')}
                 if model.model_config.prior_studies else {})
+    held_out = user_studies.split(cfg.database_url, cfg.database_holdout)[1] if (
+        cfg.database_url) else ()
+    database = {size: _eval_database_loss(model, cfg, device, size, held_out)
+                for size in cfg.eval_database_sizes} if held_out else {}
   model.train()
   return {'mean': float(np.mean(list(by_size.values()))), 'by_context': by_size,
           'conditional_by_context': conditional, 'multi_output_by_context': multi,
-          'family_by_context': families}
+          'family_by_context': families, 'database_by_context': database}
+
+
+def _eval_database_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.device,
+                        size: int, studies) -> float:
+  """The held-out user studies, one fixed context/query split of each."""
+  total, count = 0.0, 0
+  for lo in range(0, len(studies), 8):
+    parts, targets = [], []
+    for i, study in enumerate(studies[lo:lo + 8], start=lo):
+      rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size, i])
+      inputs, ids = user_studies.episode(study, size, cfg.queries_per_study, rng, cfg.model)
+      parts.append(inputs)
+      targets.append(ids)
+    ids = np.concatenate(targets)
+    loss = model.loss(model.to_tensors(StudyInputs.stack(parts)),
+                      torch.as_tensor(ids, device=device))
+    total += float(loss) * len(ids)
+    count += len(ids)
+  return total / count
 
 
 def _eval_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.device, size: int,
