@@ -1,0 +1,315 @@
+"""Transfer benchmark: does reading the user's other studies help, against Vizier's
+transfer-learning GP? Leave one study out of a family.
+
+    python benchmarks/transfer.py --checkpoint CKPT        # every designer, study and seed
+    python benchmarks/transfer.py --aggregate               # tables + plot from what has run
+
+Families (each a set of related studies): the same scikit-learn model tuned on four datasets
+that ship with scikit-learn (SVM, k-NN and gradient boosting on breast_cancer, wine, digits and
+iris; 3-fold accuracy), and one BBOB function (Ellipsoidal, 4-D) in four instances (the
+optimum moved a little, the output scaled and offset). A left-out study's prior studies are
+its family's other three, each 30 random trials (seed 777), as a user's earlier sweeps.
+The unrelated control gives every left-out scikit-learn study the prior studies of another
+family (SVM <- k-NN <- boosting <- SVM): they share no parameter.
+
+Designers: OmniPred without and with prior studies (`set_priors`; the checkpoint must have
+been trained with them, `--checkpoint`), Vizier's GP bandit without and with its `set_priors`
+(stacked residual GPs; related families only: it needs one search space), and random search.
+30 trials, seeds 0-2. Normalised regret as in `tuning.py` (0 = the best value known on the
+study, 1 = the median of 64 random configurations), at 10 and 20 trials. Raw runs under
+benchmarks/results/raw/transfer/ (ignored by git); tables to benchmarks/results/transfer.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import bbob  # noqa: E402  # first: sets JAX_ENABLE_X64 and OMP_WAIT_POLICY, and sys.path
+import numpy as np  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+from vizier import algorithms as vza  # noqa: E402
+from vizier import pyvizier as vz  # noqa: E402
+
+import tuning_studies  # noqa: E402
+import tuning_tasks  # noqa: E402
+from comparisons import save_grid  # noqa: E402
+from designers.study_runner import run_study  # noqa: E402
+
+RESULTS = bbob.RESULTS
+RAW = bbob.RAW / 'transfer'
+TRIALS = 30
+SEEDS = (0, 1, 2)
+PRIOR_TRIALS = 30
+_PRIOR_SEED = 777
+MARKS = (10, 20)
+DATASETS = ('breast_cancer', 'wine', 'digits', 'iris')
+FAMILIES = ('svm', 'knn', 'hgb', 'ellipsoidal')
+# The unrelated control: each scikit-learn family reads another's studies.
+CONTROL = {'svm': 'knn', 'knn': 'hgb', 'hgb': 'svm'}
+DESIGNERS = ('omnipred', 'omnipred_priors', 'gp_bandit', 'gp_bandit_priors', 'random')
+# BBOB instances: (shift of the optimum in each coordinate, output scale, output offset).
+_INSTANCES = ((0.0, 1.0, 0.0), (0.4, 3.0, 10.0), (-0.3, 0.5, -5.0), (0.6, 2.0, 100.0))
+
+
+def _data(name: str):
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  x, y = getattr(datasets, f'load_{name}')(return_X_y=True)
+  return (x[:500], y[:500]) if name == 'digits' else (x, y)
+
+
+def _sklearn_study(family: str, dataset: str) -> tuning_studies.TuningStudy:
+  from sklearn import ensemble, neighbors, svm  # pylint: disable=g-import-not-at-top
+  from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
+  from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
+  maximize = vz.ObjectiveMetricGoal.MAXIMIZE
+  data = _data(dataset)
+  if family == 'svm':
+    def space(r):
+      r.add_float_param('C', 1e-3, 1e3, scale_type=vz.ScaleType.LOG)
+      r.add_float_param('gamma', 1e-5, 10.0, scale_type=vz.ScaleType.LOG)
+      r.add_categorical_param('kernel', ['rbf', 'poly', 'sigmoid'])
+    score = lambda c: tuning_studies._cv(make_pipeline(StandardScaler(), svm.SVC(  # pylint: disable=protected-access
+        C=c['C'], gamma=c['gamma'], kernel=c['kernel'], max_iter=20000)), *data, 'accuracy')
+  elif family == 'knn':
+    def space(r):
+      r.add_int_param('n_neighbors', 1, 60)
+      r.add_categorical_param('weights', ['uniform', 'distance'])
+      r.add_discrete_param('p', [1, 2, 3])
+    score = lambda c: tuning_studies._cv(neighbors.KNeighborsClassifier(  # pylint: disable=protected-access
+        n_neighbors=int(c['n_neighbors']), weights=c['weights'], p=float(c['p'])),
+        *data, 'accuracy')
+  else:
+    def space(r):
+      r.add_float_param('learning_rate', 1e-3, 1.0, scale_type=vz.ScaleType.LOG)
+      r.add_int_param('max_iter', 10, 100)
+      r.add_int_param('max_leaf_nodes', 2, 64)
+      r.add_float_param('l2_regularization', 1e-6, 10.0, scale_type=vz.ScaleType.LOG)
+    score = lambda c: tuning_studies._cv(ensemble.HistGradientBoostingClassifier(  # pylint: disable=protected-access
+        learning_rate=c['learning_rate'], max_iter=int(c['max_iter']),
+        max_leaf_nodes=int(c['max_leaf_nodes']), l2_regularization=c['l2_regularization'],
+        random_state=0), *data, 'accuracy')
+  problem = tuning_studies._problem(f'{family} on {dataset}', 'accuracy', maximize, space)  # pylint: disable=protected-access
+  return tuning_studies.TuningStudy(f'transfer_{family}_{dataset}', problem, score)
+
+
+def _bbob_study(k: int) -> tuning_studies.TuningStudy:
+  from vizier._src.benchmarks.experimenters.synthetic import bbob as functions  # pylint: disable=g-import-not-at-top
+  shift, scale, offset = _INSTANCES[k]
+  base = np.random.default_rng(4).uniform(-3, 3, 4)
+
+  def space(r):
+    for i in range(4):
+      r.add_float_param(f'x{i}', -5.0, 5.0)
+  problem = tuning_studies._problem('ellipsoidal instance', 'value',  # pylint: disable=protected-access
+                                    vz.ObjectiveMetricGoal.MINIMIZE, space)
+  score = lambda c: scale * float(functions.Ellipsoidal(
+      np.asarray([c[f'x{i}'] for i in range(4)]) - base - shift)) + offset
+  return tuning_studies.TuningStudy(f'transfer_ellipsoidal_{k}', problem, score)
+
+
+def family(name: str) -> list[tuning_studies.TuningStudy]:
+  if name == 'ellipsoidal':
+    return [_bbob_study(k) for k in range(len(_INSTANCES))]
+  return [_sklearn_study(name, d) for d in DATASETS]
+
+
+def prior_trials(study: tuning_studies.TuningStudy) -> list[vz.Trial]:
+  """The study's PRIOR_TRIALS random trials (a user's earlier sweep), evaluated once."""
+  exptr = tuning_tasks.TaskExperimenter(study)
+  configs = tuning_studies.sample_configurations(study.problem, PRIOR_TRIALS,
+                                                 np.random.default_rng(_PRIOR_SEED))
+  out = []
+  for i, config in enumerate(configs):
+    trial = vz.Trial(id=i + 1, parameters=config)
+    out.append(trial.complete(vz.Measurement({exptr.metric: exptr.score(config)})))
+  return out
+
+
+def cases() -> list[tuple[str, str, str]]:
+  """(case, left-out study, prior family): every study of every family with its own family's
+  other studies, and the control."""
+  out = []
+  for fam in FAMILIES:
+    for study in family(fam):
+      out.append(('related', study.name, fam))
+      if fam in CONTROL:
+        out.append(('unrelated', study.name, CONTROL[fam]))
+  return out
+
+
+def _priors(case: str, left_out: str, prior_family: str):
+  studies = [s for s in family(prior_family) if s.name != left_out]
+  if case == 'unrelated':
+    studies = studies[:3]
+  return [(s.name, s.problem, prior_trials(s)) for s in studies]
+
+
+def designer_factory(name: str, priors, checkpoint: str | None):
+  """-> (problem, seed) -> designer, with the prior studies set for the *_priors variants."""
+  if name == 'random':
+    return bbob.designer_factory('random')
+  if name.startswith('omnipred'):
+    from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
+    from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+    surrogates = LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint))
+
+    def make(problem, seed=None):
+      designer = OmniPredDesigner(problem, seed=seed, surrogate_factory=surrogates)
+      if name == 'omnipred_priors':
+        designer.set_priors([(p, t) for _, p, t in priors], names=[n for n, _, _ in priors])
+      return designer
+    return make
+  import jax  # pylint: disable=g-import-not-at-top
+  from vizier._src.algorithms.designers import gp_bandit  # pylint: disable=g-import-not-at-top
+
+  def make_gp(problem, seed=None):
+    designer = gp_bandit.VizierGPBandit(problem, rng=jax.random.PRNGKey(seed or 0))
+    if name == 'gp_bandit_priors':
+      designer.set_priors([vza.CompletedTrials(t) for _, _, t in priors])
+    return designer
+  return make_gp
+
+
+def raw_path(designer: str, case: str, study: str, seed: int) -> pathlib.Path:
+  return RAW / f'{designer}_{case}_{study}_{seed}.json'
+
+
+def jobs(designers) -> list[tuple[str, str, str, str, int]]:
+  out = []
+  for case, study, prior_family in cases():
+    for d in designers:
+      if case == 'unrelated' and d not in ('omnipred', 'omnipred_priors'):
+        continue  # the control is OmniPred's: with and without the unrelated priors
+      out += [(d, case, study, prior_family, s) for s in SEEDS]
+  return out
+
+
+def run_all(todo, checkpoint: str | None) -> None:
+  todo = [j for j in todo if not raw_path(j[0], j[1], j[2], j[4]).exists()]
+  studies = {s.name: s for fam in FAMILIES for s in family(fam)}
+  bar = tqdm(total=len(todo) * TRIALS, desc='transfer', dynamic_ncols=True)
+  for designer, case, study, prior_family, seed in todo:
+    bar.set_postfix_str(f'{designer} {case} {study} seed {seed}')
+    priors = _priors(case, study, prior_family)
+    exptr = tuning_tasks.TaskExperimenter(studies[study])
+    run = run_study(designer, designer_factory(designer, priors, checkpoint), exptr, TRIALS,
+                    seed=seed, progress=bar)
+    path = raw_path(designer, case, study, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({'values': [float(v) for v in run.values(exptr.metric)],
+                                'seconds': run.seconds, 'checkpoint': checkpoint}))
+  bar.close()
+
+
+def regrets() -> dict:
+  """(designer, case, study, seed) -> [TRIALS] normalised regret of the runs on disk."""
+  studies = {s.name: s for fam in FAMILIES for s in family(fam)}
+  out, refs = {}, {}
+  for designer, case, study, _, seed in jobs(DESIGNERS):
+    path = raw_path(designer, case, study, seed)
+    if not path.exists():
+      continue
+    task = studies[study]
+    if study not in refs:
+      exptr = tuning_tasks.TaskExperimenter(task)
+      sign = -1.0 if task.problem.metric_information.item().goal.is_maximize else 1.0
+      draws = [exptr.score(c) for c in tuning_tasks.reference_configurations(task)]
+      refs[study] = (sign, float(np.nanmin(sign * exptr.cache.values())),
+                     float(np.nanmedian(sign * np.asarray(draws))))
+    sign, best, rand = refs[study]
+    v = sign * np.asarray(json.loads(path.read_text())['values'][:TRIALS], dtype=float)
+    run_best = np.minimum.accumulate(np.where(np.isnan(v), np.inf, v))
+    out[(designer, case, study, seed)] = np.clip((run_best - best) / max(rand - best, 1e-12),
+                                                 0, None)
+  return out
+
+
+def aggregate(command: str = '') -> str:
+  regret = regrets()
+  lines = [f'Transfer benchmark: leave one study out of a family; {TRIALS} trials, seeds '
+           f'{list(SEEDS)}; normalised regret (0 = best known, 1 = median random draw), mean '
+           'over seeds.', '']
+  for case in ('related', 'unrelated'):
+    present = [d for d in DESIGNERS if any(k[0] == d and k[1] == case for k in regret)]
+    if not present:
+      continue
+    names = sorted({k[2] for k in regret if k[1] == case})
+    lines += [f'### Prior studies: {case}', '',
+              '| left-out study | ' + ' | '.join(f'{d} @ {m}' for d in present for m in MARKS)
+              + ' |', '|---|' + '---|' * (len(present) * len(MARKS))]
+    for name in names:
+      cells = []
+      for d in present:
+        for m in MARKS:
+          vals = [regret[k][m - 1] for k in regret if k[:3] == (d, case, name)]
+          cells.append(f'{np.mean(vals):.4f}' if vals else '-')
+      lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    lines.append('')
+    if 'omnipred_priors' in present:
+      for other in [d for d in present if d != 'omnipred_priors']:
+        for m in MARKS:
+          pairs = [(np.mean([regret[k][m - 1] for k in regret if k[:3] == ('omnipred_priors', case, n)]),
+                    np.mean([regret[k][m - 1] for k in regret if k[:3] == (other, case, n)]))
+                   for n in names
+                   if any(k[:3] == (other, case, n) for k in regret)
+                   and any(k[:3] == ('omnipred_priors', case, n) for k in regret)]
+          if pairs:
+            wins = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
+            lines.append(f'- omnipred_priors below {other} at {m} trials on {wins:.0%} of '
+                         f'{len(pairs)} left-out studies')
+      lines.append('')
+  lines.append(f'Command: `python benchmarks/transfer.py{command}` (then `--aggregate`).')
+  text = '\n'.join(lines) + '\n'
+  RESULTS.mkdir(parents=True, exist_ok=True)
+  (RESULTS / 'transfer.md').write_text(text)
+  plot(regret)
+  return text
+
+
+def plot(regret: dict) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  panels = [(case, fam) for case in ('related', 'unrelated') for fam in FAMILIES
+            if any(k[1] == case and k[2].startswith(f'transfer_{fam}') for k in regret)]
+  if not panels:
+    return
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 2.8), squeeze=False)
+  x = np.arange(1, TRIALS + 1)
+  for ax, (case, fam) in zip(axes.flat, panels):
+    for d in DESIGNERS:
+      curves = [regret[k] for k in regret
+                if k[0] == d and k[1] == case and k[2].startswith(f'transfer_{fam}')]
+      if curves:
+        ax.plot(x, np.maximum(np.mean(curves, axis=0), 1e-4), label=d)
+    ax.set_yscale('log')
+    ax.set_title(f'{fam} ({case} priors)', fontsize=9)
+    ax.grid(alpha=0.3)
+  save_grid(fig, axes, len(panels), 'normalised regret (mean over studies and seeds)',
+            RESULTS / 'transfer_convergence.png')
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--checkpoint', default=None,
+                      help='OmniPred weights trained with prior studies (default: shipped)')
+  parser.add_argument('--designers', default=None, help='comma-separated subset')
+  parser.add_argument('--families', default=None, help='comma-separated subset')
+  parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
+  parser.add_argument('--aggregate', action='store_true')
+  args = parser.parse_args(argv)
+  if not args.aggregate:
+    todo = jobs(tuple(args.designers.split(',')) if args.designers else DESIGNERS)
+    if args.families:
+      todo = [j for j in todo if any(j[2].startswith(f'transfer_{f}_')
+                                     for f in args.families.split(','))]
+    i, n = map(int, args.shard.split('/'))
+    run_all(todo[i::n], args.checkpoint)
+  print(aggregate())
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())
