@@ -56,3 +56,17 @@ def save_grid(fig, axes, used: int, ylabel: str, path) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def regret_panel(ax, regret: dict, labels, chosen: Callable[[tuple, str], bool], title: str,
+                 trials: int) -> None:
+  """One convergence panel: for each label, the mean regret curve of the runs `chosen(key,
+  label)` picks (log scale; curves floored at 1e-4)."""
+  x = np.arange(1, trials + 1)
+  for label in labels:
+    curves = [regret[k] for k in regret if chosen(k, label)]
+    if curves:
+      ax.plot(x, np.maximum(np.mean(curves, axis=0), 1e-4), label=label)
+  ax.set_yscale('log')
+  ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3)

@@ -34,7 +34,7 @@ from vizier import pyvizier as vz  # noqa: E402
 
 import tuning_studies  # noqa: E402
 import tuning_tasks  # noqa: E402
-from comparisons import save_grid, win_rate_rows  # noqa: E402
+from comparisons import regret_panel, save_grid, win_rate_rows  # noqa: E402
 from designers.optuna_sampler import OmniPredSampler, OmniPredSamplerConfig  # noqa: E402
 from designers.study_runner import shifted_bbob  # noqa: E402
 
@@ -336,15 +336,9 @@ def plot(regret: dict, flat: list[str]) -> None:
   panels += [(t, SAMPLERS, [t]) for t in BBOB_TASKS]
   panels += [(CONDITIONAL_TASK, CONDITIONAL_SAMPLERS, [CONDITIONAL_TASK])]
   fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.0), squeeze=False)
-  x = np.arange(1, TRIALS + 1)
   for ax, (title, samplers, tasks) in zip(axes.flat, panels):
-    for s in samplers:
-      curves = [regret[k] for k in regret if k[0] == s and k[1] in tasks]
-      if curves:
-        ax.plot(x, np.maximum(np.mean(curves, axis=0), 1e-4), label=s)
-    ax.set_yscale('log')
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
+    regret_panel(ax, regret, samplers, lambda k, s, tasks=tasks: k[0] == s and k[1] in tasks,
+                 title, TRIALS)
   save_grid(fig, axes, len(panels), 'normalised regret (mean over seeds)',
             RESULTS / 'optuna_convergence.png')
 

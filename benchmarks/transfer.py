@@ -34,7 +34,7 @@ from vizier import pyvizier as vz  # noqa: E402
 
 import tuning_studies  # noqa: E402
 import tuning_tasks  # noqa: E402
-from comparisons import save_grid  # noqa: E402
+from comparisons import regret_panel, save_grid  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 
 RESULTS = bbob.RESULTS
@@ -277,16 +277,11 @@ def plot(regret: dict) -> None:
   if not panels:
     return
   fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 2.8), squeeze=False)
-  x = np.arange(1, TRIALS + 1)
   for ax, (case, fam) in zip(axes.flat, panels):
-    for d in DESIGNERS:
-      curves = [regret[k] for k in regret
-                if k[0] == d and k[1] == case and k[2].startswith(f'transfer_{fam}')]
-      if curves:
-        ax.plot(x, np.maximum(np.mean(curves, axis=0), 1e-4), label=d)
-    ax.set_yscale('log')
-    ax.set_title(f'{fam} ({case} priors)', fontsize=9)
-    ax.grid(alpha=0.3)
+    regret_panel(ax, regret, DESIGNERS,
+                 lambda k, d, case=case, fam=fam: (k[0] == d and k[1] == case
+                                                   and k[2].startswith(f'transfer_{fam}')),
+                 f'{fam} ({case} priors)', TRIALS)
   save_grid(fig, axes, len(panels), 'normalised regret (mean over studies and seeds)',
             RESULTS / 'transfer_convergence.png')
 

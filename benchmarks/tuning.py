@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import tuning_tasks  # noqa: E402
-from comparisons import log_efficiency, save_grid, win_rate_rows  # noqa: E402
+from comparisons import log_efficiency, regret_panel, save_grid, win_rate_rows  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 
 RESULTS = bbob.RESULTS
@@ -169,15 +169,10 @@ def plot(present, regret, task_names) -> None:
   cols = 5
   rows = (len(panels) + cols - 1) // cols
   fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
-  x = np.arange(1, TRIALS + 1)
   for ax, panel in zip(axes.flat, panels):
-    for d in present:
-      curves = [regret[k] for k in regret if k[0] == d and (panel == 'all tasks' or k[1] == panel)]
-      if curves:
-        ax.plot(x, np.maximum(np.mean(curves, axis=0), 1e-4), label=d)
-    ax.set_yscale('log')
-    ax.set_title(panel, fontsize=9)
-    ax.grid(alpha=0.3)
+    regret_panel(ax, regret, present,
+                 lambda k, d, panel=panel: k[0] == d and panel in ('all tasks', k[1]),
+                 panel, TRIALS)
   save_grid(fig, axes, len(panels), 'normalised regret (mean over seeds)',
             RESULTS / 'tuning_convergence.png')
 

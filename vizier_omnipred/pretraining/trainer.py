@@ -245,42 +245,41 @@ def evaluate(model: OmniPredModel, cfg: TrainConfig, device: torch.device) -> di
           'family_by_context': families, 'database_by_context': database}
 
 
+# Held-out studies scored together in one forward pass.
+_EVAL_BATCH = 8
+
+
+def _mean_loss(model: OmniPredModel, device: torch.device, episodes) -> float:
+  """Mean token loss over (inputs, target ids) episodes, `_EVAL_BATCH` studies a pass."""
+  total, count, batch = 0.0, 0, []
+  for episode_ in list(episodes) + [None]:
+    if episode_ is not None:
+      batch.append(episode_)
+    if batch and (episode_ is None or len(batch) == _EVAL_BATCH):
+      ids = np.concatenate([t for _, t in batch])
+      loss = model.loss(model.to_tensors(StudyInputs.stack([i for i, _ in batch])),
+                        torch.as_tensor(ids, device=device))
+      total += float(loss) * len(ids)
+      count += len(ids)
+      batch = []
+  return total / count
+
+
 def _eval_database_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.device,
                         size: int, studies) -> float:
   """The held-out user studies, one fixed context/query split of each."""
-  total, count = 0.0, 0
-  for lo in range(0, len(studies), 8):
-    parts, targets = [], []
-    for i, study in enumerate(studies[lo:lo + 8], start=lo):
-      rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size, i])
-      inputs, ids = user_studies.episode(study, size, cfg.queries_per_study, rng, cfg.model)
-      parts.append(inputs)
-      targets.append(ids)
-    ids = np.concatenate(targets)
-    loss = model.loss(model.to_tensors(StudyInputs.stack(parts)),
-                      torch.as_tensor(ids, device=device))
-    total += float(loss) * len(ids)
-    count += len(ids)
-  return total / count
+  return _mean_loss(model, device, (
+      user_studies.episode(study, size, cfg.queries_per_study,
+                           np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size, i]),
+                           cfg.model) for i, study in enumerate(studies)))
 
 
 def _eval_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.device, size: int,
                kind: type) -> float:
   rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size])
-  total, count = 0.0, 0
-  for lo in range(0, cfg.eval_studies, 8):
-    parts, targets = [], []
-    for i in range(lo, min(lo + 8, cfg.eval_studies)):
-      study = kind(EVAL_SEED_OFFSET + cfg.seed + i, cfg.corpus, split='eval')
-      inputs, ids = episode(study, size, cfg.queries_per_study, rng, cfg.model)
-      parts.append(inputs)
-      targets.append(ids)
-    ids = np.concatenate(targets)
-    loss = model.loss(model.to_tensors(StudyInputs.stack(parts)),
-                      torch.as_tensor(ids, device=device))
-    total += float(loss) * len(ids)
-    count += len(ids)
-  return total / count
+  return _mean_loss(model, device, (
+      episode(kind(EVAL_SEED_OFFSET + cfg.seed + i, cfg.corpus, split='eval'), size,
+              cfg.queries_per_study, rng, cfg.model) for i in range(cfg.eval_studies)))
 
 
 def _eval_family_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.device, size: int,
@@ -288,28 +287,18 @@ def _eval_family_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.devi
   """Held-out families with 2 prior studies: 'related' reads them, 'unrelated' reads 2
   unrelated studies instead, 'none' reads the current study alone; the current study's
   trials and targets are the same in all three."""
-  total, count = 0.0, 0
   sizes = [cfg.eval_prior_trials] * 2
-  for lo in range(0, cfg.eval_studies, 8):
-    parts, targets = [], []
-    for i in range(lo, min(lo + 8, cfg.eval_studies)):
-      seed = EVAL_SEED_OFFSET + cfg.seed + i
-      rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size, i])
-      family = StudyFamily(seed, _flat(cfg.corpus), cfg.family, split='eval',
-                           relation='related', num_priors=2)
-      other = (StudyFamily(seed, _flat(cfg.corpus), cfg.family, split='eval',
-                           relation='unrelated', num_priors=2) if relation == 'unrelated' else None)
-      inputs, ids = family_episode(family, size, cfg.queries_per_study, rng, cfg.model,
-                                   prior_sizes=sizes, priors_from=other,
-                                   with_priors=relation != 'none')
-      parts.append(inputs)
-      targets.append(ids)
-    ids = np.concatenate(targets)
-    loss = model.loss(model.to_tensors(StudyInputs.stack(parts)),
-                      torch.as_tensor(ids, device=device))
-    total += float(loss) * len(ids)
-    count += len(ids)
-  return total / count
+
+  def one(i: int):
+    seed = EVAL_SEED_OFFSET + cfg.seed + i
+    rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size, i])
+    family = StudyFamily(seed, _flat(cfg.corpus), cfg.family, split='eval', relation='related',
+                         num_priors=2)
+    other = (StudyFamily(seed, _flat(cfg.corpus), cfg.family, split='eval',
+                         relation='unrelated', num_priors=2) if relation == 'unrelated' else None)
+    return family_episode(family, size, cfg.queries_per_study, rng, cfg.model,
+                          prior_sizes=sizes, priors_from=other, with_priors=relation != 'none')
+  return _mean_loss(model, device, (one(i) for i in range(cfg.eval_studies)))
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
