@@ -221,3 +221,24 @@ def test_a_running_trial_keeps_the_parameters_chosen_for_it(tiny_checkpoint_file
   assert json.loads(study.trials[1].system_attrs[SHARED_PARAMS_KEY]) == first.relative_params
   assert set(chosen) == {'p', 'q', 'r'} - {study.trials[0].params['a']}
   assert [suggest(first), suggest(second)] == chosen
+
+
+def test_threads_on_a_journal_storage_never_repeat_a_configuration(tmp_path,
+                                                                    tiny_checkpoint_file):
+  """n_jobs=2 (two threads, one sampler) on Optuna's journal storage, a 40-configuration
+  space: every trial recorded, none repeated."""
+  from optuna.storages import JournalStorage  # pylint: disable=g-import-not-at-top
+  from optuna.storages.journal import JournalFileBackend  # pylint: disable=g-import-not-at-top
+  storage = JournalStorage(JournalFileBackend(str(tmp_path / 'journal.log')))
+  study = optuna.create_study(study_name='j', storage=storage,
+                              sampler=_sampler(tiny_checkpoint_file))
+
+  def objective(trial):
+    a = trial.suggest_categorical('a', ['p', 'q', 'r', 's'])
+    n = trial.suggest_int('n', 1, 10)
+    return (n - 4) ** 2 + 'pqrs'.index(a)
+  study.optimize(objective, n_trials=16, n_jobs=2)
+  reloaded = optuna.load_study(study_name='j', storage=storage)
+  trials = reloaded.get_trials()
+  assert len(trials) == 16 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+  assert len({(t.params['a'], t.params['n']) for t in trials}) == 16
