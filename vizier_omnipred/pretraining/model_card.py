@@ -239,6 +239,7 @@ Reproduce: {_reproduce(summary)}
 ![loss](omnipred-loss.png)
 {_seed_note(summary)}
 {_context_table(summary['history'], _stage_ends(summary))}
+{_prior_study_table(summary['history'])}
 {_loss_table(summary['history'])}"""
   if regression:
     text += '\n## Regression benchmark (benchmarks/regression.py)\n\n' + regression
@@ -281,6 +282,30 @@ def _context_table(history: list[dict], stage_ends: Sequence[int] = ()) -> str:
   return ('## Held-out loss by context size (nats per y token)\n\n' + studies[0].upper()
           + studies[1:] + '.\n\n| step | ' + header + ' |\n|---|'
           + '---|' * (len(sizes) + len(columns)) + '\n' + rows + '\n')
+
+
+def _prior_study_table(history: list[dict]) -> str:
+  """Held-out families: loss at each current-study size with 2 related prior studies, with 2
+  unrelated ones instead, and with none (same current trials): transfer shows as related
+  below none, and robustness as unrelated no higher than none. '' for a model without prior
+  studies."""
+  rows = [h for h in history if h.get('family_by_context')]
+  if not rows:
+    return ''
+  relations = ('related', 'unrelated', 'none')
+  sizes = sorted(rows[-1]['family_by_context']['none'], key=int)
+  picks = sorted({0, len(rows) // 2, len(rows) - 1})
+
+  def cells(h):
+    by = h['family_by_context']
+    return [f'{by[r][k]:.4f}' for k in sizes for r in relations]
+  header = ' | '.join(f'{k} trials, {r}' for k in sizes for r in relations)
+  lines = [f'| {rows[i]["step"]} | ' + ' | '.join(cells(rows[i])) + ' |' for i in picks]
+  return ('## Held-out loss with prior studies (nats per y token)\n\nHeld-out families '
+          '(`family_prior`): the current study at each size beside 2 related prior studies '
+          'of 50 trials, 2 unrelated ones, or none; the same current trials in all three.\n\n'
+          f'| step | {header} |\n|---|' + '---|' * (len(sizes) * len(relations)) + '\n'
+          + '\n'.join(lines) + '\n')
 
 
 def loss_plot(history: list[dict], path: pathlib.Path) -> None:
