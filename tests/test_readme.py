@@ -75,3 +75,9 @@ def test_optuna_example_finds_a_good_family_with_the_shipped_model(capsys):
   assert len(study.trials) == 12
   assert study.best_value < 0.5  # the svm branch, within a decade of C = 10
   assert 'family' in capsys.readouterr().out
+
+
+def test_the_readme_stays_a_users_readme():
+  """At most ~350 lines: the measurements live in benchmarks/RESULTS.md, the reasons in
+  docs/design.md."""
+  assert len(README.read_text().splitlines()) <= 350
