@@ -17,8 +17,8 @@ Study sets (none of them seen in pretraining):
   sparse: (not in the default run) the held-out BBOB functions of 2 parameters, among 2, 4
           or 8 that all vary: can the model find the ones that matter from the trials?
 A GP-prior or tuning study is one pool of points: methods fit the first 10/30/100 and predict
-its last 50. A BBOB study is last session's: uniform points drawn per training size from the
-same seeds, 100 test points, so its GP row is comparable with the earlier table.
+its last 50. A BBOB study draws uniform points per training size from fixed seeds, 100 test
+points (`bbob_studies`).
 
   study error = mean over test points of min(|prediction - y| / (y_max - y_min), 1)
   (OmniPred, Song et al. 2024; y range over the study's train + test points)
@@ -72,7 +72,7 @@ from vizier_omnipred.pretraining.gp_prior import GPFunction  # noqa: E402
 from vizier_omnipred.regressor import DEFAULT_VIEWS  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
-NUM_TEST = 50  # GP-prior and tuning studies; BBOB keeps last session's 100 (`bbob_studies`)
+NUM_TEST = 50  # GP-prior and tuning studies; BBOB studies have 100 (`bbob_studies`)
 BBOB_NUM_TEST = 100
 SIZES = (10, 30, 100)
 DIMS_SET = dict(dims=(1, 2, 3, 4, 6, 8), seeds=(0, 1, 2))  # `--sets dims`
@@ -120,8 +120,8 @@ def _xrows(x: np.ndarray) -> list[dict]:
 
 
 def bbob_studies(functions, dims, seed=0, *, effective: int | None = None) -> list[Study]:
-  """Last session's studies exactly: the same shift per (seed, dim) and, for each training
-  size, uniform points drawn from the same seeds (BBOB_NUM_TEST test points).
+  """Fixed studies: one shift per (seed, dim) and, for each training size, uniform points
+  drawn from fixed seeds (BBOB_NUM_TEST test points).
 
   `effective`: the function reads only that many of the d parameters (which ones drawn per
   study), the rest vary and do nothing: a study of low effective dimension, as tuning
@@ -332,7 +332,7 @@ def write_results(records, methods, args, pretrained) -> None:
   families = [f for f in FAMILY_TITLES if any(r['family'] == f for r in records)]
   first = next(iter(methods))
   cfg = pretrained.base.model_config
-  lines = [f'Held-out studies ({BBOB_NUM_TEST} test points each for BBOB, as last session; '
+  lines = [f'Held-out studies ({BBOB_NUM_TEST} test points each for BBOB; '
            f'{NUM_TEST} for the others); mean over studies. Study error: '
            'lower is better; Spearman: higher is better; coverage: share of test y inside '
            'the 10-90% interval (0.8 is calibrated; `-`: no predictive distribution, or no rank '

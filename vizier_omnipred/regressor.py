@@ -62,8 +62,9 @@ MIN_TRAINING_EXAMPLES = 3
 # 0.085 / 0.057).
 DEFAULT_VIEWS = 4
 # The parameters a prediction reads: those the model's own held-out likelihood keeps (see
-# `relevance`). Measured on the stage-6 weights (zero-shot, 4 views, `runs/ab_rel.py`), study
-# error at 10 / 30 / 100 points, every parameter -> selected: held-out BBOB 0.118 / 0.081 /
+# `relevance`). Measured on the shipped weights (zero-shot, 4 views; `python
+# benchmarks/regression.py`, its 'every parameter' rows), study error at 10 / 30 / 100 points,
+# every parameter -> selected: held-out BBOB 0.118 / 0.081 /
 # 0.063 -> 0.103 / 0.066 / 0.051; GP prior 0.174 / 0.132 / 0.103 -> 0.170 / 0.129 / 0.100;
 # tuning 0.184 / 0.090 / 0.052 -> 0.161 / 0.080 / 0.044; 2 parameters of 2-8 that matter
 # 0.121 / 0.087 / 0.059 -> 0.084 / 0.050 / 0.034. Costs a forward pass per subset tried:

@@ -4,7 +4,7 @@ vizier.benchmarks' BBOB functions (google-vizier 0.1.24) evaluate one point per 
 draw their rotation matrices inside every call: a seeded `scipy.stats.special_ortho_group`
 sample and its QR for each matrix, the same matrix each time for the same (dim, seed). In
 pretraining batches, where every study evaluates its function at up to 116 points, those draws
-were a fifth of building a batch (`runs/prof_batch.py`, one-off). `install()` puts a bounded
+were a fifth of building a batch (profiled once with cProfile on `trainer.make_batch`). `install()` puts a bounded
 memo in front of the module's `_R`: the matrices are the same arrays as before (marked
 read-only, so that no caller can change a cached one), computed once per study.
 """

@@ -33,8 +33,8 @@ class GPPriorConfig:
   # Share of draws that depend on a few of their dimensions only (1 to half of them, the rest
   # unused), as tuning studies often do: with 0.2 unused per dimension alone, a 4-D draw with
   # one dimension that matters is 1 in 40, and the shipped model cannot find that dimension in
-  # context (`runs/diag_ard2.py`: y = sin(2 x0) among 4 parameters, 30 points: error 0.26, the
-  # training median's 0.28, against 0.006 with x0 alone). 0 draws nothing for it, so the
+  # context (y = sin(2 x0) among 4 parameters, 30 points: error 0.26, the training median's
+  # 0.28, against 0.006 with x0 alone; `tests/test_relevance.py` keeps x0 alone there now). 0 draws nothing for it, so the
   # studies of every seed stay those of the shipped stages.
   sparse_relevance_probability: float = attrs.field(default=0.0, kw_only=True)
   noiseless_probability: float = attrs.field(default=0.4, kw_only=True)
