@@ -8,7 +8,8 @@ Tasks: the nine scikit-learn tuning tasks of `tuning_tasks.py` written as Optuna
 suggest_categorical), two shifted BBOB functions (Ellipsoidal and Rastrigin, 4-D), and one
 define-by-run conditional task (`family_digits`: the model family first, then that family's
 own parameters). Samplers: OmniPredSampler (shipped weights), TPESampler (Optuna's default),
-GPSampler and RandomSampler, each seeded; on the conditional task also OmniPredSampler with
+GPSampler and RandomSampler, each seeded; `omnipred_rebuilt` builds a fresh designer at every
+trial instead of keeping the study's; on the conditional task also OmniPredSampler with
 Optuna's random fallback for define-by-run parameters. 40 trials, seeds 0-2.
 
 Normalised regret as in `tuning.py`: (best_t - y_best) / (y_random - y_best), oriented to
@@ -43,7 +44,7 @@ RESULTS = bbob.RESULTS
 RAW = bbob.RAW / 'optuna'
 TRIALS = 40
 SEEDS = (0, 1, 2)
-SAMPLERS = ('omnipred', 'tpe', 'gp', 'random')
+SAMPLERS = ('omnipred', 'tpe', 'gp', 'random', 'omnipred_rebuilt')
 CONDITIONAL_SAMPLERS = ('omnipred', 'omnipred_random_dbr', 'tpe', 'random')
 BBOB_TASKS = {'bbob_Ellipsoidal_4': ('Ellipsoidal', 4), 'bbob_Rastrigin_4': ('Rastrigin', 4)}
 CONDITIONAL_TASK = 'family_digits'
@@ -59,6 +60,8 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return OmniPredSampler(seed=seed)
   if name == 'omnipred_random_dbr':
     return OmniPredSampler(seed=seed, config=OmniPredSamplerConfig(define_by_run='random'))
+  if name == 'omnipred_rebuilt':  # a fresh designer per trial (`reuse_designer=False`)
+    return OmniPredSampler(seed=seed, config=OmniPredSamplerConfig(reuse_designer=False))
   if name == 'tpe':
     return optuna.samplers.TPESampler(seed=seed)
   if name == 'gp':

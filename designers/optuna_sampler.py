@@ -20,13 +20,16 @@ among its values, by the upper quantile of y it predicts for the trial so far pl
 value, with every finished trial in context. 'random': Optuna's usual fallback, the shared
 parameters by the designer and the rest at random.
 
-Nothing is kept between calls but the loaded model and the last conditioned define-by-run
-surrogate: everything else is rebuilt from the study's storage, so one sampler works with
-`n_jobs`, several processes on one RDB storage, and the journal storage.
+Nothing is kept across processes: each rebuilds what it needs from the study's storage, so one
+sampler works with `n_jobs`, several processes on one RDB storage, and the journal storage.
+Within a process it keeps the loaded model, each study's designer (fed only the trials
+finished since its last suggestion, as Vizier's server does; `reuse_designer`) and the last
+conditioned define-by-run surrogate.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
@@ -71,6 +74,12 @@ class OmniPredSamplerConfig:
   # Suggestions computed per relative sample: when another worker took the first while this
   # one computed, the next goes out instead.
   alternatives: int = attrs.field(default=3, kw_only=True, validator=attrs.validators.ge(1))
+  # Keep each study's designer in this process and feed it only the trials finished since
+  # (as Vizier's server does): its trust region follows the study, and the parameters the
+  # model reads are chosen again only as the study grows. False: a fresh designer per trial.
+  # Either way nothing is kept across processes. See docs/design.md for the measurement.
+  reuse_designer: bool = attrs.field(default=True, kw_only=True)
+  max_cached_studies: int = attrs.field(default=8, kw_only=True)
 
 
 class OmniPredSampler(optuna.samplers.BaseSampler):
@@ -92,14 +101,18 @@ class OmniPredSampler(optuna.samplers.BaseSampler):
 
   def _init_process_state(self) -> None:
     self._lock = threading.Lock()
+    self._designer_lock = threading.Lock()  # one suggestion at a time per process
     self._factory: SurrogateFactory | None = self._given_factory
     self._define_by_run_cache: tuple[tuple, Any] | None = None
+    # (study, space) -> (its designer, the numbers of the finished trials it has read)
+    self._designers: collections.OrderedDict[tuple, tuple[OmniPredDesigner, set[int]]] = (
+        collections.OrderedDict())
 
   def __getstate__(self) -> dict:
     """Picklable (Ray ships searchers, process pools ship samplers): the loaded model and
     the lock stay behind and are rebuilt on first use."""
     state = dict(self.__dict__)
-    for key in ('_lock', '_factory', '_define_by_run_cache'):
+    for key in ('_lock', '_designer_lock', '_factory', '_define_by_run_cache', '_designers'):
       state.pop(key)
     return state
 
@@ -146,18 +159,19 @@ class OmniPredSampler(optuna.samplers.BaseSampler):
     constraints = sorted({k for t in trials if t.state == TrialState.COMPLETE
                           for k in t.constraints})
     space = OptunaProblem.of(study, search_space, constraints, parents)
-    completed = [space.completed(t, t.number + 1) for t in trials
-                 if t.state in _FINISHED and space.fits(t)]
+    finished = [t for t in trials if t.state in _FINISHED and space.fits(t)]
     active = []
     for t in trials:
       params = _taken_params(t)
       if t.state in (TrialState.RUNNING, TrialState.WAITING) and space.fits(t, params):
         active.append(space.active(params, t.number + 1))
-    designer = OmniPredDesigner(space.problem(), seed=self._trial_seed(trial),
-                                config=self._config.designer,
-                                surrogate_factory=self._surrogates())
-    designer.update(vza.CompletedTrials(completed), vza.ActiveTrials(active))
-    suggestions = designer.suggest(self._config.alternatives)
+    with self._designer_lock:
+      designer, read = self._designer(study, space, trial)
+      new = [t for t in finished if t.number not in read]
+      designer.update(vza.CompletedTrials([space.completed(t, t.number + 1) for t in new]),
+                      vza.ActiveTrials(active))
+      read |= {t.number for t in new}
+      suggestions = designer.suggest(self._config.alternatives)
     if not suggestions:  # a small discrete space with every configuration taken
       return {}
     # Another worker may have taken one of them while this one computed: read again.
@@ -169,6 +183,24 @@ class OmniPredSampler(optuna.samplers.BaseSampler):
     study._storage.set_trial_system_attr(trial._trial_id, SHARED_PARAMS_KEY,  # pylint: disable=protected-access
                                          json.dumps(params))
     return params
+
+  def _designer(self, study: optuna.Study, space: OptunaProblem,
+                trial: FrozenTrial) -> tuple[OmniPredDesigner, set[int]]:
+    """This study's designer for this space and the trials it has read: the cached one while
+    `reuse_designer`, else (or the first time, or for a new space) a fresh one."""
+    key = (id(study._storage), study._study_id, repr(space))  # pylint: disable=protected-access
+    cached = self._designers.get(key) if self._config.reuse_designer else None
+    if cached is None:
+      cached = (OmniPredDesigner(space.problem(), seed=self._trial_seed(trial),
+                                 config=self._config.designer,
+                                 surrogate_factory=self._surrogates()), set())
+      if self._config.reuse_designer:
+        self._designers[key] = cached
+        while len(self._designers) > self._config.max_cached_studies:
+          self._designers.popitem(last=False)
+    elif key in self._designers:
+      self._designers.move_to_end(key)
+    return cached
 
   # --- define-by-run parameters -----------------------------------------------------------
   def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,

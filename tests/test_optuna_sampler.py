@@ -242,3 +242,17 @@ def test_threads_on_a_journal_storage_never_repeat_a_configuration(tmp_path,
   trials = reloaded.get_trials()
   assert len(trials) == 16 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
   assert len({(t.params['a'], t.params['n']) for t in trials}) == 16
+
+
+@pytest.mark.parametrize('reuse', [True, False])
+def test_a_reused_designer_reads_each_finished_trial_once(tiny_checkpoint_file, reuse):
+  sampler = _sampler(tiny_checkpoint_file, reuse_designer=reuse)
+  study = optuna.create_study(sampler=sampler)
+  study.optimize(lambda t: _suggest_all(t)['x'] ** 2, n_trials=8)
+  designers = list(sampler._designers.values())  # pylint: disable=protected-access
+  if not reuse:
+    assert not designers
+    return
+  (designer, read), = designers
+  assert read == set(range(7))  # every finished trial but the last, each once
+  assert len(designer._completed) == 7  # pylint: disable=protected-access
