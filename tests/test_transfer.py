@@ -294,3 +294,12 @@ def test_pretraining_mixes_in_a_vizier_databases_finished_studies(tmp_path, caps
   assert sorted(map(int, report)) == [5, 10, 30] and all(np.isfinite(list(report.values())))
   with pytest.raises(ValueError, match='database_fraction'):
     trainer.TrainConfig(database_url=url, database_fraction=1.0)
+
+
+def test_the_shipped_transfer_checkpoint_reads_prior_studies():
+  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
+  reg = OmniPredRegressor.from_pretrained(checkpoints.SHIPPED_TRANSFER, relevance=None, views=1)
+  assert reg.base.model_config.prior_studies
+  current, a, b = _studies()
+  reg.condition(current, prior_studies=[a, b])
+  assert np.isfinite(reg.quantiles(QUERIES, [0.5])).all() and reg.prior_trials == [10, 8]

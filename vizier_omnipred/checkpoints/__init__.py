@@ -22,6 +22,8 @@ from vizier_omnipred.model import ModelConfig, OmniPredModel
 FORMAT = OmniPredModel.checkpoint_format
 SHIPPED = pathlib.Path(__file__).parent / 'omnipred-small.pt'
 SHIPPED_SYMBOLIC = pathlib.Path(__file__).parent / 'symbolic-small.pt'
+# The surrogate trained further to read prior studies (`set_priors`); its card: TRANSFER.md.
+SHIPPED_TRANSFER = pathlib.Path(__file__).parent / 'omnipred-transfer.pt'
 
 
 def save(path: str | os.PathLike, model: nn.Module, card: dict) -> None:

@@ -3,6 +3,8 @@
     python -m vizier_omnipred.pretraining.model_card runs/small [--ship]      # surrogate LM
     python -m vizier_omnipred.pretraining.model_card runs/icl3 --previous runs/icl runs/icl2 --ship
     python -m vizier_omnipred.pretraining.model_card runs/symbolic --kind symbolic [--ship]
+    python -m vizier_omnipred.pretraining.model_card runs/transfer --kind transfer --snapshot \
+        --previous vizier_omnipred/checkpoints/omnipred-small.json --ship   # prior studies
 
 The card is made from the run's summary.json, so every number in it is the run's own; the
 benchmark table (benchmarks/results/regression.md or symbolic.md) is appended when it exists.
@@ -10,7 +12,8 @@ A run that started from another run's weights (`pretrain --init-from`) names the
 it with `--previous`, earliest first: the card then counts every stage, and the loss curve shows
 them end to end. A run from the shipped weights names the shipped summary instead
 (`--previous vizier_omnipred/checkpoints/omnipred-small.json`, written by every `--ship`).
-Cards: checkpoints/README.md (surrogate) and checkpoints/SYMBOLIC.md (symbolic regression);
+Cards: checkpoints/README.md (surrogate), checkpoints/TRANSFER.md (the surrogate trained to read
+prior studies) and checkpoints/SYMBOLIC.md (symbolic regression);
 without `--ship` the card and its loss plot are written into the run directory instead, so a
 look at a run (`--snapshot` of one still training) never replaces the shipped model's card.
 """
@@ -56,13 +59,15 @@ def combine(previous: dict, summary: dict) -> dict:
               stages=previous.get('stages', [previous]) + [summary])
 
 
-def _prior_mix(corpus: dict) -> str:
+def _prior_mix(corpus: dict, family_fraction: float = 0.0) -> str:
   conditional = corpus.get('conditional_fraction', 0.0)
   multi = corpus.get('multi_output_fraction', 0.0)
+  families = (f', {family_fraction:.0%} of episodes study families (0-3 related or unrelated'
+              ' prior studies in context)' if family_fraction else '')
   if not conditional and not multi:
-    return 'the flat prior only'
+    return 'the flat prior only' + families
   return (f'the prior with {conditional:.0%} conditional-space and {multi:.0%} multi-output'
-          ' studies')
+          ' studies' + families)
 
 
 def _training_row(summary: dict) -> str:
@@ -75,15 +80,16 @@ def _training_row(summary: dict) -> str:
             f" {cfg['learning_rate']} (warmup {cfg['warmup_steps']}, cosine to"
             f" {cfg['min_learning_rate_ratio']}x over {horizon}), weight decay"
             f" {cfg['weight_decay']}, clip {cfg['grad_clip']}, bf16 {cfg['bf16']}"
-            + (' (stopped by its time limit)' if s['steps'] < cfg['steps'] else ''))
+            + (' (stopped early: its time limit, or a snapshot of the run)'
+               if s['steps'] < cfg['steps'] else ''))
   stages = summary.get('stages')
   if not stages:
     return one(summary)
   parts = []
   for k, s in enumerate(stages, start=1):
     start = f"from stage {k - 1}'s weights, " if k > 1 else ''
-    parts.append(f"({k}) {start}{one(s)}, {s['wall_time_s'] / 60:.0f} min,"
-                 f" {_prior_mix(s['train_config']['corpus'])}")
+    mix = _prior_mix(s['train_config']['corpus'], s['train_config'].get('family_fraction', 0.0))
+    parts.append(f"({k}) {start}{one(s)}, {s['wall_time_s'] / 60:.0f} min, {mix}")
   return f'{len(stages)} stages: ' + '; '.join(parts)
 
 
@@ -98,7 +104,8 @@ def _size_flags(model: dict) -> str:
   default = ModelConfig()
   flags = ''.join(f' {flag} {model[k]}' for k, flag in _SIZE_FLAGS.items()
                   if k in model and model[k] != getattr(default, k))
-  return flags + (' --slot-binding' if model.get('slot_binding') else '')
+  return (flags + (' --slot-binding' if model.get('slot_binding') else '')
+          + (' --prior-studies' if model.get('prior_studies') else ''))
 
 
 def _slot_binding(model: dict) -> str:
@@ -190,6 +197,10 @@ def _reproduce(summary: dict) -> str:
       cmd += f' --sparse-relevance {sparse}'
     if cfg.get('random_slots'):
       cmd += f" --random-slots {cfg['random_slots']}"
+    if cfg.get('family_fraction'):
+      cmd += f" --family-fraction {cfg['family_fraction']}"
+    if cfg.get('database_url'):
+      cmd += ' --from-database URL'
     cmd += _size_flags(cfg['model'])
     if cfg.get('seed'):
       cmd += f" --seed {cfg['seed']}"
@@ -200,7 +211,9 @@ def _reproduce(summary: dict) -> str:
           f'`python -m vizier_omnipred.pretraining.model_card {runs[-1]}{previous} --ship`.')
 
 
-def card_text(summary: dict, regression: str | None) -> str:
+def card_text(summary: dict, regression: str | None, *, file: str = 'omnipred-small.pt',
+              loaded_by: str = '`OmniPredRegressor.from_pretrained()` loads',
+              plot: str = 'omnipred-loss.png', name: str = 'omnipred-icl') -> str:
   cfg = summary['train_config']
   m = cfg['model']
   c = cfg['corpus']
@@ -216,9 +229,9 @@ def card_text(summary: dict, regression: str | None) -> str:
         f'; {multi:.0%} of studies whose trials also carry 1-2 other metrics as input items (a'
         ' mix of the target, correlation -1..1, and an independent GP draw; some values'
         ' missing): the chain rule\'s read for several objectives')
-  text = f"""# Model card: omnipred-icl
+  text = f"""# Model card: {name}
 
-The checkpoint `omnipred-small.pt` that `OmniPredRegressor.from_pretrained()` loads: an
+The checkpoint `{file}` that {loaded_by}: an
 in-context surrogate that reads a study's completed trials (the context) and the trials to
 predict together, and writes each prediction's y as number tokens.
 
@@ -236,7 +249,7 @@ predict together, and writes each prediction's y as number tokens.
 
 Reproduce: {_reproduce(summary)}
 
-![loss](omnipred-loss.png)
+![loss]({plot})
 {_seed_note(summary)}
 {_context_table(summary['history'], _stage_ends(summary))}
 {_prior_study_table(summary['history'])}
@@ -397,7 +410,7 @@ then `python -m vizier_omnipred.pretraining.model_card runs/symbolic --kind symb
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('run', help='pretraining run directory (summary.json, model.pt)')
-  parser.add_argument('--kind', choices=('omnipred', 'symbolic'), default='omnipred')
+  parser.add_argument('--kind', choices=('omnipred', 'transfer', 'symbolic'), default='omnipred')
   parser.add_argument('--ship', action='store_true', help='copy model.pt into the package')
   parser.add_argument('--previous', nargs='+', default=(), metavar='RUN',
                       help='the runs whose weights this one continued (--init-from), earliest'
@@ -419,8 +432,18 @@ def main(argv=None) -> int:
     for later in earlier[1:] + [summary]:
       combined = combine(combined, later)
     summary = combined
+  plot = 'omnipred-loss.png'
+  summary_file = SHIPPED_SUMMARY
   if args.kind == 'symbolic':
     bench, make, card, shipped = 'symbolic.md', symbolic_card_text, 'SYMBOLIC.md', checkpoints.SHIPPED_SYMBOLIC
+  elif args.kind == 'transfer':
+    shipped, plot = checkpoints.SHIPPED_TRANSFER, 'transfer-loss.png'
+    summary_file = shipped.with_suffix('.json')
+    bench, card = 'transfer.md', 'TRANSFER.md'
+    make = lambda s, table: card_text(  # pylint: disable=g-long-lambda
+        s, table, file=shipped.name, plot=plot, name='omnipred-transfer',
+        loaded_by='`OmniPredRegressor.from_pretrained(checkpoints.SHIPPED_TRANSFER)` loads '
+                  '(`OmniPredDesigner.set_priors` needs one like it)')
   else:
     bench, make, card, shipped = 'regression.md', card_text, 'README.md', checkpoints.SHIPPED
   table = ROOT / 'benchmarks' / 'results' / bench
@@ -428,16 +451,16 @@ def main(argv=None) -> int:
   where = shipped.parent if args.ship else run
   out = where / card
   out.write_text(make(summary, table.read_text() if table.exists() else None))
-  if args.kind == 'omnipred':
-    loss_plot(summary['history'], where / 'omnipred-loss.png')
-  if args.ship and args.kind == 'omnipred':
+  if args.kind != 'symbolic':
+    loss_plot(summary['history'], where / plot)
+  if args.ship and args.kind != 'symbolic':
     # The shipped file's own card counts every stage (what `from_pretrained().card` shows);
     # the summary beside it lets a later run continue from the shipped file alone.
     import torch  # pylint: disable=g-import-not-at-top
     blob = torch.load(weights, map_location='cpu', weights_only=True)
     blob['card'] = checkpoints.card_from_summary('omnipred-icl', summary)
     torch.save(blob, shipped)
-    SHIPPED_SUMMARY.write_text(json.dumps(summary, indent=1, default=str))
+    summary_file.write_text(json.dumps(summary, indent=1, default=str))
   elif args.ship:
     shutil.copyfile(weights, shipped)
   print(f'wrote {out}' + (f' and {shipped}' if args.ship else ''))
