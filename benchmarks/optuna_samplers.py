@@ -343,6 +343,7 @@ def plot(regret: dict, flat: list[str]) -> None:
   for ax, (title, samplers, tasks) in zip(axes.flat, panels):
     regret_panel(ax, regret, samplers, lambda k, s, tasks=tasks: k[0] == s and k[1] in tasks,
                  title, TRIALS)
+  axes.flat[-1].legend(fontsize=7)  # the conditional task's samplers differ from the first's
   save_grid(fig, axes, len(panels), 'normalised regret (mean over seeds)',
             RESULTS / 'optuna_convergence.png')
 
