@@ -172,16 +172,17 @@ class OmniPredSampler(optuna.samplers.BaseSampler):
                       vza.ActiveTrials(active))
       read |= {t.number for t in new}
       suggestions = designer.suggest(self._config.alternatives)
-    if not suggestions:  # a small discrete space with every configuration taken
-      return {}
-    # Another worker may have taken one of them while this one computed: read again.
-    taken = {_key(space, _taken_params(t)) for t in study.get_trials(deepcopy=False)
-             if t.number != trial.number and space.fits(t, _taken_params(t))}
-    fresh = [s for s in suggestions
-             if _key(space, space.optuna_params(s.parameters)) not in taken] or suggestions
-    params = space.optuna_params(fresh[0].parameters)
-    study._storage.set_trial_system_attr(trial._trial_id, SHARED_PARAMS_KEY,  # pylint: disable=protected-access
-                                         json.dumps(params))
+      if not suggestions:  # a small discrete space with every configuration taken
+        return {}
+      # Another worker may have taken one of them while this one computed: read again. The
+      # choice is written before the lock is released, so this process's other threads see it.
+      taken = {_key(space, _taken_params(t)) for t in study.get_trials(deepcopy=False)
+               if t.number != trial.number and space.fits(t, _taken_params(t))}
+      fresh = [s for s in suggestions
+               if _key(space, space.optuna_params(s.parameters)) not in taken] or suggestions
+      params = space.optuna_params(fresh[0].parameters)
+      study._storage.set_trial_system_attr(trial._trial_id, SHARED_PARAMS_KEY,  # pylint: disable=protected-access
+                                           json.dumps(params))
     return params
 
   def _designer(self, study: optuna.Study, space: OptunaProblem,
