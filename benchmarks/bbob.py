@@ -51,6 +51,9 @@ from designers.study_runner import run_study, shifted_bbob  # noqa: E402
 from comparisons import log_efficiency, save_grid, win_rate_rows  # noqa: E402
 from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
 from designers.acquisition_search import AcquisitionSearchConfig  # noqa: E402
+from designers.trust_region import TrustRegionConfig  # noqa: E402
+
+FOREVER = 10**9  # a tolerance no study reaches
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 RAW = RESULTS / 'raw'
@@ -125,6 +128,10 @@ OMNIPRED_VARIANTS = {
     'omnipred_local_half': ({'local_context': 20, 'local_share': 0.5}, {}),
     'omnipred_search_local': ({'search': AcquisitionSearchConfig(), 'local_context': 20,
                                'local_share': 1.0}, {}),
+    # The trust region's radius stays at its initial value (never grows or shrinks): what a
+    # designer rebuilt at every suggestion has (the Optuna benchmark's `omnipred_rebuilt`).
+    'omnipred_fixed_region': ({'trust_region': TrustRegionConfig(
+        success_tolerance=FOREVER, failure_tolerance=FOREVER)}, {}),
 }
 
 
