@@ -163,7 +163,7 @@ class OmniPredSampler(optuna.samplers.BaseSampler):
     active = []
     for t in trials:
       params = _taken_params(t)
-      if t.state in (TrialState.RUNNING, TrialState.WAITING) and space.fits(t, params):
+      if t.state in (TrialState.RUNNING, TrialState.WAITING) and space.holds(params):
         active.append(space.active(params, t.number + 1))
     with self._designer_lock:
       designer, read = self._designer(study, space, trial)
@@ -174,16 +174,27 @@ class OmniPredSampler(optuna.samplers.BaseSampler):
       suggestions = designer.suggest(self._config.alternatives)
       if not suggestions:  # a small discrete space with every configuration taken
         return {}
-      # Another worker may have taken one of them while this one computed: read again. The
-      # choice is written before the lock is released, so this process's other threads see it.
-      taken = {_key(space, _taken_params(t)) for t in study.get_trials(deepcopy=False)
-               if t.number != trial.number and space.fits(t, _taken_params(t))}
-      fresh = [s for s in suggestions
-               if _key(space, space.optuna_params(s.parameters)) not in taken] or suggestions
-      params = space.optuna_params(fresh[0].parameters)
-      study._storage.set_trial_system_attr(trial._trial_id, SHARED_PARAMS_KEY,  # pylint: disable=protected-access
-                                           json.dumps(params))
+      # Another worker may have taken one while this one computed: read again, write the
+      # choice, then read once more; a worker that finds its choice taken meanwhile (two that
+      # wrote at once) moves to its next alternative.
+      choices = [space.optuna_params(x.parameters) for x in suggestions]
+      params = choices[0]
+      for _ in range(len(choices)):
+        taken = self._taken(study, space, trial)
+        params = next((c for c in choices if _key(space, c) not in taken), params)
+        study._storage.set_trial_system_attr(trial._trial_id, SHARED_PARAMS_KEY,  # pylint: disable=protected-access
+                                             json.dumps(params))
+        if _key(space, params) not in self._taken(study, space, trial):
+          break
+        choices = [c for c in choices if c is not params]
     return params
+
+  @staticmethod
+  def _taken(study: optuna.Study, space: OptunaProblem, trial: FrozenTrial) -> set[tuple]:
+    """The configurations the study's other trials hold or were given."""
+    others = [_taken_params(t) for t in study.get_trials(deepcopy=False)
+              if t.number != trial.number]
+    return {_key(space, params) for params in others if space.holds(params)}
 
   def _designer(self, study: optuna.Study, space: OptunaProblem,
                 trial: FrozenTrial) -> tuple[OmniPredDesigner, set[int]]:
@@ -236,7 +247,7 @@ class OmniPredSampler(optuna.samplers.BaseSampler):
     surrogate = self._conditioned(study, space, context, warp)
     if surrogate is None:
       return None
-    codec = next(c for c in space.codecs if c.name == name)
+    codec = space.codec(name)
     rng = np.random.default_rng([self._trial_seed(trial), len(trial.params)])
     values = _candidate_values(distribution, self._config.num_value_candidates, rng)
     best = sorted((t for t in context if name in t.params),

@@ -131,7 +131,7 @@ class OptunaProblem:
                metric_names=tuple(names), directions=directions,
                constraint_names=tuple(constraint_names), parents=dict(parents or {}))
 
-  def _codec(self, name: str) -> ParameterCodec:
+  def codec(self, name: str) -> ParameterCodec:
     return next(c for c in self.codecs if c.name == name)
 
   def problem(self) -> vz.ProblemStatement:
@@ -141,7 +141,7 @@ class OptunaProblem:
     for codec in self.codecs:
       if codec.name in self.parents:
         parent, choices = self.parents[codec.name]
-        labels = [self._codec(parent).to_vizier(v) for v in choices]
+        labels = [self.codec(parent).to_vizier(v) for v in choices]
         codec.add_to(selectors[parent].select_values(labels))
     for name, direction in zip(self.metric_names, self.directions):
       goal = (vz.ObjectiveMetricGoal.MAXIMIZE if direction == optuna.study.StudyDirection.MAXIMIZE
@@ -161,12 +161,13 @@ class OptunaProblem:
         out.append(c)
     return out
 
-  def fits(self, trial: FrozenTrial, params: Mapping[str, Any] | None = None) -> bool:
-    """The trial (or `params` taken for it) holds every parameter that is active for it,
-    under the same distribution."""
-    if params is not None:
-      return all(c.name in params for c in self._active(params))
+  def fits(self, trial: FrozenTrial) -> bool:
+    """The trial holds every parameter that is active for it, under the same distribution."""
     return all(c.fits(trial) for c in self._active(trial.params))
+
+  def holds(self, params: Mapping[str, Any]) -> bool:
+    """`params` (taken for a running trial) holds every parameter active for them."""
+    return all(c.name in params for c in self._active(params))
 
   def parameters(self, params: Mapping[str, Any]) -> dict[str, float | int | str]:
     return {c.name: c.to_vizier(params[c.name]) for c in self._active(params)}

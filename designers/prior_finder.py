@@ -20,9 +20,10 @@ from vizier import pyvizier as vz
 from vizier._src.service import resources, vizier_service_pb2
 from vizier.service import pyvizier as svz
 
+from vizier_omnipred.pretraining import user_studies
+
 METADATA_NAMESPACE = 'omnipred'
 METADATA_KEY = 'prior_studies'
-_OPEN = (vz.TrialStatus.ACTIVE, vz.TrialStatus.REQUESTED)
 
 
 @attrs.frozen
@@ -73,7 +74,7 @@ def _candidates(study_name: str, supporter: pythia.PolicySupporter) -> list[str]
 
 def _fits(found: FoundStudy, problem: vz.ProblemStatement, config: TransferConfig) -> float:
   """The share of `problem`'s parameters `found` has, or 0 when it does not qualify."""
-  if any(t.status in _OPEN for t in found.trials):
+  if not user_studies.is_finished(found.trials):
     return 0.0
   if sum(t.status == vz.TrialStatus.COMPLETED for t in found.trials) < config.min_trials:
     return 0.0

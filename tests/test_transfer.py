@@ -57,6 +57,15 @@ def test_a_prior_study_with_a_missing_an_extra_parameter_and_another_category_is
   assert np.isfinite(reg.quantiles(QUERIES, [0.5])).all()
 
 
+def test_a_condition_without_prior_studies_reads_the_study_alone_again():
+  reg = _regressor()
+  current, a, _ = _studies()
+  reg.condition(current, prior_studies=[a])
+  assert 'width' in reg.featurizer.parameter_names
+  reg.condition(current)
+  assert set(reg.featurizer.parameter_names) == {'x', 'opt'} and reg.prior_trials == []
+
+
 @pytest.mark.parametrize('bad, message', [
     ([({'x': 0.1}, float('nan')), ({'x': 0.2}, 1.0)], r'Prior study 1, example 0: y is nan'),
     ([({'x': 0.1}, 1.0)], r'Prior study 1 needs at least 2 examples'),

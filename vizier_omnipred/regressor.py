@@ -193,6 +193,7 @@ class OmniPredRegressor:
     self._tuned: torch.nn.Module | None = None  # a fine-tuned copy (peft-wrapped for LoRA)
     self._method: str | None = None
     self.featurizer: Featurizer | None = None
+    self._study_featurizer: Featurizer | None = None  # see set_study
     self.y_scaler: YScaler | None = None
     self._problem: vz.ProblemStatement | None = None
     self._context: ModelInputs | None = None  # the study's trials [n, P]
@@ -256,6 +257,9 @@ class OmniPredRegressor:
     """
     self.featurizer = Featurizer(problem, study=study, config=self.base.model_config.featurizer,
                                  metric_inputs=metric_inputs, partial_rows=partial_rows)
+    # The study's own; `featurizer` widens to prior studies' parameters for a condition that
+    # reads them, and comes back to this one for a condition that does not.
+    self._study_featurizer = self.featurizer
     self.selection = None  # chosen among this featurizer's columns
     _import_peft()
     self._problem = problem
@@ -309,10 +313,13 @@ class OmniPredRegressor:
       raise ValueError(f'The context needs at least 2 examples, got {len(rows)}.')
     priors = [self._rows_and_y(study, what=f'Prior study {k}, example')
               for k, study in enumerate(prior_studies)]
+    featurizer = self._study_featurizer
     if priors:
       self._check_priors(priors)
-      self.featurizer = union_featurizer(self.featurizer, self._problem,
-                                         rows + [r for p, _ in priors for r in p])
+      featurizer = union_featurizer(featurizer, self._problem,
+                                    rows + [r for p, _ in priors for r in p])
+    new_columns = featurizer is not self.featurizer
+    self.featurizer = featurizer
     self._context = self.featurizer.featurize(rows)
     self._context_y = y
     self.y_scaler = YScaler.fit(y)
@@ -322,7 +329,7 @@ class OmniPredRegressor:
     if self.relevance is None:
       self.selection = None
     else:
-      if priors or not still_current(self.selection, len(rows), self.relevance):
+      if new_columns or not still_current(self.selection, len(rows), self.relevance):
         self.selection = self._select_parameters()
       self._context = self._context.columns(self.selection.kept)
       if self._prior is not None:

@@ -76,10 +76,9 @@ class StudyFamily:
     k = 0 if relation == 'none' else k
     # An added parameter (one name per family, as a user's next sweep would add it).
     self._extra = draw_coordinate(rng, self.current.dim, set(self.current.parameter_names))
-    self._drawn: list[_Relation] = []  # the relations drawn so far (foreign names taken)
+    self.relations: list[_Relation] = []  # drawn one by one: a foreign study's names are taken
     for _ in range(k):
-      self._drawn.append(self._relation(rng, relation))
-    self.relations = self._drawn
+      self.relations.append(self._relation(rng, relation))
 
   def _relation(self, rng: np.random.Generator, relation: str) -> _Relation:
     cfg, d = self._config, self.current.dim
@@ -105,7 +104,7 @@ class StudyFamily:
     """Another study whose parameter names are all new to this family (None if ten draws
     could not find one: the prior study then keeps the family's names)."""
     taken = set(self.current.parameter_names) | {self._extra.config.name}
-    for rel in self._drawn:
+    for rel in self.relations:
       if rel.foreign is not None:
         taken |= set(rel.foreign.parameter_names)
     for _ in range(10):

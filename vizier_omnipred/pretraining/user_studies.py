@@ -40,10 +40,16 @@ class UserStudy:
   y: np.ndarray = attrs.field(eq=False)
 
 
+def is_finished(trials: Sequence[vz.Trial]) -> bool:
+  """No trial is ACTIVE or REQUESTED: nothing in the study is still changing. The rule for
+  the studies pretraining reads and for those a server's `--transfer auto` picks."""
+  return not any(t.status in _OPEN for t in trials)
+
+
 def _usable(name: str, problem: vz.ProblemStatement, trials: Sequence[vz.Trial]
             ) -> UserStudy | None:
   objectives = [m for m in problem.metric_information if m.type == vz.MetricType.OBJECTIVE]
-  if not objectives or any(t.status in _OPEN for t in trials):
+  if not objectives or not is_finished(trials):
     return None
   metric = objectives[0].name
   rows, ys = [], []
