@@ -53,8 +53,6 @@ from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
 from designers.acquisition_search import AcquisitionSearchConfig  # noqa: E402
 from designers.trust_region import TrustRegionConfig  # noqa: E402
 
-FOREVER = 10**9  # a tolerance no study reaches
-
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 RAW = RESULTS / 'raw'
 
@@ -90,7 +88,7 @@ PRESETS = {
                    designers=('omnipred', 'random', 'quasi_random')),
 }
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
-GP_SEEDS = {'quick': (0, 1), 'full': (0,), 'seed0': (0,), 'seed1': (1,), 'latency': (0,),
+GP_SEEDS = {'quick': (0, 1), 'full': (0, 1, 2), 'seed0': (0,), 'seed1': (1,), 'latency': (0,),
             'memory': (0,), 'batch8': (0,)}
 BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
 # OmniPred variants: (OmniPredDesignerConfig fields, LMSurrogateConfig fields) over the
@@ -128,10 +126,8 @@ OMNIPRED_VARIANTS = {
     'omnipred_local_half': ({'local_context': 20, 'local_share': 0.5}, {}),
     'omnipred_search_local': ({'search': AcquisitionSearchConfig(), 'local_context': 20,
                                'local_share': 1.0}, {}),
-    # The trust region's radius stays at its initial value (never grows or shrinks): what a
-    # designer rebuilt at every suggestion has (the Optuna benchmark's `omnipred_rebuilt`).
-    'omnipred_fixed_region': ({'trust_region': TrustRegionConfig(
-        success_tolerance=FOREVER, failure_tolerance=FOREVER)}, {}),
+    # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.
+    'omnipred_adaptive_region': ({'trust_region': TrustRegionConfig(adaptive=True)}, {}),
 }
 
 
@@ -229,8 +225,13 @@ def jobs_for(preset: str, designers: tuple[str, ...]) -> list[tuple]:
   return out
 
 
+# Presets that run the same studies (one at a time, 50 trials, the full functions) share one
+# store: a seed-0 run made by `--preset full` is the `seed0` table's too.
+SHARED_STORE = {'full': 'pairs50', 'seed0': 'pairs50', 'seed1': 'pairs50'}
+
+
 def raw_path(preset, designer, function, dim, seed) -> pathlib.Path:
-  return RAW / preset / f'{designer}_{function}_{dim}_{seed}.json'
+  return RAW / SHARED_STORE.get(preset, preset) / f'{designer}_{function}_{dim}_{seed}.json'
 
 
 # Vizier's GP-UCB-PE exhausts XLA's JIT memory after ~110 suggestions in one process

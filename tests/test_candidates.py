@@ -48,7 +48,7 @@ def test_empty_search_space_is_rejected():
 
 def test_trust_region_grows_shrinks_and_restarts():
   cfg = TrustRegionConfig(initial_radius=0.1, min_radius=0.02, max_radius=0.3,
-                          success_tolerance=2, failure_tolerance=2)
+                          success_tolerance=2, failure_tolerance=2, adaptive=True)
   tr = TrustRegion(cfg)
   for _ in range(4):
     tr.observe(True)
@@ -57,6 +57,13 @@ def test_trust_region_grows_shrinks_and_restarts():
     tr.observe(False)
   # 0.3 -> 0.15 -> 0.075 -> 0.0375 -> 0.01875 < min: restart at 0.1
   assert tr.radius == pytest.approx(0.1)
+
+
+def test_trust_region_radius_is_fixed_by_default():
+  tr = TrustRegion(TrustRegionConfig(initial_radius=0.2))
+  for improved in [True] * 5 + [False] * 10:
+    tr.observe(improved)
+  assert tr.radius == 0.2
 
 
 def test_conditional_candidates_are_valid_and_round_trip(conditional_problem):
