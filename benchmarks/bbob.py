@@ -48,9 +48,9 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from designers.candidates import parameter_key  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
-from comparisons import log_efficiency, save_grid, win_rate_rows  # noqa: E402
+from comparisons import log_efficiency, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
 from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
-from designers.acquisition_search import AcquisitionSearchConfig  # noqa: E402
+from designers.acquisition_search import EvolutionarySearch  # noqa: E402
 from designers.trust_region import TrustRegionConfig  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
@@ -112,7 +112,7 @@ OMNIPRED_VARIANTS = {
     # ... and chooses them again at every suggestion (the default: once the study grew 20%).
     'omnipred_reselect': ({}, {'relevance': RelevanceConfig()}),
     # The pool evolved under a cheap inner score, finalists sampled in full.
-    'omnipred_search': ({'search': AcquisitionSearchConfig()}, {}),
+    'omnipred_search': ({'optimizer': EvolutionarySearch()}, {}),
     # Tied values share their mean rank.
     'omnipred_midrank': ({'y_warp': 'midrank'}, {}),
     # y read as -log of its gap to the best value.
@@ -124,7 +124,7 @@ OMNIPRED_VARIANTS = {
     # (every suggestion, or half of them).
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
     'omnipred_local_half': ({'local_context': 20, 'local_share': 0.5}, {}),
-    'omnipred_search_local': ({'search': AcquisitionSearchConfig(), 'local_context': 20,
+    'omnipred_search_local': ({'optimizer': EvolutionarySearch(), 'local_context': 20,
                                'local_share': 1.0}, {}),
     # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.
     'omnipred_adaptive_region': ({'trust_region': TrustRegionConfig(adaptive=True)}, {}),
@@ -340,7 +340,7 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
   if rows:
     lines += ['', f'Win rate at trial {at}: share of studies (same function, dim and seed) where '
               'the OmniPred variant\'s regret is lower (ties count half).', '',
-              '| OmniPred variant | against | studies | wins |', '|---|---|---|---|'] + rows
+              *WIN_RATE_HEADER] + rows
 
   lines += ['', f'Mean regret at trial {at} by (function, dim); bold = an OmniPred variant beats '
             'both random and quasi-random (mean over seeds).', '',

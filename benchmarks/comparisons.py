@@ -27,10 +27,16 @@ def log_efficiency(compared: np.ndarray, baseline: np.ndarray) -> float:
       baseline_curve=curve(baseline), compared_curve=curve(compared)).score())
 
 
+# The header of `win_rate_rows`' table.
+WIN_RATE_HEADER = ['| OmniPred variant | against | studies | wins | its mean regret | theirs |',
+                   '|---|---|---|---|---|---|']
+
+
 def win_rate_rows(regret: dict, ours, present, at: int,
                   skip: Callable[[str, str], bool] = lambda o, d: False) -> list[str]:
-  """Markdown rows `| ours | against | studies | wins |` at trial `at`. regret: (designer,
-  *study) -> [trials] regret; a study is compared where both designers ran it."""
+  """Markdown rows under WIN_RATE_HEADER at trial `at`: studies, the share won, and both mean
+  regrets over the same studies. regret: (designer, *study) -> [trials] regret; a study is
+  compared where both designers ran it."""
   rows = []
   for o in ours:
     for d in present:
@@ -40,7 +46,8 @@ def win_rate_rows(regret: dict, ours, present, at: int,
                for k in regret if k[0] == d and (o,) + k[1:] in regret]
       if pairs:
         wins = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
-        rows.append(f'| {o} | {d} | {len(pairs)} | {wins:.0%} |')
+        mine, theirs = np.mean(pairs, axis=0)
+        rows.append(f'| {o} | {d} | {len(pairs)} | {wins:.0%} | {mine:.4f} | {theirs:.4f} |')
   return rows
 
 

@@ -36,7 +36,7 @@ from vizier import pyvizier as vz  # noqa: E402
 
 import tuning_studies  # noqa: E402
 import tuning_tasks  # noqa: E402
-from comparisons import regret_panel, save_grid, win_rate_rows  # noqa: E402
+from comparisons import regret_panel, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
 from designers.optuna_sampler import OmniPredSampler, OmniPredSamplerConfig  # noqa: E402
 from designers.study_runner import shifted_bbob  # noqa: E402
 
@@ -301,7 +301,7 @@ def _table(regret: dict, samplers, tasks, title: str) -> list[str]:
   rows = win_rate_rows(sub, [s for s in present if s.startswith('omnipred')], present, TRIALS)
   if rows:
     lines += ['', f'Win rate at trial {TRIALS} (same task and seed; ties count half).', '',
-              '| OmniPred | against | studies | wins |', '|---|---|---|---|'] + rows
+              *WIN_RATE_HEADER] + rows
   lines += ['', f'Mean regret at trial {TRIALS} by task (mean over seeds).', '',
             '| task | ' + ' | '.join(present) + ' |', '|---|' + '---|' * len(present)]
   for name in tasks:

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import tuning_tasks  # noqa: E402
-from comparisons import log_efficiency, regret_panel, save_grid, win_rate_rows  # noqa: E402
+from comparisons import log_efficiency, regret_panel, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 
 RESULTS = bbob.RESULTS
@@ -129,7 +129,7 @@ def aggregate(designers: tuple[str, ...], command: str = '') -> str:
   if rows:
     lines += ['', f'Win rate at trial {TRIALS}: share of studies (same task and seed) where the'
               ' OmniPred variant\'s regret is lower (ties count half).', '',
-              '| OmniPred variant | against | studies | wins |', '|---|---|---|---|'] + rows
+              *WIN_RATE_HEADER] + rows
   lines += ['', f'Mean regret at trial {TRIALS} by task (mean over seeds).', '',
             '| task | parameters | ' + ' | '.join(present) + ' |',
             '|---|---|' + '---|' * len(present)]

@@ -45,6 +45,7 @@ from optuna.samplers._base import _process_constraints_after_trial
 from optuna.trial import FrozenTrial, TrialState
 from vizier import algorithms as vza
 
+from designers import acquisition
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.optuna_space import OptunaProblem, conditional_space
 from designers.surrogate import LMSurrogate, LMSurrogateConfig, SurrogateFactory
@@ -255,7 +256,7 @@ class OmniPredSampler(optuna.samplers.BaseSampler):
     values += [t.params[name] for t in best]
     base = space.partial_parameters(trial.params)
     rows = [dict(base, **{name: codec.to_vizier(v)}) for v in values]
-    level = self._config.designer.ucb_quantile
+    level = getattr(self._config.designer.acquisition, 'quantile', acquisition.UCB().quantile)
     upper = surrogate.quantiles(rows, [level])[:, 0]
     return codec.to_optuna(codec.to_vizier(values[int(np.argmax(upper))]))
 

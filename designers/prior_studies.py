@@ -81,3 +81,29 @@ class PriorStudy:
     warped = own.warp(np.asarray([own.orient(v) for v in values]))
     current = YWarp(maximize=current_maximize, kind=warp_kind)
     return params, current.to_study_direction(warped)
+
+
+def prior_examples(priors: Sequence[PriorStudy], infos: Sequence[StudyInfo],
+                   warps: Sequence[YWarp]) -> tuple[list[list], list[str]]:
+  """Per objective (`infos`, warped by `warps`), the prior studies' (parameters, y) that can
+  be read; and the names of the prior studies read."""
+  per_objective, read = [], []
+  for info, warp in zip(infos, warps):
+    studies = []
+    for prior in priors:
+      examples = prior.examples(info, warp.kind, warp.maximize)
+      if examples is not None:
+        studies.append(examples)
+        if prior.name not in read:
+          read.append(prior.name)
+    per_objective.append(studies)
+  return per_objective, read
+
+
+def named(prior_studies: Sequence[PriorStudyInput],
+          names: Sequence[str] | None = None) -> list[PriorStudy]:
+  """`set_priors`'s arguments as PriorStudy's; names default to prior0, prior1, ..."""
+  names = list(names) if names is not None else [f'prior{k}' for k in range(len(prior_studies))]
+  if len(names) != len(prior_studies):
+    raise ValueError(f'{len(names)} names for {len(prior_studies)} prior studies.')
+  return [PriorStudy.of(study, name) for study, name in zip(prior_studies, names)]

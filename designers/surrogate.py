@@ -329,6 +329,10 @@ class LMSurrogateFactory:
 
   config: LMSurrogateConfig
   shared: OmniPredRegressor
+  # Declares that its surrogates read other metrics' values (`metric_inputs`) and sample given
+  # them (`sample_given`): what `ChainedObjectives` needs. A factory without it is sampled
+  # independently.
+  chains_objectives = True
 
   def __call__(self, problem: vz.ProblemStatement, study: StudyInfo, *,
                metric_inputs: Sequence[str] = (), partial_rows: bool = False) -> LMSurrogate:
@@ -343,3 +347,24 @@ def _pretrained(config: LMSurrogateConfig) -> OmniPredRegressor:
   return OmniPredRegressor.from_pretrained(config.checkpoint, views=config.views,
                                            relevance=config.relevance,
                                            device=config.device or default_device())
+
+
+def build_objectives(problem: vz.ProblemStatement, infos: Sequence[StudyInfo],
+                     surrogate: Surrogate | None, factory: SurrogateFactory | None,
+                     joint: bool) -> tuple[Objectives, SurrogateFactory | None]:
+  """A designer's objectives: `surrogate` (one objective, no SAFETY metric), or one surrogate
+  per objective from `factory` (default: the shipped LM), chained when `joint` and the factory
+  `chains_objectives`. -> (the objectives, the factory the SAFETY metrics use too)."""
+  names = [info.metric_name for info in infos]
+  num_safety = sum(m.type == vz.MetricType.SAFETY for m in problem.metric_information)
+  if surrogate is not None:
+    if len(names) + num_safety > 1:
+      raise ValueError(
+          f'This problem has {len(names)} objectives {names} and {num_safety} safety'
+          ' metrics: pass surrogate_factory (one surrogate per metric), not one surrogate.')
+    return IndependentObjectives([surrogate]), None
+  factory = factory or (LMSurrogate.factory() if len(names) + num_safety > 1 else LMSurrogate)
+  if len(names) > 1 and joint and getattr(factory, 'chains_objectives', False):
+    return ChainedObjectives([factory(problem, info, metric_inputs=names[:k])
+                              for k, info in enumerate(infos)], names), factory
+  return IndependentObjectives([factory(problem, info) for info in infos]), factory

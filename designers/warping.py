@@ -73,3 +73,26 @@ def _log_anchor(y: np.ndarray) -> tuple[float, float]:
   best = float(np.max(y))
   spread = float(np.ptp(y))
   return best, LOG_FLOOR * spread if spread > 0 else 1.0
+
+
+def warp_columns(warps: list[YWarp], oriented: np.ndarray
+                 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+  """Oriented values [k, m] (NaN: missing) -> (per objective the finite oriented values
+  warped, the warped oriented values [k, m], the same in each study's direction [k, m])."""
+  warped = np.full(oriented.shape, np.nan)
+  study_units = np.full(oriented.shape, np.nan)
+  observed = []
+  for k, warp in enumerate(warps):
+    rows = np.flatnonzero(np.isfinite(oriented[:, k]))
+    observed.append(oriented[rows, k])
+    warped[rows, k] = warp.warp(observed[k])
+    study_units[rows, k] = warp.to_study_direction(warped[rows, k])
+  return observed, warped, study_units
+
+
+def median_in_units(warps: list[YWarp], samples: np.ndarray,
+                    observed: list[np.ndarray]) -> list[float]:
+  """One candidate's samples [S, m] (each surrogate's study direction) -> the median of each
+  objective in the metric's units, mapped back through the values that were warped."""
+  return [w.orient(w.unwarp(w.from_study_direction(np.median(samples[:, k])), observed[k]))
+          for k, w in enumerate(warps)]

@@ -6,7 +6,7 @@ import pytest
 from vizier import algorithms as vza
 from vizier import pyvizier as vz
 
-from designers.acquisition_search import AcquisitionSearchConfig, search
+from designers.acquisition_search import AcquisitionSearchConfig, EvolutionarySearch, search
 from designers.candidates import CandidateSpace
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 
@@ -104,7 +104,7 @@ def test_the_designer_searches_through_any_surrogate(exact):
       vz.MetricInformation('y', goal=vz.ObjectiveMetricGoal.MAXIMIZE))
   surrogate = Bowl(exact)
   config = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=32, num_samples=4,
-                                  search=SMALL)
+                                  optimizer=EvolutionarySearch(SMALL))
   designer = OmniPredDesigner(problem, seed=0, config=config, surrogate=surrogate)
   for i in range(4):
     (s,) = designer.suggest(1)

@@ -139,7 +139,7 @@ def test_one_parameter_and_infeasible_and_nan_trials():
   feasible = [t for t in trials if not t.infeasible
               and np.isfinite(t.final_measurement.metrics['y'].value)]
   assert designer.last_report['fit_steps'] >= 1
-  assert len(designer._feasible) == len(feasible)
+  assert len(designer._record.feasible) == len(feasible)
 
 
 def test_missing_metric_is_not_fed_as_a_number(mixed_problem):
@@ -148,7 +148,7 @@ def test_missing_metric_is_not_fed_as_a_number(mixed_problem):
   t = designer.suggest(1)[0].to_trial(99)
   t.complete(vz.Measurement(metrics={'other': 1.0}))
   designer.update(vza.CompletedTrials([t]), vza.ActiveTrials())
-  assert len(designer._feasible) == 4
+  assert len(designer._record.feasible) == 4
   assert len(designer.suggest(2)) == 2
 
 

@@ -255,4 +255,4 @@ def test_a_reused_designer_reads_each_finished_trial_once(tiny_checkpoint_file, 
     return
   (designer, read), = designers
   assert read == set(range(7))  # every finished trial but the last, each once
-  assert len(designer._completed) == 7  # pylint: disable=protected-access
+  assert len(designer._record.completed) == 7  # pylint: disable=protected-access

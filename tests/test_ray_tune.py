@@ -17,6 +17,9 @@ def _trainable(config):
   tune.report({'loss': loss})
 
 
+_RAY_START_TIMEOUTS = ('timed out during startup', 'Timed out waiting for file')
+
+
 def test_eight_trials_two_at_a_time_through_optuna_search(tmp_path, tiny_checkpoint_file):
   from ray import tune  # pylint: disable=g-import-not-at-top
   from ray.tune.search.optuna import OptunaSearch  # pylint: disable=g-import-not-at-top
@@ -29,14 +32,16 @@ def test_eight_trials_two_at_a_time_through_optuna_search(tmp_path, tiny_checkpo
            'opt': CategoricalDistribution(['adam', 'sgd'])}
   # Ray's own temporary folder: its socket paths must stay under 107 bytes, which pytest's
   # tmp_path is too deep for.
-  for attempt in range(2):  # a raylet that misses Ray's fixed 30 s start-up wait gets one retry
+  # A Ray node that misses one of Ray's fixed start-up waits (the raylet's 30 s, or the wait for
+  # the GCS port file; both seen on a loaded 2-core machine) gets up to two more tries.
+  for attempt in range(3):
     try:
       ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                configure_logging=False)
       break
     except Exception as e:  # pylint: disable=broad-except  # Ray raises a bare Exception
       ray.shutdown()
-      if attempt or 'timed out during startup' not in str(e):
+      if attempt == 2 or not any(m in str(e) for m in _RAY_START_TIMEOUTS):
         raise
   try:
     tuner = tune.Tuner(

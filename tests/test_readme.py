@@ -2,6 +2,8 @@
 
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -81,3 +83,16 @@ def test_the_readme_stays_a_users_readme():
   """At most ~350 lines: the measurements live in benchmarks/RESULTS.md, the reasons in
   docs/design.md."""
   assert len(README.read_text().splitlines()) <= 350
+
+
+def test_the_program_has_every_command_and_the_model_side_runs_alone(capsys):
+  from designers import cli  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit):
+    cli.main(['--help'])
+  assert '{pretrain,explain,explain-pretrain,serve,demo}' in capsys.readouterr().out
+  # What torchrun -m starts on each rank: the model's commands, no Vizier designer imported.
+  code = ('import sys; from vizier_omnipred import cli\n'
+          'try: cli.main(["--help"])\nexcept SystemExit: pass\n'
+          'print(sorted(m for m in sys.modules if m.split(".")[0] == "designers"))')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip().endswith('[]')

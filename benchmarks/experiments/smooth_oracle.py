@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from vizier import pyvizier as vz  # noqa: E402
 
-from designers.acquisition_search import AcquisitionSearchConfig  # noqa: E402
+from designers.acquisition_search import EvolutionarySearch, RankPool  # noqa: E402
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
 
@@ -53,7 +53,7 @@ def designer(name: str, function: str):
   or an OmniPred variant of benchmarks/bbob.py."""
   if name.startswith('oracle_'):
     config = OmniPredDesignerConfig(
-        search=AcquisitionSearchConfig() if name == 'oracle_search' else None)
+        optimizer=EvolutionarySearch() if name == 'oracle_search' else RankPool())
     return lambda p, seed=None: OmniPredDesigner(
         p, seed=seed, config=config, surrogate=Oracle(shifted_bbob(function, DIM, seed or 0)))
   return bbob.designer_factory(name)
