@@ -266,7 +266,7 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         'values': [float(v) for v in run.values()], 'seconds': run.seconds,
-        'completed': run.completed, 'signature': signatures[designer],
+        'completed': run.completed, 'splits': run.splits, 'signature': signatures[designer],
         'duplicates': len(run.trials) - len({parameter_key(t.parameters) for t in run.trials}),
         'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
@@ -394,6 +394,7 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
       vals = [s for c, s in latency[d] if a <= c < b]
       cells.append(f'{np.median(vals):.3f}' if vals else '-')
     lines.append(f'| {d} | ' + ' | '.join(cells) + f' | {rss[d]:.0f} |')
+  lines += split_table(blobs, present)
   lines += ['', f'Command: `python benchmarks/bbob.py --preset {preset}{command}` (then'
             ' `--aggregate`).']
   text = '\n'.join(lines) + '\n'
@@ -401,6 +402,33 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
   (RESULTS / f'bbob_{preset}.md').write_text(text)
   plot(preset, present, regret, latency)
   return text
+
+
+# The steps whose time split `split_table` reports (completed trials), the range the
+# latency target names.
+SPLIT_WINDOW = (45, 56)
+SPLIT_PARTS = ('condition', 'search', 'sample')  # OmniPredDesigner.last_report['split']
+
+
+def split_table(blobs: dict, present: list[str]) -> list[str]:
+  """Markdown lines: each designer's median time split of a suggestion at 45-55 completed
+  trials (the designers that report one: `last_report['split']`)."""
+  rows = []
+  for d in present:
+    splits = [s for job, blob in blobs.items() if job[0] == d
+              for c, s in zip(blob['completed'], blob.get('splits') or [])
+              if s and SPLIT_WINDOW[0] <= c < SPLIT_WINDOW[1]]
+    if splits:
+      parts = [np.median([s.get(k, 0.0) for s in splits]) for k in SPLIT_PARTS]
+      rows.append(f'| {d} | ' + ' | '.join(f'{v:.3f}' for v in parts) + f' | {sum(parts):.3f} |')
+  if not rows:
+    return []
+  return ['', f'Where a suggestion\'s time goes at {SPLIT_WINDOW[0]}-{SPLIT_WINDOW[1] - 1} '
+          'completed trials (median seconds; conditioning the surrogate, the acquisition '
+          'optimiser, sampling + scoring + selection; the rest of a step is the evaluation '
+          'and Vizier\'s loop).', '',
+          '| designer | ' + ' | '.join(SPLIT_PARTS) + ' | total |',
+          '|---|' + '---|' * (len(SPLIT_PARTS) + 1)] + rows
 
 
 def plot(preset, present, regret, latency) -> None:

@@ -97,12 +97,8 @@ class OmniPredDesigner(vza.Designer):
     other studies, read in the context of a surrogate that `reads_prior_studies` at every
     model-based suggestion; (problem, trials) for one whose problem differs (`prior_studies`).
     `names` label them in the suggestions' metadata (default: prior0, ...)."""
-    chained = self._config.joint_objectives and len(self._infos) > 1
-    if chained or not all(getattr(s, 'reads_prior_studies', False)
-                          for s in self._objectives.surrogates):
-      raise ValueError('This designer\'s surrogate cannot read prior studies: load a checkpoint '
-                       'trained with them (ModelConfig.prior_studies, e.g. `pretrain '
-                       '--family-fraction`), or do not set priors.')
+    prior_studies_lib.check_readable(self._objectives.surrogates, chained=(
+        self._config.joint_objectives and len(self._infos) > 1))
     self._priors = prior_studies_lib.named(prior_studies, names)
 
   @property
@@ -171,6 +167,7 @@ class OmniPredDesigner(vza.Designer):
     local = (None if len(self._infos) > 1 else candidate_pool.local_trials(
         self._space, self._record.feasible, cfg.local_context, cfg.local_share, self._rng))
     report, warped = self._condition(clock.condition_budget_s, local)  # steps 1-2
+    marks = [start, time.perf_counter()]  # the time split: condition, search, sample + select
     clock.note_condition(report)
     n = clock.pool_size(max(cfg.num_candidates, 4 * count), count)
     around = candidate_pool.centres(self._record.safe_feasible, cfg.num_centres, self._rng)
@@ -183,6 +180,7 @@ class OmniPredDesigner(vza.Designer):
         radius=self._region.radius, rng=self._rng, min_candidates=4 * count,
         carried=self._carried)
     self._carried, unit = proposal.carried, proposal.candidates
+    marks.append(time.perf_counter())
     n, params = len(unit), self._space.to_parameters(unit)
     first = clock.probe_size(n)
     samples = self._sample(params[:first])
@@ -201,9 +199,11 @@ class OmniPredDesigner(vza.Designer):
         and self._rng.random() < candidate_pool.BRANCH_EXPLORATION_SHARE):
       scores = candidate_pool.least_tried_branch(params, scores, self._record.completed)
     out = self._pick(unit, scores, count, taken, params=params, samples=samples)  # step 5
+    marks.append(time.perf_counter())
     self.last_report = dict(report, candidates=n, searched=proposal.evaluated,
-                            seconds=time.perf_counter() - start,
-                            radius=self._region.radius, degraded=clock.summary)
+                            seconds=marks[-1] - start, radius=self._region.radius,
+                            degraded=clock.summary, split=dict(zip(
+                                ('condition', 'search', 'sample'), np.diff(marks).tolist())))
     for s in out:
       suggestion_metadata.describe_model_choice(
           s.metadata.ns(_NS), report, acquisition=self._acquisition.name,

@@ -107,3 +107,11 @@ def named(prior_studies: Sequence[PriorStudyInput],
   if len(names) != len(prior_studies):
     raise ValueError(f'{len(names)} names for {len(prior_studies)} prior studies.')
   return [PriorStudy.of(study, name) for study, name in zip(prior_studies, names)]
+
+
+def check_readable(surrogates: Sequence, *, chained: bool) -> None:
+  """Raises unless every surrogate `reads_prior_studies` (and they are not chained)."""
+  if chained or not all(getattr(s, 'reads_prior_studies', False) for s in surrogates):
+    raise ValueError('This designer\'s surrogate cannot read prior studies: load a checkpoint '
+                     'trained with them (ModelConfig.prior_studies, e.g. `pretrain '
+                     '--family-fraction`), or do not set priors.')

@@ -39,12 +39,15 @@ def shifted_bbob(function: str, dim: int, seed: int) -> benchmarks.BenchmarkStat
 @attrs.frozen
 class StudyRun:
   """One designer on one study. `seconds[i]` is the wall time of the i-th suggest+evaluate
-  step, taken when `completed[i]` trials were complete."""
+  step, taken when `completed[i]` trials were complete; `splits[i]` the designer's own time
+  split of that step's suggestion (its `last_report['split']`, e.g. condition / search /
+  sample seconds), or None where it reports none."""
 
   name: str
   trials: list
   seconds: list
   completed: list
+  splits: list = attrs.field(factory=list)
 
   def values(self, metric: str = 'bbob_eval') -> np.ndarray:
     """Objective per trial in order; NaN for infeasible ones."""
@@ -63,21 +66,29 @@ class StudyRun:
 def run_study(name: str, factory: DesignerFactory, experimenter, num_trials: int, *,
               seed: int, batch_size: int = 1, progress=None) -> StudyRun:
   """Runs `num_trials` trials; `progress` (a tqdm bar) is advanced per trial."""
+  made = []  # the designer the state builds, to read its reports
+
+  def keeping(problem, seed=None):
+    made.append(factory(problem, seed))
+    return made[-1]
   state = benchmarks.DesignerBenchmarkStateFactory(
-      experimenter=experimenter, designer_factory=factory)(seed=seed)
+      experimenter=experimenter, designer_factory=keeping)(seed=seed)
   runner = benchmarks.BenchmarkRunner(
       benchmark_subroutines=[benchmarks.GenerateAndEvaluate(batch_size)], num_repeats=1)
-  seconds, completed = [], []
-  done = 0
+  seconds, completed, splits = [], [], []
+  done, last = 0, None
   while done < num_trials:
     t0 = time.perf_counter()
     runner.run(state)
     seconds.append(time.perf_counter() - t0)
     completed.append(done)
+    report = getattr(made[-1], 'last_report', None) if made else None
+    splits.append(report.get('split') if report and report is not last else None)
+    last = report
     trials = state.algorithm.supporter.GetTrials(status_matches=vz.TrialStatus.COMPLETED)
     if progress is not None:
       progress.update(len(trials) - done)
     done = len(trials)
   trials = state.algorithm.supporter.GetTrials(status_matches=vz.TrialStatus.COMPLETED)
   return StudyRun(name=name, trials=list(trials)[:num_trials], seconds=seconds,
-                  completed=completed)
+                  completed=completed, splits=splits)

@@ -388,3 +388,30 @@ def test_the_surrogate_config_sets_the_views_of_every_study(mixed_problem):
   assert surrogate.regressor.num_views == 3
   with pytest.raises(ValueError, match='views'):
     LMSurrogateConfig(views=0)
+
+
+class _Bowl:
+  """A test surrogate for BBOB's parameter names: predicts x0^2 (a MINIMIZE study)."""
+
+  def condition(self, parameters, y, *, time_budget_s=None):
+    return {}
+
+  def sample(self, parameters, num_samples, *, seed):
+    x = np.asarray([p['x0'].value for p in parameters])
+    return np.repeat(x[:, None] ** 2, num_samples, axis=1)
+
+
+def test_each_model_suggestion_reports_its_time_split_and_the_runner_records_it():
+  from designers.study_runner import run_study, shifted_bbob  # pylint: disable=g-import-not-at-top
+  designers = []
+
+  def factory(problem, seed=None):
+    designers.append(OmniPredDesigner(problem, seed=seed, config=FAST, surrogate=_Bowl()))
+    return designers[-1]
+  run = run_study('quadratic', factory, shifted_bbob('Sphere', 1, 0), 8, seed=0)
+  seeds = FAST.num_seed_trials
+  assert run.splits[:seeds] == [None] * seeds  # the seed phase has no model to time
+  for split in run.splits[seeds:]:
+    assert set(split) == {'condition', 'search', 'sample'} and min(split.values()) >= 0
+  report = designers[-1].last_report
+  assert sum(report['split'].values()) == pytest.approx(report['seconds'])
