@@ -151,7 +151,7 @@ def checkpoint_of(name: str, candidates: dict[str, str] | None = None) -> str | 
 def omnipred_configs(name: str, candidates: dict[str, str] | None = None):
   """-> (OmniPredDesignerConfig, LMSurrogateConfig) of an OmniPred variant."""
   from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
-  from designers.surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  from designers.lm_surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
   designer_fields, surrogate_fields = OMNIPRED_VARIANTS[name.partition('@')[0]]
   checkpoint = checkpoint_of(name, candidates)
   if checkpoint:
@@ -186,7 +186,7 @@ def designer_factory(name: str, candidates: dict[str, str] | None = None):
   `candidates`: tag -> checkpoint path, for names `variant@tag`."""
   if is_omnipred(name):
     from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
-    from designers.surrogate import LMSurrogate  # pylint: disable=g-import-not-at-top
+    from designers.lm_surrogate import LMSurrogate  # pylint: disable=g-import-not-at-top
     config, surrogate_config = omnipred_configs(name, candidates)
     surrogates = LMSurrogate.factory(surrogate_config)
     return lambda p, seed=None: OmniPredDesigner(p, seed=seed, config=config,

@@ -29,7 +29,7 @@ from vizier.service import clients  # noqa: E402
 from designers.plugin import OmniPredPolicyFactory  # noqa: E402
 from designers.serving import Service  # noqa: E402
 from designers.study_runner import shifted_bbob  # noqa: E402
-from designers.surrogate import LMSurrogate  # noqa: E402
+from designers.lm_surrogate import LMSurrogate  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 SEED_TRIALS = 10  # completed before the workers start: every measured suggestion is the model's

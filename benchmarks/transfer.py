@@ -152,7 +152,7 @@ def designer_factory(name: str, priors, checkpoint: str | None):
     return bbob.designer_factory('random')
   if name.startswith('omnipred'):
     from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
-    from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+    from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
     surrogates = LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint))
 
     def make(problem, seed=None):

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import regression  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from vizier_omnipred import checkpoints, regressor  # pylint: disable=g-import-not-at-top,wrong-import-position
+from vizier_omnipred import checkpoints, episodes  # pylint: disable=g-import-not-at-top,wrong-import-position
 from vizier_omnipred.serialization import Featurizer  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 RESULTS = pathlib.Path(__file__).parent / 'results'
@@ -66,7 +66,7 @@ def probe(model, dim: int) -> dict:
   y = np.r_[split.y, split.test_y]
   cfg = model.model_config
   fz = Featurizer(study.problem, config=cfg.featurizer)
-  inputs, _ = regressor.episode(fz.featurize(rows), fz.metadata(), y, NUM_CONTEXT, cfg.y_codec)
+  inputs, _ = episodes.episode(fz.featurize(rows), fz.metadata(), y, NUM_CONTEXT, cfg.y_codec)
   with torch.no_grad():
     tokens = model.trial_tokens(model.to_tensors(inputs))[0].numpy()
   coords = [cv_r2(tokens, x[:, j]) for j in range(dim)]

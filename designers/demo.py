@@ -16,7 +16,7 @@ from vizier._src.algorithms.designers import random as random_designer
 
 from designers.omnipred_designer import OmniPredDesigner
 from designers.study_runner import StudyRun, run_study, shifted_bbob
-from designers.surrogate import LMSurrogate
+from designers.lm_surrogate import LMSurrogate
 from vizier_omnipred import OmniPredRegressor
 
 

@@ -1,5 +1,5 @@
 """`OmniPredDesignerConfig`: the designer's knobs, each default beside the measurement that
-chose it (the surrogate has its own: `surrogate.LMSurrogateConfig`)."""
+chose it (the surrogate has its own: `lm_surrogate.LMSurrogateConfig`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from designers.warping import WARPS
 
 @attrs.frozen
 class OmniPredDesignerConfig:
-  """The designer's knobs (the surrogate has its own: `surrogate.LMSurrogateConfig`)."""
+  """The designer's knobs (the surrogate has its own: `lm_surrogate.LMSurrogateConfig`)."""
 
   # One objective of several to optimise alone; None: every objective (several: EHVI).
   metric_name: str | None = attrs.field(default=None, kw_only=True)

@@ -48,7 +48,8 @@ from vizier import algorithms as vza
 from designers import acquisition
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.optuna_space import OptunaProblem, conditional_space
-from designers.surrogate import LMSurrogate, LMSurrogateConfig, SurrogateFactory
+from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig
+from designers.surrogate import SurrogateFactory
 from designers.warping import YWarp
 from vizier_omnipred import StudyInfo
 

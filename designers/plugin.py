@@ -25,7 +25,8 @@ from vizier._src.service import policy_factory as vizier_policy_factory
 from designers import prior_finder
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.prior_finder import TransferConfig
-from designers.surrogate import LMSurrogate, SurrogateFactory
+from designers.lm_surrogate import LMSurrogate
+from designers.surrogate import SurrogateFactory
 
 ALGORITHM = 'OMNIPRED'
 # What Vizier's DefaultPolicyFactory accepts (vizier 0.1.24), for the error message.

@@ -316,7 +316,7 @@ def serve(args) -> int:
   """Runs until SIGINT/SIGTERM, then shuts down cleanly."""
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
   from designers.prior_finder import TransferConfig  # pylint: disable=g-import-not-at-top
-  from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
   factory = OmniPredPolicyFactory(
       surrogate_factory=(LMSurrogate.factory(LMSurrogateConfig(checkpoint=args.checkpoint))
                          if args.checkpoint else None),

@@ -9,7 +9,7 @@ from vizier import pyvizier as vz
 
 from designers.candidates import parameter_key
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
-from designers.surrogate import LMSurrogate, LMSurrogateConfig
+from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import FineTuneConfig, OmniPredRegressor, RelevanceConfig, StudyInfo
 from vizier_omnipred import search_space
 from tests.conftest import TINY, expected_active

@@ -25,7 +25,7 @@ from designers.candidates import CandidateSpace, parameter_key
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.plugin import OmniPredPolicyFactory
 from designers.serving import Service, database_url
-from designers.surrogate import LMSurrogate, LMSurrogateConfig
+from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import ModelConfig, OmniPredRegressor, StudyInfo, checkpoints
 from tests.conftest import TINY, Hung, bounded
 

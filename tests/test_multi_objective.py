@@ -8,8 +8,8 @@ from vizier import pyvizier as vz
 
 from designers import hypervolume
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
-from designers.surrogate import (ChainedObjectives, IndependentObjectives, LMSurrogate,
-                                 LMSurrogateConfig, _merged_report)
+from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig
+from designers.surrogate import ChainedObjectives, IndependentObjectives, _merged_report
 from vizier_omnipred import MultiObjectiveRegressor, OmniPredRegressor, checkpoints
 from tests.conftest import TINY
 

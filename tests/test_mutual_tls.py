@@ -17,7 +17,7 @@ from designers.omnipred_designer import OmniPredDesignerConfig
 from designers.plugin import OmniPredPolicyFactory
 from designers.secure_client import HandshakeRefused, secure_stub
 from designers.serving import Service, insecure_bind_warning, mode
-from designers.surrogate import LMSurrogate, LMSurrogateConfig
+from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import OmniPredRegressor, checkpoints
 from tests.conftest import TINY, bounded
 

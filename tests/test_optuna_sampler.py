@@ -18,7 +18,7 @@ from designers.omnipred_designer import OmniPredDesignerConfig
 from designers.optuna_sampler import (SHARED_PARAMS_KEY, OmniPredSampler,
                                       OmniPredSamplerConfig)
 from designers.optuna_space import OptunaProblem, ParameterCodec, conditional_space
-from designers.surrogate import LMSurrogate, LMSurrogateConfig
+from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -11,7 +11,7 @@ from vizier.service import servers
 from designers.omnipred_designer import OmniPredDesignerConfig
 from designers.plugin import OmniPredPolicyFactory
 from designers.serving import Service
-from designers.surrogate import LMSurrogate, LMSurrogateConfig
+from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import FineTuneConfig, ModelConfig, OmniPredRegressor, checkpoints
 
 FAST = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=64, num_samples=8)

@@ -6,7 +6,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from designers.omnipred_designer import OmniPredDesignerConfig
 from designers.optuna_sampler import OmniPredSampler, OmniPredSamplerConfig
-from designers.surrogate import LMSurrogate, LMSurrogateConfig
+from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig
 
 ray = pytest.importorskip('ray')  # installed by `make test` (the [ray] extra)
 

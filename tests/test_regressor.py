@@ -82,7 +82,7 @@ def test_lora_trains_the_adapter_and_leaves_the_base_untouched():
   reg.fine_tune(list(zip(rows, y)), config=FAST_LORA)
   for k, v in reg.base.state_dict().items():
     torch.testing.assert_close(v, before[k])
-  assert any('lora_' in n for n, _ in reg._tuned.named_parameters())
+  assert any('lora_' in n for n, _ in reg.tuning.tuned.named_parameters())
   assert not np.allclose(reg.sample(rows[:4], 16), base_samples)
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from vizier_omnipred import checkpoints
-from vizier_omnipred.regressor import OmniPredRegressor, episode
+from vizier_omnipred.regressor import OmniPredRegressor
 from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig
 from vizier_omnipred.relevance import select_parameters
 from vizier_omnipred.serialization import Featurizer
@@ -104,9 +104,7 @@ def test_held_out_likelihood_is_k_fold_and_depends_on_the_columns():
   featurizer = Featurizer(None)
   context = featurizer.featurize(rows)
   score = HeldOutLikelihood(
-      reg.base, context, featurizer.metadata(), y,
-      lambda items, meta, yy, k: episode(items, meta, yy, k, TINY.y_codec),
-      views=1, config=RelevanceConfig(folds=5))
+      reg.base, context, featurizer.metadata(), y, views=1, config=RelevanceConfig(folds=5))
   # Every trial is a query exactly once.
   assert sorted(np.concatenate(score.folds).tolist()) == list(range(12))
   assert len(score.folds) == 5

@@ -9,7 +9,7 @@ from vizier import algorithms as vza
 from vizier import pyvizier as vz
 
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
-from designers.surrogate import LMSurrogate, LMSurrogateConfig
+from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import OmniPredRegressor, RelevanceConfig, StudyInfo
 from tests.conftest import TINY
 

@@ -146,7 +146,7 @@ def test_family_fraction_needs_a_model_that_reads_prior_studies():
 def _designer(reads_priors: bool = True):
   from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
   from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
-  from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
   problem = vz.ProblemStatement()
   problem.search_space.root.add_float_param('x', -1.0, 1.0)
   problem.search_space.root.add_categorical_param('opt', ['adam', 'sgd'])
@@ -214,7 +214,7 @@ def _server_factory(checkpoint: str, auto: bool):
   from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
   from designers.plugin import OmniPredPolicyFactory  # pylint: disable=g-import-not-at-top
   from designers.prior_finder import TransferConfig  # pylint: disable=g-import-not-at-top
-  from designers.surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
   return OmniPredPolicyFactory(
       config=OmniPredDesignerConfig(num_seed_trials=3, num_candidates=32, num_samples=4),
       surrogate_factory=LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint,

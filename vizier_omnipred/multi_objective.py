@@ -71,14 +71,22 @@ class MultiObjectiveRegressor:
              seed: int = 0) -> np.ndarray:
     """-> [n, num_samples, num_metrics] float64 samples in each metric's own units; joint:
     sample s of every metric belongs to one draw."""
-    out = [self._regressors[0].sample(rows, num_samples, temperature=temperature, seed=seed)]
-    for k, reg in enumerate(self._regressors[1:], start=1):
-      if self.joint:
-        out.append(reg.sample_given(rows, np.stack(out, axis=-1), temperature=temperature,
-                                    seed=seed + k))
-      else:
-        out.append(reg.sample(rows, num_samples, temperature=temperature, seed=seed + k))
-    return np.stack(out, axis=-1)
+    if self.joint:
+      return chain_rule_samples(self._regressors, rows, num_samples, seed=seed,
+                                temperature=temperature)
+    return np.stack([reg.sample(rows, num_samples, temperature=temperature, seed=seed + k)
+                     for k, reg in enumerate(self._regressors)], axis=-1)
+
+
+def chain_rule_samples(models: Sequence[Any], rows: Sequence[Any], num_samples: int, *,
+                       seed: int, **kwargs) -> np.ndarray:
+  """Joint samples [n, num_samples, m] by the chain rule: model 0 samples from the rows alone,
+  model k at each of the rows' samples of models 0..k-1 (`sample_given`); model k's draws
+  use seed + k. `kwargs` go to every call (e.g. temperature)."""
+  out = [models[0].sample(rows, num_samples, seed=seed, **kwargs)]
+  for k, model in enumerate(models[1:], start=1):
+    out.append(model.sample_given(rows, np.stack(out, axis=-1), seed=seed + k, **kwargs))
+  return np.stack(out, axis=-1)
 
 
 def _metric_example(i: int, example: Any, name: str, inputs: Sequence[str] = ()

@@ -12,19 +12,14 @@ random context/query splits of the same trials). `condition` also chooses which 
 the model reads: those whose absence would lower its held-out likelihood of the trials
 (`relevance`; `relevance=None` reads them all).
 
-y reaches the model after a per-study affine map of the context's range onto [2, 3] (see
-`YScaler`): one order of magnitude, so the exponent token is nearly constant and the digits
-carry the value; y of any scale (1e-300 .. 1e300, negative, constant) is handled here, not by
-the tokens.
+The regressor is the predictor; what the model reads (rows, y scaling, episodes) is in
+`episodes`, test-time training in `fine_tuning`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 import os
-import pathlib
 import time
 from typing import Any, Sequence
 
@@ -35,20 +30,18 @@ from vizier import pyvizier as vz
 
 from vizier_omnipred import checkpoints
 from vizier_omnipred.decoding import quantile_ids, sample_ids
-from vizier_omnipred.model import (LORA_TARGETS, MAX_PRIOR_STUDIES, ModelConfig, OmniPredModel,
-                                   slot_permutations)
-from vizier_omnipred.numbers import NumberCodec
+from vizier_omnipred.episodes import (MIN_TRAINING_EXAMPLES, Example, YScaler, episode,
+                                      normalised, rows_and_y)
+from vizier_omnipred.fine_tuning import FineTuneConfig, FineTuner, FineTuneReport, import_peft
+from vizier_omnipred.model import MAX_PRIOR_STUDIES, ModelConfig, OmniPredModel, slot_permutations
 from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig, Selection
 from vizier_omnipred.relevance import select_parameters, still_current
-from vizier_omnipred.serialization import (Featurizer, ModelInputs, StudyInfo, StudyInputs, _plain,
+from vizier_omnipred.serialization import (Featurizer, ModelInputs, StudyInfo, StudyInputs,
                                            union_featurizer)
 
-Example = Any  # a vz.Trial, or a (parameters mapping, float y) pair
-# Largest normalised |y| a target may have: beyond it the y codec's exponent runs out, and such
-# a value (1e8 context ranges away) is as good as infinite to the loss.
-_Z_CLIP = 1e8
-# An episode needs two context trials (YScaler needs a range) and one query.
-MIN_TRAINING_EXAMPLES = 3
+__all__ = ['DEFAULT_RELEVANCE', 'DEFAULT_VIEWS', 'MIN_TRAINING_EXAMPLES', 'Example',
+           'FineTuneConfig', 'FineTuneReport', 'OmniPredRegressor', 'Prediction', 'YScaler',
+           'default_device', 'episode']
 # Views of a study a prediction reads (`slot_permutations`: each binds the parameters to the
 # slot codes in another order; the encoder averages a query's state over them). Exact medians
 # of the stage-5 weights on the regression benchmark's held-out BBOB studies, study error at
@@ -73,85 +66,6 @@ DEFAULT_RELEVANCE = RelevanceConfig()
 
 
 @attrs.frozen
-class YScaler:
-  """Affine map of the training y range [lo, hi] onto [2, 3]; overflow-safe for any floats."""
-
-  lo: float
-  half_span: float  # (hi - lo) / 2, computed without overflow; 0.5 when y is constant
-
-  @classmethod
-  def fit(cls, y: np.ndarray) -> 'YScaler':
-    y = np.asarray(y, dtype=np.float64)
-    lo, hi = float(y.min()), float(y.max())
-    half_span = hi / 2 - lo / 2
-    if not half_span > 0:
-      half_span = max(abs(lo) / 2, 0.5) if lo != 0 else 0.5
-    return cls(lo=lo, half_span=half_span)
-
-  def transform(self, y: np.ndarray) -> np.ndarray:
-    return 2.0 + (np.asarray(y, np.float64) / 2 - self.lo / 2) / self.half_span
-
-  def inverse(self, z: np.ndarray) -> np.ndarray:
-    with np.errstate(over='ignore'):
-      out = 2.0 * ((np.asarray(z, np.float64) - 2.0) * self.half_span + self.lo / 2)
-    return np.clip(out, -np.finfo(np.float64).max, np.finfo(np.float64).max)
-
-
-def episode(items: ModelInputs, meta: ModelInputs, y: np.ndarray, num_context: int,
-            codec: NumberCodec, prior_y: Sequence[np.ndarray] = ()
-            ) -> tuple[StudyInputs, np.ndarray]:
-  """Trials `items` [N, P] (the context first) and their y [N] -> (inputs, the queries'
-  targets as y slot ids [N - num_context, T]). y is normalised by the context alone, as at
-  prediction time: pretraining and test-time training both build their examples here.
-
-  `prior_y`: the y of prior studies (`ModelConfig.prior_studies`) whose trials come first in
-  `items`, before the current study's; each is normalised by its own values, and all of them
-  are context."""
-  z = np.clip(YScaler.fit(y[:num_context]).transform(y), -_Z_CLIP, _Z_CLIP)
-  if not prior_y:
-    return StudyInputs.build(items, meta, z[:num_context], num_context), codec.encode_many(
-        z[num_context:])
-  priors = [np.clip(YScaler.fit(p).transform(p), -_Z_CLIP, _Z_CLIP) for p in prior_y]
-  study = np.concatenate([np.full(len(p), k + 1) for k, p in enumerate(priors)]
-                         + [np.zeros(len(y))])
-  n_prior = sum(len(p) for p in priors)
-  inputs = StudyInputs.build(items, meta, np.concatenate(priors + [z[:num_context]]),
-                             n_prior + num_context, study=study)
-  return inputs, codec.encode_many(z[num_context:])
-
-
-@attrs.frozen
-class FineTuneConfig:
-  """Test-time adaptation to one study. The model already regresses in context; these steps
-  train it on random context/query splits of the study's own trials (as pretraining does on
-  synthetic studies). `method='lora'` adapts the pretrained weights with peft; `'full'` trains
-  every weight. max_steps 0: zero-shot, the trials are only the context."""
-
-  method: str = attrs.field(default='lora', kw_only=True,
-                            validator=attrs.validators.in_(('lora', 'full')))
-  lora_rank: int = attrs.field(default=8, kw_only=True)
-  lora_alpha: float = attrs.field(default=16.0, kw_only=True)
-  learning_rate: float = attrs.field(default=1e-3, kw_only=True)
-  weight_decay: float = attrs.field(default=0.0, kw_only=True)
-  max_steps: int = attrs.field(default=50, kw_only=True)
-  episodes_per_step: int = attrs.field(default=4, kw_only=True)
-  # Each episode asks for this share of the trials (at least one), the rest are its context.
-  min_query_fraction: float = attrs.field(default=0.1, kw_only=True)
-  max_query_fraction: float = attrs.field(default=0.5, kw_only=True)
-  time_budget_s: float | None = attrs.field(default=None, kw_only=True)
-  seed: int = attrs.field(default=0, kw_only=True)
-
-
-@attrs.frozen
-class FineTuneReport:
-  steps: int
-  train_loss: float
-  stopped_by: str  # 'max_steps', 'time_budget' or 'zero_shot'
-  seconds: float
-  num_context: int
-
-
-@attrs.frozen
 class Prediction:
   """Per-row summaries of the sampled y. Arrays are [n] except quantiles [n, len(levels)]."""
 
@@ -165,11 +79,6 @@ class Prediction:
 def default_device() -> str:
   """'cuda' when torch sees a GPU, else 'cpu': where a surrogate runs unless told."""
   return 'cuda' if torch.cuda.is_available() else 'cpu'
-
-
-def _import_peft():
-  import peft  # pylint: disable=g-import-not-at-top  # costs seconds: import on first use
-  return peft
 
 
 class OmniPredRegressor:
@@ -190,8 +99,7 @@ class OmniPredRegressor:
     self.relevance = relevance
     self.selection: Selection | None = None  # what `condition` chose, with relevance on
     self._slot_table: torch.Tensor | None = None  # [V, MAX_SLOTS], set by condition()
-    self._tuned: torch.nn.Module | None = None  # a fine-tuned copy (peft-wrapped for LoRA)
-    self._method: str | None = None
+    self.tuning = FineTuner(self.base)  # the fine-tuned copy, once `fine_tune` ran
     self.featurizer: Featurizer | None = None
     self._study_featurizer: Featurizer | None = None  # see set_study
     self.y_scaler: YScaler | None = None
@@ -240,9 +148,7 @@ class OmniPredRegressor:
   @property
   def model(self) -> OmniPredModel:
     """The module that predicts now: the fine-tuned one if any, else the base."""
-    if self._tuned is None:
-      return self.base
-    return self._tuned.get_base_model() if self._method == 'lora' else self._tuned
+    return self.tuning.model
 
   # --- data -----------------------------------------------------------------------------
   def set_study(self, problem: vz.ProblemStatement | None = None, *,
@@ -261,32 +167,13 @@ class OmniPredRegressor:
     # reads them, and comes back to this one for a condition that does not.
     self._study_featurizer = self.featurizer
     self.selection = None  # chosen among this featurizer's columns
-    _import_peft()
+    import_peft()
     self._problem = problem
 
   def _rows_and_y(self, examples: Sequence[Example], *, what: str = 'Example'
                   ) -> tuple[list[dict], np.ndarray]:
-    rows, ys = [], []
     metric = self.featurizer.study.metric_name if self._problem is not None else None
-    for i, ex in enumerate(examples):
-      if isinstance(ex, vz.Trial):
-        rows.append(_plain(ex.parameters))
-        ys.append(_trial_y(i, ex, metric))
-      elif isinstance(ex, (tuple, list)) and len(ex) == 2:
-        rows.append(_plain(ex[0]))
-        try:
-          ys.append(float(ex[1]))
-        except (TypeError, ValueError):
-          raise ValueError(f'{what} {i}: y must be a number, got {ex[1]!r}.') from None
-      else:
-        raise TypeError(
-            f'{what} {i}: expected a vz.Trial or a (parameters, y) pair, got {type(ex).__name__}.'
-        )
-    y = np.asarray(ys, dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(y))
-    if bad.size:
-      raise ValueError(f'{what} {bad[0]}: y is {float(y[bad[0]])!r}; y must be finite.')
-    return rows, y
+    return rows_and_y(examples, metric, what=what)
 
   # --- context and fitting ----------------------------------------------------------------
   def condition(self, examples: Sequence[Example], *,
@@ -325,7 +212,7 @@ class OmniPredRegressor:
     self.y_scaler = YScaler.fit(y)
     self._prior = (self.featurizer.featurize([r for p, _ in priors for r in p])
                    if priors else None)
-    self._prior_y = [np.clip(YScaler.fit(v).transform(v), -_Z_CLIP, _Z_CLIP) for _, v in priors]
+    self._prior_y = [normalised(v) for _, v in priors]
     if self.relevance is None:
       self.selection = None
     else:
@@ -353,11 +240,9 @@ class OmniPredRegressor:
     likelihood; metric inputs are always read."""
     p = self._context.names.shape[1]
     k = len(self.featurizer.metric_inputs)
-    score = HeldOutLikelihood(
-        self.base, self._context, self.featurizer.metadata(), self._context_y,
-        lambda items, meta, y, num_context: episode(
-            items, meta, y, num_context, self.base.model_config.y_codec),
-        views=self.relevance.views or self.views, config=self.relevance)
+    score = HeldOutLikelihood(self.base, self._context, self.featurizer.metadata(),
+                              self._context_y, views=self.relevance.views or self.views,
+                              config=self.relevance)
     return select_parameters(score, range(p - k), range(p - k, p), config=self.relevance)
 
   @property
@@ -398,64 +283,19 @@ class OmniPredRegressor:
           f' and a query), got {self.num_context}; use condition() or max_steps=0.')
     if config.max_steps == 0:
       if not warm_start:
-        self._tuned, self._method = None, None
+        self.tuning.reset()
       return FineTuneReport(steps=0, train_loss=math.nan, stopped_by='zero_shot',
                             seconds=time.perf_counter() - start, num_context=self.num_context)
     with torch.random.fork_rng(devices=[]):
       torch.manual_seed(config.seed)
-      if not (warm_start and self._tuned is not None and self._method == config.method):
-        self._tuned = self._fresh_trainable(config)
-        self._method = config.method
-      return self._train(config, np.random.default_rng(config.seed), start)
-
-  def _fresh_trainable(self, config: FineTuneConfig) -> torch.nn.Module:
-    model = copy.deepcopy(self.base)
-    if config.method == 'full':
-      return model
-    peft = _import_peft()
-    lora = peft.LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-        target_modules=list(LORA_TARGETS), bias='none',
-    )
-    return peft.get_peft_model(model, lora)
+      self.tuning.start(config, warm_start)
+      return self.tuning.train(config, self.num_context, self._episode,
+                               np.random.default_rng(config.seed), start)
 
   def _episode(self, order: np.ndarray, num_context: int) -> tuple[StudyInputs, np.ndarray]:
     """The context trials order[:num_context] predicting order[num_context:] (slot ids)."""
     return episode(self._context.select(order), self.featurizer.metadata(),
                    self._context_y[order], num_context, self.base.model_config.y_codec)
-
-  def _train(self, config: FineTuneConfig, rng: np.random.Generator,
-             start: float) -> FineTuneReport:
-    n = self.num_context
-    net = self._tuned
-    core = self.model
-    params = [p for p in net.parameters() if p.requires_grad]
-    # foreach: one kernel per op over all ~100 small LoRA tensors (the CPU default loops).
-    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
-                            foreach=True)
-    stopped_by, step, loss_value = 'max_steps', 0, math.nan
-    net.train()
-    for step in range(1, config.max_steps + 1):
-      parts, targets = [], []
-      for _ in range(config.episodes_per_step):
-        share = rng.uniform(config.min_query_fraction, config.max_query_fraction)
-        num_queries = int(np.clip(round(n * share), 1, n - 2))
-        inputs, ids = self._episode(rng.permutation(n), n - num_queries)
-        parts.append(inputs)
-        targets.append(ids)
-      loss = core.loss(core.to_tensors(StudyInputs.stack(parts)),
-                       torch.as_tensor(np.concatenate(targets), device=core.device))
-      opt.zero_grad(set_to_none=True)
-      loss.backward()
-      torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
-      opt.step()
-      loss_value = loss.item()
-      if config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s:
-        stopped_by = 'time_budget'
-        break
-    net.eval()
-    return FineTuneReport(steps=step, train_loss=loss_value, stopped_by=stopped_by,
-                          seconds=time.perf_counter() - start, num_context=n)
 
   # --- prediction -----------------------------------------------------------------------
   @property
@@ -464,25 +304,13 @@ class OmniPredRegressor:
     adapter was trained in (view 0, the names' own order)."""
     if self._slot_table is None:
       raise ValueError('No context: call condition() first.')
-    return self._slot_table if self._tuned is None else self._slot_table[:1]
+    return self._slot_table if self.tuning.tuned is None else self._slot_table[:1]
 
   @property
   def num_views(self) -> int:
     """Views a prediction averages for the bound study: `views`, fewer where the study has
     fewer parameter orders, 1 once fine-tuned (see DEFAULT_VIEWS)."""
     return len(self._views_table)
-
-  @contextlib.contextmanager
-  def _merged(self):
-    """LoRA merged into the weights while sampling (unmerged sampling is ~28% slower)."""
-    if self._tuned is not None and self._method == 'lora':
-      self._tuned.merge_adapter()
-      try:
-        yield
-      finally:
-        self._tuned.unmerge_adapter()
-    else:
-      yield
 
   def _query_inputs(self, queries: ModelInputs) -> StudyInputs:
     """The prior studies' trials (if any), the context, then `queries` (featurised rows)."""
@@ -515,7 +343,7 @@ class OmniPredRegressor:
     units."""
     codec = self.base.model_config.y_codec
     out = np.empty((len(queries), width), dtype=np.float64)
-    with self._merged(), torch.inference_mode():
+    with self.tuning.merged(), torch.inference_mode():
       model = self.model
       for lo in range(0, len(queries), batch_size):
         part = model.to_tensors(self._query_inputs(queries.select(slice(lo, lo + batch_size))))
@@ -590,41 +418,7 @@ class OmniPredRegressor:
   def save_adapter(self, path: str | os.PathLike) -> None:
     """Saves the LoRA weights. With the same context (`condition`) on the same base, a loaded
     adapter restores the predictions exactly."""
-    if self._method != 'lora' or self._tuned is None:
-      raise ValueError('save_adapter needs a LoRA fine-tuning first (fine_tune(method="lora")).')
-    peft = _import_peft()
-    state = peft.get_peft_model_state_dict(self._tuned)
-    cfg = self._tuned.peft_config['default']
-    torch.save({
-        'format': 'vizier-omnipred-adapter/1',
-        'lora': {'r': cfg.r, 'lora_alpha': cfg.lora_alpha},
-        'state': {k: v.detach().cpu() for k, v in state.items()},
-    }, pathlib.Path(path))
+    self.tuning.save_adapter(path)
 
   def load_adapter(self, path: str | os.PathLike) -> None:
-    blob = torch.load(pathlib.Path(path), weights_only=True, map_location=self.base.device)
-    if blob.get('format') != 'vizier-omnipred-adapter/1':
-      raise ValueError(f'{path} is not a vizier-omnipred adapter file.')
-    peft = _import_peft()
-    config = FineTuneConfig(lora_rank=int(blob['lora']['r']),
-                            lora_alpha=float(blob['lora']['lora_alpha']))
-    self._tuned = self._fresh_trainable(config)
-    self._method = 'lora'
-    peft.set_peft_model_state_dict(self._tuned, blob['state'])
-    self._tuned.eval()
-
-
-def _trial_y(i: int, trial: vz.Trial, metric: str | None) -> float:
-  where = f'Trial {i} (id {trial.id})'
-  if trial.infeasible:
-    raise ValueError(f'{where} is infeasible; pass only feasible trials to fine_tune.')
-  fm = trial.final_measurement
-  if fm is None:
-    raise ValueError(f'{where} has no final measurement; it is not completed.')
-  if metric is None or metric not in fm.metrics:
-    names = list(fm.metrics)
-    if metric is None and len(names) == 1:
-      metric = names[0]
-    else:
-      raise ValueError(f'{where} has no metric {metric!r}; it has {names}.')
-  return float(fm.metrics[metric].value)
+    self.tuning.load_adapter(path)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vizier_omnipred.episodes import episode
 from vizier_omnipred.model import OmniPredModel, slot_permutations
 from vizier_omnipred.serialization import ModelInputs, StudyInputs
 
@@ -86,18 +87,16 @@ class HeldOutLikelihood:
   """Cross-validated NLL of a study's y under the model reading a subset of the columns.
 
   The K folds (`folds`) are drawn once, so every subset is scored on the same episodes and
-  targets; `episode(items, meta, y, num_context)` builds one (the regressor's own, as
-  pretraining builds them). `__call__(keep)` -> mean NLL per trial, in nats, of the y tokens:
+  targets; each is built by `episodes.episode`, as pretraining builds them. `__call__(keep)` -> mean NLL per trial, in nats, of the y tokens:
   the discretised y's log-likelihood, whose bins are the same for every subset.
   """
 
   def __init__(self, model: OmniPredModel, context: ModelInputs, meta: ModelInputs,
-               y: np.ndarray, episode, *, views: int, config: RelevanceConfig):
+               y: np.ndarray, *, views: int, config: RelevanceConfig):
     self.model = model
     self.context = context
     self.meta = meta
     self.y = np.asarray(y, dtype=np.float64)
-    self.episode = episode  # (items, meta, y, num_context) -> (StudyInputs, target ids)
     self.views = views
     n = len(self.y)
     order = np.random.default_rng(config.seed).permutation(n)
@@ -109,8 +108,8 @@ class HeldOutLikelihood:
     items = self.context.columns(keep)
     parts, targets = [], []
     for fold, order in zip(self.folds, self._orders):
-      inputs, ids = self.episode(items.select(order), self.meta, self.y[order],
-                                 len(order) - len(fold))
+      inputs, ids = episode(items.select(order), self.meta, self.y[order],
+                            len(order) - len(fold), self.model.model_config.y_codec)
       parts.append(inputs)
       targets.append(ids)
     model = self.model

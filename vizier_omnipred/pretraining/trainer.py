@@ -34,7 +34,7 @@ from vizier_omnipred.pretraining.corpus import (
 from vizier_omnipred.pretraining import user_studies
 from vizier_omnipred.pretraining.family_prior import FamilyConfig, StudyFamily
 from vizier_omnipred.pretraining.multi_output_prior import MultiOutputStudy
-from vizier_omnipred import regressor
+from vizier_omnipred import episodes
 from vizier_omnipred.serialization import Featurizer, StudyInputs
 from vizier_omnipred.training import DistEnv, Prefetcher, train_loop
 
@@ -133,7 +133,7 @@ def episode(study: Study, num_context: int, num_queries: int, rng: np.random.Gen
   rows, y = study.draw(num_context + num_queries, rng)
   featurizer = Featurizer(study.problem, config=model_config.featurizer,
                           metric_inputs=study.metric_inputs)
-  return regressor.episode(featurizer.featurize(rows), featurizer.metadata(), y, num_context,
+  return episodes.episode(featurizer.featurize(rows), featurizer.metadata(), y, num_context,
                            model_config.y_codec)
 
 
@@ -155,7 +155,7 @@ def family_episode(family: StudyFamily, num_context: int, num_queries: int,
     priors = []
   featurizer = Featurizer(problem, config=model_config.featurizer, partial_rows=True)
   items = featurizer.featurize([r for p, _ in priors for r in p] + rows)
-  return regressor.episode(items, featurizer.metadata(), y, num_context, model_config.y_codec,
+  return episodes.episode(items, featurizer.metadata(), y, num_context, model_config.y_codec,
                            prior_y=[v for _, v in priors])
 
 

@@ -22,7 +22,7 @@ from vizier import pyvizier as vz
 from vizier._src.service import study_pb2
 from vizier.service import pyvizier as svz
 
-from vizier_omnipred import regressor
+from vizier_omnipred import episodes
 from vizier_omnipred.database import engine_url, redacted
 from vizier_omnipred.model import ModelConfig
 from vizier_omnipred.serialization import Featurizer, StudyInputs
@@ -117,5 +117,5 @@ def episode(study: UserStudy, num_context: int, num_queries: int, rng: np.random
   order = rng.permutation(n)[:num_context + num_queries]
   featurizer = Featurizer(study.problem, config=model_config.featurizer)
   items = featurizer.featurize([study.rows[i] for i in order])
-  return regressor.episode(items, featurizer.metadata(), study.y[order], num_context,
+  return episodes.episode(items, featurizer.metadata(), study.y[order], num_context,
                            model_config.y_codec)
