@@ -96,6 +96,13 @@ def _one_objective(samples: np.ndarray, name: str) -> np.ndarray:
   return samples[:, :, 0]
 
 
+def _against_best(score: Callable[..., np.ndarray], what: str, samples: np.ndarray,
+                  context: AcquisitionContext) -> np.ndarray:
+  """`score(y, best=...)` of one objective's samples against the best value read."""
+  y = _one_objective(samples, what)
+  return tie_broken(score(y, best=float(context.observed.max())), samples)
+
+
 # --- implementations -------------------------------------------------------------------
 @attrs.frozen
 class UCB:
@@ -121,8 +128,7 @@ class ExpectedImprovement:
   objectives = 1
 
   def __call__(self, samples: np.ndarray, context: AcquisitionContext) -> np.ndarray:
-    y = _one_objective(samples, 'Expected improvement')
-    return tie_broken(expected_improvement(y, best=float(context.observed.max())), samples)
+    return _against_best(expected_improvement, 'Expected improvement', samples, context)
 
 
 @attrs.frozen
@@ -133,9 +139,8 @@ class ProbabilityOfImprovement:
   objectives = 1
 
   def __call__(self, samples: np.ndarray, context: AcquisitionContext) -> np.ndarray:
-    y = _one_objective(samples, 'Probability of improvement')
-    return tie_broken(probability_of_improvement(y, best=float(context.observed.max())),
-                      samples)
+    return _against_best(probability_of_improvement, 'Probability of improvement', samples,
+                         context)
 
 
 @attrs.frozen
