@@ -8,6 +8,7 @@
     python benchmarks/bbob.py --preset seed1              # ... and at seed 1
     python benchmarks/bbob.py --preset latency            # every designer in one process
     python benchmarks/bbob.py --preset memory --designers omnipred   # peak RSS, 100 trials
+    python benchmarks/bbob.py --preset long150            # zero-shot vs LoRA at 150 trials
     python benchmarks/bbob.py --preset seed0 --candidate new=runs/x/model.pt   # a checkpoint
                                                           # beside the shipped one
 
@@ -83,13 +84,16 @@ PRESETS = {
     # Memory: peak RSS of a 100-trial 8-D study; run one designer per process (--designers).
     'memory': dict(functions=('Rastrigin',), dims=(8,), seeds=(0,), trials=100,
                    designers=('omnipred', 'omnipred_lora')),
+    # Longer studies: zero-shot against test-time LoRA at 150 trials (4 functions, both dims).
+    'long150': dict(functions=('Sphere', 'Rastrigin', 'StepEllipsoidal', 'RosenbrockRotated'),
+                    dims=(4, 8), seeds=(0,), trials=150, designers=('omnipred', 'omnipred_lora')),
     # The seed0 pairs suggested 8 at a time (suggest(count=8)), against seed0's one at a time.
     'batch8': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(0,), trials=50, batch=8,
                    designers=('omnipred', 'random', 'quasi_random')),
 }
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
 GP_SEEDS = {'quick': (0, 1), 'full': (0, 1, 2), 'seed0': (0,), 'seed1': (1,), 'latency': (0,),
-            'memory': (0,), 'batch8': (0,)}
+            'long150': (0,), 'memory': (0,), 'batch8': (0,)}
 BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
 # OmniPred variants: (OmniPredDesignerConfig fields, LMSurrogateConfig fields) over the
 # defaults. `omnipred` is the default (zero-shot in context); `omnipred_lora` adds test-time
@@ -296,7 +300,7 @@ def reference(function: str, dim: int, seed: int) -> tuple[float, float]:
 
 def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str:
   p = PRESETS[preset]
-  marks = [m for m in (10, 25, 50, 100) if m <= p['trials']]
+  marks = [m for m in (10, 25, 50, 100, 150) if m <= p['trials']]
   regret: dict = {}  # (designer, function, dim, seed) -> [trials] normalised regret
   latency: dict = {}  # designer -> list of (completed, seconds)
   rss: dict = {}
