@@ -20,6 +20,7 @@ from vizier import pyvizier as vz
 
 from designers.warping import YWarp
 from vizier_omnipred import StudyInfo
+from vizier_omnipred.episodes import metric_value
 
 # What `set_priors` takes: Vizier's CompletedTrials (the current study's problem), or a
 # (problem, trials) pair.
@@ -68,13 +69,10 @@ class PriorStudy:
     name, maximize = self._metric(info)
     params, values = [], []
     for t in self.trials:
-      if t.infeasible or t.final_measurement is None:
-        continue
-      metric = t.final_measurement.metrics.get(name)
-      if metric is None or not np.isfinite(metric.value):
-        continue
-      params.append(t.parameters)
-      values.append(metric.value)
+      value = metric_value(t, name)
+      if value is not None:
+        params.append(t.parameters)
+        values.append(value)
     if len(values) < MIN_PRIOR_TRIALS:
       return None
     own = YWarp(maximize=maximize, kind=warp_kind)

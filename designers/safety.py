@@ -16,6 +16,7 @@ from vizier import pyvizier as vz
 
 from designers.surrogate import Surrogate, SurrogateFactory
 from vizier_omnipred import StudyInfo
+from vizier_omnipred.episodes import metric_value
 
 
 class SafetyConstraints:
@@ -49,9 +50,8 @@ class SafetyConstraints:
   def condition(self, trials: Sequence[vz.Trial], time_budget_s: float | None = None) -> None:
     """Each metric's surrogate reads the trials with a finite value of it (raw values)."""
     for k, (metric, surrogate) in enumerate(zip(self.metrics, self._surrogates)):
-      pairs = [(t.parameters, t.final_measurement.metrics[metric.name].value) for t in trials
-               if t.final_measurement is not None and metric.name in t.final_measurement.metrics
-               and np.isfinite(t.final_measurement.metrics[metric.name].value)]
+      values = [metric_value(t, metric.name) for t in trials]
+      pairs = [(t.parameters, v) for t, v in zip(trials, values) if v is not None]
       self._ready[k] = len(pairs) >= 2
       if self._ready[k]:
         surrogate.condition([p for p, _ in pairs], np.asarray([v for _, v in pairs]),

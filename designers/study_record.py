@@ -18,6 +18,7 @@ from designers.candidates import CandidateSpace, parameter_key
 from designers.safety import SafetyConstraints
 from designers.warping import YWarp
 from vizier_omnipred import StudyInfo, search_space
+from vizier_omnipred.episodes import metric_value
 
 
 class StudyRecord:
@@ -39,12 +40,11 @@ class StudyRecord:
     for an infeasible or unfinished trial."""
     if trial.infeasible or trial.final_measurement is None:
       return None
-    metrics = trial.final_measurement.metrics
     out = np.full(len(self._infos), np.nan)
     for k, (info, warp) in enumerate(zip(self._infos, self._warps)):
-      metric = metrics.get(info.metric_name)
-      if metric is not None and np.isfinite(metric.value):
-        out[k] = warp.orient(metric.value)
+      value = metric_value(trial, info.metric_name)
+      if value is not None:
+        out[k] = warp.orient(value)
     return out
 
   def usable(self, trial: vz.Trial) -> np.ndarray | None:

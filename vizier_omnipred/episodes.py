@@ -106,6 +106,17 @@ def rows_and_y(examples: Sequence[Example], metric: str | None, *, what: str = '
   return rows, y
 
 
+def metric_value(trial: vz.Trial, name: str) -> float | None:
+  """A completed, feasible trial's finite value of metric `name`; else None (the one rule for
+  which trials a model may read as numbers)."""
+  if trial.infeasible or trial.final_measurement is None:
+    return None
+  metric = trial.final_measurement.metrics.get(name)
+  if metric is None or not np.isfinite(metric.value):
+    return None
+  return float(metric.value)
+
+
 def _trial_y(i: int, trial: vz.Trial, metric: str | None) -> float:
   where = f'Trial {i} (id {trial.id})'
   if trial.infeasible:
