@@ -109,8 +109,6 @@ OMNIPRED_VARIANTS = {
     'omnipred_affine': ({'y_warp': 'none'}, {}),
     # The surrogate's S values per candidate are its exact quantiles (k + 1/2) / S, not draws.
     'omnipred_quantiles': ({}, {'draws': 'quantiles'}),
-    # The model read in one view of the study (the default averages 4: `views`).
-    'omnipred_1view': ({}, {'views': 1}),
     # The model reads every parameter (the default only those its held-out likelihood keeps).
     'omnipred_all_parameters': ({}, {'relevance': None}),
     # ... and chooses them again at every suggestion (the default: once the study grew 20%).
@@ -124,12 +122,8 @@ OMNIPRED_VARIANTS = {
     # Other acquisitions over the same samples (the default: UCB, the 0.9 quantile).
     'omnipred_ei': ({'acquisition': 'ei'}, {}),
     'omnipred_thompson': ({'acquisition': 'thompson'}, {}),
-    # Once past 20 feasible trials, read only the 20 nearest the best and move around it
-    # (every suggestion, or half of them).
+    # Once past 20 feasible trials, read only the 20 nearest the best and move around it.
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
-    'omnipred_local_half': ({'local_context': 20, 'local_share': 0.5}, {}),
-    'omnipred_search_local': ({'optimizer': EvolutionarySearch(), 'local_context': 20,
-                               'local_share': 1.0}, {}),
     # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.
     'omnipred_adaptive_region': ({'trust_region': TrustRegionConfig(adaptive=True)}, {}),
 }
