@@ -86,7 +86,8 @@ PRESETS = {
                    designers=('omnipred', 'omnipred_lora')),
     # Longer studies: zero-shot against test-time LoRA at 150 trials (4 functions, both dims).
     'long150': dict(functions=('Sphere', 'Rastrigin', 'StepEllipsoidal', 'RosenbrockRotated'),
-                    dims=(4, 8), seeds=(0,), trials=150, designers=('omnipred', 'omnipred_lora')),
+                    dims=(4, 8), seeds=(0,), trials=150, compare_at=150,
+                    designers=('omnipred', 'omnipred_lora')),
     # The seed0 pairs suggested 8 at a time (suggest(count=8)), against seed0's one at a time.
     'batch8': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(0,), trials=50, batch=8,
                    designers=('omnipred', 'random', 'quasi_random')),
@@ -330,7 +331,7 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
               'summed over its studies: ' + ', '.join(
                   f'{d} {sum(b.get("duplicates", 0) for k, b in blobs.items() if k[0] == d)}'
                   for d in present) + '.']
-  at = min(50, p['trials'])
+  at = p.get('compare_at', min(50, p['trials']))  # the trial the per-pair tables compare at
   ours = [d for d in present if is_omnipred(d)]
   # Every variant against every baseline; the default config also against the other variants.
   rows = win_rate_rows(regret, ours, present, at,

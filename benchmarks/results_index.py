@@ -27,6 +27,7 @@ SECTIONS = (
     ('bbob_seed1', 'BBOB, seed 1'),
     ('bbob_full', 'BBOB, the full preset (per-point model)'),
     ('bbob_batch8', 'BBOB in batches of 8'),
+    ('bbob_long150', 'BBOB at 150 trials: zero-shot against test-time LoRA'),
     ('bbob_latency', 'Seconds per suggestion'),
     ('bbob_memory', 'Memory'),
     ('smooth_oracle', 'Smooth functions: the model or the search?'),
