@@ -92,10 +92,10 @@ class FineTuner:
     model = copy.deepcopy(self.base)
     if config.method == 'full':
       return model
-    lora = import_peft().LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-        target_modules=list(LORA_TARGETS), bias='none')
-    return import_peft().get_peft_model(model, lora)
+    peft = import_peft()
+    lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                           target_modules=list(LORA_TARGETS), bias='none')
+    return peft.get_peft_model(model, lora)
 
   def train(self, config: FineTuneConfig, n: int, episode: EpisodeFn,
             rng: np.random.Generator, start: float) -> FineTuneReport:
