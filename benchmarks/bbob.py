@@ -127,6 +127,8 @@ OMNIPRED_VARIANTS = {
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
     # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.
     'omnipred_adaptive_region': ({'trust_region': TrustRegionConfig(adaptive=True)}, {}),
+    # Local moves at radii from 0.15 down to 0.15 / 30 (log-uniform): a close look at the incumbent.
+    'omnipred_multiscale': ({'trust_region': TrustRegionConfig(min_scale=1 / 30)}, {}),
 }
 
 

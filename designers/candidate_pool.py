@@ -44,11 +44,12 @@ def centres(pairs: Sequence[tuple[vz.Trial, np.ndarray]], num_centres: int,
 
 
 def pool(space: CandidateSpace, around: Sequence[vz.Trial], n: int, *, local_fraction: float,
-         radius: float, rng: np.random.Generator) -> np.ndarray:
+         radius: float, rng: np.random.Generator, min_scale: float = 1.0) -> np.ndarray:
   """[n, d] unit-cube candidates: `local_fraction` of them moves within `radius` of the
-  trials `around`, the rest quasi-random."""
+  trials `around` (see `CandidateSpace.local` for `min_scale`), the rest quasi-random."""
   n_local = int(round(n * local_fraction))
-  return np.concatenate([space.local(space.to_unit(around), n_local, radius, rng),
+  return np.concatenate([space.local(space.to_unit(around), n_local, radius, rng,
+                                     min_scale=min_scale),
                          space.quasi_random(n - n_local)])
 
 

@@ -138,11 +138,12 @@ class CandidateSpace:
     return self.snap(self._halton.random(n)) if n > 0 else np.zeros((0, self.dim))
 
   def local(self, centres: np.ndarray, n: int, radius: float,
-            rng: np.random.Generator) -> np.ndarray:
+            rng: np.random.Generator, *, min_scale: float = 1.0) -> np.ndarray:
     """n moves around `centres` [k, d] (earlier centres are drawn more often).
 
     Each move changes a random subset of coordinates (about 3, at least 1): continuous and
-    ordinal ones by N(0, radius) in the cube, categorical ones to a different category, drawn uniformly.
+    ordinal ones by N(0, radius * scale) in the cube (scale log-uniform in [min_scale, 1]; 1 when
+    `min_scale` is 1), categorical ones to a different category, drawn uniformly.
     """
     if n <= 0 or len(centres) == 0:
       return np.zeros((0, self.dim))
@@ -153,6 +154,8 @@ class CandidateSpace:
     change = rng.random((n, d)) < min(1.0, 3.0 / d)
     change[np.arange(n), rng.integers(0, d, n)] = True
     step = rng.normal(0.0, radius, (n, d))
+    if min_scale < 1.0:
+      step *= np.exp(rng.uniform(np.log(min_scale), 0.0, (n, 1)))
     ordinal = self.kinds == ORDINAL
     # An ordinal move smaller than one cell would round back: step at least one cell.
     min_step = np.where(ordinal, 1.0 / self.sizes, 0.0)

@@ -173,7 +173,8 @@ class OmniPredDesigner(vza.Designer):
     around = candidate_pool.centres(self._record.safe_feasible, cfg.num_centres, self._rng)
     pool = candidate_pool.pool(  # step 3
         self._space, around if local is None else around[:1], n, radius=self._region.radius,
-        local_fraction=cfg.local_fraction if local is None else 1.0, rng=self._rng)
+        local_fraction=cfg.local_fraction if local is None else 1.0, rng=self._rng,
+        min_scale=cfg.trust_region.min_scale)
     one_objective = len(self._infos) == 1 and not self._safety.metrics
     proposal = cfg.optimizer.propose(  # step 4
         self._space, pool, self._quantile_score if one_objective else None,

@@ -15,6 +15,11 @@ class TrustRegionConfig:
   # Off: a fixed radius beat TuRBO's adaptation on BBOB (seeds 0 and 1) and on the tuning
   # benchmark (docs/design.md, "The trust region's radius stays fixed").
   adaptive: bool = attrs.field(default=False, kw_only=True)
+  # Each local move's radius is `radius` times a scale drawn log-uniformly from
+  # [min_scale, 1], so that some moves probe the incumbent's close neighbourhood. 1: every
+  # move at `radius` (the default).
+  min_scale: float = attrs.field(default=1.0, kw_only=True,
+                                 validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)])
   min_radius: float = attrs.field(default=0.005, kw_only=True)
   max_radius: float = attrs.field(default=0.5, kw_only=True)
   success_tolerance: int = attrs.field(default=2, kw_only=True)

@@ -36,6 +36,23 @@ def test_local_moves_stay_near_and_move_something(mixed_problem):
   assert np.abs(moves[:, cont] - centre[:, cont]).max() < 0.4
 
 
+def test_local_moves_at_several_scales_reach_closer_to_the_centre(mixed_problem):
+  space = CandidateSpace(mixed_problem.search_space)
+  centre = space.centre()
+  cont = space.kinds == CONTINUOUS
+
+  def median_step(min_scale):
+    moves = space.local(centre, 2000, 0.15, np.random.default_rng(0), min_scale=min_scale)
+    step = np.abs(moves[:, cont] - centre[:, cont])
+    return np.median(step[step > 0])
+
+  assert median_step(1 / 30) < 0.5 * median_step(1.0)
+  with pytest.raises(ValueError, match='min_scale'):
+    TrustRegionConfig(min_scale=0.0)
+  with pytest.raises(ValueError, match='min_scale'):
+    TrustRegionConfig(min_scale=1.5)
+
+
 def test_parameter_key_treats_service_floats_as_integers():
   assert parameter_key({'n': 3, 'c': 'a'}) == parameter_key({'n': 3.0, 'c': 'a'})
   assert parameter_key({'x': 0.1}) != parameter_key({'x': 0.1000001})
