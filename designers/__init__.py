@@ -1,10 +1,19 @@
-"""Vizier-facing parts: the OmniPred designer, acquisition functions, candidate search."""
+"""Vizier-facing parts: the OmniPred designer, acquisition functions, candidate search.
 
-from designers import vizier_fixes
+`OmniPredDesigner` and `OmniPredDesignerConfig` load on first use, so that a program can call
+`vizier_omnipred.runtime.configure_openmp()` after importing its command-line module.
+"""
 
-vizier_fixes.apply()  # nested conditional spaces over gRPC (google-vizier 0.1.24 drops them)
+from __future__ import annotations
 
-
-from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # noqa: E402
+import importlib
 
 __all__ = ['OmniPredDesigner', 'OmniPredDesignerConfig']
+
+
+def __getattr__(name: str):
+  if name in __all__:
+    value = getattr(importlib.import_module('designers.omnipred_designer'), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from vizier_omnipred import cli as model_cli
+from vizier_omnipred import runtime
 
 
 def _serve(args) -> int:
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
   _add_serve(sub)
   _add_demo(sub)
   args = parser.parse_args(argv)
+  runtime.configure_openmp()  # before a command loads torch
   return args.fn(args)
 
 

@@ -22,7 +22,7 @@ from vizier import pyvizier as vz
 from vizier._src.algorithms.policies import designer_policy
 from vizier._src.service import policy_factory as vizier_policy_factory
 
-from designers import prior_finder
+from designers import prior_finder, vizier_fixes
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.prior_finder import TransferConfig
 from designers.lm_surrogate import LMSurrogate
@@ -49,6 +49,7 @@ class OmniPredPolicyFactory(pythia.PolicyFactory):
     kept in memory; the least recently used is dropped (and rebuilt from its stored trials if
     its study comes back). `transfer`: which other studies a study's designer reads as prior
     studies (`prior_finder`), found when its designer is built."""
+    vizier_fixes.apply()  # this server reads and writes nested conditional spaces whole
     self._config = config
     self._transfer = transfer
     self._surrogate_factory = surrogate_factory

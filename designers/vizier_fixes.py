@@ -5,10 +5,10 @@ Vizier's `ParameterConfigConverter._set_child_parameter_configs` builds a child'
 to that proto; protobuf copied it at construction, so every parameter below the first level
 of children is silently dropped whenever a study config goes through gRPC (client -> server
 -> Pythia). A two-level space (model -> kernel -> degree) reached the designer without
-`degree`. `apply()` replaces that one method with one that recurses before the copy; it runs
-on `import designers`, so the server (which imports the plugin) and a Python client that
-imports `designers` both send and read full trees. A client in a process that never imports
-`designers` still sends a pruned tree: call `designers.vizier_fixes.apply()` there.
+`degree`. `apply()` replaces that one method with one that recurses before the copy. Nothing
+applies it on import: `OmniPredPolicyFactory` (every server with OMNIPRED) applies it when it is
+built, and a Python client that sends a nested space calls `designers.vizier_fixes.apply()`
+once before creating the study (README, "The designer").
 """
 
 from __future__ import annotations

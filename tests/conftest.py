@@ -1,6 +1,8 @@
 """Shared fixtures: tiny models so the suite stays fast on 2 CPU cores."""
 
-import vizier_omnipred  # noqa: F401  # first: sets OMP_WAIT_POLICY before torch loads
+from vizier_omnipred import runtime
+
+runtime.configure_openmp()  # before torch loads: the suite runs beside benchmarks on 2 cores
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -21,6 +21,7 @@ from vizier import pyvizier as vz
 from vizier.service import clients
 from vizier.service import pyvizier as svz
 
+from designers import vizier_fixes
 from designers.candidates import CandidateSpace, parameter_key
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.plugin import OmniPredPolicyFactory
@@ -97,6 +98,7 @@ def test_a_policy_error_reaches_the_client_every_time_and_never_hangs(
 
 
 def test_a_conditional_study_round_trips_through_the_server(service):
+  vizier_fixes.apply()  # the client sends the whole tree (the server's factory applied it too)
   study = clients.Study.from_study_config(_config(conditional=True), owner='me', study_id='c')
   for _ in range(5):
     _bounded(_cycle, study, 'w0', 2)

@@ -52,9 +52,10 @@ def test_duplicate_names_across_branches_are_refused():
 
 def test_nested_conditional_spaces_survive_the_wire(conditional_problem):
   # google-vizier 0.1.24 drops grandchildren (here gamma, degree) in the study-config proto;
-  # `import designers` installs designers.vizier_fixes.
-  import designers  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+  # designers.vizier_fixes.apply() mends it.
+  from designers import vizier_fixes  # pylint: disable=g-import-not-at-top
   from vizier.service import pyvizier as svz  # pylint: disable=g-import-not-at-top
+  vizier_fixes.apply()
   config = svz.StudyConfig.from_problem(conditional_problem)
   back = svz.StudyConfig.from_proto(config.to_proto()).to_problem()
   assert (sorted(search_space.all_parameters(back.search_space))

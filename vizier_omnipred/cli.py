@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-# Importing this module imported vizier_omnipred first, which sets OMP_WAIT_POLICY before torch.
+from vizier_omnipred import runtime
 
 
 def _train(args, trainer, make_config) -> int:
@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   add_model_commands(parser.add_subparsers(dest='command', required=True))
   args = parser.parse_args(argv)
+  runtime.configure_openmp()  # before a command loads torch
   return args.fn(args)
 
 
