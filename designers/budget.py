@@ -30,8 +30,8 @@ class SuggestionClock:
     return None if self.budget_s is None else self._condition_share * self.budget_s
 
   def note_condition(self, report: dict) -> None:
-    if report.get('fit_stopped_by') == 'time_budget':
-      self.notes.append(f'fine-tuning cut at {report["fit_steps"]} steps (time budget)')
+    if report.get('training_stopped_by') == 'time_budget':
+      self.notes.append(f'training cut at {report["training_steps"]} steps (time budget)')
 
   def _affordable(self) -> int:
     return int((self.deadline - time.perf_counter()) / self._per_candidate)

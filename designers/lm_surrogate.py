@@ -146,8 +146,8 @@ class LMSurrogate:
       if not lora:
         self._regressor.condition(examples, prior_studies=priors)
         return self._with_parameters_read({
-            'fit_steps': 0, 'fit_stopped_by': 'zero_shot',
-            'fit_seconds': round(time.perf_counter() - start, 3), 'warm_start': False})
+            'training_steps': 0, 'training_stopped_by': 'zero_shot',
+            'condition_seconds': round(time.perf_counter() - start, 3), 'warm_start': False})
       steps = cfg.warm_start_steps if self._tuned else cfg.fine_tune.max_steps
       ft = attrs.evolve(cfg.fine_tune, max_steps=steps, seed=self._seed + len(examples),
                         time_budget_s=time_budget_s)
@@ -155,8 +155,8 @@ class LMSurrogate:
                                          prior_studies=priors)
     warm, self._tuned = self._tuned, True
     return self._with_parameters_read({
-        'fit_steps': report.steps, 'fit_stopped_by': report.stopped_by,
-        'fit_seconds': round(report.seconds, 3), 'warm_start': warm})
+        'training_steps': report.steps, 'training_stopped_by': report.stopped_by,
+        'condition_seconds': round(report.seconds, 3), 'warm_start': warm})
 
   def _with_parameters_read(self, report: dict) -> dict:
     """`report` plus the parameters the model chose to read, when it chose (`relevance`)."""

@@ -20,7 +20,7 @@ def describe_model_choice(md, report: dict, *, acquisition: str, searched: int,
   """Writes into `md` (a metadata namespace) what chose a model-phase suggestion."""
   md['phase'] = 'model'
   md['acquisition'] = acquisition
-  md['fit_steps'] = str(report.get('fit_steps', 0))
+  md['training_steps'] = str(report.get('training_steps', 0))
   if searched:
     md['searched_candidates'] = str(searched)
   if local is not None:

@@ -29,7 +29,10 @@ class Surrogate(Protocol):
   def condition(self, parameters: Sequence[vz.ParameterDict], y: np.ndarray, *,
                 time_budget_s: float | None = None) -> dict:
     """Reads the feasible trials (>= 2) and their y [n]; returns a report (str/number values)
-    for the suggestion's metadata. May stop early when `time_budget_s` runs out. A surrogate
+    for the suggestion's metadata: any keys, and these ones the designer reads when present:
+    `training_steps` (gradient steps spent on this study; 0 when it was only read),
+    `training_stopped_by` ('time_budget' when `time_budget_s` cut it), `condition_seconds`,
+    `parameters_read`. May stop early when `time_budget_s` runs out. A surrogate
     with `reads_prior_studies` True also takes `prior_studies=[(parameters, y), ...]`: other
     studies' trials, read beside these (`OmniPredDesigner.set_priors`)."""
 
@@ -65,8 +68,8 @@ class Objectives(Protocol):
 def _merged_report(reports: list[dict]) -> dict:
   report = dict(reports[0])
   if len(reports) > 1:
-    report['fit_steps'] = sum(int(r.get('fit_steps', 0)) for r in reports)
-    report['fit_seconds'] = round(sum(float(r.get('fit_seconds', 0)) for r in reports), 3)
+    report['training_steps'] = sum(int(r.get('training_steps', 0)) for r in reports)
+    report['condition_seconds'] = round(sum(float(r.get('condition_seconds', 0)) for r in reports), 3)
     # Per objective, in the problem's order ('*': that objective's model reads every one).
     if any('parameters_read' in r for r in reports):
       report['parameters_read'] = ' | '.join(r.get('parameters_read', '*') for r in reports)

@@ -83,7 +83,7 @@ class Bowl:
       self.quantiles = self._quantiles
 
   def condition(self, parameters, y, *, time_budget_s=None):
-    return {'fit_steps': 0}
+    return {'training_steps': 0}
 
   def _mean(self, parameters):
     return -(np.asarray([p['x'].value for p in parameters]) - 0.3) ** 2

@@ -24,8 +24,8 @@ def test_an_unknown_cost_probes_first_then_keeps_what_the_clock_affords():
   assert clock.pool_size(512, 1) == 512  # nothing measured yet
   assert clock.probe_size(512) == 16
   assert clock.after_probe(512, 16, 0.01) == 16  # the budget is already spent
-  clock.note_condition({'fit_stopped_by': 'time_budget', 'fit_steps': 3})
-  assert clock.summary == 'candidates 512->16 (time budget); fine-tuning cut at 3 steps (time budget)'
+  clock.note_condition({'training_stopped_by': 'time_budget', 'training_steps': 3})
+  assert clock.summary == 'candidates 512->16 (time budget); training cut at 3 steps (time budget)'
 
 
 def test_the_floor_holds_the_requested_count():

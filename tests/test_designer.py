@@ -66,7 +66,7 @@ def test_every_parameter_type_and_both_goals(mixed_problem, goal):
   assert [t.metadata.ns('omnipred')['phase'] for t in trials][:3] == ['seed'] * 3
   assert trials[-1].metadata.ns('omnipred')['phase'] == 'model'
   assert all(isinstance(t.parameters['num_layers'].value, int) for t in trials)
-  assert designer.last_report['fit_steps'] >= 1
+  assert designer.last_report['training_steps'] >= 1
 
 
 def test_suggestions_say_which_parameters_the_model_read(mixed_problem):
@@ -138,7 +138,7 @@ def test_one_parameter_and_infeasible_and_nan_trials():
   trials = _run(designer, problem, 12, value_fn=value_fn)
   feasible = [t for t in trials if not t.infeasible
               and np.isfinite(t.final_measurement.metrics['y'].value)]
-  assert designer.last_report['fit_steps'] >= 1
+  assert designer.last_report['training_steps'] >= 1
   assert len(designer._record.feasible) == len(feasible)
 
 
@@ -277,7 +277,7 @@ class QuadraticSurrogate:
 
   def condition(self, parameters, y, *, time_budget_s=None):
     self.conditioned_on.append((len(parameters), np.asarray(y)))
-    return {'fit_steps': 0}
+    return {'training_steps': 0}
 
   def sample(self, parameters, num_samples, *, seed):
     x = np.asarray([p['x'].value if hasattr(p['x'], 'value') else p['x'] for p in parameters])
@@ -319,7 +319,7 @@ class PrefersForest:
   """A test surrogate that rates every `forest` configuration far above the rest."""
 
   def condition(self, parameters, y, *, time_budget_s=None):
-    return {'fit_steps': 0}
+    return {'training_steps': 0}
 
   def sample(self, parameters, num_samples, *, seed):
     good = np.asarray([p['model'].value == 'forest' for p in parameters], dtype=float)
@@ -351,7 +351,7 @@ class RecordsY:
 
   def condition(self, parameters, y, *, time_budget_s=None):
     self.y = np.asarray(y)
-    return {'fit_steps': 0}
+    return {'training_steps': 0}
 
   def sample(self, parameters, num_samples, *, seed):
     return np.zeros((len(parameters), num_samples))

@@ -48,7 +48,7 @@ class OracleSurrogate:
   def condition(self, parameters, y, *, time_budget_s=None):
     np.testing.assert_allclose(y, [_true(self.name, self.goal, p) for p in parameters])
     self.read.append(len(parameters))
-    return {'fit_steps': 0}
+    return {'training_steps': 0}
 
   def sample(self, parameters, num_samples, *, seed):
     f = np.asarray([_true(self.name, self.goal, p) for p in parameters])
@@ -232,7 +232,7 @@ class LinearSafetyOracle:
 
   def condition(self, parameters, y, *, time_budget_s=None):
     np.testing.assert_allclose(y, [p['x'].value for p in parameters])
-    return {'fit_steps': 0}
+    return {'training_steps': 0}
 
   def sample(self, parameters, num_samples, *, seed):
     x = np.asarray([p['x'].value for p in parameters])
@@ -270,7 +270,7 @@ def test_a_safety_metric_keeps_suggestions_on_its_safe_side():
 
 
 def test_merged_report_names_each_objectives_parameters_in_order():
-  merged = _merged_report([{'fit_steps': 1, 'parameters_read': 'x,y'}, {'fit_steps': 2},
-                           {'fit_steps': 0, 'parameters_read': 'z'}])
-  assert merged['parameters_read'] == 'x,y | * | z' and merged['fit_steps'] == 3
-  assert 'parameters_read' not in _merged_report([{'fit_steps': 0}, {'fit_steps': 0}])
+  merged = _merged_report([{'training_steps': 1, 'parameters_read': 'x,y'}, {'training_steps': 2},
+                           {'training_steps': 0, 'parameters_read': 'z'}])
+  assert merged['parameters_read'] == 'x,y | * | z' and merged['training_steps'] == 3
+  assert 'parameters_read' not in _merged_report([{'training_steps': 0}, {'training_steps': 0}])
