@@ -25,10 +25,10 @@ test: install
 	$(PY) -m pytest -q tests
 
 bench-regression: install
-	$(PY) benchmarks/regression.py
+	$(PY) -m benchmarks.regression
 
 bench-bbob: install
-	$(PY) benchmarks/bbob.py
+	$(PY) -m benchmarks.bbob
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,15 +1,15 @@
 """BBOB benchmark: OmniPred against Vizier's designers on shifted BBOB functions.
 
-    python benchmarks/bbob.py --preset quick              # minutes: 3 functions, 4-D, 2 seeds
-    python benchmarks/bbob.py --preset full --shard 0/2   # run shards in parallel processes,
-    python benchmarks/bbob.py --preset full --shard 1/2   # each resumable
-    python benchmarks/bbob.py --preset full --aggregate   # tables + plots from what has run
-    python benchmarks/bbob.py --preset seed0              # the full pairs, seed 0, no GP
-    python benchmarks/bbob.py --preset seed1              # ... and at seed 1
-    python benchmarks/bbob.py --preset latency            # every designer in one process
-    python benchmarks/bbob.py --preset memory --designers omnipred   # peak RSS, 100 trials
-    python benchmarks/bbob.py --preset long150            # zero-shot vs LoRA at 150 trials
-    python benchmarks/bbob.py --preset seed0 --candidate new=runs/x/model.pt   # a checkpoint
+    python -m benchmarks.bbob --preset quick              # minutes: 3 functions, 4-D, 2 seeds
+    python -m benchmarks.bbob --preset full --shard 0/2   # run shards in parallel processes,
+    python -m benchmarks.bbob --preset full --shard 1/2   # each resumable
+    python -m benchmarks.bbob --preset full --aggregate   # tables + plots from what has run
+    python -m benchmarks.bbob --preset seed0              # the full pairs, seed 0, no GP
+    python -m benchmarks.bbob --preset seed1              # ... and at seed 1
+    python -m benchmarks.bbob --preset latency            # every designer in one process
+    python -m benchmarks.bbob --preset memory --designers omnipred   # peak RSS, 100 trials
+    python -m benchmarks.bbob --preset long150            # zero-shot vs LoRA at 150 trials
+    python -m benchmarks.bbob --preset seed0 --candidate new=runs/x/model.pt   # a checkpoint
                                                           # beside the shipped one
 
 Every (designer, function, dim, seed) study runs through Vizier's BenchmarkRunner (see
@@ -28,34 +28,27 @@ f over 2000 uniform points: 1 ~ a typical random point, 0 = the optimum.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import pathlib
 import resource
 import subprocess
 import sys
 import time
 
-# Vizier's GP-UCB-PE needs float64: in float32 its 3rd suggestion comes back with NaN
-# parameters (seen with the pinned jax 0.5.0 stack).
-os.environ.setdefault('JAX_ENABLE_X64', '1')
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
+from benchmarks import process_setup
 
-import attrs  # noqa: E402
+process_setup.prepare()  # before torch and JAX load
+
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from benchmarks.bbob_reference import reference  # noqa: E402
+from benchmarks.comparisons import log_efficiency, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
+from benchmarks.designer_zoo import (  # noqa: E402
+    ISOLATED, OMNIPRED_VARIANTS, designer_factory, is_omnipred, signature_of)
+from benchmarks.run_store import RAW, RESULTS, is_done  # noqa: E402
 from designers.candidates import parameter_key  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
-from comparisons import log_efficiency, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
-from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
-from designers.acquisition_search import EvolutionarySearch  # noqa: E402
-from designers.trust_region import TrustRegionConfig  # noqa: E402
-
-RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
-RAW = RESULTS / 'raw'
 
 # The full preset's 8 functions (x 4-D and 8-D: 16 pairs), shared by the seed presets.
 FULL_FUNCTIONS = ('Sphere', 'Ellipsoidal', 'Rastrigin', 'BuecheRastrigin', 'AttractiveSector',
@@ -95,126 +88,6 @@ PRESETS = {
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
 GP_SEEDS = {'quick': (0, 1), 'full': (0, 1, 2), 'seed0': (0,), 'seed1': (1,), 'latency': (0,),
             'long150': (0,), 'memory': (0,), 'batch8': (0,)}
-BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
-# OmniPred variants: (OmniPredDesignerConfig fields, LMSurrogateConfig fields) over the
-# defaults. `omnipred` is the default (zero-shot in context); `omnipred_lora` adds test-time
-# LoRA from 20 trials (30 steps once, then 4 per suggestion); `omnipred_budget` cuts the
-# candidate pool by the clock (0.7 s; not reproducible).
-OMNIPRED_VARIANTS = {
-    'omnipred': ({}, {}),
-    'omnipred_lora': ({}, {'lora_from_trials': 20}),
-    'omnipred_budget': ({'time_budget_s': 0.7}, {}),
-    # Several objectives sampled jointly by the chain rule (the default: independently).
-    'omnipred_joint': ({'joint_objectives': True}, {}),
-    # y read through an affine map instead of ranks (a plateau's tiny differences stay tiny).
-    'omnipred_affine': ({'y_warp': 'none'}, {}),
-    # The surrogate's S values per candidate are its exact quantiles (k + 1/2) / S, not draws.
-    'omnipred_quantiles': ({}, {'draws': 'quantiles'}),
-    # The model reads every parameter (the default only those its held-out likelihood keeps).
-    'omnipred_all_parameters': ({}, {'relevance': None}),
-    # ... and chooses them again at every suggestion (the default: once the study grew 20%).
-    'omnipred_reselect': ({}, {'relevance': RelevanceConfig()}),
-    # The pool evolved under a cheap inner score, finalists sampled in full.
-    'omnipred_search': ({'optimizer': EvolutionarySearch()}, {}),
-    # Tied values share their mean rank.
-    'omnipred_midrank': ({'y_warp': 'midrank'}, {}),
-    # y read as -log of its gap to the best value.
-    'omnipred_logwarp': ({'y_warp': 'log'}, {}),
-    # Other acquisitions over the same samples (the default: UCB, the 0.9 quantile).
-    'omnipred_ei': ({'acquisition': 'ei'}, {}),
-    'omnipred_thompson': ({'acquisition': 'thompson'}, {}),
-    # Once past 20 feasible trials, read only the 20 nearest the best and move around it.
-    'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
-    # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.
-    'omnipred_adaptive_region': ({'trust_region': TrustRegionConfig(adaptive=True)}, {}),
-    # Local moves at radii from 0.15 down to 0.15 / 30 (log-uniform): a close look at the incumbent.
-    'omnipred_multiscale': ({'trust_region': TrustRegionConfig(min_scale=1 / 30)}, {}),
-}
-
-
-def is_omnipred(name: str) -> bool:
-  """An OmniPred variant, with the shipped checkpoint or a candidate's (`variant@tag`)."""
-  return name.partition('@')[0] in OMNIPRED_VARIANTS
-
-
-def checkpoint_of(name: str, candidates: dict[str, str] | None = None) -> str | None:
-  """The checkpoint file an OmniPred variant reads: its candidate's (`variant@tag`), else
-  None (the shipped one)."""
-  tag = name.partition('@')[2]
-  if not tag:
-    return None
-  if tag not in (candidates or {}):
-    raise ValueError(f'Designer {name!r} reads candidate checkpoint {tag!r}, which no'
-                     f' --candidate {tag}=PATH names (given: {sorted(candidates or {})}).')
-  return candidates[tag]
-
-
-def omnipred_configs(name: str, candidates: dict[str, str] | None = None):
-  """-> (OmniPredDesignerConfig, LMSurrogateConfig) of an OmniPred variant."""
-  from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
-  from designers.lm_surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
-  designer_fields, surrogate_fields = OMNIPRED_VARIANTS[name.partition('@')[0]]
-  checkpoint = checkpoint_of(name, candidates)
-  if checkpoint:
-    surrogate_fields = dict(surrogate_fields, checkpoint=checkpoint)
-  return OmniPredDesignerConfig(**designer_fields), LMSurrogateConfig(**surrogate_fields)
-
-
-def signature_of(name: str, candidates: dict[str, str] | None = None) -> str | None:
-  """A hash of the weights an OmniPred variant reads and of its configs (None: not an LM
-  designer). A raw run records it, so a run made otherwise (before a new checkpoint shipped,
-  or a default changed) is run again rather than reported as this one's."""
-  if not is_omnipred(name):
-    return None
-  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(checkpoint_of(name, candidates) or checkpoints.SHIPPED)
-  designer, surrogate = omnipred_configs(name, candidates)
-  # The weights are hashed by content: the checkpoint's path is not part of the run.
-  configs = repr((designer, attrs.evolve(surrogate, checkpoint=None)))
-  return hashlib.sha256(path.read_bytes() + configs.encode()).hexdigest()[:16]
-
-
-def is_done(path: pathlib.Path, signature: str | None) -> bool:
-  """A raw run exists and was made as `signature` says (runs that do not record one count
-  as made otherwise)."""
-  if not path.exists():
-    return False
-  return signature is None or json.loads(path.read_text()).get('signature') == signature
-
-
-def designer_factory(name: str, candidates: dict[str, str] | None = None):
-  """-> (problem, seed) -> Designer. Imports lazily: JAX and peft cost seconds to import.
-  `candidates`: tag -> checkpoint path, for names `variant@tag`."""
-  if is_omnipred(name):
-    from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
-    from designers.lm_surrogate import LMSurrogate  # pylint: disable=g-import-not-at-top
-    config, surrogate_config = omnipred_configs(name, candidates)
-    surrogates = LMSurrogate.factory(surrogate_config)
-    return lambda p, seed=None: OmniPredDesigner(p, seed=seed, config=config,
-                                                 surrogate_factory=surrogates)
-  if name == 'random':
-    from vizier._src.algorithms.designers import random  # pylint: disable=g-import-not-at-top
-    return lambda p, seed=None: random.RandomDesigner(p.search_space, seed=seed)
-  if name == 'quasi_random':
-    from vizier._src.algorithms.designers import quasi_random  # pylint: disable=g-import-not-at-top
-    return lambda p, seed=None: quasi_random.QuasiRandomDesigner(p.search_space, seed=seed)
-  if name == 'eagle':
-    from vizier._src.algorithms.designers.eagle_strategy import eagle_strategy  # pylint: disable=g-import-not-at-top
-    return lambda p, seed=None: eagle_strategy.EagleStrategyDesigner(p, seed=seed)
-  if name == 'cmaes':
-    from vizier._src.algorithms.designers import cmaes  # pylint: disable=g-import-not-at-top
-
-    def make(p, seed=None):
-      np.random.seed(seed)  # CMAESDesigner draws from numpy's global generator
-      return cmaes.CMAESDesigner(p)
-    return make
-  if name == 'gp_ucb_pe':
-    import jax  # pylint: disable=g-import-not-at-top
-    from vizier._src.algorithms.designers import gp_ucb_pe  # pylint: disable=g-import-not-at-top
-    return lambda p, seed=None: gp_ucb_pe.VizierGPUCBPEBandit(
-        p, rng=jax.random.PRNGKey(seed or 0))
-  raise ValueError(f'Unknown designer {name!r}; known: {", ".join(OMNIPRED_VARIANTS)},'
-                   f' {", ".join(BASELINES)}.')
 
 
 def jobs_for(preset: str, designers: tuple[str, ...]) -> list[tuple]:
@@ -235,9 +108,6 @@ def raw_path(preset, designer, function, dim, seed) -> pathlib.Path:
   return RAW / SHARED_STORE.get(preset, preset) / f'{designer}_{function}_{dim}_{seed}.json'
 
 
-# Vizier's GP-UCB-PE exhausts XLA's JIT memory after ~110 suggestions in one process
-# ("LLVM compilation error: Cannot allocate memory", seen here): one process per GP study.
-ISOLATED = ('gp_ucb_pe',)
 
 
 def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
@@ -254,8 +124,9 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
   for designer, function, dim, seed in todo:
     bar.set_postfix_str(f'{designer} {function} {dim}-D seed {seed}')
     if isolate and designer in ISOLATED:
-      subprocess.run([sys.executable, __file__, '--preset', preset, '--designers', designer,
-                      '--job', f'{function},{dim},{seed}'], check=True,
+      subprocess.run([sys.executable, '-m', 'benchmarks.bbob', '--preset', preset,
+                      '--designers', designer, '--job', f'{function},{dim},{seed}'], check=True,
+                     cwd=process_setup.ROOT,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
       bar.update(p['trials'])
       continue
@@ -274,25 +145,6 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
   bar.close()
 
 
-def reference(function: str, dim: int, seed: int) -> tuple[float, float]:
-  """(f_opt estimate, f_median) of the shifted function.
-
-  vizier's BBOB optimum is not exactly at 0 for every function (AttractiveSector,
-  RosenbrockRotated), so f_opt is the best of f(0) and multi-start L-BFGS-B; `aggregate`
-  also lowers it to anything a designer observed.
-  """
-  from scipy import optimize  # pylint: disable=g-import-not-at-top
-  from vizier._src.benchmarks.experimenters.synthetic import bbob  # pylint: disable=g-import-not-at-top
-  fn = getattr(bbob, function)
-  f = lambda z: float(np.real(fn(np.asarray(z))))
-  rng = np.random.default_rng([seed, dim, 99])
-  shift = np.random.default_rng([seed, dim]).uniform(-4, 4, dim)  # as in shifted_bbob
-  x = rng.uniform(-5, 5, (2000, dim))
-  starts = [np.zeros(dim)] + list(rng.uniform(-1, 1, (4, dim)))
-  f_opt = min([f(np.zeros(dim))] + [optimize.minimize(f, z0, method='L-BFGS-B').fun
-                                    for z0 in starts])
-  f_med = float(np.median([f(xi - shift) for xi in x]))
-  return float(f_opt), f_med
 
 
 def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str:
@@ -396,7 +248,7 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
       cells.append(f'{np.median(vals):.3f}' if vals else '-')
     lines.append(f'| {d} | ' + ' | '.join(cells) + f' | {rss[d]:.0f} |')
   lines += split_table(blobs, present)
-  lines += ['', f'Command: `python benchmarks/bbob.py --preset {preset}{command}` (then'
+  lines += ['', f'Command: `python -m benchmarks.bbob --preset {preset}{command}` (then'
             ' `--aggregate`).']
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Does an objective's model gain from reading the earlier objectives? (the chain rule's read)
 
-    python benchmarks/chain_rule.py                                   # the shipped checkpoint
-    python benchmarks/chain_rule.py --checkpoints runs/icl2/model.pt runs/icl3/model.pt
+    python -m benchmarks.chain_rule                                   # the shipped checkpoint
+    python -m benchmarks.chain_rule --checkpoints A.pt B.pt           # checkpoints side by side
 
 With several objectives the designer samples them jointly, p(y1, y2 | x) = p(y1 | x) p(y2 | x,
 y1): objective k's LM reads a trial's values of objectives 1..k-1 as items
@@ -17,22 +17,22 @@ Table: benchmarks/results/chain_rule.md.
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch and JAX load
 
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from regression import study_error  # noqa: E402
+from benchmarks.regression_studies import study_error  # noqa: E402
+from benchmarks.run_store import RESULTS  # noqa: E402
 from vizier_omnipred import OmniPredRegressor  # noqa: E402
 from vizier_omnipred.pretraining.corpus import EVAL_SEED_OFFSET, IN_CONTEXT_CORPUS  # noqa: E402
 from vizier_omnipred.pretraining.multi_output_prior import MultiOutputStudy  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 SIZES = (10, 30)
 NUM_STUDIES = 60
 NUM_TEST = 40
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     lines.append(f'| {name} | ' + ' | '.join(
         f'{result[(n, read)][0]:.3f} / {result[(n, read)][1]:.2f}'
         for n in SIZES for read in (True, False)) + ' |')
-  text = '\n'.join(lines) + '\n\nMade by `python benchmarks/chain_rule.py' + (
+  text = '\n'.join(lines) + '\n\nMade by `python -m benchmarks.chain_rule' + (
       f' --checkpoints {" ".join(args.checkpoints)}`' if args.checkpoints != [None] else '`') + '.\n'
   RESULTS.mkdir(exist_ok=True)
   (RESULTS / 'chain_rule.md').write_text(text)

@@ -1,6 +1,6 @@
 """Many workers on one study: latency per suggestion through a real server on loopback.
 
-    python benchmarks/concurrency.py                      # 1, 4 and 16 workers, batching off/on
+    python -m benchmarks.concurrency                      # 1, 4 and 16 workers, batching off/on
 
 A study (shifted Sphere 4-D) gets 10 completed trials first, so that every measured suggestion
 is the model's; then N worker threads each run `--cycles` suggest/evaluate/complete cycles
@@ -19,22 +19,22 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch loads
 
 import numpy as np  # noqa: E402
 from vizier import pyvizier as vz  # noqa: E402
 from vizier.service import clients  # noqa: E402
 
+from benchmarks.run_store import RESULTS  # noqa: E402
+from benchmarks.server_study import evaluate, study_config  # noqa: E402
+from designers.lm_surrogate import LMSurrogate  # noqa: E402
 from designers.plugin import OmniPredPolicyFactory  # noqa: E402
 from designers.serving import Service  # noqa: E402
 from designers.study_runner import shifted_bbob  # noqa: E402
-from designers.lm_surrogate import LMSurrogate  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 SEED_TRIALS = 10  # completed before the workers start: every measured suggestion is the model's
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from server import _evaluate, study_config  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 
 def run(workers: int, cycles: int, batch: bool, surrogates) -> tuple[list[float], float]:
@@ -47,7 +47,7 @@ def run(workers: int, cycles: int, batch: bool, surrogates) -> tuple[list[float]
     study = clients.Study.from_study_config(study_config(), owner='bench', study_id='c')
     for _ in range(SEED_TRIALS):
       for t in study.suggest(count=1, client_id='seed'):
-        t.complete(vz.Measurement({'bbob_eval': _evaluate(exptr, t.parameters)}))
+        t.complete(vz.Measurement({'bbob_eval': evaluate(exptr, t.parameters)}))
     latencies, lock = [], threading.Lock()
 
     def work(i):
@@ -57,7 +57,7 @@ def run(workers: int, cycles: int, batch: bool, surrogates) -> tuple[list[float]
         dt = time.perf_counter() - t0
         with lock:
           latencies.append(dt)
-        trial.complete(vz.Measurement({'bbob_eval': _evaluate(exptr, trial.parameters)}))
+        trial.complete(vz.Measurement({'bbob_eval': evaluate(exptr, trial.parameters)}))
     threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
     start = time.perf_counter()
     for t in threads:
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
                    f'{np.quantile(latencies, 0.95):.2f} | {wall:.1f} | '
                    f'{len(latencies) / wall:.2f} |')
       print(lines[-1], flush=True)
-  lines += ['', f'Command: `python benchmarks/concurrency.py --workers {args.workers} --cycles'
+  lines += ['', f'Command: `python -m benchmarks.concurrency --workers {args.workers} --cycles'
             f' {args.cycles}`']
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)

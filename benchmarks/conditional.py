@@ -1,7 +1,7 @@
 """Conditional search spaces: OmniPred against random, quasi-random and Eagle, 50 trials.
 
-    python benchmarks/conditional.py                      # both problems, 3 seeds, resumable
-    python benchmarks/conditional.py --aggregate          # table + plot from what has run
+    python -m benchmarks.conditional                      # both problems, 3 seeds, resumable
+    python -m benchmarks.conditional --aggregate          # table + plot from what has run
 
 Problems (each two levels deep: a choice whose branch has a choice with its own children):
 - `branches`: a known objective over {linear, tree, net}; the best branch (net, relu) needs its
@@ -28,8 +28,9 @@ import pathlib
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch and JAX load
 
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -37,13 +38,13 @@ from vizier import algorithms as vza  # noqa: E402
 from vizier import pyvizier as vz  # noqa: E402
 from vizier._src.benchmarks.experimenters import experimenter as experimenter_lib  # noqa: E402
 
-import bbob  # noqa: E402  # designer_factory, signature_of
-import study_grid  # noqa: E402
-import tuning_studies  # noqa: E402  # cross-validation helper
+from benchmarks import designer_zoo, run_store, study_grid  # noqa: E402
+from benchmarks import tuning_studies  # cross-validation helper  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 from vizier_omnipred import search_space  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
+RESULTS = run_store.RESULTS  # noqa: E402
+
 RAW = RESULTS / 'raw' / 'conditional'
 METRIC = 'error'
 TRIALS = 50
@@ -203,7 +204,7 @@ class TreeRandomDesigner(vza.Designer):
 def factory(name: str):
   if name == 'random':
     return lambda p, seed=None: TreeRandomDesigner(p, seed=seed)
-  return bbob.designer_factory(name)
+  return designer_zoo.designer_factory(name)
 
 
 def raw_path(problem: str, designer: str, seed: int) -> pathlib.Path:
@@ -211,10 +212,10 @@ def raw_path(problem: str, designer: str, seed: int) -> pathlib.Path:
 
 
 def run(problems, designers, seeds) -> None:
-  # A raw OmniPred run made with other weights or configs runs again (`bbob.signature_of`).
-  signatures = {d: bbob.signature_of(d) for d in designers}
+  # A raw OmniPred run made with other weights or configs runs again (`designer_zoo.signature_of`).
+  signatures = {d: designer_zoo.signature_of(d) for d in designers}
   todo = [(p, d, s) for p in problems for d in designers for s in seeds
-          if not bbob.is_done(raw_path(p, d, s), signatures[d])]
+          if not run_store.is_done(raw_path(p, d, s), signatures[d])]
   bar = tqdm(total=len(todo) * TRIALS, desc='conditional', dynamic_ncols=True)
   objectives, factories = {}, {}
   for problem_name, designer, seed in todo:
@@ -276,7 +277,7 @@ def aggregate(problems, designers, seeds) -> str:
     ax.legend()
   fig.tight_layout()
   fig.savefig(RESULTS / 'conditional.png', dpi=110)
-  text = '\n'.join(lines) + '\n\nMade by `python benchmarks/conditional.py`.\n'
+  text = '\n'.join(lines) + '\n\nMade by `python -m benchmarks.conditional`.\n'
   (RESULTS / 'conditional.md').write_text(text)
   return text
 

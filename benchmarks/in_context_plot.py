@@ -1,7 +1,7 @@
 """What the surrogate does with a handful of trials: 1-D functions it never saw, a few
 context points, the median and 10-90% band of 64 samples over a grid.
 
-    python benchmarks/in_context_plot.py      # -> benchmarks/results/in_context_1d.png
+    python -m benchmarks.in_context_plot      # -> benchmarks/results/in_context_1d.png
 
 No training happens: the shipped model reads the points as context (`condition`).
 """
@@ -9,17 +9,17 @@ No training happens: the shipped model reads the points as context (`condition`)
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch and JAX load
 
 import numpy as np  # noqa: E402
 
+from benchmarks.run_store import RESULTS  # noqa: E402
 from vizier_omnipred import OmniPredRegressor  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 # (title, function, context size): smooth, a bowl, a kink with ripples.
 CASES = (
     ('sin(1.3x) + 0.1x', lambda x: np.sin(1.3 * x) + 0.1 * x, 6),

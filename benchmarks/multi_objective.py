@@ -1,7 +1,7 @@
 """Several objectives: OmniPred (EHVI) against NSGA-II, Vizier's GP-bandit and random, 50 trials.
 
-    python benchmarks/multi_objective.py                   # 3 problems x 3 seeds, resumable
-    python benchmarks/multi_objective.py --aggregate       # table + plot from what has run
+    python -m benchmarks.multi_objective                   # 3 problems x 3 seeds, resumable
+    python -m benchmarks.multi_objective --aggregate       # table + plot from what has run
 
 Problems (every objective minimised):
 - `zdt1` (2 objectives, 4-D) and `dtlz2` (3 objectives, 6-D), written out below (Vizier's own
@@ -23,14 +23,13 @@ table and plot: benchmarks/results/multi_objective.md, multi_objective.png.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import sys
 import time
 
-os.environ.setdefault('JAX_ENABLE_X64', '1')  # as benchmarks/bbob.py: Vizier's GP needs it
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch and JAX load
 
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -38,12 +37,12 @@ from vizier import pyvizier as vz  # noqa: E402
 from vizier._src.benchmarks.experimenters import multiobjective_experimenter  # noqa: E402
 from vizier._src.benchmarks.experimenters import numpy_experimenter  # noqa: E402
 
-import bbob  # noqa: E402  # designer_factory, signature_of
-import study_grid  # noqa: E402
+from benchmarks import designer_zoo, run_store, study_grid  # noqa: E402
 from designers import hypervolume  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
+RESULTS = run_store.RESULTS  # noqa: E402
+
 RAW = RESULTS / 'raw' / 'multi_objective'
 TRIALS = 50
 SEEDS = (0, 1, 2)
@@ -111,7 +110,7 @@ def factory(name: str):
     import jax  # pylint: disable=g-import-not-at-top
     from vizier._src.algorithms.designers import gp_bandit  # pylint: disable=g-import-not-at-top
     return lambda p, seed=None: gp_bandit.VizierGPBandit(p, rng=jax.random.PRNGKey(seed or 0))
-  return bbob.designer_factory(name)
+  return designer_zoo.designer_factory(name)
 
 
 def raw_path(problem: str, designer: str, seed: int) -> pathlib.Path:
@@ -134,10 +133,10 @@ def reference(problem: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(problems, designers, seeds) -> None:
-  # A raw OmniPred run made with other weights or configs runs again (`bbob.signature_of`).
-  signatures = {d: bbob.signature_of(d) for d in designers}
+  # A raw OmniPred run made with other weights or configs runs again (`designer_zoo.signature_of`).
+  signatures = {d: designer_zoo.signature_of(d) for d in designers}
   todo = [(p, d, s) for p in problems for d in designers for s in seeds
-          if not bbob.is_done(raw_path(p, d, s), signatures[d])]
+          if not run_store.is_done(raw_path(p, d, s), signatures[d])]
   bar = tqdm(total=len(todo) * TRIALS, desc='multi-objective', dynamic_ncols=True)
   factories = {}
   for problem, designer, seed in todo:
@@ -217,7 +216,7 @@ def aggregate(problems, designers, seeds) -> str:
     ax.legend()
   fig.tight_layout()
   fig.savefig(RESULTS / 'multi_objective.png', dpi=110)
-  text = '\n'.join(lines) + '\n\nMade by `python benchmarks/multi_objective.py`.\n'
+  text = '\n'.join(lines) + '\n\nMade by `python -m benchmarks.multi_objective`.\n'
   (RESULTS / 'multi_objective.md').write_text(text)
   return text
 

@@ -1,7 +1,7 @@
 """OmniPredSampler against Optuna's own samplers, through Optuna's API.
 
-    python benchmarks/optuna_samplers.py              # every sampler, task and seed (resumable)
-    python benchmarks/optuna_samplers.py --aggregate  # tables + plot from what has run
+    python -m benchmarks.optuna_samplers              # every sampler, task and seed (resumable)
+    python -m benchmarks.optuna_samplers --aggregate  # tables + plot from what has run
 
 Tasks: the nine scikit-learn tuning tasks of `tuning_tasks.py` written as Optuna objectives
 (DOUBLE -> suggest_float, LOG -> log=True, INTEGER -> suggest_int, DISCRETE and CATEGORICAL ->
@@ -28,20 +28,22 @@ import pathlib
 import time
 import zlib
 
-import bbob  # noqa: E402  # first: sets OMP_WAIT_POLICY and sys.path
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch and JAX load
+
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from vizier import pyvizier as vz  # noqa: E402
 
-import tuning_studies  # noqa: E402
-import tuning_tasks  # noqa: E402
-from comparisons import regret_panel, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
+from benchmarks import run_store, tuning_studies, tuning_tasks  # noqa: E402
+from benchmarks.comparisons import regret_panel, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
 from designers.optuna_sampler import OmniPredSampler, OmniPredSamplerConfig  # noqa: E402
 from designers.study_runner import shifted_bbob  # noqa: E402
 
-RESULTS = bbob.RESULTS
-RAW = bbob.RAW / 'optuna'
+RESULTS = run_store.RESULTS
+RAW = run_store.RAW / 'optuna'
 TRIALS = 40
 SEEDS = (0, 1, 2)
 SAMPLERS = ('omnipred', 'tpe', 'gp', 'random', 'omnipred_rebuilt')
@@ -324,7 +326,7 @@ def aggregate() -> str:
                          f'Define-by-run conditional task `{CONDITIONAL_TASK}` (a family, then its'
                          ' own parameters); omnipred_random_dbr: Optuna\'s random fallback for the'
                          ' define-by-run parameters instead of the model.')
-  lines += ['', 'Command: `python benchmarks/optuna_samplers.py` (then `--aggregate`).']
+  lines += ['', 'Command: `python -m benchmarks.optuna_samplers` (then `--aggregate`).']
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)
   (RESULTS / 'optuna.md').write_text(text)

@@ -1,8 +1,8 @@
 """Regression benchmark: OmniPred's "study error" on three sets of held-out studies.
 
-    python benchmarks/regression.py            # full: 15 BBOB + 15 GP + 5 tuning studies
-    python benchmarks/regression.py --quick    # a few minutes: fewer studies
-    python benchmarks/regression.py --sets dims --out benchmarks/results/regression_dims
+    python -m benchmarks.regression            # full: 15 BBOB + 15 GP + 5 tuning studies
+    python -m benchmarks.regression --quick    # a few minutes: fewer studies
+    python -m benchmarks.regression --sets dims --out benchmarks/results/regression_dims
 
 Study sets (none of them seen in pretraining):
   bbob:   BBOB functions held out from pretraining (vizier.benchmarks), optimum shifted,
@@ -44,208 +44,25 @@ import pathlib
 import sys
 import time
 import warnings
-from typing import Callable
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch loads
 
 import attrs  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy import special, stats  # noqa: E402
-from sklearn.ensemble import RandomForestRegressor  # noqa: E402
+from scipy import stats  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.gaussian_process import GaussianProcessRegressor  # noqa: E402
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel  # noqa: E402
-from sklearn.neural_network import MLPRegressor  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
-from vizier import pyvizier as vz  # noqa: E402
-from vizier._src.benchmarks.experimenters.synthetic import bbob  # noqa: E402
 
-import tuning_studies  # noqa: E402
-from vizier_omnipred import FineTuneConfig, OmniPredRegressor  # noqa: E402
-from vizier_omnipred.pretraining.corpus import EVAL_SEED_OFFSET, HELD_OUT_FUNCTIONS  # noqa: E402
-from vizier_omnipred.pretraining.gp_prior import GPFunction  # noqa: E402
+from benchmarks.regression_studies import (  # noqa: E402
+    BBOB_NUM_TEST, DEFAULT_SETS, DIMS_SET, LORA, NUM_TEST, SIZES, SPARSE_SET, LMMethod,
+    bbob_studies, gp_studies, sklearn_methods, study_error, tuning_study_set)
+from benchmarks.run_store import RESULTS  # noqa: E402
+from vizier_omnipred import OmniPredRegressor  # noqa: E402
+from vizier_omnipred.pretraining.corpus import HELD_OUT_FUNCTIONS  # noqa: E402
 from vizier_omnipred.regressor import DEFAULT_VIEWS  # noqa: E402
-
-RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
-NUM_TEST = 50  # GP-prior and tuning studies; BBOB studies have 100 (`bbob_studies`)
-BBOB_NUM_TEST = 100
-SIZES = (10, 30, 100)
-DIMS_SET = dict(dims=(1, 2, 3, 4, 6, 8), seeds=(0, 1, 2))  # `--sets dims`
-SPARSE_SET = dict(dims=(2, 4, 8), effective=2)  # `--sets sparse`: 2 of d parameters matter
-DEFAULT_SETS = 'bbob,gp,tuning'
-SMOOTHER_BANDWIDTHS = np.geomspace(0.05, 5.0, 40)  # in standard deviations of each input
-Z90 = stats.norm.ppf(0.9)  # a Gaussian's 90% quantile in standard deviations
-# Test-time LoRA in the benchmark: a fit from the base per study.
-LORA = FineTuneConfig(max_steps=40)
-
-
-@attrs.frozen
-class Split:
-  """Training and test points of one study at one training size; x: the baselines' numeric
-  features [n, k], rows: the same points as parameter dicts (what the LM reads)."""
-
-  rows: list
-  y: np.ndarray
-  x: np.ndarray
-  test_rows: list
-  test_y: np.ndarray
-  test_x: np.ndarray
-
-
-@attrs.frozen
-class Study:
-  """One held-out study: its problem and its points at each training size."""
-
-  family: str  # 'bbob', 'gp' or 'tuning'
-  name: str
-  dim: int
-  problem: vz.ProblemStatement
-  split: Callable[[int], Split]
-
-
-def _pooled(rows: list, y: np.ndarray, x: np.ndarray) -> Callable[[int], Split]:
-  """Nested training sets from one pool: the first n points; the last NUM_TEST to test."""
-  def split(n: int) -> Split:
-    return Split(rows[:n], y[:n], x[:n], rows[-NUM_TEST:], y[-NUM_TEST:], x[-NUM_TEST:])
-  return split
-
-
-def _xrows(x: np.ndarray) -> list[dict]:
-  return [{f'x{j}': float(v) for j, v in enumerate(row)} for row in x]
-
-
-def bbob_studies(functions, dims, seed=0, *, effective: int | None = None) -> list[Study]:
-  """Fixed studies: one shift per (seed, dim) and, for each training size, uniform points
-  drawn from fixed seeds (BBOB_NUM_TEST test points).
-
-  `effective`: the function reads only that many of the d parameters (which ones drawn per
-  study), the rest vary and do nothing: a study of low effective dimension, as tuning
-  studies often are (the `sparse` set)."""
-  out = []
-  for f in functions:
-    for d in dims:
-      k = d if effective is None else effective
-      shift = np.random.default_rng([seed, d]).uniform(-4, 4, k)
-      read = (np.arange(d) if effective is None
-              else np.sort(np.random.default_rng([seed, d, k]).choice(d, k, replace=False)))
-      fn = getattr(bbob, f)
-
-      def split(n, f=f, d=d, fn=fn, shift=shift, read=read):
-        rng = np.random.default_rng([seed, d, n, len(f)])
-        x = rng.uniform(-5, 5, (n + BBOB_NUM_TEST, d))
-        y = np.asarray([float(np.real(fn(xi[read] - shift, seed=seed))) for xi in x])
-        rows = _xrows(x)
-        return Split(rows[:n], y[:n], x[:n], rows[n:], y[n:], x[n:])
-      name = f'{f} {d}-D' if effective is None else f'{f} {k} of {d}'
-      out.append(Study('bbob' if effective is None else 'sparse', name, d,
-                       bbob.DefaultBBOBProblemStatement(d), split))
-  return out
-
-
-def gp_studies(seeds, dims) -> list[Study]:
-  out = []
-  for s in seeds:
-    for d in dims:
-      rng = np.random.default_rng([EVAL_SEED_OFFSET, s, d])
-      fn = GPFunction.draw(d, rng)
-      u = rng.uniform(0, 1, (max(SIZES) + NUM_TEST, d))
-      x = -5 + 10 * u
-      out.append(Study('gp', f'GP {fn.kernel} {d}-D #{s}', d, bbob.DefaultBBOBProblemStatement(d),
-                       _pooled(_xrows(x), fn.sample(u, rng), x)))
-  return out
-
-
-def tuning_study_set(names=None) -> list[Study]:
-  out = []
-  chosen = [t for t in tuning_studies.studies() if names is None or t.name in names]
-  with tqdm(total=0, desc='tuning studies (cached after the first run)', disable=None) as bar:
-    for t in chosen:
-      rows, y = tuning_studies.evaluated(t, max(SIZES) + NUM_TEST, 0, progress=bar)
-      out.append(Study('tuning', t.name, len(t.problem.search_space.parameters), t.problem,
-                       _pooled(rows, y, tuning_studies.numeric_features(t.problem, rows))))
-  return out
-
-
-def study_error(pred: np.ndarray, y_test: np.ndarray, y_all: np.ndarray) -> float:
-  span = float(np.ptp(y_all)) or 1.0
-  return float(np.mean(np.minimum(np.abs(pred - y_test) / span, 1.0)))
-
-
-@attrs.frozen
-class Fit:
-  """A method's prediction for the test points: median and 10/90% quantiles (None: no
-  predictive distribution)."""
-
-  median: np.ndarray
-  lo: np.ndarray | None = None
-  hi: np.ndarray | None = None
-
-
-class LMMethod:
-  """An in-context LM row; `base` is shared, each study gets its own regressor."""
-
-  def __init__(self, base: OmniPredRegressor, lora: FineTuneConfig | None):
-    self.base, self.lora = base, lora
-
-  def __call__(self, study: Study, data: Split) -> Fit:
-    reg = self.base.for_new_study()
-    train = list(zip(data.rows, data.y))
-    if self.lora is None:
-      reg.condition(train, problem=study.problem)
-    else:
-      reg.fine_tune(train, problem=study.problem, config=self.lora)
-    p = reg.predict(data.test_rows, num_samples=64, quantiles=(0.1, 0.5, 0.9))
-    return Fit(p.median, p.quantiles[:, 0], p.quantiles[:, 2])
-
-
-def sklearn_methods(seed: int) -> dict:
-  def rf(study, data):
-    model = RandomForestRegressor(200, random_state=seed).fit(data.x, data.y)
-    trees = np.stack([t.predict(data.test_x) for t in model.estimators_])
-    return Fit(model.predict(data.test_x), *np.quantile(trees, [0.1, 0.9], axis=0))
-
-  def gp(study, data):
-    scaler = StandardScaler().fit(data.x)
-    kernel = (ConstantKernel() * Matern(length_scale=np.ones(data.x.shape[1]), nu=2.5)
-              + WhiteKernel(1e-3))
-    model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2,
-                                     random_state=seed)
-    model.fit(scaler.transform(data.x), data.y)
-    mean, sd = model.predict(scaler.transform(data.test_x), return_std=True)
-    return Fit(mean, mean - Z90 * sd, mean + Z90 * sd)
-
-  def mlp(study, data):
-    n = len(data.y)
-    mu, sd = data.y.mean(), data.y.std() or 1.0
-    model = make_pipeline(StandardScaler(), MLPRegressor(
-        hidden_layer_sizes=(64, 64), max_iter=3000, early_stopping=n >= 30, random_state=seed))
-    return Fit(model.fit(data.x, (data.y - mu) / sd).predict(data.test_x) * sd + mu)
-
-  def smoother(study, data):
-    # Nadaraya-Watson: a Gaussian-weighted mean of the training y, inputs standardised, the
-    # bandwidth chosen by leave-one-out error: local averaging with no global trend.
-    scaler = StandardScaler().fit(data.x)
-    x, test_x = scaler.transform(data.x), scaler.transform(data.test_x)
-    train_d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
-    np.fill_diagonal(train_d2, np.inf)  # leave one out
-    test_d2 = ((test_x[:, None] - x[None]) ** 2).sum(-1)
-
-    def predict(d2, h):
-      return special.softmax(-0.5 * d2 / h ** 2, axis=1) @ data.y
-
-    h = min(SMOOTHER_BANDWIDTHS, key=lambda h: np.mean((predict(train_d2, h) - data.y) ** 2))
-    return Fit(predict(test_d2, h))
-
-  def median(study, data):
-    return Fit(np.full(len(data.test_y), np.median(data.y)))
-
-  return {'random forest': rf, 'GP (Matern 5/2)': gp, 'MLP': mlp,
-          'kernel smoother': smoother, 'training median': median}
 
 
 def main(argv=None) -> int:
@@ -359,7 +176,7 @@ def write_results(records, methods, args, pretrained) -> None:
       '' if args.sets == DEFAULT_SETS else f' --sets {args.sets}') + (
       '' if args.out == str(RESULTS / 'regression') else f' --out {args.out}') + (
       '' if args.views == DEFAULT_VIEWS else f' --views {args.views}')
-  lines += [f'Command: `python benchmarks/regression.py{flags}`',
+  lines += [f'Command: `python -m benchmarks.regression{flags}`',
             '', '### Study error at 30 training points, by study (mean over seeds of one name)',
             '',
             '| study | ' + ' | '.join(methods) + ' |', '|---|' + '---|' * len(methods)]

@@ -1,7 +1,7 @@
 """Server benchmark: OMNIPRED through a real Vizier server on loopback.
 
-    python benchmarks/server.py --latency-trials 30      # server vs designer latency
-    python benchmarks/server.py --memory-suggestions 1000 --studies 20
+    python -m benchmarks.server --latency-trials 30      # server vs designer latency
+    python -m benchmarks.server --memory-suggestions 1000 --studies 20
 
 1. Latency: the same study (shifted Sphere 4-D, same seed) run twice in this process: once by
    calling `OmniPredDesigner` directly, once through `vizier.service.clients` against
@@ -20,36 +20,23 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch loads
 
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from vizier import algorithms as vza  # noqa: E402
 from vizier import pyvizier as vz  # noqa: E402
 from vizier.service import clients  # noqa: E402
-from vizier.service import pyvizier as svz  # noqa: E402
 
+from benchmarks.run_store import RESULTS  # noqa: E402
+from benchmarks.server_study import evaluate, study_config  # noqa: E402
 from designers.omnipred_designer import OmniPredDesigner  # noqa: E402
 from designers.serving import Service  # noqa: E402
 from designers.study_runner import shifted_bbob  # noqa: E402
 from vizier_omnipred.heap import resident_mb  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
-
-
-def study_config(dim: int = 4) -> svz.StudyConfig:
-  config = svz.StudyConfig(algorithm='OMNIPRED')
-  problem = shifted_bbob('Sphere', dim, 0).problem_statement()
-  config.search_space = problem.search_space
-  config.metric_information = problem.metric_information
-  return config
-
-
-def _evaluate(exptr, params: dict) -> float:
-  t = vz.Trial(parameters=params)
-  exptr.evaluate([t])
-  return t.final_measurement.metrics['bbob_eval'].value
 
 
 def direct_latency(n: int, seed: int = 0) -> list[float]:
@@ -61,7 +48,7 @@ def direct_latency(n: int, seed: int = 0) -> list[float]:
     s = designer.suggest(1)[0]
     out.append(time.perf_counter() - t0)
     trial = s.to_trial(i + 1)
-    trial.complete(vz.Measurement({'bbob_eval': _evaluate(exptr, s.parameters.as_dict())}))
+    trial.complete(vz.Measurement({'bbob_eval': evaluate(exptr, s.parameters.as_dict())}))
     designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
   return out
 
@@ -75,7 +62,7 @@ def server_latency(service: Service, n: int, seed: int = 0) -> list[float]:
     t0 = time.perf_counter()
     trial = next(iter(study.suggest(count=1)))
     out.append(time.perf_counter() - t0)
-    trial.complete(vz.Measurement({'bbob_eval': _evaluate(exptr, dict(trial.parameters))}))
+    trial.complete(vz.Measurement({'bbob_eval': evaluate(exptr, dict(trial.parameters))}))
   return out
 
 
@@ -88,7 +75,7 @@ def memory_run(service: Service, total: int, num_studies: int) -> list[tuple[int
   for i in tqdm(range(total), desc=f'{num_studies} studies', dynamic_ncols=True):
     k = i % num_studies
     trial = next(iter(studies[k].suggest(count=1)))
-    trial.complete(vz.Measurement({'bbob_eval': _evaluate(exptrs[k], dict(trial.parameters))}))
+    trial.complete(vz.Measurement({'bbob_eval': evaluate(exptrs[k], dict(trial.parameters))}))
     trace.append((i + 1, resident_mb()))
   return trace
 
@@ -117,7 +104,7 @@ def main(argv=None) -> int:
                 f'server process: RSS {warm:.0f} MB after warm-up, {end:.0f} MB at the end '
                 f'({(end - warm) / warm:+.1%}); peak {max(r for _, r in trace):.0f} MB.', '']
       plot(trace, warm)
-  lines.append(f'Command: `python benchmarks/server.py --latency-trials {args.latency_trials} '
+  lines.append(f'Command: `python -m benchmarks.server --latency-trials {args.latency_trials} '
                f'--memory-suggestions {args.memory_suggestions} --studies {args.studies}`')
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """Symbolic-regression benchmark: the shipped transformer (+BFGS) against gplearn and pyoperon.
 
-    python benchmarks/symbolic.py                      # all problems, all methods (resumable)
-    python benchmarks/symbolic.py --in-domain 8 --methods ours,ours_no_refine   # a subset
-    python benchmarks/symbolic.py --aggregate          # only write the table and the plot
+    python -m benchmarks.symbolic                      # all problems, all methods (resumable)
+    python -m benchmarks.symbolic --in-domain 8 --methods ours,ours_no_refine   # a subset
+    python -m benchmarks.symbolic --aggregate          # only write the table and the plot
 
 Problems: `--in-domain` held-out formulas from the generator (seeds the training stream never
 sees), and a hand-written set of known functions (Branin, Rosenbrock, Booth, Himmelblau and
@@ -37,7 +37,6 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
 
 ROOT = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
 RESULTS = ROOT / 'results'
 RAW = RESULTS / 'raw' / 'symbolic'
 N_POINTS = 100
@@ -233,7 +232,7 @@ def aggregate() -> str:
       formulas.append(f"| {r['problem']} | `{r['truth']}` | `{r['formula']}` |")
   text = '\n'.join(
       ['# Symbolic regression benchmark', '',
-       'Made by `python benchmarks/symbolic.py`; one CPU thread per method. R2 and Acc on 100'
+       'Made by `python -m benchmarks.symbolic`; one CPU thread per method. R2 and Acc on 100'
        ' test points per problem (each method fit on 100 others). Acc_0.1: share of problems'
        ' where >= 95% of test points are within 10% relative error.', ''] + lines
       + ['', 'Per problem (test R2, ✓ = Acc_0.1):'] + per_problem

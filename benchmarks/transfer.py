@@ -1,8 +1,8 @@
 """Transfer benchmark: does reading the user's other studies help, against Vizier's
 transfer-learning GP? Leave one study out of a family.
 
-    python benchmarks/transfer.py --checkpoint CKPT        # every designer, study and seed
-    python benchmarks/transfer.py --aggregate               # tables + plot from what has run
+    python -m benchmarks.transfer --checkpoint CKPT        # every designer, study and seed
+    python -m benchmarks.transfer --aggregate               # tables + plot from what has run
 
 Families (each a set of related studies): the same scikit-learn model tuned on four datasets
 that ship with scikit-learn (SVM, k-NN and gradient boosting on breast_cancer, wine, digits and
@@ -26,19 +26,21 @@ import argparse
 import json
 import pathlib
 
-import bbob  # noqa: E402  # first: sets JAX_ENABLE_X64 and OMP_WAIT_POLICY, and sys.path
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch and JAX load
+
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from vizier import algorithms as vza  # noqa: E402
 from vizier import pyvizier as vz  # noqa: E402
 
-import tuning_studies  # noqa: E402
-import tuning_tasks  # noqa: E402
-from comparisons import regret_panel, save_grid  # noqa: E402
+from benchmarks import designer_zoo, run_store, tuning_studies, tuning_tasks  # noqa: E402
+from benchmarks.comparisons import regret_panel, save_grid  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 
-RESULTS = bbob.RESULTS
-RAW = bbob.RAW / 'transfer'
+RESULTS = run_store.RESULTS
+RAW = run_store.RAW / 'transfer'
 TRIALS = 30
 SEEDS = (0, 1, 2)
 PRIOR_TRIALS = 30
@@ -149,7 +151,7 @@ def _priors(case: str, left_out: str, prior_family: str):
 def designer_factory(name: str, priors, checkpoint: str | None):
   """-> (problem, seed) -> designer, with the prior studies set for the *_priors variants."""
   if name == 'random':
-    return bbob.designer_factory('random')
+    return designer_zoo.designer_factory('random')
   if name.startswith('omnipred'):
     from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
     from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
@@ -260,7 +262,7 @@ def aggregate(command: str = '') -> str:
             lines.append(f'- omnipred_priors below {other} at {m} trials on {wins:.0%} of '
                          f'{len(pairs)} left-out studies')
       lines.append('')
-  lines.append(f'Command: `python benchmarks/transfer.py{command}` (then `--aggregate`).')
+  lines.append(f'Command: `python -m benchmarks.transfer{command}` (then `--aggregate`).')
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)
   (RESULTS / 'transfer.md').write_text(text)

@@ -1,8 +1,8 @@
 """Linear probes: what the surrogate's trial token still holds of a trial's coordinates, by
 dimension, and what the loss would cost a GP.
 
-    python benchmarks/trial_probe.py                                  # the shipped checkpoint
-    python benchmarks/trial_probe.py --candidate slots=runs/slots/model.pt         # beside another
+    python -m benchmarks.trial_probe                                  # the shipped checkpoint
+    python -m benchmarks.trial_probe --candidate new=PATH.pt          # beside another
 
 The LM reads a trial as ONE token: its parameter items embedded, pooled and mixed. Attention
 between trials can only compare what that token keeps, so if a trial's coordinates cannot be
@@ -27,17 +27,18 @@ import argparse
 import pathlib
 import sys
 
-import attrs
-import numpy as np
-import torch
+from benchmarks import process_setup
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import regression  # pylint: disable=g-import-not-at-top,wrong-import-position
+process_setup.prepare()  # before torch loads
 
-from vizier_omnipred import checkpoints, episodes  # pylint: disable=g-import-not-at-top,wrong-import-position
-from vizier_omnipred.serialization import Featurizer  # pylint: disable=g-import-not-at-top,wrong-import-position
+import attrs  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).parent / 'results'
+from benchmarks import regression_studies as regression  # noqa: E402
+from benchmarks.run_store import RESULTS  # noqa: E402
+from vizier_omnipred import checkpoints, episodes  # noqa: E402
+from vizier_omnipred.serialization import Featurizer  # noqa: E402
 DIMS = (1, 2, 3, 4, 6, 8, 12)
 NUM_CONTEXT = 30  # the regression benchmark's middle size (the z-scores use its statistics)
 NUM_QUERIES = 300  # with the context, enough trials for a 129-feature ridge
@@ -132,7 +133,7 @@ def table(results: dict, models: dict) -> str:
                        ('coord_min', 'x_j from trial token, worst R2'),
                        ('gp_noisy', 'GP study error @ 30, inputs noised to the mean R2')):
       rows.append(f'| {tag} | {label} | ' + ' | '.join(f'{r[key]:.3f}' for r in per_dim) + ' |')
-  command = 'python benchmarks/trial_probe.py' + ''.join(
+  command = 'python -m benchmarks.trial_probe' + ''.join(
       f' --candidate {t}={p}' for t, p in list(models.items())[1:])
   return ('Linear probes (5-fold ridge R2) on shifted Sphere studies, seed 0, 30 context + 300'
           ' query trials; see the docstring of benchmarks/trial_probe.py.\n\n' + head

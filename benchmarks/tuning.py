@@ -1,10 +1,10 @@
 """Tuning benchmark: OmniPred against Vizier's designers on scikit-learn tuning tasks.
 
-    python benchmarks/tuning.py                          # every designer, task and seed
-    python benchmarks/tuning.py --designers gp_ucb_pe --shard 0/2   # shards side by side,
-    python benchmarks/tuning.py --designers gp_ucb_pe --shard 1/2   # each resumable
-    python benchmarks/tuning.py --aggregate              # tables + plots from what has run
-    python benchmarks/tuning.py --designers omnipred_search   # one variant beside the rest
+    python -m benchmarks.tuning                          # every designer, task and seed
+    python -m benchmarks.tuning --designers gp_ucb_pe --shard 0/2   # shards side by side,
+    python -m benchmarks.tuning --designers gp_ucb_pe --shard 1/2   # each resumable
+    python -m benchmarks.tuning --aggregate              # tables + plots from what has run
+    python -m benchmarks.tuning --designers omnipred_search   # one variant beside the rest
 
 The nine tasks of `tuning_tasks.py` (2-10 mixed parameters, cross-validated scores), 40
 trials, seeds 0-2 for every designer. Each (designer, task, seed) study runs through Vizier's
@@ -29,16 +29,19 @@ import subprocess
 import sys
 import time
 
-import bbob  # noqa: E402  # first: sets JAX_ENABLE_X64 and OMP_WAIT_POLICY, and sys.path
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch and JAX load
+
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-import tuning_tasks  # noqa: E402
-from comparisons import log_efficiency, regret_panel, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
+from benchmarks import designer_zoo, run_store, tuning_tasks  # noqa: E402
+from benchmarks.comparisons import log_efficiency, regret_panel, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 
-RESULTS = bbob.RESULTS
-RAW = bbob.RAW / 'tuning'
+RESULTS = run_store.RESULTS
+RAW = run_store.RAW / 'tuning'
 TRIALS = 40
 SEEDS = (0, 1, 2)
 DESIGNERS = ('omnipred', 'random', 'quasi_random', 'eagle', 'gp_ucb_pe')
@@ -51,21 +54,21 @@ def raw_path(designer: str, task: str, seed: int) -> pathlib.Path:
 
 def run_jobs(jobs: list[tuple[str, str, int]], *, trials: int = TRIALS,
              isolate: bool = True) -> None:
-  signatures = {d: bbob.signature_of(d) for d in {j[0] for j in jobs}}
-  todo = [j for j in jobs if not bbob.is_done(raw_path(*j), signatures[j[0]])]
+  signatures = {d: designer_zoo.signature_of(d) for d in {j[0] for j in jobs}}
+  todo = [j for j in jobs if not run_store.is_done(raw_path(*j), signatures[j[0]])]
   tasks = tuning_tasks.tasks()
   factories = {}
   bar = tqdm(total=len(todo) * trials, desc='tuning', dynamic_ncols=True)
   for designer, task, seed in todo:
     bar.set_postfix_str(f'{designer} {task} seed {seed}')
-    if isolate and designer in bbob.ISOLATED:  # GP-UCB-PE: one process per study
-      subprocess.run([sys.executable, __file__, '--designers', designer, '--trials',
-                      str(trials), '--job', f'{task},{seed}'], check=True,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if isolate and designer in designer_zoo.ISOLATED:  # GP-UCB-PE: one process per study
+      subprocess.run([sys.executable, '-m', 'benchmarks.tuning', '--designers', designer,
+                      '--trials', str(trials), '--job', f'{task},{seed}'], check=True,
+                     cwd=process_setup.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
       bar.update(trials)
       continue
     if designer not in factories:
-      factories[designer] = bbob.designer_factory(designer)
+      factories[designer] = designer_zoo.designer_factory(designer)
     exptr = tuning_tasks.TaskExperimenter(tasks[task])
     run = run_study(designer, factories[designer], exptr, trials, seed=seed, progress=bar)
     path = raw_path(designer, task, seed)
@@ -124,7 +127,7 @@ def aggregate(designers: tuple[str, ...], command: str = '') -> str:
     cells = [f'{np.mean([regret[k][m - 1] for k in studies]):.4f}' for m in MARKS]
     lines.append(f'| {d} | {len(studies)} | ' + ' | '.join(cells)
                  + f' | {np.median(seconds[d]):.3f} |')
-  ours = [d for d in present if bbob.is_omnipred(d)]
+  ours = [d for d in present if designer_zoo.is_omnipred(d)]
   rows = win_rate_rows(regret, ours, present, TRIALS)
   if rows:
     lines += ['', f'Win rate at trial {TRIALS}: share of studies (same task and seed) where the'
@@ -153,7 +156,7 @@ def aggregate(designers: tuple[str, ...], command: str = '') -> str:
         cells.append(f'{log_efficiency([a for a, _ in pairs], [b for _, b in pairs]):+.2f}'
                      if pairs else '-')
       lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-  lines += ['', f'Command: `python benchmarks/tuning.py{command}` (then `--aggregate`).']
+  lines += ['', f'Command: `python -m benchmarks.tuning{command}` (then `--aggregate`).']
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)
   (RESULTS / 'tuning.md').write_text(text)

@@ -21,8 +21,8 @@ import numpy as np
 from vizier import pyvizier as vz
 from vizier._src.benchmarks.experimenters import experimenter
 
-import tuning_studies
-from tuning_studies import TuningStudy, _cv, _problem
+from benchmarks import tuning_studies
+from benchmarks.tuning_studies import TuningStudy, _cv, _problem
 from designers.candidates import parameter_key
 
 CACHE = tuning_studies.RAW / 'tuning_cache'

@@ -2,41 +2,33 @@
 weights and configs the designer reads now (a new shipped checkpoint, or a changed default,
 must not inherit the old runs)."""
 import json
-import pathlib
-import sys
 
 import pytest
 
-
-@pytest.fixture(name='bbob')
-def _bbob(monkeypatch):
-  monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
-  import bbob  # pylint: disable=g-import-not-at-top
-  yield bbob
-  sys.modules.pop('bbob', None)
+from benchmarks import designer_zoo, run_store
 
 
-def test_a_raw_run_is_done_only_with_the_weights_and_configs_it_was_made_with(bbob, tmp_path):
+def test_a_raw_run_is_done_only_with_the_weights_and_configs_it_was_made_with(tmp_path):
   other = tmp_path / 'other.pt'
   other.write_bytes(b'not the shipped weights')
-  shipped = bbob.signature_of('omnipred')
-  candidate = bbob.signature_of('omnipred@new', {'new': str(other)})
+  shipped = designer_zoo.signature_of('omnipred')
+  candidate = designer_zoo.signature_of('omnipred@new', {'new': str(other)})
   assert shipped and candidate and shipped != candidate
-  assert bbob.signature_of('omnipred') == shipped  # deterministic
-  assert bbob.signature_of('omnipred_lora') != shipped  # same weights, another config
+  assert designer_zoo.signature_of('omnipred') == shipped  # deterministic
+  assert designer_zoo.signature_of('omnipred_lora') != shipped  # same weights, another config
   # The same weights under another path are the same run.
   copy = tmp_path / 'copy.pt'
   copy.write_bytes(other.read_bytes())
-  assert bbob.signature_of('omnipred@c', {'c': str(copy)}) == candidate
-  assert bbob.signature_of('random') is None
+  assert designer_zoo.signature_of('omnipred@c', {'c': str(copy)}) == candidate
+  assert designer_zoo.signature_of('random') is None
   with pytest.raises(ValueError, match="reads candidate checkpoint 'gone'"):
-    bbob.signature_of('omnipred@gone', {'new': str(other)})
+    designer_zoo.signature_of('omnipred@gone', {'new': str(other)})
 
   raw = tmp_path / 'omnipred_Sphere_4_0.json'
-  assert not bbob.is_done(raw, shipped)
+  assert not run_store.is_done(raw, shipped)
   raw.write_text(json.dumps({'values': [1.0], 'signature': candidate}))
-  assert not bbob.is_done(raw, shipped)  # made with other weights: runs again
-  assert bbob.is_done(raw, candidate)
+  assert not run_store.is_done(raw, shipped)  # made with other weights: runs again
+  assert run_store.is_done(raw, candidate)
   raw.write_text(json.dumps({'values': [1.0], 'weights': shipped}))  # before configs counted
-  assert not bbob.is_done(raw, shipped)
-  assert bbob.is_done(raw, None)  # a baseline's run has nothing to differ
+  assert not run_store.is_done(raw, shipped)
+  assert run_store.is_done(raw, None)  # a baseline's run has nothing to differ

@@ -8,8 +8,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_results_index_is_up_to_date():
-  proc = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'results_index.py'),
-                         '--check'], capture_output=True, text=True, check=False)
+  proc = subprocess.run([sys.executable, '-m', 'benchmarks.results_index', '--check'],
+                        cwd=ROOT, capture_output=True, text=True, check=False)
   assert proc.returncode == 0, proc.stderr
 
 

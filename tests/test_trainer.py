@@ -148,13 +148,13 @@ def test_a_second_stage_starts_from_the_first_and_the_card_counts_both(tmp_path)
   second_cfg = attrs.evolve(SMALL, steps=2, learning_rate=0.0, min_learning_rate_ratio=0.0,
                             init_from=str(tmp_path / 'a' / 'model.pt'))
   second = train(second_cfg, tmp_path / 'b', progress=False)
-  # Learning rate 0: stage 2 keeps stage 1's weights exactly (a fresh init would not).
+  # Learning rate 0: the second run keeps the first's weights exactly (a fresh init would not).
   end = torch.load(tmp_path / 'b' / 'model.pt', weights_only=True)['state_dict']
   assert all(torch.equal(start[k], end[k]) for k in start)
   assert second['history'][-1]['conditional_by_context'].keys() == {4}
   assert second['history'][-1]['multi_output_by_context'].keys() == {4}
   both = model_card.combine(dict(first, run_dir='runs/a'), dict(second, run_dir='runs/b'))
-  # Stage 2 evaluates its start (stage 1's weights, on its own held-out episodes) first:
+  # The second run evaluates its start (the first's weights, on its own held-out episodes) first:
   # at lr 0 it reads the same at its start and its end, with no train loss at the start.
   assert [h['step'] for h in second['history']] == [0, 2]
   assert 'train_loss' not in second['history'][0]

@@ -1,21 +1,16 @@
 """The tuning benchmark's tasks: real scikit-learn scores, evaluated once per configuration
 and shared through the on-disk cache (designers, seeds and processes read each other's)."""
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 from vizier import pyvizier as vz
 
+from benchmarks import tuning_tasks
+
 
 @pytest.fixture(name='tasks')
 def _tasks(monkeypatch, tmp_path):
-  monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
-  import tuning_tasks  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(tuning_tasks, 'CACHE', tmp_path / 'cache')
   yield tuning_tasks
-  for name in ('tuning_tasks', 'tuning_studies'):
-    sys.modules.pop(name, None)
 
 
 def test_nine_tasks_of_two_to_ten_mixed_parameters(tasks):

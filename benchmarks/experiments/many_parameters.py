@@ -1,6 +1,6 @@
 """Suggestion latency in studies of many parameters (the shipped model, one thread).
 
-    python benchmarks/experiments/many_parameters.py [--dims 60,100] [--trials 25]
+    python -m benchmarks.experiments.many_parameters [--dims 60,100] [--trials 25]
 
 y depends on 3 of the d parameters (a shifted bowl); every suggestion's seconds are recorded,
 with whether the parameter choice stopped at its bound (`parameters_read_cut`). Writes
@@ -10,21 +10,20 @@ benchmarks/results/many_parameters.md.
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-import vizier_omnipred  # noqa: E402,F401  # first: sets OMP_WAIT_POLICY before torch loads
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch loads
 
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from vizier import algorithms as vza  # noqa: E402
 from vizier import pyvizier as vz  # noqa: E402
 
+from benchmarks.run_store import RESULTS  # noqa: E402
 from designers.omnipred_designer import OmniPredDesigner  # noqa: E402
-
-RESULTS = pathlib.Path(__file__).resolve().parents[1] / 'results'
 
 
 def run(dim: int, trials: int) -> tuple[list[float], int]:
@@ -59,7 +58,7 @@ def main(argv=None) -> int:
   for dim in (int(d) for d in args.dims.split(',')):
     seconds, cut = run(dim, args.trials)
     lines.append(f'| {dim} | {np.median(seconds):.2f} | {max(seconds):.2f} | {cut} |')
-  lines += ['', f'Command: `python benchmarks/experiments/many_parameters.py --dims {args.dims}'
+  lines += ['', f'Command: `python -m benchmarks.experiments.many_parameters --dims {args.dims}'
             f' --trials {args.trials}`']
   text = '\n'.join(lines) + '\n'
   (RESULTS / 'many_parameters.md').write_text(text)

@@ -1,6 +1,6 @@
 """Why OmniPred stalls on smooth functions: the candidate search, or the model?
 
-    python benchmarks/experiments/smooth_oracle.py [--seeds 0,1] [--trials 50]
+    python -m benchmarks.experiments.smooth_oracle [--seeds 0,1] [--trials 50]
 
 Runs the designer on smooth shifted BBOB functions in 8-D with its surrogate replaced by an
 oracle (the true function: every candidate's samples are its exact value), once ranking the
@@ -17,13 +17,15 @@ import json
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import bbob  # noqa: E402  # sets the environment and sys.path first
+from benchmarks import process_setup
+
+process_setup.prepare()  # before torch and JAX load
 
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from vizier import pyvizier as vz  # noqa: E402
 
+from benchmarks import bbob_reference, designer_zoo, run_store  # noqa: E402
 from designers.acquisition_search import EvolutionarySearch, RankPool  # noqa: E402
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
@@ -39,7 +41,7 @@ class Oracle:
     self._exptr = experimenter
 
   def condition(self, parameters, y, *, time_budget_s=None):
-    return {'fit_steps': 0}
+    return {'training_steps': 0}
 
   def sample(self, parameters, num_samples, *, seed):
     trials = [vz.Trial(parameters=p) for p in parameters]
@@ -56,7 +58,7 @@ def designer(name: str, function: str):
         optimizer=EvolutionarySearch() if name == 'oracle_search' else RankPool())
     return lambda p, seed=None: OmniPredDesigner(
         p, seed=seed, config=config, surrogate=Oracle(shifted_bbob(function, DIM, seed or 0)))
-  return bbob.designer_factory(name)
+  return designer_zoo.designer_factory(name)
 
 
 DEFAULT_DESIGNERS = ('oracle_pool,oracle_search,omnipred,omnipred_search,omnipred_local,'
@@ -64,7 +66,7 @@ DEFAULT_DESIGNERS = ('oracle_pool,oracle_search,omnipred,omnipred_search,omnipre
 
 
 def raw_path(name: str, function: str, seed: int, trials: int) -> pathlib.Path:
-  return bbob.RAW / 'smooth' / f'{name}_{function}_{seed}_{trials}.json'
+  return run_store.RAW / 'smooth' / f'{name}_{function}_{seed}_{trials}.json'
 
 
 def main(argv=None) -> int:
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
   regret = {}
   for function in FUNCTIONS:
     for seed in seeds:
-      f_opt, f_med = bbob.reference(function, DIM, seed)
+      f_opt, f_med = bbob_reference.reference(function, DIM, seed)
       for name in names:
         v = np.asarray(json.loads(raw_path(name, function, seed, args.trials).read_text())
                        ['values'])
@@ -106,11 +108,11 @@ def main(argv=None) -> int:
       lines.append(f'| {function} | {name} | ' + ' | '.join(
           f'{np.mean([c[m - 1] for c in curves]):.2e}' for m in marks) + ' |')
   flags = '' if args.designers == DEFAULT_DESIGNERS else f' --designers {args.designers}'
-  lines += ['', f'Command: `python benchmarks/experiments/smooth_oracle.py --seeds {args.seeds}'
+  lines += ['', f'Command: `python -m benchmarks.experiments.smooth_oracle --seeds {args.seeds}'
             f' --trials {args.trials}{flags}` (studies stored under'
             ' benchmarks/results/raw/smooth/, reused when present).']
   text = '\n'.join(lines) + '\n'
-  (bbob.RESULTS / 'smooth_oracle.md').write_text(text)
+  (run_store.RESULTS / 'smooth_oracle.md').write_text(text)
   print(text)
   return 0
 

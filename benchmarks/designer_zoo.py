@@ -1,0 +1,138 @@
+"""The designers the benchmarks run, by name: OmniPred's variants and Vizier's baselines.
+
+`designer_factory(name)` -> (problem, seed) -> Designer; `signature_of(name)` hashes the
+weights and configs an OmniPred variant reads, so a stored run made otherwise runs again
+(`run_store.is_done`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+
+import attrs
+import numpy as np
+
+from designers.acquisition_search import EvolutionarySearch
+from designers.trust_region import TrustRegionConfig
+from vizier_omnipred.relevance import RelevanceConfig
+
+BASELINES = ('random', 'quasi_random', 'eagle', 'cmaes', 'gp_ucb_pe')
+# OmniPred variants: (OmniPredDesignerConfig fields, LMSurrogateConfig fields) over the
+# defaults. `omnipred` is the default (zero-shot in context); `omnipred_lora` adds test-time
+# LoRA from 20 trials (30 steps once, then 4 per suggestion); `omnipred_budget` cuts the
+# candidate pool by the clock (0.7 s; not reproducible).
+OMNIPRED_VARIANTS = {
+    'omnipred': ({}, {}),
+    'omnipred_lora': ({}, {'lora_from_trials': 20}),
+    'omnipred_budget': ({'time_budget_s': 0.7}, {}),
+    # Several objectives sampled jointly by the chain rule (the default: independently).
+    'omnipred_joint': ({'joint_objectives': True}, {}),
+    # y read through an affine map instead of ranks (a plateau's tiny differences stay tiny).
+    'omnipred_affine': ({'y_warp': 'none'}, {}),
+    # The surrogate's S values per candidate are its exact quantiles (k + 1/2) / S, not draws.
+    'omnipred_quantiles': ({}, {'draws': 'quantiles'}),
+    # The model reads every parameter (the default only those its held-out likelihood keeps).
+    'omnipred_all_parameters': ({}, {'relevance': None}),
+    # ... and chooses them again at every suggestion (the default: once the study grew 20%).
+    'omnipred_reselect': ({}, {'relevance': RelevanceConfig()}),
+    # The pool evolved under a cheap inner score, finalists sampled in full.
+    'omnipred_search': ({'optimizer': EvolutionarySearch()}, {}),
+    # Tied values share their mean rank.
+    'omnipred_midrank': ({'y_warp': 'midrank'}, {}),
+    # y read as -log of its gap to the best value.
+    'omnipred_logwarp': ({'y_warp': 'log'}, {}),
+    # Other acquisitions over the same samples (the default: UCB, the 0.9 quantile).
+    'omnipred_ei': ({'acquisition': 'ei'}, {}),
+    'omnipred_thompson': ({'acquisition': 'thompson'}, {}),
+    # Once past 20 feasible trials, read only the 20 nearest the best and move around it.
+    'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
+    # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.
+    'omnipred_adaptive_region': ({'trust_region': TrustRegionConfig(adaptive=True)}, {}),
+    # Local moves at radii from 0.15 down to 0.15 / 30 (log-uniform): a close look at the incumbent.
+    'omnipred_multiscale': ({'trust_region': TrustRegionConfig(min_scale=1 / 30)}, {}),
+}
+
+
+def is_omnipred(name: str) -> bool:
+  """An OmniPred variant, with the shipped checkpoint or a candidate's (`variant@tag`)."""
+  return name.partition('@')[0] in OMNIPRED_VARIANTS
+
+
+def checkpoint_of(name: str, candidates: dict[str, str] | None = None) -> str | None:
+  """The checkpoint file an OmniPred variant reads: its candidate's (`variant@tag`), else
+  None (the shipped one)."""
+  tag = name.partition('@')[2]
+  if not tag:
+    return None
+  if tag not in (candidates or {}):
+    raise ValueError(f'Designer {name!r} reads candidate checkpoint {tag!r}, which no'
+                     f' --candidate {tag}=PATH names (given: {sorted(candidates or {})}).')
+  return candidates[tag]
+
+
+def omnipred_configs(name: str, candidates: dict[str, str] | None = None):
+  """-> (OmniPredDesignerConfig, LMSurrogateConfig) of an OmniPred variant."""
+  from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  from designers.lm_surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  designer_fields, surrogate_fields = OMNIPRED_VARIANTS[name.partition('@')[0]]
+  checkpoint = checkpoint_of(name, candidates)
+  if checkpoint:
+    surrogate_fields = dict(surrogate_fields, checkpoint=checkpoint)
+  return OmniPredDesignerConfig(**designer_fields), LMSurrogateConfig(**surrogate_fields)
+
+
+def signature_of(name: str, candidates: dict[str, str] | None = None) -> str | None:
+  """A hash of the weights an OmniPred variant reads and of its configs (None: not an LM
+  designer). A raw run records it, so a run made otherwise (before a new checkpoint shipped,
+  or a default changed) is run again rather than reported as this one's."""
+  if not is_omnipred(name):
+    return None
+  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(checkpoint_of(name, candidates) or checkpoints.SHIPPED)
+  designer, surrogate = omnipred_configs(name, candidates)
+  # The weights are hashed by content: the checkpoint's path is not part of the run.
+  configs = repr((designer, attrs.evolve(surrogate, checkpoint=None)))
+  return hashlib.sha256(path.read_bytes() + configs.encode()).hexdigest()[:16]
+
+
+
+
+def designer_factory(name: str, candidates: dict[str, str] | None = None):
+  """-> (problem, seed) -> Designer. Imports lazily: JAX and peft cost seconds to import.
+  `candidates`: tag -> checkpoint path, for names `variant@tag`."""
+  if is_omnipred(name):
+    from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
+    from designers.lm_surrogate import LMSurrogate  # pylint: disable=g-import-not-at-top
+    config, surrogate_config = omnipred_configs(name, candidates)
+    surrogates = LMSurrogate.factory(surrogate_config)
+    return lambda p, seed=None: OmniPredDesigner(p, seed=seed, config=config,
+                                                 surrogate_factory=surrogates)
+  if name == 'random':
+    from vizier._src.algorithms.designers import random  # pylint: disable=g-import-not-at-top
+    return lambda p, seed=None: random.RandomDesigner(p.search_space, seed=seed)
+  if name == 'quasi_random':
+    from vizier._src.algorithms.designers import quasi_random  # pylint: disable=g-import-not-at-top
+    return lambda p, seed=None: quasi_random.QuasiRandomDesigner(p.search_space, seed=seed)
+  if name == 'eagle':
+    from vizier._src.algorithms.designers.eagle_strategy import eagle_strategy  # pylint: disable=g-import-not-at-top
+    return lambda p, seed=None: eagle_strategy.EagleStrategyDesigner(p, seed=seed)
+  if name == 'cmaes':
+    from vizier._src.algorithms.designers import cmaes  # pylint: disable=g-import-not-at-top
+
+    def make(p, seed=None):
+      np.random.seed(seed)  # CMAESDesigner draws from numpy's global generator
+      return cmaes.CMAESDesigner(p)
+    return make
+  if name == 'gp_ucb_pe':
+    import jax  # pylint: disable=g-import-not-at-top
+    from vizier._src.algorithms.designers import gp_ucb_pe  # pylint: disable=g-import-not-at-top
+    return lambda p, seed=None: gp_ucb_pe.VizierGPUCBPEBandit(
+        p, rng=jax.random.PRNGKey(seed or 0))
+  raise ValueError(f'Unknown designer {name!r}; known: {", ".join(OMNIPRED_VARIANTS)},'
+                   f' {", ".join(BASELINES)}.')
+
+
+# Vizier's GP-UCB-PE exhausts XLA's JIT memory after ~110 suggestions in one process
+# ("LLVM compilation error: Cannot allocate memory", seen here): one process per GP study.
+ISOLATED = ('gp_ucb_pe',)

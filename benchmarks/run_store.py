@@ -1,0 +1,18 @@
+"""Where benchmark runs are kept: one JSON file per study under benchmarks/results/raw/
+(ignored by git), tables and plots beside it in benchmarks/results/ (tracked)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
+RAW = RESULTS / 'raw'
+
+
+def is_done(path: pathlib.Path, signature: str | None) -> bool:
+  """A raw run exists and was made as `signature` says (runs that do not record one count
+  as made otherwise)."""
+  if not path.exists():
+    return False
+  return signature is None or json.loads(path.read_text()).get('signature') == signature
