@@ -9,7 +9,7 @@
     python -m benchmarks.bbob --preset latency            # every designer in one process
     python -m benchmarks.bbob --preset memory --designers omnipred   # peak RSS, 100 trials
     python -m benchmarks.bbob --preset long150            # zero-shot vs LoRA at 150 trials
-    python -m benchmarks.bbob --preset seed0 --candidate new=runs/x/model.pt   # a checkpoint
+    python -m benchmarks.bbob --preset seed0 --candidate new=PATH.pt   # a checkpoint
                                                           # beside the shipped one
 
 Every (designer, function, dim, seed) study runs through Vizier's BenchmarkRunner (see

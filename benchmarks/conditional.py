@@ -275,11 +275,7 @@ def aggregate(problems, designers, seeds) -> str:
     lines.append(f'| {p} | ' + ' | '.join(cells) + f' | {best} |')
     ax.set(title=p, xlabel='trials', ylabel='regret (mean over seeds)', yscale='log')
     ax.legend()
-  fig.tight_layout()
-  fig.savefig(RESULTS / 'conditional.png', dpi=110)
-  text = '\n'.join(lines) + '\n\nMade by `python -m benchmarks.conditional`.\n'
-  (RESULTS / 'conditional.md').write_text(text)
-  return text
+  return study_grid.write_results(fig, lines, 'conditional')
 
 
 def main(argv=None) -> int:

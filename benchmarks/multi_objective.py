@@ -214,11 +214,7 @@ def aggregate(problems, designers, seeds) -> str:
     lines.append(f'| {problem} | ' + ' | '.join(cells) + f' | {vs_nsga} | {vs_gp} |')
     ax.set(title=problem, xlabel='trials', ylabel='hypervolume (mean over seeds)')
     ax.legend()
-  fig.tight_layout()
-  fig.savefig(RESULTS / 'multi_objective.png', dpi=110)
-  text = '\n'.join(lines) + '\n\nMade by `python -m benchmarks.multi_objective`.\n'
-  (RESULTS / 'multi_objective.md').write_text(text)
-  return text
+  return study_grid.write_results(fig, lines, 'multi_objective')
 
 
 def main(argv=None) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Callable, Sequence
 
+from benchmarks.run_store import RESULTS
+
 
 def main(doc: str, problems: Sequence[str], designers: Sequence[str], seeds: Sequence[int], *,
          run: Callable, aggregate: Callable, raw_path: Callable, argv=None) -> int:
@@ -27,3 +29,13 @@ def main(doc: str, problems: Sequence[str], designers: Sequence[str], seeds: Seq
     run(args.problems, args.designers, args.seeds)
   print(aggregate(args.problems, designers, args.seeds))
   return 0
+
+
+def write_results(fig, lines: Sequence[str], name: str) -> str:
+  """Saves the figure as benchmarks/results/<name>.png and the table lines, with the command
+  that made them, as <name>.md; -> the table's text."""
+  fig.tight_layout()
+  fig.savefig(RESULTS / f'{name}.png', dpi=110)
+  text = '\n'.join(lines) + f'\n\nMade by `python -m benchmarks.{name}`.\n'
+  (RESULTS / f'{name}.md').write_text(text)
+  return text
