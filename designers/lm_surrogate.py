@@ -58,18 +58,19 @@ class LMSurrogateConfig:
   # since the last time (glibc; elsewhere nothing happens). See vizier_omnipred/heap.py.
   heap_slack_mb: float = attrs.field(default=256.0, kw_only=True)
   # Views of the study each prediction averages in the encoder (`OmniPredRegressor.views`:
-  # the parameters bound to the slot codes in other orders). 4 by measurement (stage-5
-  # weights, `bbob.py --preset seed0` / `seed1` against `omnipred_1view`): regret at 50
+  # the parameters bound to the slot codes in other orders). 4 by measurement (the weights
+  # of the shipped card's run 5, BBOB presets seed0 / seed1 against `views=1`): regret at 50
   # trials level (0.038 / 0.068 vs 0.039 / 0.066), pairs above random and quasi-random 30 of
   # 32 vs 27; 0.47 s vs 0.41 s per suggestion at 45-55 trials (`--preset latency`), a
   # 100-trial 8-D study's peak 942 vs 917 MB; held-out regression clearly better (README;
-  # on the shipped stage-6 weights 2 views lose most of the 4 views' gain).
+  # on the shipped weights 2 views lose most of the 4 views' gain).
   views: int = attrs.field(default=DEFAULT_VIEWS, kw_only=True,
                            validator=attrs.validators.ge(1))
   # Parameters the model reads, chosen per study by its own held-out likelihood of the
   # trials (`vizier_omnipred.relevance`); None: every parameter. Chosen again once the study
   # has grown by 20% (a choice costs ~1 s at 50 trials of an 8-D study). By measurement
-  # (stage-6 weights, `bbob.py --preset seed0`, choosing at every suggestion): regret at
+  # (shipped weights, adaptive trust region, BBOB `--preset seed0 --designers
+  # omnipred_reselect,omnipred_all_parameters`): regret at
   # 10 / 25 / 50 trials 0.118 / 0.051 / 0.029 against 0.131 / 0.079 / 0.037 reading every
   # parameter.
   relevance: RelevanceConfig | None = attrs.field(

@@ -44,7 +44,7 @@ __all__ = ['DEFAULT_RELEVANCE', 'DEFAULT_VIEWS', 'MIN_TRAINING_EXAMPLES', 'Examp
            'default_device', 'episode']
 # Views of a study a prediction reads (`slot_permutations`: each binds the parameters to the
 # slot codes in another order; the encoder averages a query's state over them). Exact medians
-# of the stage-5 weights on the regression benchmark's held-out BBOB studies, study error at
+# of the weights of the shipped card's run 5 on the regression benchmark's held-out BBOB studies, study error at
 # 10 / 30 / 100 points: 1 view 0.1215 / 0.0917 / 0.0701, 2 views 0.1195 / 0.0897 / 0.0691,
 # 4 views 0.1188 / 0.0853 / 0.0657, 8 views 0.1190 / 0.0863 / 0.0653 (tuning studies at 30:
 # 0.108, 0.105, 0.103, 0.095; GP prior within 0.002). Averaging the views' quantiles instead
