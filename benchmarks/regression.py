@@ -57,10 +57,12 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from benchmarks.regression_studies import (  # noqa: E402
-    BBOB_NUM_TEST, DEFAULT_SETS, DIMS_SET, LORA, NUM_TEST, SIZES, SPARSE_SET, LMMethod,
-    bbob_studies, gp_studies, sklearn_methods, study_error, tuning_study_set)
+    BBOB_NUM_TEST, DEFAULT_SETS, DIMS_SET, LORA, NUM_TEST, SIZES, SPARSE_SET, TRANSFER_METHODS,
+    TRANSFER_SIZES, LMMethod, bbob_studies, gp_studies, sklearn_methods, study_error,
+    transfer_errors, tuning_study_set)
+from benchmarks import transfer_families  # noqa: E402
 from benchmarks.run_store import RESULTS  # noqa: E402
-from vizier_omnipred import OmniPredRegressor  # noqa: E402
+from vizier_omnipred import OmniPredRegressor, checkpoints  # noqa: E402
 from vizier_omnipred.pretraining.corpus import HELD_OUT_FUNCTIONS  # noqa: E402
 from vizier_omnipred.regressor import DEFAULT_VIEWS  # noqa: E402
 
@@ -69,7 +71,8 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--quick', action='store_true')
   parser.add_argument('--checkpoint', default=None, help='default: the shipped checkpoint')
-  parser.add_argument('--sets', default=DEFAULT_SETS, help='of bbob, gp, tuning, dims, sparse')
+  parser.add_argument('--sets', default=DEFAULT_SETS,
+                      help='of bbob, gp, tuning, dims, sparse; or transfer alone')
   parser.add_argument('--out', default=str(RESULTS / 'regression'))
   parser.add_argument('--views', type=int, default=DEFAULT_VIEWS,
                       help='views of a study each LM prediction averages (a 1-view row is added)')
@@ -78,6 +81,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   torch.set_num_threads(1)
   sets = args.sets.split(',')
+  if sets == ['transfer']:
+    return transfer_main(args.checkpoint or str(checkpoints.SHIPPED_TRANSFER))
   studies = []
   if 'bbob' in sets:
     studies += bbob_studies(HELD_OUT_FUNCTIONS[:2] if args.quick else HELD_OUT_FUNCTIONS,
@@ -124,6 +129,34 @@ def main(argv=None) -> int:
   write_results(records, methods, args, pretrained)
   if args.records:
     pathlib.Path(args.records).write_text(json.dumps(records, indent=0))
+  return 0
+
+
+def transfer_main(checkpoint: str) -> int:
+  """`--sets transfer`: study error with and without related prior studies in context
+  (`regression_studies.transfer_errors`), to benchmarks/results/regression_transfer.md."""
+  base = OmniPredRegressor.from_pretrained(checkpoint)
+  studies = sum(case == 'related' for case, _, _ in transfer_families.cases())
+  warnings.filterwarnings('ignore', category=ConvergenceWarning)
+  with tqdm(total=studies * len(TRANSFER_SIZES) * len(TRANSFER_METHODS),
+            desc='transfer: studies x sizes x methods', dynamic_ncols=True) as bar:
+    errors = transfer_errors(base, progress=bar)
+  lines = ['# Regression with prior studies in context', '',
+           f'{studies} left-out studies of the related families of `benchmarks/transfer.py` '
+           '(SVM, k-NN and gradient boosting on 4 scikit-learn datasets, Ellipsoidal 4-D in 4 '
+           f'instances); prior studies: the family\'s other 3, 30 random trials each. Study '
+           f'error (|error| / y range, capped at 1; lower is better) at n random trials of '
+           f'the left-out study, {NUM_TEST} test points; mean over studies. LM: '
+           f'`{pathlib.Path(checkpoint).name}`.', '',
+           '| method | ' + ' | '.join(f'n = {n}' for n in TRANSFER_SIZES) + ' |',
+           '|---' * (1 + len(TRANSFER_SIZES)) + '|']
+  for method in TRANSFER_METHODS:
+    lines.append(f'| {method} | ' + ' | '.join(
+        f'{np.mean(errors[method, n]):.4f}' for n in TRANSFER_SIZES) + ' |')
+  lines += ['', 'Command: `python -m benchmarks.regression --sets transfer`']
+  text = '\n'.join(lines) + '\n'
+  (RESULTS / 'regression_transfer.md').write_text(text)
+  print(text)
   return 0
 
 

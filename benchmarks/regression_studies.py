@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from vizier import pyvizier as vz
 from vizier._src.benchmarks.experimenters.synthetic import bbob
 
-from benchmarks import tuning_studies
+from benchmarks import transfer_families, tuning_studies, tuning_tasks
 from vizier_omnipred import FineTuneConfig, OmniPredRegressor
 from vizier_omnipred.pretraining.corpus import EVAL_SEED_OFFSET
 from vizier_omnipred.pretraining.gp_prior import GPFunction
@@ -201,3 +201,55 @@ def sklearn_methods(seed: int) -> dict:
 
   return {'random forest': rf, 'GP (Matern 5/2)': gp, 'MLP': mlp,
           'kernel smoother': smoother, 'training median': median}
+
+
+# The `transfer` set: current-study sizes, and the seed of the left-out study's own random
+# trials (the prior studies' trials come from `transfer_families`, another seed).
+TRANSFER_SIZES = (5, 10, 30)
+TRANSFER_METHODS = ('LM', 'LM + related prior studies', 'GP bandit',
+                    'GP bandit + set_priors (stacked residual GPs)')
+_TRANSFER_SEED = 2024
+
+
+def transfer_errors(base: OmniPredRegressor, progress=None) -> dict:
+  """Study error at TRANSFER_SIZES current trials on every left-out study of the related
+  families (`transfer_families`): the LM with its family's other studies in context and
+  without, Vizier's GP bandit with `set_priors` and without. -> {(method, n): [errors]}."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  from vizier._src.algorithms.designers import gp_bandit  # pylint: disable=g-import-not-at-top
+  out = {(m, n): [] for m in TRANSFER_METHODS for n in TRANSFER_SIZES}
+  for case, name, fam in transfer_families.cases():
+    if case != 'related':
+      continue
+    study = {s.name: s for s in transfer_families.family(fam)}[name]
+    exptr = tuning_tasks.TaskExperimenter(study)
+    configs = tuning_studies.sample_configurations(
+        study.problem, max(TRANSFER_SIZES) + NUM_TEST, np.random.default_rng(_TRANSFER_SEED))
+    y = np.asarray([exptr.score(c) for c in configs])
+    test, test_y = configs[-NUM_TEST:], y[-NUM_TEST:]
+    priors = transfer_families.priors(case, name, fam)
+    prior_examples = [[(t.parameters.as_dict(), t.final_measurement.metrics[exptr.metric].value)
+                       for t in trials] for _, _, trials in priors]
+    for n in TRANSFER_SIZES:
+      train = list(zip(configs[:n], y[:n]))
+      trials = [vz.Trial(id=i + 1, parameters=c).complete(vz.Measurement({exptr.metric: v}))
+                for i, (c, v) in enumerate(train)]
+      for method in TRANSFER_METHODS:
+        if method.startswith('LM'):
+          reg = base.for_new_study()
+          reg.condition(train, problem=study.problem,
+                        prior_studies=prior_examples if 'prior' in method else ())
+          pred = reg.predict(test, num_samples=64).median
+        else:
+          gp = gp_bandit.VizierGPBandit(study.problem, rng=jax.random.PRNGKey(0))
+          if 'set_priors' in method:
+            gp.set_priors([vza.CompletedTrials(t) for _, _, t in priors])
+          gp.update(vza.CompletedTrials(trials), vza.ActiveTrials())
+          pred = np.asarray(gp.predict([vz.TrialSuggestion(c) for c in test]).mean)
+          if study.problem.metric_information.item().goal.is_minimize:
+            pred = -pred  # google-vizier 0.1.24 predicts a minimised metric negated
+        out[method, n].append(study_error(pred, test_y, y))
+        if progress is not None:
+          progress.update(1)
+  return out
