@@ -7,6 +7,7 @@ which a program calls before torch loads) does not import torch.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 _EXPORTS = {
     'ModelConfig': 'model', 'OmniPredModel': 'model',
@@ -24,11 +25,15 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
+  """An export above, or a submodule by name (`vizier_omnipred.checkpoints`)."""
   if name in _EXPORTS:
     value = getattr(importlib.import_module(f'vizier_omnipred.{_EXPORTS[name]}'), name)
-    globals()[name] = value
-    return value
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  elif importlib.util.find_spec(f'{__name__}.{name}') is not None:
+    value = importlib.import_module(f'{__name__}.{name}')
+  else:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  globals()[name] = value
+  return value
 
 
 def __dir__():
