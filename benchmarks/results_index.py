@@ -34,6 +34,7 @@ SECTIONS = (
     ('regression', 'Regression: study error against GP and random forest'),
     ('regression_dims', 'Regression by dimension'),
     ('regression_sparse', 'Regression with parameters that do nothing'),
+    ('regression_transfer', 'Regression with prior studies in context'),
     ('conditional', 'Conditional search spaces'),
     ('multi_objective', 'Several objectives'),
     ('chain_rule', 'Several objectives: does reading the earlier ones help'),
