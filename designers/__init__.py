@@ -6,19 +6,10 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from vizier_omnipred import lazy_exports
 
 __all__ = ['OmniPredDesigner', 'OmniPredDesignerConfig']
 
 
-def __getattr__(name: str):
-  """The two exports, or a submodule by name (`designers.vizier_fixes`)."""
-  if name in __all__:
-    value = getattr(importlib.import_module('designers.omnipred_designer'), name)
-  elif importlib.util.find_spec(f'{__name__}.{name}') is not None:
-    value = importlib.import_module(f'{__name__}.{name}')
-  else:
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-  globals()[name] = value
-  return value
+__getattr__ = lazy_exports.getattr_for(
+    __name__, {name: 'omnipred_designer' for name in __all__})

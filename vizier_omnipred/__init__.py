@@ -6,8 +6,7 @@ which a program calls before torch loads) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from vizier_omnipred import lazy_exports
 
 _EXPORTS = {
     'ModelConfig': 'model', 'OmniPredModel': 'model',
@@ -24,16 +23,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-  """An export above, or a submodule by name (`vizier_omnipred.checkpoints`)."""
-  if name in _EXPORTS:
-    value = getattr(importlib.import_module(f'vizier_omnipred.{_EXPORTS[name]}'), name)
-  elif importlib.util.find_spec(f'{__name__}.{name}') is not None:
-    value = importlib.import_module(f'{__name__}.{name}')
-  else:
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-  globals()[name] = value
-  return value
+__getattr__ = lazy_exports.getattr_for(__name__, _EXPORTS)
 
 
 def __dir__():
