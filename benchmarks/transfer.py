@@ -44,7 +44,11 @@ RAW = run_store.RAW / 'transfer'
 TRIALS = 30
 SEEDS = (0, 1, 2)
 MARKS = (10, 20)
-DESIGNERS = ('omnipred', 'omnipred_priors', 'gp_bandit', 'gp_bandit_priors', 'random')
+DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_late', 'gp_bandit',
+             'gp_bandit_priors', 'random')
+# omnipred_priors_late: the priors in context only, no sooner model-based suggestions and no
+# prior-best points in the pool (what the designer's defaults for prior studies are chosen on).
+_LATE = dict(num_seed_trials_with_priors=5, num_prior_centres=0)
 
 
 def designer_factory(name: str, priors, checkpoint: str | None):
@@ -52,13 +56,15 @@ def designer_factory(name: str, priors, checkpoint: str | None):
   if name == 'random':
     return designer_zoo.designer_factory('random')
   if name.startswith('omnipred'):
-    from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
+    from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
     from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
     surrogates = LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint))
+    config = OmniPredDesignerConfig(**(_LATE if name == 'omnipred_priors_late' else {}))
 
     def make(problem, seed=None):
-      designer = OmniPredDesigner(problem, seed=seed, surrogate_factory=surrogates)
-      if name == 'omnipred_priors':
+      designer = OmniPredDesigner(problem, seed=seed, surrogate_factory=surrogates,
+                                  config=config)
+      if name.startswith('omnipred_priors'):
         designer.set_priors([(p, t) for _, p, t in priors], names=[n for n, _, _ in priors])
       return designer
     return make
@@ -81,7 +87,7 @@ def jobs(designers) -> list[tuple[str, str, str, str, int]]:
   out = []
   for case, study, prior_family in cases():
     for d in designers:
-      if case == 'unrelated' and d not in ('omnipred', 'omnipred_priors'):
+      if case == 'unrelated' and not d.startswith('omnipred'):
         continue  # the control is OmniPred's: with and without the unrelated priors
       out += [(d, case, study, prior_family, s) for s in SEEDS]
   return out

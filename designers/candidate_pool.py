@@ -44,13 +44,17 @@ def centres(pairs: Sequence[tuple[vz.Trial, np.ndarray]], num_centres: int,
 
 
 def pool(space: CandidateSpace, around: Sequence[vz.Trial], n: int, *, local_fraction: float,
-         radius: float, rng: np.random.Generator, min_scale: float = 1.0) -> np.ndarray:
+         radius: float, rng: np.random.Generator, min_scale: float = 1.0,
+         also: np.ndarray | None = None) -> np.ndarray:
   """[n, d] unit-cube candidates: `local_fraction` of them moves within `radius` of the
-  trials `around` (see `CandidateSpace.local` for `min_scale`), the rest quasi-random."""
+  trials `around` (see `CandidateSpace.local` for `min_scale`), the rest quasi-random.
+  `also` [k, d]: points from elsewhere (prior studies' best), first in the pool themselves
+  and centres after `around`'s."""
+  also = np.zeros((0, space.dim)) if also is None else also
   n_local = int(round(n * local_fraction))
-  return np.concatenate([space.local(space.to_unit(around), n_local, radius, rng,
-                                     min_scale=min_scale),
-                         space.quasi_random(n - n_local)])
+  centres = np.concatenate([space.to_unit(around), also])
+  return np.concatenate([also, space.local(centres, n_local, radius, rng, min_scale=min_scale),
+                         space.quasi_random(max(0, n - n_local - len(also)))])
 
 
 def local_trials(space: CandidateSpace, pairs: Sequence[tuple[vz.Trial, np.ndarray]],

@@ -101,14 +101,23 @@ class CandidateSpace:
   def dim(self) -> int:
     return len(self.axes)
 
-  def to_unit(self, trials: Sequence[vz.TrialSuggestion]) -> np.ndarray:
-    """Trials -> [n, d] points in the unit cube (inactive parameters at their axis' centre)."""
+  def to_unit(self, trials: Sequence[vz.TrialSuggestion], *, foreign: bool = False
+              ) -> np.ndarray:
+    """Trials -> [n, d] points in the unit cube (inactive parameters at their axis' centre).
+    `foreign`: trials of another study, matched by name; a value this space cannot hold (a
+    category it lacks, a non-positive value on a log axis, a string on a numeric axis) sits
+    at its axis' centre too, and one out of range on the nearest edge."""
     unit = np.full((len(trials), self.dim), _INACTIVE)
     for i, trial in enumerate(trials):
       for name, value in trial.parameters.items():
         j = self._index.get(name)
-        if j is not None:
+        if j is None:
+          continue
+        try:
           unit[i, j] = self.axes[j].to_unit(value.value)
+        except (ValueError, TypeError):
+          if not foreign:
+            raise
     return self.snap(unit)
 
   def snap(self, unit: np.ndarray) -> np.ndarray:

@@ -25,6 +25,11 @@ class OmniPredDesignerConfig:
   # candidate's sampled y1 carries the model's error into y2, and in the context y1 was exact.
   joint_objectives: bool = attrs.field(default=False, kw_only=True)
   num_seed_trials: int = attrs.field(default=5, kw_only=True)
+  # With prior studies set (`set_priors`): model-based suggestions start after this many
+  # feasible trials (the model reads the priors from the first), and each prior study's
+  # `num_prior_centres` best trials join the pool, as points and as centres to move around.
+  num_seed_trials_with_priors: int = attrs.field(default=2, kw_only=True)
+  num_prior_centres: int = attrs.field(default=1, kw_only=True)
   num_candidates: int = attrs.field(default=512, kw_only=True)
   local_fraction: float = attrs.field(default=0.6, kw_only=True)  # of the pool
   num_centres: int = attrs.field(default=3, kw_only=True)  # best trials to move around

@@ -10,7 +10,8 @@ One suggestion, five steps (`_model_suggestions`):
      them.
   5. `selection.select` takes the best, no duplicates, kept apart from each other.
 
-Before `num_seed_trials` feasible results: the centre, then Halton points. Failed trials are
+Before `num_seed_trials` feasible results (`num_seed_trials_with_priors` with prior studies
+set, whose best trials then join the pool): the centre, then Halton points. Failed trials are
 never fed to the model as numbers (`study_record`); candidates nearest one are ranked last.
 Surrogate, acquisition and optimiser are collaborators, by default the shipped LM, UCB and
 the ranked pool.
@@ -84,6 +85,7 @@ class OmniPredDesigner(vza.Designer):
     self._carried = np.zeros((0, self._space.dim))  # the last search's parents
     self._observed: list[np.ndarray] = []  # per objective: the oriented y the model read
     self._priors: list[PriorStudy] = []
+    self._prior_best = np.zeros((0, self._space.dim))  # the prior studies' best, unit cube
     self.last_report: dict = {}
 
   @classmethod
@@ -100,6 +102,8 @@ class OmniPredDesigner(vza.Designer):
     prior_studies_lib.check_readable(self._objectives.surrogates, chained=(
         self._config.joint_objectives and len(self._infos) > 1))
     self._priors = prior_studies_lib.named(prior_studies, names)
+    self._prior_best = self._space.to_unit(prior_studies_lib.best_trials(
+        self._priors, self._infos[0], self._config.num_prior_centres), foreign=True)
 
   @property
   def surrogate(self) -> Surrogate:
@@ -120,7 +124,9 @@ class OmniPredDesigner(vza.Designer):
     count = count or 1
     start = time.perf_counter()
     taken = self._record.taken()
-    if len(self._record.feasible) < max(2, self._config.num_seed_trials):
+    seeds = (self._config.num_seed_trials_with_priors if self._priors
+             else self._config.num_seed_trials)
+    if len(self._record.feasible) < max(2, seeds):
       return self._seed_suggestions(count, taken)
     return self._model_suggestions(count, taken, start)
 
@@ -174,7 +180,7 @@ class OmniPredDesigner(vza.Designer):
     pool = candidate_pool.pool(  # step 3
         self._space, around if local is None else around[:1], n, radius=self._region.radius,
         local_fraction=cfg.local_fraction if local is None else 1.0, rng=self._rng,
-        min_scale=cfg.trust_region.min_scale)
+        min_scale=cfg.trust_region.min_scale, also=self._prior_best)
     one_objective = len(self._infos) == 1 and not self._safety.metrics
     proposal = cfg.optimizer.propose(  # step 4
         self._space, pool, self._quantile_score if one_objective else None,

@@ -81,6 +81,20 @@ class PriorStudy:
     return params, current.to_study_direction(warped)
 
 
+def best_trials(priors: Sequence[PriorStudy], info: StudyInfo, per_study: int
+                ) -> list[vz.Trial]:
+  """Each prior study's `per_study` best feasible trials for the objective `info` (by the
+  metric that stands for it, in that study's own direction), the best study by study first."""
+  out = []
+  for prior in priors:
+    name, maximize = prior._metric(info)  # pylint: disable=protected-access
+    scored = [(metric_value(t, name), t) for t in prior.trials]
+    scored = [(v, t) for v, t in scored if v is not None and np.isfinite(v)]
+    scored.sort(key=lambda vt: -vt[0] if maximize else vt[0])
+    out.append([t for _, t in scored[:per_study]])
+  return [study[k] for k in range(per_study) for study in out if k < len(study)]
+
+
 def prior_examples(priors: Sequence[PriorStudy], infos: Sequence[StudyInfo],
                    warps: Sequence[YWarp]) -> tuple[list[list], list[str]]:
   """Per objective (`infos`, warped by `warps`), the prior studies' (parameters, y) that can

@@ -195,6 +195,48 @@ def test_the_designer_reads_prior_studies_and_says_which():
   assert md['prior_studies'] == 'last_week,other_dataset' and md['prior_trials'] == '12,9'
 
 
+def test_with_prior_studies_the_model_suggests_sooner_and_their_best_trials_join_the_pool():
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  from designers import candidate_pool  # pylint: disable=g-import-not-at-top
+  from designers.candidates import CandidateSpace  # pylint: disable=g-import-not-at-top
+  from designers.prior_studies import best_trials, named  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred import StudyInfo  # pylint: disable=g-import-not-at-top
+  problem, designer = _designer()
+  draws = {'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: str(r.choice(['adam', 'sgd']))}
+  prior = _trials(draws, 10, 'loss', lambda p: (p['x'] - 0.5) ** 2, 1)
+  current = _trials(draws, 2, 'loss', lambda p: (p['x'] - 0.5) ** 2, 3)
+  for trial in current:
+    designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
+  assert designer.suggest(1)[0].metadata.ns('omnipred')['phase'] == 'seed'  # 3 seeds
+  designer.set_priors([vza.CompletedTrials(prior)])
+  assert designer.suggest(1)[0].metadata.ns('omnipred')['phase'] == 'model'  # 2 with priors
+  # The best trial of each prior study (its metric minimised), best first.
+  best = best_trials(named([vza.CompletedTrials(prior)]), StudyInfo.from_problem(problem, 'loss'), 2)
+  losses = sorted(t.final_measurement.metrics['loss'].value for t in prior)
+  assert [t.final_measurement.metrics['loss'].value for t in best] == losses[:2]
+  space = CandidateSpace(problem.search_space)
+  also = space.to_unit(best)
+  pool = candidate_pool.pool(space, current, 16, local_fraction=0.5, radius=0.1,
+                             rng=np.random.default_rng(0), also=also)
+  assert pool.shape == (16, 2) and np.array_equal(pool[:2], also)
+
+
+def test_another_study_s_trials_are_placed_where_they_can_be_and_centred_where_not():
+  from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
+  from designers.candidates import CandidateSpace  # pylint: disable=g-import-not-at-top
+  space_def = vz.SearchSpace()
+  space_def.root.add_float_param('lr', 1e-4, 1.0, scale_type=vz.ScaleType.LOG)
+  space_def.root.add_categorical_param('opt', ['adam', 'sgd'])
+  space = CandidateSpace(space_def)
+  foreign = [vz.Trial(parameters={'lr': 1.0, 'opt': 'rmsprop', 'width': 8}),
+             vz.Trial(parameters={'lr': 0.0, 'opt': 'sgd'}),
+             vz.Trial(parameters={'lr': 10.0})]
+  unit = space.to_unit(foreign, foreign=True)
+  assert np.allclose(unit, [[1.0, 0.75], [0.5, 0.75], [1.0, 0.75]])  # 0.5 -> cell 'sgd'
+  with pytest.raises(ValueError, match='rmsprop'):
+    space.to_unit(foreign[:1])  # the study's own trials: a bad value is an error
+
+
 def test_a_designer_whose_model_cannot_read_prior_studies_refuses_them():
   from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
   _, designer = _designer(reads_priors=False)
