@@ -13,6 +13,7 @@ import pathlib
 import attrs
 import numpy as np
 
+from designers.acquisition import UCB
 from designers.acquisition_search import EvolutionarySearch
 from designers.trust_region import TrustRegionConfig
 from vizier_omnipred.relevance import RelevanceConfig
@@ -45,6 +46,9 @@ OMNIPRED_VARIANTS = {
     # Other acquisitions over the same samples (the default: UCB, the 0.9 quantile).
     'omnipred_ei': ({'acquisition': 'ei'}, {}),
     'omnipred_thompson': ({'acquisition': 'thompson'}, {}),
+    # UCB at a lower quantile of the same samples: less optimism, more exploitation.
+    'omnipred_ucb75': ({'acquisition': UCB(quantile=0.75)}, {}),
+    'omnipred_ucb50': ({'acquisition': UCB(quantile=0.5)}, {}),
     # Once past 20 feasible trials, read only the 20 nearest the best and move around it.
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
     # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.
