@@ -42,6 +42,8 @@ def _pretrain(args) -> int:
   corpus = trainer.IN_CONTEXT_CORPUS
   if args.conditional_fraction is not None:
     corpus = attrs.evolve(corpus, conditional_fraction=args.conditional_fraction)
+  if args.zoom_fraction is not None:
+    corpus = attrs.evolve(corpus, zoom_fraction=args.zoom_fraction)
   if args.multi_output_fraction is not None:
     corpus = attrs.evolve(corpus, multi_output_fraction=args.multi_output_fraction)
   if args.length_scale_dim_exponent is not None:
@@ -116,6 +118,9 @@ def add_model_commands(sub) -> None:
   p.add_argument('--multi-output-fraction', type=float, default=None,
                  help='share of studies whose trials carry other metrics as inputs (several'
                  ' objectives; default: the in-context corpus\'s, 0.15)')
+  p.add_argument('--zoom-fraction', type=float, default=None,
+                 help='share of studies whose clustered trials close in on the optimum, as a'
+                 ' converging optimiser\'s do (default: the in-context corpus\'s, 0)')
   p.add_argument('--slot-binding', action='store_true',
                  help='bind each trial\'s values to per-parameter slot codes in its token')
   p.add_argument('--length-scale-dim-exponent', type=float, default=None,

@@ -82,6 +82,10 @@ class CorpusConfig:
   max_dim: int = attrs.field(default=12, kw_only=True)
   bbob_style_fraction: float = attrs.field(default=0.3, kw_only=True)  # x0..xn in [lo, hi]
   clustered_fraction: float = attrs.field(default=0.5, kw_only=True)  # trials near optimum
+  # Share of studies that zoom in: their clustered trials sit around the optimum itself, at
+  # spreads log-uniform over ZOOM_LOG10_SPREAD, as a converging optimiser's do; the model
+  # learns to rank moves near an incumbent.
+  zoom_fraction: float = attrs.field(default=0.0, kw_only=True)
   log_warp_fraction: float = attrs.field(default=0.25, kw_only=True)
   # y replaced by its rank among the sampled trials (what a rank-warping designer feeds).
   rank_warp_fraction: float = attrs.field(default=0.15, kw_only=True)
@@ -103,6 +107,11 @@ class CorpusConfig:
 
 
 OBJECTIVES = ('bbob', 'gp', 'sum', 'product')
+# A zooming study's clustered trials: log10 of their spread around the study's centre (the
+# optimum of its BBOB part) in [-5, 5] coordinates. From 1 (a tenth of the range) down to
+# 10^-3, a decade and more below the designer's smallest trust-region radius (0.005 of a unit
+# range, 0.05 here): the scales a converging study's trials span.
+ZOOM_LOG10_SPREAD = (-3.0, 0.0)
 # The in-context prior: mostly GP draws (what a Bayesian-optimal regressor is built for), BBOB
 # landscapes for optima, ridges and ill-conditioning, and mixtures of both; 15% of studies
 # over conditional spaces (a choice with its own child parameters, up to two levels), 15% whose
@@ -236,6 +245,8 @@ class SyntheticStudy:
     self._scale = -scale if maximize else scale
     self._offset = float(rng.uniform(-1, 1) * 10.0 ** rng.uniform(-3, 3))
     self._clustered_fraction = config.clustered_fraction
+    # Drawn only for a zooming prior, so that the other corpora keep their seeds' studies.
+    self.zooms = config.zoom_fraction > 0 and rng.random() < config.zoom_fraction
     goal = 'MAXIMIZE' if maximize else 'MINIMIZE'
     problem = vz.ProblemStatement()
     for c in self._coords:
@@ -281,8 +292,11 @@ class SyntheticStudy:
     rows = []
     for _ in range(n):
       if not uniform and rng.random() < self._clustered_fraction:
-        centre = self.shift + rng.normal(0, 1.0, self.dim)
-        z = centre + rng.normal(0, 10 ** rng.uniform(-1.5, 0.3), self.dim)
+        if self.zooms:
+          z = self.shift + rng.normal(0, 10 ** rng.uniform(*ZOOM_LOG10_SPREAD), self.dim)
+        else:
+          centre = self.shift + rng.normal(0, 1.0, self.dim)
+          z = centre + rng.normal(0, 10 ** rng.uniform(-1.5, 0.3), self.dim)
         rows.append({c.config.name: c.from_z(zi) for c, zi in zip(self._coords, z)})
       else:
         rows.append({c.config.name: c.sample(rng) for c in self._coords})

@@ -195,6 +195,8 @@ def _reproduce(summary: dict) -> str:
     sparse = c.get('gp', {}).get('sparse_relevance_probability', 0.0)
     if sparse:
       cmd += f' --sparse-relevance {sparse}'
+    if c.get('zoom_fraction'):
+      cmd += f" --zoom-fraction {c['zoom_fraction']}"
     if cfg.get('random_slots'):
       cmd += f" --random-slots {cfg['random_slots']}"
     if cfg.get('family_fraction'):
@@ -219,6 +221,8 @@ def card_text(summary: dict, regression: str | None, *, file: str = 'omnipred-sm
   c = cfg['corpus']
   kinds = ', '.join(f'{k} {w:.0%}' for k, w in c['objective_weights'])
   conditional = c.get('conditional_fraction', 0.0)
+  zoom_text = (f" ({c['zoom_fraction']:.0%} of studies zooming in on it)"
+               if c.get('zoom_fraction') else '')
   conditional_text = (
       f'; {conditional:.0%} of studies over conditional spaces (a categorical choice whose'
       ' branches have their own children, up to two levels; a GP draw per leaf)'
@@ -241,7 +245,7 @@ predict together, and writes each prediction's y as number tokens.
 | parameters | {summary['num_parameters']:,} |
 | input | per parameter: name characters + value as sign/exponent/4 digits + symlog + two z-scores from the context's own statistics (linear, log), or category characters; a trial of a conditional space holds only its active parameters; with several objectives, a trial's values of the earlier objectives as number items; per context trial its y (normalised by the context's range) as tokens + scalar; study metadata items; no positional order, no search-space bounds |
 | output | y after a map of the context's y range onto [2, 3], as sign, exponent (E{m['y_min_exponent']}..E{m['y_max_exponent']}), {m['y_digits']} digits |
-| data | episodes streamed from `vizier_omnipred.pretraining.corpus.IN_CONTEXT_CORPUS` (seed {summary['seed']}), a fresh study each: objectives {kinds} (GP: Matern 1/2, 3/2, 5/2 or RBF, ARD length scales log-uniform, unused dimensions, noise, input warping; BBOB: 16 functions shifted and rotated){conditional_text}; dims {c['min_dim']}-{c['max_dim']}; DOUBLE (linear/log), INTEGER, DISCRETE and CATEGORICAL parameters with realistic names and metadata; trials uniform or clustered near an optimum; context {cfg['min_context']}-{cfg['max_context']} trials (one size per batch), {cfg['queries_per_study']} queries. Held out: AttractiveSector, BuecheRastrigin, SharpRidge, Weierstrass, Gallagher21Me and a disjoint seed range |
+| data | episodes streamed from `vizier_omnipred.pretraining.corpus.IN_CONTEXT_CORPUS` (seed {summary['seed']}), a fresh study each: objectives {kinds} (GP: Matern 1/2, 3/2, 5/2 or RBF, ARD length scales log-uniform, unused dimensions, noise, input warping; BBOB: 16 functions shifted and rotated){conditional_text}; dims {c['min_dim']}-{c['max_dim']}; DOUBLE (linear/log), INTEGER, DISCRETE and CATEGORICAL parameters with realistic names and metadata; trials uniform or clustered near an optimum{zoom_text}; context {cfg['min_context']}-{cfg['max_context']} trials (one size per batch), {cfg['queries_per_study']} queries. Held out: AttractiveSector, BuecheRastrigin, SharpRidge, Weierstrass, Gallagher21Me and a disjoint seed range |
 | training | {_training_row(summary)} |
 | hardware | {_hardware(summary)} |
 | wall time | {summary['wall_time_s'] / 60:.1f} min |
