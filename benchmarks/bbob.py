@@ -45,7 +45,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from benchmarks.bbob_reference import reference  # noqa: E402
 from benchmarks.comparisons import log_efficiency, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
 from benchmarks.designer_zoo import (  # noqa: E402
-    ISOLATED, OMNIPRED_VARIANTS, designer_factory, is_omnipred, signature_of)
+    ISOLATED, OMNIPRED_VARIANTS, designer_factory, is_omnipred, parse_candidates, signature_of)
 from benchmarks.run_store import RAW, RESULTS, is_done  # noqa: E402
 from designers.candidates import parameter_key  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
@@ -333,14 +333,7 @@ def main(argv=None) -> int:
   parser.add_argument('--candidate', action='append', default=[], metavar='TAG=PATH',
                       help='also run each OmniPred variant with this checkpoint, as variant@TAG')
   args = parser.parse_args(argv)
-  candidates = {}
-  for spec in args.candidate:
-    tag, sep, path = spec.partition('=')
-    if not sep or not tag or not path or '@' in tag:
-      raise SystemExit(f'--candidate {spec!r}: expected TAG=PATH (TAG without "@").')
-    if not pathlib.Path(path).is_file():
-      raise SystemExit(f'--candidate {spec!r}: no checkpoint file at {path}.')
-    candidates[tag] = path
+  candidates = parse_candidates(args.candidate)
   preset_designers = PRESETS[args.preset]['designers']
   preset_designers += tuple(f'{d}@{tag}' for tag in candidates for d in preset_designers
                             if d in OMNIPRED_VARIANTS)

@@ -75,6 +75,19 @@ def checkpoint_of(name: str, candidates: dict[str, str] | None = None) -> str | 
   return candidates[tag]
 
 
+def parse_candidates(specs) -> dict[str, str]:
+  """`--candidate TAG=PATH` flags -> {tag: checkpoint path}; exits naming a bad one."""
+  candidates = {}
+  for spec in specs:
+    tag, sep, path = spec.partition('=')
+    if not sep or not tag or not path or '@' in tag:
+      raise SystemExit(f'--candidate {spec!r}: expected TAG=PATH (TAG without "@").')
+    if not pathlib.Path(path).is_file():
+      raise SystemExit(f'--candidate {spec!r}: no checkpoint file at {path}.')
+    candidates[tag] = path
+  return candidates
+
+
 def omnipred_configs(name: str, candidates: dict[str, str] | None = None):
   """-> (OmniPredDesignerConfig, LMSurrogateConfig) of an OmniPred variant."""
   from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top

@@ -53,8 +53,8 @@ def raw_path(designer: str, task: str, seed: int) -> pathlib.Path:
 
 
 def run_jobs(jobs: list[tuple[str, str, int]], *, trials: int = TRIALS,
-             isolate: bool = True) -> None:
-  signatures = {d: designer_zoo.signature_of(d) for d in {j[0] for j in jobs}}
+             isolate: bool = True, candidates: dict[str, str] | None = None) -> None:
+  signatures = {d: designer_zoo.signature_of(d, candidates) for d in {j[0] for j in jobs}}
   todo = [j for j in jobs if not run_store.is_done(raw_path(*j), signatures[j[0]])]
   tasks = tuning_tasks.tasks()
   factories = {}
@@ -68,7 +68,7 @@ def run_jobs(jobs: list[tuple[str, str, int]], *, trials: int = TRIALS,
       bar.update(trials)
       continue
     if designer not in factories:
-      factories[designer] = designer_zoo.designer_factory(designer)
+      factories[designer] = designer_zoo.designer_factory(designer, candidates)
     exptr = tuning_tasks.TaskExperimenter(tasks[task])
     run = run_study(designer, factories[designer], exptr, trials, seed=seed, progress=bar)
     path = raw_path(designer, task, seed)
@@ -189,11 +189,15 @@ def main(argv=None) -> int:
   parser.add_argument('--trials', type=int, default=TRIALS)
   parser.add_argument('--job', default=None, help='TASK,SEED: run one study here')
   parser.add_argument('--aggregate', action='store_true', help='only write tables and plots')
+  parser.add_argument('--candidate', action='append', default=[], metavar='TAG=PATH',
+                      help='OmniPred weights to run as variant@TAG (name it in --designers)')
   args = parser.parse_args(argv)
+  candidates = designer_zoo.parse_candidates(args.candidate)
   designers = tuple(args.designers.split(',')) if args.designers else DESIGNERS
   if args.job:
     task, seed = args.job.split(',')
-    run_jobs([(designers[0], task, int(seed))], trials=args.trials, isolate=False)
+    run_jobs([(designers[0], task, int(seed))], trials=args.trials, isolate=False,
+             candidates=candidates)
     return 0
   if not args.aggregate:
     names = args.tasks.split(',') if args.tasks else list(tuning_tasks.tasks())
@@ -201,7 +205,7 @@ def main(argv=None) -> int:
     jobs = [(d, t, s) for d in designers for t in names for s in seeds]
     i, n = (int(v) for v in args.shard.split('/'))
     t0 = time.perf_counter()
-    run_jobs(jobs[i::n], trials=args.trials)
+    run_jobs(jobs[i::n], trials=args.trials, candidates=candidates)
     print(f'ran shard {args.shard} in {time.perf_counter() - t0:.0f}s')
   extra = tuple(d for d in designers if d not in DESIGNERS)
   command = f' --designers {",".join(extra)}' if extra else ''

@@ -32,3 +32,14 @@ def test_a_raw_run_is_done_only_with_the_weights_and_configs_it_was_made_with(tm
   raw.write_text(json.dumps({'values': [1.0], 'weights': shipped}))  # before configs counted
   assert not run_store.is_done(raw, shipped)
   assert run_store.is_done(raw, None)  # a baseline's run has nothing to differ
+
+
+@pytest.mark.parametrize('spec, message', [('new', 'expected TAG=PATH'),
+                                           ('a@b=x.pt', 'expected TAG=PATH'),
+                                           ('new=missing.pt', 'no checkpoint file at missing.pt')])
+def test_a_bad_candidate_flag_is_named(tmp_path, spec, message):
+  with pytest.raises(SystemExit, match=message):
+    designer_zoo.parse_candidates([spec])
+  weights = tmp_path / 'w.pt'
+  weights.write_bytes(b'weights')
+  assert designer_zoo.parse_candidates([f'new={weights}']) == {'new': str(weights)}
