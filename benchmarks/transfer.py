@@ -133,11 +133,40 @@ def regrets() -> dict:
   return out
 
 
+def _runs(regret: dict, designer: str, case: str, study: str, mark: int) -> np.ndarray:
+  """The regret at `mark` trials of each seed's run of one designer on one study."""
+  return np.asarray([regret[k][mark - 1] for k in regret if k[:3] == (designer, case, study)])
+
+
+def _comparisons(regret: dict, case: str, names: list[str], present: list[str]) -> list[str]:
+  """Lines: on what share of left-out studies omnipred_priors's mean regret is below each
+  other designer's (ties count half); on the unrelated control also how often it is no
+  worse than without priors (above by no more than the larger seed spread of the two)."""
+  lines = []
+  for other in [d for d in present if d != 'omnipred_priors']:
+    for m in MARKS:
+      both = [n for n in names if len(_runs(regret, other, case, n, m))
+              and len(_runs(regret, 'omnipred_priors', case, n, m))]
+      if not both:
+        continue
+      ours = [_runs(regret, 'omnipred_priors', case, n, m) for n in both]
+      theirs = [_runs(regret, other, case, n, m) for n in both]
+      wins = np.mean([1.0 if a.mean() < b.mean() else 0.5 if a.mean() == b.mean() else 0.0
+                      for a, b in zip(ours, theirs)])
+      text = f'- omnipred_priors below {other} at {m} trials on {wins:.0%} of {len(both)} left-out studies'
+      if case == 'unrelated' and other == 'omnipred':
+        level = np.mean([a.mean() <= b.mean() + max(a.std(), b.std())
+                         for a, b in zip(ours, theirs)])
+        text += f'; no worse than it (within the seeds\' spread) on {level:.0%}'
+      lines.append(text)
+  return lines
+
+
 def aggregate(command: str = '') -> str:
   regret = regrets()
   lines = [f'Transfer benchmark: leave one study out of a family; {TRIALS} trials, seeds '
            f'{list(SEEDS)}; normalised regret (0 = best known, 1 = median random draw), mean '
-           'over seeds.', '']
+           '± standard deviation over seeds.', '']
   for case in ('related', 'unrelated'):
     present = [d for d in DESIGNERS if any(k[0] == d and k[1] == case for k in regret)]
     if not present:
@@ -150,23 +179,17 @@ def aggregate(command: str = '') -> str:
       cells = []
       for d in present:
         for m in MARKS:
-          vals = [regret[k][m - 1] for k in regret if k[:3] == (d, case, name)]
-          cells.append(f'{np.mean(vals):.4f}' if vals else '-')
+          vals = _runs(regret, d, case, name, m)
+          cells.append(f'{vals.mean():.3f} ± {vals.std():.3f}' if len(vals) else '-')
       lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    common = [n for n in names if all(len(_runs(regret, d, case, n, MARKS[0])) for d in present)]
+    if common:
+      lines.append(f'| mean over the {len(common)} studies every designer ran | ' + ' | '.join(
+          f'**{np.mean([_runs(regret, d, case, n, m).mean() for n in common]):.3f}**'
+          for d in present for m in MARKS) + ' |')
     lines.append('')
     if 'omnipred_priors' in present:
-      for other in [d for d in present if d != 'omnipred_priors']:
-        for m in MARKS:
-          pairs = [(np.mean([regret[k][m - 1] for k in regret if k[:3] == ('omnipred_priors', case, n)]),
-                    np.mean([regret[k][m - 1] for k in regret if k[:3] == (other, case, n)]))
-                   for n in names
-                   if any(k[:3] == (other, case, n) for k in regret)
-                   and any(k[:3] == ('omnipred_priors', case, n) for k in regret)]
-          if pairs:
-            wins = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
-            lines.append(f'- omnipred_priors below {other} at {m} trials on {wins:.0%} of '
-                         f'{len(pairs)} left-out studies')
-      lines.append('')
+      lines += _comparisons(regret, case, names, present) + ['']
   lines.append(f'Command: `python -m benchmarks.transfer{command}` (then `--aggregate`).')
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)
