@@ -59,6 +59,10 @@ class OmniPredDesignerConfig:
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)  # per suggest()
   min_candidates: int = attrs.field(default=64, kw_only=True)  # floor when degrading
 
+  def seed_trials(self, with_priors: bool) -> int:
+    """Feasible trials before the model suggests (at least 2: the model reads y by its spread)."""
+    return max(2, self.num_seed_trials_with_priors if with_priors else self.num_seed_trials)
+
   def warp_kind(self, conditional: bool) -> str:
     """`y_warp`, with 'auto' resolved for a flat or a conditional search space."""
     if self.y_warp != 'auto':

@@ -124,9 +124,7 @@ class OmniPredDesigner(vza.Designer):
     count = count or 1
     start = time.perf_counter()
     taken = self._record.taken()
-    seeds = (self._config.num_seed_trials_with_priors if self._priors
-             else self._config.num_seed_trials)
-    if len(self._record.feasible) < max(2, seeds):
+    if len(self._record.feasible) < self._config.seed_trials(bool(self._priors)):
       return self._seed_suggestions(count, taken)
     return self._model_suggestions(count, taken, start)
 
