@@ -44,11 +44,15 @@ RAW = run_store.RAW / 'transfer'
 TRIALS = 30
 SEEDS = (0, 1, 2)
 MARKS = (10, 20)
-DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_late', 'gp_bandit',
-             'gp_bandit_priors', 'random')
-# omnipred_priors_late: the priors in context only, no sooner model-based suggestions and no
-# prior-best points in the pool (what the designer's defaults for prior studies are chosen on).
-_LATE = dict(num_seed_trials_with_priors=5, num_prior_centres=0)
+DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_late', 'omnipred_priors_centres',
+             'gp_bandit', 'gp_bandit_priors', 'random')
+# What the designer's defaults for prior studies are chosen on: omnipred_priors_late reads the
+# priors in context only (5 seed trials, no prior-best points in the pool);
+# omnipred_priors_centres adds the prior-best points but keeps the 5 seed trials.
+_PRIOR_VARIANTS = {
+    'omnipred_priors_late': dict(num_seed_trials_with_priors=5, num_prior_centres=0),
+    'omnipred_priors_centres': dict(num_seed_trials_with_priors=5),
+}
 
 
 def designer_factory(name: str, priors, checkpoint: str | None):
@@ -59,7 +63,7 @@ def designer_factory(name: str, priors, checkpoint: str | None):
     from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
     from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
     surrogates = LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint))
-    config = OmniPredDesignerConfig(**(_LATE if name == 'omnipred_priors_late' else {}))
+    config = OmniPredDesignerConfig(**_PRIOR_VARIANTS.get(name, {}))
 
     def make(problem, seed=None):
       designer = OmniPredDesigner(problem, seed=seed, surrogate_factory=surrogates,
