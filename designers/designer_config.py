@@ -25,10 +25,13 @@ class OmniPredDesignerConfig:
   # candidate's sampled y1 carries the model's error into y2, and in the context y1 was exact.
   joint_objectives: bool = attrs.field(default=False, kw_only=True)
   num_seed_trials: int = attrs.field(default=5, kw_only=True)
-  # With prior studies set (`set_priors`): model-based suggestions start after this many
-  # feasible trials (the model reads the priors from the first), and each prior study's
-  # `num_prior_centres` best trials join the pool, as points and as centres to move around.
-  num_seed_trials_with_priors: int = attrs.field(default=2, kw_only=True)
+  # With prior studies set (`set_priors`): each prior study's `num_prior_centres` best trials
+  # join the pool, as points and as centres to move around (a prior study that shares no
+  # parameter gives none), and model-based suggestions start after
+  # `num_seed_trials_with_priors` feasible trials (None: `num_seed_trials`). By measurement
+  # (docs/design.md, `python -m benchmarks.transfer`): the prior-best points lower regret on
+  # related studies at 20 trials; starting sooner helps at 10 trials and costs at 20.
+  num_seed_trials_with_priors: int | None = attrs.field(default=None, kw_only=True)
   num_prior_centres: int = attrs.field(default=1, kw_only=True)
   num_candidates: int = attrs.field(default=512, kw_only=True)
   local_fraction: float = attrs.field(default=0.6, kw_only=True)  # of the pool
@@ -61,7 +64,8 @@ class OmniPredDesignerConfig:
 
   def seed_trials(self, with_priors: bool) -> int:
     """Feasible trials before the model suggests (at least 2: the model reads y by its spread)."""
-    return max(2, self.num_seed_trials_with_priors if with_priors else self.num_seed_trials)
+    early = self.num_seed_trials_with_priors
+    return max(2, early if with_priors and early is not None else self.num_seed_trials)
 
   def warp_kind(self, conditional: bool) -> str:
     """`y_warp`, with 'auto' resolved for a flat or a conditional search space."""

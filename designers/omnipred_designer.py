@@ -10,8 +10,8 @@ One suggestion, five steps (`_model_suggestions`):
      them.
   5. `selection.select` takes the best, no duplicates, kept apart from each other.
 
-Before `num_seed_trials` feasible results (`num_seed_trials_with_priors` with prior studies
-set, whose best trials then join the pool): the centre, then Halton points. Failed trials are
+Before `num_seed_trials` feasible results: the centre, then Halton points (with prior studies
+set, their best trials then join the pool). Failed trials are
 never fed to the model as numbers (`study_record`); candidates nearest one are ranked last.
 Surrogate, acquisition and optimiser are collaborators, by default the shipped LM, UCB and
 the ranked pool.
@@ -103,7 +103,8 @@ class OmniPredDesigner(vza.Designer):
         self._config.joint_objectives and len(self._infos) > 1))
     self._priors = prior_studies_lib.named(prior_studies, names)
     self._prior_best = self._space.to_unit(prior_studies_lib.best_trials(
-        self._priors, self._infos[0], self._config.num_prior_centres), foreign=True)
+        self._priors, self._infos[0], self._config.num_prior_centres, self._space.names),
+        foreign=True)
 
   @property
   def surrogate(self) -> Surrogate:

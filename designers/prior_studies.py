@@ -81,12 +81,16 @@ class PriorStudy:
     return params, current.to_study_direction(warped)
 
 
-def best_trials(priors: Sequence[PriorStudy], info: StudyInfo, per_study: int
-                ) -> list[vz.Trial]:
+def best_trials(priors: Sequence[PriorStudy], info: StudyInfo, per_study: int,
+                parameter_names: Sequence[str]) -> list[vz.Trial]:
   """Each prior study's `per_study` best feasible trials for the objective `info` (by the
-  metric that stands for it, in that study's own direction), the best study by study first."""
+  metric that stands for it, in that study's own direction), the best study by study first.
+  A prior study that shares none of `parameter_names` gives none: its points have no place in
+  the current study's space."""
   out = []
   for prior in priors:
+    if not any(set(t.parameters) & set(parameter_names) for t in prior.trials):
+      continue
     name, maximize = prior._metric(info)  # pylint: disable=protected-access
     scored = [(metric_value(t, name), t) for t in prior.trials]
     scored = [(v, t) for v, t in scored if v is not None and np.isfinite(v)]

@@ -195,8 +195,9 @@ def test_the_designer_reads_prior_studies_and_says_which():
   assert md['prior_studies'] == 'last_week,other_dataset' and md['prior_trials'] == '12,9'
 
 
-def test_with_prior_studies_the_model_suggests_sooner_and_their_best_trials_join_the_pool():
+def test_prior_studies_best_trials_join_the_pool_and_may_start_the_model_sooner():
   from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
   from designers import candidate_pool  # pylint: disable=g-import-not-at-top
   from designers.candidates import CandidateSpace  # pylint: disable=g-import-not-at-top
   from designers.prior_studies import best_trials, named  # pylint: disable=g-import-not-at-top
@@ -209,11 +210,16 @@ def test_with_prior_studies_the_model_suggests_sooner_and_their_best_trials_join
     designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
   assert designer.suggest(1)[0].metadata.ns('omnipred')['phase'] == 'seed'  # 3 seeds
   designer.set_priors([vza.CompletedTrials(prior)])
-  assert designer.suggest(1)[0].metadata.ns('omnipred')['phase'] == 'model'  # 2 with priors
-  # The best trial of each prior study (its metric minimised), best first.
-  best = best_trials(named([vza.CompletedTrials(prior)]), StudyInfo.from_problem(problem, 'loss'), 2)
+  assert designer.suggest(1)[0].metadata.ns('omnipred')['phase'] == 'seed'
+  early = OmniPredDesignerConfig(num_seed_trials=3, num_seed_trials_with_priors=2)
+  assert early.seed_trials(True) == 2 and early.seed_trials(False) == 3
+  # The best trials of each prior study (its metric minimised), best first; none from a study
+  # that shares no parameter.
+  info = StudyInfo.from_problem(problem, 'loss')
+  best = best_trials(named([vza.CompletedTrials(prior)]), info, 2, ['x', 'opt'])
   losses = sorted(t.final_measurement.metrics['loss'].value for t in prior)
   assert [t.final_measurement.metrics['loss'].value for t in best] == losses[:2]
+  assert best_trials(named([vza.CompletedTrials(prior)]), info, 2, ['width']) == []
   space = CandidateSpace(problem.search_space)
   also = space.to_unit(best)
   pool = candidate_pool.pool(space, current, 16, local_fraction=0.5, radius=0.1,
