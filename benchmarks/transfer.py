@@ -1,7 +1,7 @@
 """Transfer benchmark: does reading the user's other studies help, against Vizier's
 transfer-learning GP? Leave one study out of a family.
 
-    python -m benchmarks.transfer --checkpoint CKPT        # every designer, study and seed
+    python -m benchmarks.transfer                           # every designer, study and seed
     python -m benchmarks.transfer --aggregate               # tables + plot from what has run
 
 Families (each a set of related studies): the same scikit-learn model tuned on four datasets
@@ -12,8 +12,10 @@ its family's other three, each 30 random trials (seed 777), as a user's earlier 
 The unrelated control gives every left-out scikit-learn study the prior studies of another
 family (SVM <- k-NN <- boosting <- SVM): they share no parameter.
 
-Designers: OmniPred without and with prior studies (`set_priors`; the checkpoint must have
-been trained with them, `--checkpoint`), Vizier's GP bandit without and with its `set_priors`
+Designers: OmniPred without and with prior studies (`set_priors`; weights trained with them:
+the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_late` and
+`omnipred_priors_early` are the designer's prior-study settings measured against its
+defaults), Vizier's GP bandit without and with its `set_priors`
 (stacked residual GPs; related families only: it needs one search space), and random search.
 30 trials, seeds 0-2. Normalised regret as in `tuning.py` (0 = the best value known on the
 study, 1 = the median of 64 random configurations), at 10 and 20 trials. Raw runs under
@@ -38,6 +40,7 @@ from benchmarks import designer_zoo, run_store, transfer_families, tuning_tasks 
 from benchmarks.transfer_families import FAMILIES, cases, family  # noqa: E402
 from benchmarks.comparisons import regret_panel, save_grid  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
+from vizier_omnipred.checkpoints import SHIPPED_TRANSFER  # noqa: E402
 
 RESULTS = run_store.RESULTS
 RAW = run_store.RAW / 'transfer'
@@ -226,7 +229,8 @@ def plot(regret: dict) -> None:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--checkpoint', default=None,
-                      help='OmniPred weights trained with prior studies (default: shipped)')
+                      help='OmniPred weights trained with prior studies (default: the shipped '
+                      'transfer checkpoint, checkpoints.SHIPPED_TRANSFER)')
   parser.add_argument('--designers', default=None, help='comma-separated subset')
   parser.add_argument('--families', default=None, help='comma-separated subset')
   parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
@@ -238,7 +242,7 @@ def main(argv=None) -> int:
       todo = [j for j in todo if any(j[2].startswith(f'transfer_{f}_')
                                      for f in args.families.split(','))]
     i, n = map(int, args.shard.split('/'))
-    run_all(todo[i::n], args.checkpoint)
+    run_all(todo[i::n], args.checkpoint or str(SHIPPED_TRANSFER))
   print(aggregate())
   return 0
 
