@@ -48,7 +48,7 @@ class PriorStudy:
     raise TypeError(f'Prior study {name!r}: expected vza.CompletedTrials or a (problem, '
                     f'trials) pair, got {type(study).__name__}.')
 
-  def _metric(self, info: StudyInfo) -> tuple[str, bool]:
+  def metric_for(self, info: StudyInfo) -> tuple[str, bool]:
     """(metric name, maximize) that stands for the current study's objective `info`."""
     if self.problem is None:
       return info.metric_name, info.goal == 'MAXIMIZE'
@@ -66,7 +66,7 @@ class PriorStudy:
                ) -> tuple[list[vz.ParameterDict], np.ndarray] | None:
     """(parameters, y) for the current objective `info`, y in the current study's direction
     and warp; None with fewer than MIN_PRIOR_TRIALS feasible trials."""
-    name, maximize = self._metric(info)
+    name, maximize = self.metric_for(info)
     params, values = [], []
     for t in self.trials:
       value = metric_value(t, name)
@@ -84,14 +84,14 @@ class PriorStudy:
 def best_trials(priors: Sequence[PriorStudy], info: StudyInfo, per_study: int,
                 parameter_names: Sequence[str]) -> list[vz.Trial]:
   """Each prior study's `per_study` best feasible trials for the objective `info` (by the
-  metric that stands for it, in that study's own direction), the best study by study first.
-  A prior study that shares none of `parameter_names` gives none: its points have no place in
+  metric that stands for it, in that study's own direction): every study's best, then every
+  study's second best, and so on. A prior study that shares none of `parameter_names` gives none: its points have no place in
   the current study's space."""
   out = []
   for prior in priors:
     if not any(set(t.parameters) & set(parameter_names) for t in prior.trials):
       continue
-    name, maximize = prior._metric(info)  # pylint: disable=protected-access
+    name, maximize = prior.metric_for(info)
     scored = [(metric_value(t, name), t) for t in prior.trials]
     scored = [(v, t) for v, t in scored if v is not None and np.isfinite(v)]
     scored.sort(key=lambda vt: -vt[0] if maximize else vt[0])
