@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import subprocess
+import sys
 
 from benchmarks import process_setup
 
@@ -49,6 +51,9 @@ SEEDS = (0, 1, 2)
 MARKS = (10, 20)
 DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_late', 'omnipred_priors_early',
              'gp_bandit', 'gp_bandit_priors', 'random')
+# Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
+# until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
+ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # What the designer's defaults for prior studies are chosen on: omnipred_priors_late reads the
 # priors in context only (no prior-best points in the pool); omnipred_priors_early also
 # suggests by the model from the 3rd trial (2 seed trials instead of 5).
@@ -100,12 +105,18 @@ def jobs(designers) -> list[tuple[str, str, str, str, int]]:
   return out
 
 
-def run_all(todo, checkpoint: str | None) -> None:
+def run_all(todo, checkpoint: str | None, isolate: bool = True) -> None:
   todo = [j for j in todo if not raw_path(j[0], j[1], j[2], j[4]).exists()]
   studies = {s.name: s for fam in FAMILIES for s in family(fam)}
   bar = tqdm(total=len(todo) * TRIALS, desc='transfer', dynamic_ncols=True)
   for designer, case, study, prior_family, seed in todo:
     bar.set_postfix_str(f'{designer} {case} {study} seed {seed}')
+    if isolate and designer in ISOLATED:
+      subprocess.run([sys.executable, '-m', 'benchmarks.transfer', '--designers', designer,
+                      '--job', f'{case},{study},{seed}'], check=True, cwd=process_setup.ROOT,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      bar.update(TRIALS)
+      continue
     priors = transfer_families.priors(case, study, prior_family)
     exptr = tuning_tasks.TaskExperimenter(studies[study])
     run = run_study(designer, designer_factory(designer, priors, checkpoint), exptr, TRIALS,
@@ -234,15 +245,25 @@ def main(argv=None) -> int:
   parser.add_argument('--designers', default=None, help='comma-separated subset')
   parser.add_argument('--families', default=None, help='comma-separated subset')
   parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
+  parser.add_argument('--job', default=None, help='CASE,STUDY,SEED: run one study here')
   parser.add_argument('--aggregate', action='store_true')
   args = parser.parse_args(argv)
+  checkpoint = args.checkpoint or str(SHIPPED_TRANSFER)
+  if args.job:
+    case, study, seed = args.job.split(',')
+    job = [j for j in jobs(tuple(args.designers.split(','))[:1])
+           if (j[1], j[2], j[4]) == (case, study, int(seed))]
+    if not job:
+      raise SystemExit(f'--job {args.job!r}: no such case, study and seed for {args.designers}.')
+    run_all(job, checkpoint, isolate=False)
+    return 0
   if not args.aggregate:
     todo = jobs(tuple(args.designers.split(',')) if args.designers else DESIGNERS)
     if args.families:
       todo = [j for j in todo if any(j[2].startswith(f'transfer_{f}_')
                                      for f in args.families.split(','))]
     i, n = map(int, args.shard.split('/'))
-    run_all(todo[i::n], args.checkpoint or str(SHIPPED_TRANSFER))
+    run_all(todo[i::n], checkpoint)
   print(aggregate())
   return 0
 
