@@ -31,7 +31,6 @@ import argparse
 import json
 import pathlib
 import resource
-import subprocess
 import sys
 import time
 
@@ -124,10 +123,8 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
   for designer, function, dim, seed in todo:
     bar.set_postfix_str(f'{designer} {function} {dim}-D seed {seed}')
     if isolate and designer in ISOLATED:
-      subprocess.run([sys.executable, '-m', 'benchmarks.bbob', '--preset', preset,
-                      '--designers', designer, '--job', f'{function},{dim},{seed}'], check=True,
-                     cwd=process_setup.ROOT,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      process_setup.run_in_own_process('benchmarks.bbob', '--preset', preset, '--designers',
+                                       designer, '--job', f'{function},{dim},{seed}')
       bar.update(p['trials'])
       continue
     if designer not in factories:

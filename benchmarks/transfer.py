@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import subprocess
-import sys
 
 from benchmarks import process_setup
 
@@ -112,9 +110,8 @@ def run_all(todo, checkpoint: str | None, isolate: bool = True) -> None:
   for designer, case, study, prior_family, seed in todo:
     bar.set_postfix_str(f'{designer} {case} {study} seed {seed}')
     if isolate and designer in ISOLATED:
-      subprocess.run([sys.executable, '-m', 'benchmarks.transfer', '--designers', designer,
-                      '--job', f'{case},{study},{seed}'], check=True, cwd=process_setup.ROOT,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      process_setup.run_in_own_process('benchmarks.transfer', '--designers', designer,
+                                       '--job', f'{case},{study},{seed}')
       bar.update(TRIALS)
       continue
     priors = transfer_families.priors(case, study, prior_family)
@@ -123,8 +120,9 @@ def run_all(todo, checkpoint: str | None, isolate: bool = True) -> None:
                     seed=seed, progress=bar)
     path = raw_path(designer, case, study, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
+    weights = checkpoint if designer.startswith('omnipred') else None
     path.write_text(json.dumps({'values': [float(v) for v in run.values(exptr.metric)],
-                                'seconds': run.seconds, 'checkpoint': checkpoint}))
+                                'seconds': run.seconds, 'checkpoint': weights}))
   bar.close()
 
 
@@ -171,7 +169,8 @@ def _comparisons(regret: dict, case: str, names: list[str], present: list[str]) 
       theirs = [_runs(regret, other, case, n, m) for n in both]
       wins = np.mean([1.0 if a.mean() < b.mean() else 0.5 if a.mean() == b.mean() else 0.0
                       for a, b in zip(ours, theirs)])
-      text = f'- omnipred_priors below {other} at {m} trials on {wins:.0%} of {len(both)} left-out studies'
+      text = (f'- omnipred_priors below {other} at {m} trials on {wins:.0%} of {len(both)}'
+              ' left-out studies')
       if case == 'unrelated' and other == 'omnipred':
         level = np.mean([a.mean() <= b.mean() + max(a.std(), b.std())
                          for a, b in zip(ours, theirs)])
@@ -251,7 +250,7 @@ def main(argv=None) -> int:
   checkpoint = args.checkpoint or str(SHIPPED_TRANSFER)
   if args.job:
     case, study, seed = args.job.split(',')
-    job = [j for j in jobs(tuple(args.designers.split(','))[:1])
+    job = [j for j in jobs(tuple((args.designers or '').split(','))[:1])
            if (j[1], j[2], j[4]) == (case, study, int(seed))]
     if not job:
       raise SystemExit(f'--job {args.job!r}: no such case, study and seed for {args.designers}.')

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import subprocess
 import sys
 import time
 
@@ -62,9 +61,8 @@ def run_jobs(jobs: list[tuple[str, str, int]], *, trials: int = TRIALS,
   for designer, task, seed in todo:
     bar.set_postfix_str(f'{designer} {task} seed {seed}')
     if isolate and designer in designer_zoo.ISOLATED:  # GP-UCB-PE: one process per study
-      subprocess.run([sys.executable, '-m', 'benchmarks.tuning', '--designers', designer,
-                      '--trials', str(trials), '--job', f'{task},{seed}'], check=True,
-                     cwd=process_setup.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      process_setup.run_in_own_process('benchmarks.tuning', '--designers', designer,
+                                       '--trials', str(trials), '--job', f'{task},{seed}')
       bar.update(trials)
       continue
     if designer not in factories:

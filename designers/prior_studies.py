@@ -87,9 +87,9 @@ def best_trials(priors: Sequence[PriorStudy], info: StudyInfo, per_study: int,
   metric that stands for it, in that study's own direction): every study's best, then every
   study's second best, and so on. A prior study that shares none of `parameter_names` gives none: its points have no place in
   the current study's space."""
-  out = []
+  names, out = set(parameter_names), []
   for prior in priors:
-    if not any(set(t.parameters) & set(parameter_names) for t in prior.trials):
+    if not any(names & set(t.parameters) for t in prior.trials):
       continue
     name, maximize = prior.metric_for(info)
     scored = [(metric_value(t, name), t) for t in prior.trials]
