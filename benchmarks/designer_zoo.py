@@ -108,9 +108,17 @@ def signature_of(name: str, candidates: dict[str, str] | None = None) -> str | N
   from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(checkpoint_of(name, candidates) or checkpoints.SHIPPED)
   designer, surrogate = omnipred_configs(name, candidates)
-  # The weights are hashed by content: the checkpoint's path is not part of the run.
-  configs = repr((designer, attrs.evolve(surrogate, checkpoint=None)))
-  return hashlib.sha256(path.read_bytes() + configs.encode()).hexdigest()[:16]
+  return hashlib.sha256(path.read_bytes() + config_text(designer, surrogate).encode()
+                        ).hexdigest()[:16]
+
+
+def config_text(designer, surrogate) -> str:
+  """The configs as a signature reads them. Left out: fields that act only with prior
+  studies set (no signed benchmark sets any, so a new one of them reruns nothing) and the
+  checkpoint's path (the weights are hashed by content)."""
+  fields = {f.name: getattr(designer, f.name) for f in attrs.fields(type(designer))
+            if not f.metadata.get('priors_only')}
+  return repr((type(designer).__name__, fields, attrs.evolve(surrogate, checkpoint=None)))
 
 
 

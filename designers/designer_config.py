@@ -10,6 +10,9 @@ from designers.acquisition_search import AcquisitionOptimizer, RankPool
 from designers.trust_region import TrustRegionConfig
 from designers.warping import WARPS
 
+# Field metadata: the field acts only when prior studies are set (`set_priors`).
+PRIORS_ONLY = {'priors_only': True}
+
 
 @attrs.frozen
 class OmniPredDesignerConfig:
@@ -31,8 +34,12 @@ class OmniPredDesignerConfig:
   # `num_seed_trials_with_priors` feasible trials (None: `num_seed_trials`). By measurement
   # (docs/design.md, `python -m benchmarks.transfer`): the prior-best points lower regret on
   # related studies at 20 trials; starting sooner helps at 10 trials and costs at 20.
-  num_seed_trials_with_priors: int | None = attrs.field(default=None, kw_only=True)
-  num_prior_centres: int = attrs.field(default=1, kw_only=True)
+  num_seed_trials_with_priors: int | None = attrs.field(default=None, kw_only=True,
+                                                         metadata=PRIORS_ONLY)
+  num_prior_centres: int = attrs.field(default=1, kw_only=True, metadata=PRIORS_ONLY)
+  # With prior studies set: the seed trials begin with the prior studies' best points (those
+  # `num_prior_centres` give) instead of the search space's centre.
+  seed_with_prior_best: bool = attrs.field(default=False, kw_only=True, metadata=PRIORS_ONLY)
   num_candidates: int = attrs.field(default=512, kw_only=True)
   local_fraction: float = attrs.field(default=0.6, kw_only=True)  # of the pool
   num_centres: int = attrs.field(default=3, kw_only=True)  # best trials to move around

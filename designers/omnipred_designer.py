@@ -130,10 +130,15 @@ class OmniPredDesigner(vza.Designer):
     return self._model_suggestions(count, taken, start)
 
   def _seed_suggestions(self, count: int, taken: set) -> list[vz.TrialSuggestion]:
-    """The centre first, then the next points of ONE quasi-random sequence: successive
-    suggest(1) calls walk it contiguously, as one suggest(n) does (no points skipped)."""
+    """The centre first (with `seed_with_prior_best` and prior studies set: the prior
+    studies' best points not yet tried instead), then the next points of ONE quasi-random
+    sequence: successive suggest(1) calls walk it contiguously, as one suggest(n) does."""
     points = []
-    if not self._record.completed and not self._record.active:
+    if self._config.seed_with_prior_best and len(self._prior_best):
+      fresh = [parameter_key(p) not in taken
+               for p in self._space.to_parameters(self._prior_best)]
+      points.append(self._prior_best[np.asarray(fresh, dtype=bool)][:count])
+    elif not self._record.completed and not self._record.active:
       points.append(self._space.centre())
     points.append(self._space.quasi_random(max(0, count - sum(len(p) for p in points))))
     out = self._pick(np.concatenate(points), None, count, taken)

@@ -34,6 +34,19 @@ def test_a_raw_run_is_done_only_with_the_weights_and_configs_it_was_made_with(tm
   assert run_store.is_done(raw, None)  # a baseline's run has nothing to differ
 
 
+def test_a_field_that_acts_only_with_prior_studies_leaves_the_signature_alone():
+  from designers.designer_config import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  from designers.lm_surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  base, surrogate = OmniPredDesignerConfig(), LMSurrogateConfig()
+  text = designer_zoo.config_text(base, surrogate)
+  for field in ('num_seed_trials_with_priors', 'num_prior_centres', 'seed_with_prior_best'):
+    changed = {'num_seed_trials_with_priors': 2, 'num_prior_centres': 0,
+               'seed_with_prior_best': True}[field]
+    assert designer_zoo.config_text(
+        OmniPredDesignerConfig(**{field: changed}), surrogate) == text, field
+  assert designer_zoo.config_text(OmniPredDesignerConfig(num_seed_trials=4), surrogate) != text
+
+
 @pytest.mark.parametrize('spec, message', [('new', 'expected TAG=PATH'),
                                            ('a@b=x.pt', 'expected TAG=PATH'),
                                            ('new=missing.pt', 'no checkpoint file at missing.pt')])

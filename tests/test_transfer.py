@@ -227,6 +227,29 @@ def test_prior_studies_best_trials_join_the_pool_and_may_start_the_model_sooner(
   assert pool.shape == (16, 2) and np.array_equal(pool[:2], also)
 
 
+def test_seeding_with_prior_best_tries_each_prior_study_s_best_first_and_once():
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
+  from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
+  problem, plain = _designer()
+  designer = OmniPredDesigner(problem, seed=0, config=attrs.evolve(
+      plain._config, seed_with_prior_best=True), surrogate=plain.surrogate)
+  draws = {'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: str(r.choice(['adam', 'sgd']))}
+  priors = [_trials(draws, 10, 'loss', lambda p: (p['x'] - 0.5) ** 2, s) for s in (1, 2)]
+  designer.set_priors([vza.CompletedTrials(p) for p in priors])
+  bests = [min(p, key=lambda t: t.final_measurement.metrics['loss'].value).parameters.as_dict()
+           for p in priors]
+  first = [s.parameters.as_dict() for s in designer.suggest(2)]
+  assert [f['opt'] for f in first] == [b['opt'] for b in bests]
+  assert np.allclose([f['x'] for f in first], [b['x'] for b in bests])
+  for i, s in enumerate(first):  # tried: the next seed is a quasi-random point, not a repeat
+    designer.update(vza.CompletedTrials([vz.Trial(id=i + 1, parameters=s).complete(
+        vz.Measurement({'loss': 1.0}))]), vza.ActiveTrials())
+  following = designer.suggest(1)[0].parameters.as_dict()
+  assert following not in first and not np.isclose(following['x'], 0.0)
+  assert plain.suggest(1)[0].parameters.as_dict()['x'] == 0.0  # without: the centre first
+
+
 def test_another_study_s_trials_are_placed_where_they_can_be_and_centred_where_not():
   from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
   from designers.candidates import CandidateSpace  # pylint: disable=g-import-not-at-top
