@@ -43,6 +43,8 @@ OMNIPRED_VARIANTS = {
     'omnipred_midrank': ({'y_warp': 'midrank'}, {}),
     # y read as -log of its gap to the best value.
     'omnipred_logwarp': ({'y_warp': 'log'}, {}),
+    # Vizier's half-rank output warp: the better half's values kept, the worse half by rank.
+    'omnipred_halfrank': ({'y_warp': 'halfrank'}, {}),
     # Other acquisitions over the same samples (the default: UCB, the 0.9 quantile).
     'omnipred_ei': ({'acquisition': 'ei'}, {}),
     'omnipred_thompson': ({'acquisition': 'thompson'}, {}),

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import norm, rankdata
 
-WARPS = ('rank', 'midrank', 'log', 'none')
+WARPS = ('rank', 'midrank', 'log', 'halfrank', 'none')
 # 'log': the gap to the best value is floored at this share of the values' range.
 LOG_FLOOR = 1e-3
+# 'halfrank': a worse-half value sits at least this many spreads below the median (a normal
+# score near 0 would otherwise put it level with the median's own value).
+_HALF_RANK_GAP = 1e-3
 
 
 @attrs.frozen
@@ -24,7 +27,10 @@ class YWarp:
   with tied values sharing their mean rank (a plateau of equal scores reads as equal, not as
   an arbitrary staircase in the order the trials came). `'log'`: -log of the gap to the best
   value (floored at LOG_FLOOR of the range): a bowl keeps its shape near its bottom, where
-  ranks crowd (in 8-D, the share of points within r of a sphere's centre grows as r^8)."""
+  ranks crowd (in 8-D, the share of points within r of a sphere's centre grows as r^8).
+  `'halfrank'` (Vizier's GP output warping's first step): the better half keeps its values, the
+  worse half is replaced by normal scores at its ranks, scaled by the better half's spread
+  about the median: near the best the shape is kept, and a far outlier cannot squeeze it."""
 
   maximize: bool
   kind: str = attrs.field(default='rank', validator=attrs.validators.in_(WARPS))
@@ -42,6 +48,8 @@ class YWarp:
     if self.kind == 'log':
       best, floor = _log_anchor(y)
       return -np.log(best - y + floor)
+    if self.kind == 'halfrank':
+      return _half_rank(y)
     return y
 
   def unwarp(self, warped: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -57,6 +65,8 @@ class YWarp:
     ordered = np.sort(np.asarray(observed, dtype=np.float64))
     if len(ordered) == 1:
       return np.full_like(warped, ordered[0])
+    if self.kind == 'halfrank':
+      return np.interp(warped, np.sort(_half_rank(ordered)), ordered)
     return np.interp(warped, np.linspace(0.0, 1.0, len(ordered)), ordered)
 
   def to_study_direction(self, oriented: np.ndarray) -> np.ndarray:
@@ -66,6 +76,23 @@ class YWarp:
   def from_study_direction(self, samples: np.ndarray) -> np.ndarray:
     """Surrogate samples -> oriented (larger is better)."""
     return samples if self.maximize else -samples
+
+
+def _half_rank(y: np.ndarray) -> np.ndarray:
+  """Values [n] below their median -> median + spread * the normal score of their mid-rank
+  (capped below the median, so the order is kept); spread: the root mean square of the upper
+  half's distances to the median (the range where they are all equal)."""
+  median = float(np.median(y))
+  worse = y < median
+  if not worse.any():
+    return y.copy()
+  upper = y[~worse] - median
+  spread = float(np.sqrt(np.mean(upper ** 2))) or float(np.ptp(y))
+  scores = norm.ppf((rankdata(y, method='average') - 0.5) / len(y))
+  below = np.minimum(scores[worse], -_HALF_RANK_GAP)
+  out = y.copy()
+  out[worse] = median + spread * below
+  return out
 
 
 def _log_anchor(y: np.ndarray) -> tuple[float, float]:
