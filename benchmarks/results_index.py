@@ -31,6 +31,7 @@ SECTIONS = (
     ('bbob_latency', 'Seconds per suggestion'),
     ('bbob_memory', 'Memory'),
     ('smooth_oracle', 'Smooth functions: the model or the search?'),
+    ('local_ranking', 'Smooth functions: how the model ranks moves near the incumbent'),
     ('regression', 'Regression: study error against GP and random forest'),
     ('regression_dims', 'Regression by dimension'),
     ('regression_sparse', 'Regression with parameters that do nothing'),
