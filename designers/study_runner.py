@@ -86,8 +86,8 @@ def run_study(name: str, factory: DesignerFactory, experimenter, num_trials: int
     splits.append(report.get('split') if report and report is not last else None)
     last = report
     trials = state.algorithm.supporter.GetTrials(status_matches=vz.TrialStatus.COMPLETED)
-    if progress is not None:
-      progress.update(len(trials) - done)
+    if progress is not None:  # a designer that suggests in batches may overshoot num_trials
+      progress.update(min(len(trials), num_trials) - min(done, num_trials))
     done = len(trials)
   trials = state.algorithm.supporter.GetTrials(status_matches=vz.TrialStatus.COMPLETED)
   return StudyRun(name=name, trials=list(trials)[:num_trials], seconds=seconds,

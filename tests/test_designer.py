@@ -415,3 +415,18 @@ def test_each_model_suggestion_reports_its_time_split_and_the_runner_records_it(
     assert set(split) == {'condition', 'search', 'sample'} and min(split.values()) >= 0
   report = designers[-1].last_report
   assert sum(report['split'].values()) == pytest.approx(report['seconds'])
+
+
+def test_the_runner_s_progress_stops_at_the_study_s_trials_when_batches_overshoot():
+  from designers.study_runner import run_study, shifted_bbob  # pylint: disable=g-import-not-at-top
+  from vizier._src.algorithms.designers import random  # pylint: disable=g-import-not-at-top
+
+  class Bar:  # what run_study uses of a tqdm bar
+    n = 0
+
+    def update(self, k):
+      self.n += k
+  bar = Bar()
+  run = run_study('random', lambda p, seed=None: random.RandomDesigner(p.search_space, seed=seed),
+                  shifted_bbob('Sphere', 2, 0), 7, seed=0, batch_size=3, progress=bar)
+  assert bar.n == 7 and len(run.trials) == 7  # 9 trials ran (3 batches of 3); 7 are the study's
