@@ -16,3 +16,11 @@ def is_done(path: pathlib.Path, signature: str | None) -> bool:
   if not path.exists():
     return False
   return signature is None or json.loads(path.read_text()).get('signature') == signature
+
+
+def write_table(name: str, lines: list[str]) -> str:
+  """Writes `lines` to benchmarks/results/`name`.md, prints them, and returns the text."""
+  text = '\n'.join(lines) + '\n'
+  (RESULTS / f'{name}.md').write_text(text)
+  print(text)
+  return text

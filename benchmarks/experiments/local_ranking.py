@@ -142,9 +142,7 @@ def main(argv=None) -> int:
                  f'{np.mean([r["better"] for r in mine]):.3f} |')
   lines += ['', f'Command: `python -m benchmarks.experiments.local_ranking --studies {args.studies}'
             f' --checks {args.checks}`']
-  text = '\n'.join(lines) + '\n'
-  (run_store.RESULTS / 'local_ranking.md').write_text(text)
-  print(text)
+  run_store.write_table('local_ranking', lines)
   return 0
 
 

@@ -111,9 +111,7 @@ def main(argv=None) -> int:
   lines += ['', f'Command: `python -m benchmarks.experiments.smooth_oracle --seeds {args.seeds}'
             f' --trials {args.trials}{flags}` (studies stored under'
             ' benchmarks/results/raw/smooth/, reused when present).']
-  text = '\n'.join(lines) + '\n'
-  (run_store.RESULTS / 'smooth_oracle.md').write_text(text)
-  print(text)
+  run_store.write_table('smooth_oracle', lines)
   return 0
 
 
