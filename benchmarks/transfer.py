@@ -15,10 +15,11 @@ family (SVM <- k-NN <- boosting <- SVM): they share no parameter.
 Designers: OmniPred without and with prior studies (`set_priors`; weights trained with them:
 the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_late`,
 `omnipred_priors_centre`, `omnipred_priors_early` and `omnipred_priors_quick` are the
-designer's prior-study settings measured against its defaults), Vizier's GP bandit without and with its `set_priors`
-(stacked residual GPs; related families only: it needs one search space), and random search.
-30 trials, seeds 0-2. Normalised regret as in `tuning.py` (0 = the best value known on the
-study, 1 = the median of 64 random configurations), at 10 and 20 trials. Raw runs under
+designer's prior-study settings measured against its defaults), Vizier's GP bandit without and
+with its `set_priors` (stacked residual GPs; related families only: it needs one search
+space), and random search. 30 trials, seeds 0-2. Normalised regret as in `tuning.py` (0 = the
+best value known on the study, 1 = the median of 64 random configurations), at 10 and 20
+trials. Raw runs under
 benchmarks/results/raw/transfer/ (ignored by git); tables to benchmarks/results/transfer.md.
 """
 
@@ -48,7 +49,8 @@ TRIALS = 30
 SEEDS = (0, 1, 2)
 MARKS = (10, 20)
 DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_late', 'omnipred_priors_early',
-             'omnipred_priors_centre', 'omnipred_priors_quick', 'gp_bandit', 'gp_bandit_priors', 'random')
+             'omnipred_priors_centre', 'omnipred_priors_quick', 'gp_bandit', 'gp_bandit_priors',
+             'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')

@@ -10,9 +10,9 @@ One suggestion, five steps (`_model_suggestions`):
      them.
   5. `selection.select` takes the best, no duplicates, kept apart from each other.
 
-Before `num_seed_trials` feasible results: the centre, then Halton points (with prior studies
-set, their best trials then join the pool). Failed trials are
-never fed to the model as numbers (`study_record`); candidates nearest one are ranked last.
+Before `num_seed_trials` feasible results: the centre (with prior studies set: their best
+trials), then Halton points; the prior studies' best trials also join the pool. Failed trials
+are never fed to the model as numbers (`study_record`); candidates nearest one are ranked last.
 Surrogate, acquisition and optimiser are collaborators, by default the shipped LM, UCB and
 the ranked pool.
 

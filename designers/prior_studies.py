@@ -85,8 +85,8 @@ def best_trials(priors: Sequence[PriorStudy], info: StudyInfo, per_study: int,
                 parameter_names: Sequence[str]) -> list[vz.Trial]:
   """Each prior study's `per_study` best feasible trials for the objective `info` (by the
   metric that stands for it, in that study's own direction): every study's best, then every
-  study's second best, and so on. A prior study that shares none of `parameter_names` gives none: its points have no place in
-  the current study's space."""
+  study's second best, and so on. A prior study that shares none of `parameter_names` gives
+  none: its points have no place in the current study's space."""
   names, out = set(parameter_names), []
   for prior in priors:
     if not any(names & set(t.parameters) for t in prior.trials):

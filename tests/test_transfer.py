@@ -239,8 +239,8 @@ def test_seeding_with_prior_best_tries_each_prior_study_s_best_first_and_once():
             for s in (1, 2)]
   for d in (designer, centre_first):
     d.set_priors(priors)
-  bests = [min(p.trials, key=lambda t: t.final_measurement.metrics['loss'].value).parameters.as_dict()
-           for p in priors]
+  bests = [min(p.trials, key=lambda t: t.final_measurement.metrics['loss'].value)
+           .parameters.as_dict() for p in priors]
   first = [s.parameters.as_dict() for s in designer.suggest(2)]
   assert [f['opt'] for f in first] == [b['opt'] for b in bests]
   assert np.allclose([f['x'] for f in first], [b['x'] for b in bests])
