@@ -14,10 +14,10 @@ family (SVM <- k-NN <- boosting <- SVM): they share no parameter.
 
 Designers: OmniPred without and with prior studies (`set_priors`; weights trained with them:
 the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_late`,
-`omnipred_priors_centre`, `omnipred_priors_early` and `omnipred_priors_quick` are the
-designer's prior-study settings measured against its defaults), Vizier's GP bandit without and
-with its `set_priors` (stacked residual GPs; related families only: it needs one search
-space), and random search. 30 trials, seeds 0-2. Normalised regret as in `tuning.py` (0 = the
+`omnipred_priors_centre`, `omnipred_priors_early`, `omnipred_priors_quick` and
+`omnipred_priors_top2` are the designer's prior-study settings measured against its
+defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs;
+related families only: it needs one search space), and random search. 30 trials, seeds 0-2. Normalised regret as in `tuning.py` (0 = the
 best value known on the study, 1 = the median of 64 random configurations), at 10 and 20
 trials. Raw runs under
 benchmarks/results/raw/transfer/ (ignored by git); tables to benchmarks/results/transfer.md.
@@ -49,8 +49,8 @@ TRIALS = 30
 SEEDS = (0, 1, 2)
 MARKS = (10, 20)
 DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_late', 'omnipred_priors_early',
-             'omnipred_priors_centre', 'omnipred_priors_quick', 'gp_bandit', 'gp_bandit_priors',
-             'random')
+             'omnipred_priors_centre', 'omnipred_priors_quick', 'omnipred_priors_top2',
+             'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -58,12 +58,15 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # priors in context only (no prior-best points, neither in the pool nor as seeds);
 # omnipred_priors_centre seeds from the space's centre, not the prior studies' best;
 # omnipred_priors_early does that too and suggests by the model from the 3rd trial;
-# omnipred_priors_quick seeds with the prior studies' best (3 here) and then the model.
+# omnipred_priors_quick seeds with the prior studies' best (3 here) and then the model;
+# omnipred_priors_top2 takes each prior study's two best (5 seeds all from them here; 6 in the
+# pool).
 _PRIOR_VARIANTS = {
     'omnipred_priors_late': dict(num_prior_centres=0),
     'omnipred_priors_centre': dict(seed_with_prior_best=False),
     'omnipred_priors_early': dict(num_seed_trials_with_priors=2, seed_with_prior_best=False),
     'omnipred_priors_quick': dict(num_seed_trials_with_priors=3),
+    'omnipred_priors_top2': dict(num_prior_centres=2),
 }
 
 
