@@ -163,6 +163,18 @@ def _runs(regret: dict, designer: str, case: str, study: str, mark: int) -> np.n
   return np.asarray([regret[k][mark - 1] for k in regret if k[:3] == (designer, case, study)])
 
 
+def _share_below(regret: dict, ours: str, other: str, case: str, names: list[str], mark: int
+                 ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+  """On what share of the studies both ran `ours`'s mean regret at `mark` is below `other`'s
+  (ties count half); and the per-seed regrets of the pairs compared."""
+  pairs = [(_runs(regret, ours, case, n, mark), _runs(regret, other, case, n, mark))
+           for n in names]
+  pairs = [(a, b) for a, b in pairs if len(a) and len(b)]
+  wins = [1.0 if a.mean() < b.mean() else 0.5 if a.mean() == b.mean() else 0.0
+          for a, b in pairs]
+  return (float(np.mean(wins)) if wins else float('nan')), pairs
+
+
 def _comparisons(regret: dict, case: str, names: list[str], present: list[str]) -> list[str]:
   """Lines: on what share of left-out studies omnipred_priors's mean regret is below each
   other designer's (ties count half); on the unrelated control also how often it is no
@@ -170,22 +182,43 @@ def _comparisons(regret: dict, case: str, names: list[str], present: list[str]) 
   lines = []
   for other in [d for d in present if d != 'omnipred_priors']:
     for m in MARKS:
-      both = [n for n in names if len(_runs(regret, other, case, n, m))
-              and len(_runs(regret, 'omnipred_priors', case, n, m))]
-      if not both:
+      wins, pairs = _share_below(regret, 'omnipred_priors', other, case, names, m)
+      if not pairs:
         continue
-      ours = [_runs(regret, 'omnipred_priors', case, n, m) for n in both]
-      theirs = [_runs(regret, other, case, n, m) for n in both]
-      wins = np.mean([1.0 if a.mean() < b.mean() else 0.5 if a.mean() == b.mean() else 0.0
-                      for a, b in zip(ours, theirs)])
-      text = (f'- omnipred_priors below {other} at {m} trials on {wins:.0%} of {len(both)}'
+      text = (f'- omnipred_priors below {other} at {m} trials on {wins:.0%} of {len(pairs)}'
               ' left-out studies')
       if case == 'unrelated' and other == 'omnipred':
-        level = np.mean([a.mean() <= b.mean() + max(a.std(), b.std())
-                         for a, b in zip(ours, theirs)])
+        level = np.mean([a.mean() <= b.mean() + max(a.std(), b.std()) for a, b in pairs])
         text += f'; no worse than it (within the seeds\' spread) on {level:.0%}'
       lines.append(text)
   return lines
+
+
+def _settings_table(regret: dict) -> list[str]:
+  """OmniPred's prior-study settings against OmniPred without priors, per case: the mean
+  regret at each mark and the share of studies where the setting is below (ties half)."""
+  variants = [d for d in DESIGNERS if d.startswith('omnipred_priors')
+              and any(k[0] == d for k in regret)]
+  if not variants:
+    return []
+  cases = ('related', 'unrelated')
+  lines = ['### OmniPred\'s prior-study settings against no priors', '',
+           '| designer | ' + ' | '.join(f'{c} @ {" / ".join(map(str, MARKS))} | below no priors'
+                                        for c in cases) + ' |',
+           '|---|' + '---|---|' * len(cases)]
+  for d in ['omnipred'] + variants:
+    cells = []
+    for case in cases:
+      names = sorted({k[2] for k in regret if k[1] == case and k[0] == d})
+      if not names:
+        cells += ['-', '-']
+        continue
+      means = [np.mean([_runs(regret, d, case, n, m).mean() for n in names]) for m in MARKS]
+      cells.append(' / '.join(f'{v:.3f}' for v in means))
+      cells.append('' if d == 'omnipred' else ' / '.join(
+          f'{_share_below(regret, d, "omnipred", case, names, m)[0]:.0%}' for m in MARKS))
+    lines.append(f'| {d} | ' + ' | '.join(cells) + ' |')
+  return lines + ['']
 
 
 def aggregate(command: str = '') -> str:
@@ -219,6 +252,7 @@ def aggregate(command: str = '') -> str:
     lines.append('')
     if 'omnipred_priors' in present:
       lines += _comparisons(regret, case, names, present) + ['']
+  lines += _settings_table(regret)
   lines.append(f'Command: `python -m benchmarks.transfer{command}` (then `--aggregate`).')
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)
