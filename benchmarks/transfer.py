@@ -14,12 +14,12 @@ family (SVM <- k-NN <- boosting <- SVM): they share no parameter.
 
 Designers: OmniPred without and with prior studies (`set_priors`; weights trained with them:
 the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_late`,
-`omnipred_priors_centre`, `omnipred_priors_early`, `omnipred_priors_quick` and
-`omnipred_priors_top2` are the designer's prior-study settings measured against its
-defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs;
-related families only: it needs one search space), and random search. 30 trials, seeds 0-2.
-Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
-64 random configurations), at 10 and 20 trials. Raw runs under
+`omnipred_priors_centre`, `omnipred_priors_early`, `omnipred_priors_quick`,
+`omnipred_priors_top2` and `omnipred_priors_chosen` are the designer's prior-study settings
+measured against its defaults), Vizier's GP bandit without and with its `set_priors` (stacked
+residual GPs; related families only: it needs one search space), and random search. 30 trials,
+seeds 0-2. Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the
+median of 64 random configurations), at 10 and 20 trials. Raw runs under
 benchmarks/results/raw/transfer/ (ignored by git); tables to benchmarks/results/transfer.md.
 """
 
@@ -42,6 +42,7 @@ from benchmarks.transfer_families import FAMILIES, cases, family  # noqa: E402
 from benchmarks.comparisons import regret_panel, save_grid  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 from vizier_omnipred.checkpoints import SHIPPED_TRANSFER  # noqa: E402
+from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
 
 RESULTS = run_store.RESULTS
 RAW = run_store.RAW / 'transfer'
@@ -50,7 +51,7 @@ SEEDS = (0, 1, 2)
 MARKS = (10, 20)
 DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_late', 'omnipred_priors_early',
              'omnipred_priors_centre', 'omnipred_priors_quick', 'omnipred_priors_top2',
-             'gp_bandit', 'gp_bandit_priors', 'random')
+             'omnipred_priors_chosen', 'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -60,13 +61,18 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # omnipred_priors_early does that too and suggests by the model from the 3rd trial;
 # omnipred_priors_quick seeds with the prior studies' best (3 here) and then the model;
 # omnipred_priors_top2 takes each prior study's two best (5 seeds all from them here; 6 in the
-# pool).
+# pool); omnipred_priors_chosen's model reads only the prior studies that raise its held-out
+# likelihood of the study's trials (`RelevanceConfig.choose_prior_studies`).
 _PRIOR_VARIANTS = {
     'omnipred_priors_late': dict(num_prior_centres=0),
     'omnipred_priors_centre': dict(seed_with_prior_best=False),
     'omnipred_priors_early': dict(num_seed_trials_with_priors=2, seed_with_prior_best=False),
     'omnipred_priors_quick': dict(num_seed_trials_with_priors=3),
     'omnipred_priors_top2': dict(num_prior_centres=2),
+}
+_SURROGATE_VARIANTS = {
+    'omnipred_priors_chosen': dict(relevance=RelevanceConfig(refresh_growth=0.2,
+                                                             choose_prior_studies=True)),
 }
 
 
@@ -77,7 +83,8 @@ def designer_factory(name: str, priors, checkpoint: str | None):
   if name.startswith('omnipred'):
     from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
     from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
-    surrogates = LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint))
+    surrogates = LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint,
+                                                       **_SURROGATE_VARIANTS.get(name, {})))
     config = OmniPredDesignerConfig(**_PRIOR_VARIANTS.get(name, {}))
 
     def make(problem, seed=None):

@@ -34,8 +34,8 @@ from vizier_omnipred.episodes import (MIN_TRAINING_EXAMPLES, Example, YScaler, e
                                       normalised, rows_and_y)
 from vizier_omnipred.fine_tuning import FineTuneConfig, FineTuner, FineTuneReport, import_peft
 from vizier_omnipred.model import MAX_PRIOR_STUDIES, ModelConfig, OmniPredModel, slot_permutations
-from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig, Selection
-from vizier_omnipred.relevance import select_parameters, still_current
+from vizier_omnipred.relevance import HeldOutLikelihood, PriorChoice, RelevanceConfig, Selection
+from vizier_omnipred.relevance import select_parameters, select_prior_studies, still_current
 from vizier_omnipred.serialization import (Featurizer, ModelInputs, StudyInfo, StudyInputs,
                                            union_featurizer)
 
@@ -110,6 +110,10 @@ class OmniPredRegressor:
     # [m, P] and each study's y normalised by its own values.
     self._prior: ModelInputs | None = None
     self._prior_y: list[np.ndarray] = []
+    # Trials of each prior study given; which of them the model reads (`relevance`'s
+    # `choose_prior_studies`), as chosen with the parameter selection.
+    self._prior_sizes: list[int] = []
+    self.prior_choice: PriorChoice | None = None
 
   # --- construction -------------------------------------------------------------------
   @classmethod
@@ -213,14 +217,20 @@ class OmniPredRegressor:
     self._prior = (self.featurizer.featurize([r for p, _ in priors for r in p])
                    if priors else None)
     self._prior_y = [normalised(v) for _, v in priors]
+    sizes, self._prior_sizes = self._prior_sizes, [len(p) for p, _ in priors]
     if self.relevance is None:
-      self.selection = None
+      self.selection = self.prior_choice = None
     else:
-      if new_columns or not still_current(self.selection, len(rows), self.relevance):
+      reselect = new_columns or not still_current(self.selection, len(rows), self.relevance)
+      if reselect:
         self.selection = self._select_parameters()
       self._context = self._context.columns(self.selection.kept)
       if self._prior is not None:
         self._prior = self._prior.columns(self.selection.kept)
+        if self.relevance.choose_prior_studies:
+          if reselect or self.prior_choice is None or sizes != self._prior_sizes:
+            self.prior_choice = self._select_prior_studies()
+          self._read_prior_studies(self.prior_choice.kept)
     self._slot_table = slot_permutations(self.views, self._context.names.shape[1])
 
   def _check_priors(self, priors: list[tuple[list[dict], np.ndarray]]) -> None:
@@ -244,6 +254,24 @@ class OmniPredRegressor:
                               self._context_y, views=self.relevance.views or self.views,
                               config=self.relevance)
     return select_parameters(score, range(p - k), range(p - k, p), config=self.relevance)
+
+  def _select_prior_studies(self) -> PriorChoice:
+    """The prior studies worth reading (`relevance.choose_prior_studies`), by the base
+    model's held-out likelihood of the study's trials with them in context."""
+    score = HeldOutLikelihood(self.base, self._context, self.featurizer.metadata(),
+                              self._context_y, views=self.relevance.views or self.views,
+                              config=self.relevance, prior=self._prior, prior_y=self._prior_y)
+    return select_prior_studies(score, range(self._context.names.shape[1]),
+                                config=self.relevance)
+
+  def _read_prior_studies(self, kept: Sequence[int]) -> None:
+    """Keeps only the prior studies `kept` (indices) in the context predictions read."""
+    if len(kept) == len(self._prior_y):
+      return
+    ends = np.cumsum(self._prior_sizes, dtype=int)
+    rows = [np.arange(ends[k] - self._prior_sizes[k], ends[k]) for k in kept]
+    self._prior = self._prior.select(np.concatenate(rows)) if rows else None
+    self._prior_y = [self._prior_y[k] for k in kept]
 
   @property
   def parameters_read(self) -> list[str] | None:
@@ -327,8 +355,12 @@ class OmniPredRegressor:
 
   @property
   def prior_trials(self) -> list[int]:
-    """How many trials of each prior study the predictions read."""
-    return [len(v) for v in self._prior_y]
+    """How many trials of each prior study given the predictions read (0: a study left out
+    by `choose_prior_studies`)."""
+    kept = (range(len(self._prior_sizes)) if self.prior_choice is None
+            or self.relevance is None or not self.relevance.choose_prior_studies
+            else self.prior_choice.kept)
+    return [n if k in kept else 0 for k, n in enumerate(self._prior_sizes)]
 
   def _featurize_queries(self, rows: Sequence[Any]) -> ModelInputs:
     if self._context is None:

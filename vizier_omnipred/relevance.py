@@ -10,6 +10,10 @@ context (K-fold cross-validation, teacher-forced: one forward pass per subset, n
 and backward elimination drops, one at a time, the parameter whose removal raises that
 likelihood most, while the gain is at least `min_gain`.
 
+Prior studies (other studies read beside this one) can be chosen the same way
+(`choose_prior_studies`): the same folds with a subset of them in every fold's context, and
+backward elimination over the studies, down to none.
+
 The model is unchanged; only the columns it reads are. A dropped parameter is absent from the
 context and from every query (as an inactive conditional parameter is), so the kept ones also
 bind to the low slot codes, where the model regresses best.
@@ -57,6 +61,9 @@ class RelevanceConfig:
   # 60-parameter study took 1165 scores, 49-76 s per choice, without a bound.
   max_scores: int = attrs.field(default=64, kw_only=True)
   max_scores_dims: int = attrs.field(default=10, kw_only=True)
+  # Prior studies given with the context: True drops those whose absence raises the held-out
+  # likelihood of the study's own trials (`select_prior_studies`; from `min_trials` trials).
+  choose_prior_studies: bool = attrs.field(default=False, kw_only=True)
 
   def __attrs_post_init__(self):
     if self.folds < 2:
@@ -84,32 +91,52 @@ class Selection:
 
 
 class HeldOutLikelihood:
-  """Cross-validated NLL of a study's y under the model reading a subset of the columns.
+  """Cross-validated NLL of a study's y under the model reading a subset of the columns
+  (and of the prior studies, when given).
 
   The K folds (`folds`) are drawn once, so every subset is scored on the same episodes and
-  targets; each is built by `episodes.episode`, as pretraining builds them. `__call__(keep)` -> mean NLL per trial, in nats, of the y tokens:
-  the discretised y's log-likelihood, whose bins are the same for every subset.
+  targets; each is built by `episodes.episode`, as pretraining builds them. `__call__(keep,
+  priors)` -> mean NLL per trial, in nats, of the y tokens: the discretised y's
+  log-likelihood, whose bins are the same for every subset. `prior`: the prior studies' trials
+  [m, P] (the context's columns), study after study, and `prior_y` each study's y.
   """
 
   def __init__(self, model: OmniPredModel, context: ModelInputs, meta: ModelInputs,
-               y: np.ndarray, *, views: int, config: RelevanceConfig):
+               y: np.ndarray, *, views: int, config: RelevanceConfig,
+               prior: ModelInputs | None = None, prior_y: Sequence[np.ndarray] = ()):
     self.model = model
     self.context = context
     self.meta = meta
     self.y = np.asarray(y, dtype=np.float64)
     self.views = views
+    self.prior, self.prior_y = prior, [np.asarray(v, dtype=np.float64) for v in prior_y]
+    ends = np.cumsum([len(v) for v in self.prior_y], dtype=int)
+    self._prior_rows = [np.arange(end - len(v), end) for v, end in zip(self.prior_y, ends)]
     n = len(self.y)
     order = np.random.default_rng(config.seed).permutation(n)
     self.folds = [f for f in np.array_split(order, min(config.folds, n)) if len(f)]
     # Each fold's episode order: the other folds' trials (its context) first, then the fold.
     self._orders = [np.concatenate([np.setdiff1d(np.arange(n), f), f]) for f in self.folds]
 
-  def __call__(self, keep: Sequence[int]) -> float:
+  @property
+  def num_priors(self) -> int:
+    return len(self.prior_y)
+
+  def __call__(self, keep: Sequence[int], priors: Sequence[int] = ()) -> float:
+    """`keep`: the columns read; `priors`: the prior studies read (indices)."""
     items = self.context.columns(keep)
+    before = None
+    if len(priors):
+      rows = np.concatenate([self._prior_rows[k] for k in priors])
+      before = self.prior.columns(keep).select(rows)
+    prior_y = [self.prior_y[k] for k in priors]
     parts, targets = [], []
     for fold, order in zip(self.folds, self._orders):
-      inputs, ids = episode(items.select(order), self.meta, self.y[order],
-                            len(order) - len(fold), self.model.model_config.y_codec)
+      fold_items = items.select(order)
+      if before is not None:
+        fold_items = ModelInputs.concatenate([before, fold_items])
+      inputs, ids = episode(fold_items, self.meta, self.y[order], len(order) - len(fold),
+                            self.model.model_config.y_codec, prior_y=prior_y)
       parts.append(inputs)
       targets.append(ids)
     model = self.model
@@ -180,6 +207,38 @@ def select_parameters(score: HeldOutLikelihood, candidates: Sequence[int],
       break
   return Selection(kept=tuple(sorted(kept + always)), dropped=tuple(dropped),
                    scores=tuple(scores), num_trials=len(score.y), cut=cut)
+
+
+@attrs.frozen
+class PriorChoice:
+  """kept: the prior studies read (indices, sorted); scores: held-out NLL per trial (nats) of
+  each subset the elimination accepted, every study first; num_trials: the trials it was
+  chosen from."""
+
+  kept: tuple[int, ...]
+  scores: tuple[float, ...]
+  num_trials: int
+
+
+def select_prior_studies(score: HeldOutLikelihood, keep: Sequence[int], *,
+                         config: RelevanceConfig = RelevanceConfig()) -> PriorChoice:
+  """Backward elimination over the prior studies `score` holds, reading the columns `keep`:
+  drop the study whose absence lowers the held-out NLL most, while it lowers it by at least
+  `config.min_gain`, down to none. Fewer than `config.min_trials` trials: every study."""
+  kept = list(range(score.num_priors))
+  if len(score.y) < config.min_trials or not kept:
+    return PriorChoice(kept=tuple(kept), scores=(), num_trials=len(score.y))
+  best = score(keep, kept)
+  scores = [best]
+  while kept:
+    trial = {k: score(keep, [i for i in kept if i != k]) for k in kept}
+    k = min(trial, key=trial.get)
+    if not trial[k] <= best - config.min_gain:
+      break
+    best = trial[k]
+    kept.remove(k)
+    scores.append(best)
+  return PriorChoice(kept=tuple(kept), scores=tuple(scores), num_trials=len(score.y))
 
 
 def still_current(selection: Selection | None, num_trials: int, config: RelevanceConfig) -> bool:
