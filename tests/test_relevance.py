@@ -4,7 +4,7 @@ import pytest
 from vizier_omnipred import checkpoints
 from vizier_omnipred.regressor import OmniPredRegressor
 from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig
-from vizier_omnipred.relevance import select_parameters
+from vizier_omnipred.relevance import select_parameters, select_prior_studies
 from vizier_omnipred.serialization import Featurizer
 from tests.conftest import TINY
 
@@ -77,6 +77,42 @@ def test_the_choice_scores_a_bounded_number_of_subsets_at_any_size(d, max_scores
     assert selection.kept == (0, 1, 2) and selection.cut
   else:  # not even one round fits: the helpful drops of the partial round, at once
     assert selection.cut and len(selection.kept) == d - (bound - 2 - 3)
+
+
+class PriorTableScore:
+  """A held-out NLL given by a table: prior studies read -> nats (the columns fixed)."""
+
+  def __init__(self, table: dict, num_priors: int, num_trials: int = 30):
+    self.table = {frozenset(k): v for k, v in table.items()}
+    self.num_priors, self.y, self.calls = num_priors, np.zeros(num_trials), []
+
+  def __call__(self, keep, priors):
+    self.calls.append((tuple(keep), tuple(priors)))
+    return self.table[frozenset(priors)]
+
+
+# Prior studies 0..2: study 0 is related (reading it helps), 1 and 2 are not.
+RELATED_0 = {(0, 1, 2): 3.0, (1, 2): 3.4, (0, 2): 2.6, (0, 1): 2.8, (0,): 2.5, (1,): 3.5,
+             (2,): 3.3, (): 3.2}
+
+
+@pytest.mark.parametrize('table, config, kept, scores', [
+    (RELATED_0, RelevanceConfig(), (0,), (3.0, 2.6, 2.5)),
+    (RELATED_0, RelevanceConfig(min_gain=0.2), (0, 2), (3.0, 2.6)),
+    # None of them helps: every one is dropped, down to the study alone.
+    ({(0, 1): 3.0, (0,): 2.9, (1,): 2.95, (): 2.8}, RelevanceConfig(), (), (3.0, 2.9, 2.8)),
+])
+def test_prior_studies_are_dropped_while_the_likelihood_rises(table, config, kept, scores):
+  score = PriorTableScore(table, num_priors=max(len(k) for k in table))
+  choice = select_prior_studies(score, [0, 1], config=config)
+  assert choice.kept == kept and choice.scores == scores and choice.num_trials == 30
+  assert all(call[0] == (0, 1) for call in score.calls)  # the columns stay those given
+
+
+def test_too_few_trials_read_every_prior_study_unscored():
+  score = PriorTableScore(RELATED_0, num_priors=3, num_trials=5)
+  choice = select_prior_studies(score, [0], config=RelevanceConfig(min_trials=6))
+  assert choice.kept == (0, 1, 2) and not score.calls
 
 
 def test_too_few_trials_keep_every_parameter_unscored():

@@ -11,15 +11,16 @@ from vizier_omnipred.model import OmniPredModel
 from vizier_omnipred.pretraining import growth, trainer
 from vizier_omnipred.pretraining.corpus import CorpusConfig
 from vizier_omnipred.pretraining.family_prior import FamilyConfig, StudyFamily
+from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig
 from tests.conftest import TINY
 
 PRIOR_TINY = attrs.evolve(TINY, prior_studies=True, slot_binding=True)
 QUERIES = [{'x': 0.1, 'opt': 'adam'}, {'x': 0.5, 'opt': 'adam'}, {'x': -0.7, 'opt': 'sgd'}]
 
 
-def _regressor() -> OmniPredRegressor:
+def _regressor(relevance=None) -> OmniPredRegressor:
   """A tiny model whose prior-study codes are not zero (as after training)."""
-  reg = OmniPredRegressor.from_scratch(PRIOR_TINY, relevance=None)
+  reg = OmniPredRegressor.from_scratch(PRIOR_TINY, relevance=relevance)
   with torch.no_grad():
     torch.manual_seed(1)
     for p in (reg.base.study_code[2].weight, reg.base.study_code[2].bias, reg.base.prior_role):
@@ -82,6 +83,44 @@ def test_a_model_not_trained_on_prior_studies_refuses_them():
   current, a, _ = _studies()
   with pytest.raises(ValueError, match='was not trained to read prior studies'):
     reg.condition(current, prior_studies=[a])
+
+
+def test_the_prior_studies_read_are_chosen_by_held_out_likelihood_and_reported():
+  config = RelevanceConfig(choose_prior_studies=True, min_kept=2)  # keeps both parameters
+  reg = _regressor(config)
+  current, a, b = _studies()
+  priors = [a, b, a[:5]]
+  reg.condition(current, prior_studies=priors)
+  choice = reg.prior_choice
+  assert choice.num_trials == 6 and len(choice.kept) < 3  # some study was left out
+  assert all(later < earlier for earlier, later in zip(choice.scores, choice.scores[1:]))
+  assert reg.prior_trials == [n if k in choice.kept else 0
+                              for k, n in enumerate([10, 8, 5])]
+  # The predictions are those of a condition on the kept studies alone.
+  alone = _regressor(RelevanceConfig(min_kept=2))
+  alone.condition(current, prior_studies=[priors[k] for k in choice.kept])
+  np.testing.assert_allclose(reg.quantiles(QUERIES, [0.1, 0.5, 0.9]),
+                             alone.quantiles(QUERIES, [0.1, 0.5, 0.9]), rtol=1e-5, atol=1e-6)
+  # With too few trials to tell, every prior study is read.
+  reg.condition(current[:5], prior_studies=priors)
+  assert reg.prior_trials == [10, 8, 5]
+
+
+def test_the_held_out_likelihood_with_no_prior_study_read_is_the_study_s_own():
+  reg = _regressor()
+  current, a, b = _studies()
+  reg.condition(current, prior_studies=[a, b])
+  meta, context = reg.featurizer.metadata(), reg.featurizer.featurize([r for r, _ in current])
+  y = np.asarray([v for _, v in current])
+  prior = reg.featurizer.featurize([r for r, _ in a + b])
+  config = RelevanceConfig(folds=3)
+  with_priors = HeldOutLikelihood(reg.base, context, meta, y, views=1, config=config,
+                                  prior=prior, prior_y=[[v for _, v in a], [v for _, v in b]])
+  alone = HeldOutLikelihood(reg.base, context, meta, y, views=1, config=config)
+  columns = range(context.names.shape[1])
+  assert with_priors(columns, ()) == pytest.approx(alone(columns))
+  assert with_priors(columns, (0,)) != pytest.approx(alone(columns))
+  assert with_priors(columns, (0, 1)) != pytest.approx(with_priors(columns, (0,)))
 
 
 def test_switching_prior_studies_on_changes_no_prediction():
