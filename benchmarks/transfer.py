@@ -15,12 +15,12 @@ family (SVM <- k-NN <- boosting <- SVM): they share no parameter.
 Designers: OmniPred without and with prior studies (`set_priors`; weights trained with them:
 the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_late`,
 `omnipred_priors_centre`, `omnipred_priors_early`, `omnipred_priors_quick`,
-`omnipred_priors_top2` and `omnipred_priors_chosen` are the designer's prior-study settings
-measured against its defaults), Vizier's GP bandit without and with its `set_priors` (stacked
-residual GPs; related families only: it needs one search space), and random search. 30 trials,
-seeds 0-2. Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the
-median of 64 random configurations), at 10 and 20 trials. Raw runs under
-benchmarks/results/raw/transfer/ (ignored by git); tables to benchmarks/results/transfer.md.
+`omnipred_priors_top2`, `omnipred_priors_chosen` and `omnipred_priors_pooled` are the
+designer's prior-study settings measured against its defaults), Vizier's GP bandit without and
+with its `set_priors` (stacked residual GPs; related families only: it needs one search space),
+and random search. 30 trials, seeds 0-2. Normalised regret as in `tuning.py` (0 = the best
+value known on the study, 1 = the median of 64 random configurations), at 10 and 20 trials. Raw
+runs under benchmarks/results/raw/transfer/ (ignored by git); tables to benchmarks/results/transfer.md.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ SEEDS = (0, 1, 2)
 MARKS = (10, 20)
 DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_late', 'omnipred_priors_early',
              'omnipred_priors_centre', 'omnipred_priors_quick', 'omnipred_priors_top2',
-             'omnipred_priors_chosen', 'gp_bandit', 'gp_bandit_priors', 'random')
+             'omnipred_priors_chosen', 'omnipred_priors_pooled', 'gp_bandit', 'gp_bandit_priors',
+             'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -62,7 +63,9 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # omnipred_priors_quick seeds with the prior studies' best (3 here) and then the model;
 # omnipred_priors_top2 takes each prior study's two best (5 seeds all from them here; 6 in the
 # pool); omnipred_priors_chosen's model reads only the prior studies that raise its held-out
-# likelihood of the study's trials (`RelevanceConfig.choose_prior_studies`).
+# likelihood of the study's trials, omnipred_priors_pooled's may also read one as the study's
+# own trials (`RelevanceConfig.prior_studies`), from the first model-based suggestion (5
+# trials) on.
 _PRIOR_VARIANTS = {
     'omnipred_priors_late': dict(num_prior_centres=0),
     'omnipred_priors_centre': dict(seed_with_prior_best=False),
@@ -72,7 +75,9 @@ _PRIOR_VARIANTS = {
 }
 _SURROGATE_VARIANTS = {
     'omnipred_priors_chosen': dict(relevance=RelevanceConfig(refresh_growth=0.2,
-                                                             choose_prior_studies=True)),
+                                                             prior_studies='chosen')),
+    'omnipred_priors_pooled': dict(relevance=RelevanceConfig(
+        refresh_growth=0.2, prior_studies='pooled', prior_min_trials=5)),
 }
 
 

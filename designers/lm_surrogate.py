@@ -163,6 +163,8 @@ class LMSurrogate:
     """`report` plus the parameters the model chose to read, when it chose (`relevance`)."""
     if self._regressor.prior_trials:
       report['prior_trials'] = ','.join(map(str, self._regressor.prior_trials))
+    if self._regressor.pooled_trials:
+      report['prior_pooled'] = ','.join(map(str, self._regressor.pooled_trials))
     names = self._regressor.parameters_read
     if names is not None:
       report['parameters_read'] = ','.join(names)

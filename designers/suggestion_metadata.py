@@ -12,7 +12,7 @@ import logging
 
 NAMESPACE = 'omnipred'
 # Report keys of the surrogate copied as they are.
-_REPORT_KEYS = ('parameters_read', 'prior_studies', 'prior_trials')
+_REPORT_KEYS = ('parameters_read', 'prior_studies', 'prior_trials', 'prior_pooled')
 
 
 def describe_model_choice(md, report: dict, *, acquisition: str, searched: int,

@@ -4,7 +4,7 @@ import pytest
 from vizier_omnipred import checkpoints
 from vizier_omnipred.regressor import OmniPredRegressor
 from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig
-from vizier_omnipred.relevance import select_parameters, select_prior_studies
+from vizier_omnipred.relevance import pooled_values, select_parameters, select_prior_studies
 from vizier_omnipred.serialization import Featurizer
 from tests.conftest import TINY
 
@@ -80,39 +80,61 @@ def test_the_choice_scores_a_bounded_number_of_subsets_at_any_size(d, max_scores
 
 
 class PriorTableScore:
-  """A held-out NLL given by a table: prior studies read -> nats (the columns fixed)."""
+  """A held-out NLL given by a table: how the prior studies are read -> nats (the columns
+  fixed). Keys: a tuple of each study's way, 'c' (a prior study), 'p' (pooled), '-' (left out)."""
 
   def __init__(self, table: dict, num_priors: int, num_trials: int = 30):
-    self.table = {frozenset(k): v for k, v in table.items()}
-    self.num_priors, self.y, self.calls = num_priors, np.zeros(num_trials), []
+    self.table, self.num_priors = table, num_priors
+    self.y, self.calls = np.zeros(num_trials), []
 
-  def __call__(self, keep, priors):
-    self.calls.append((tuple(keep), tuple(priors)))
-    return self.table[frozenset(priors)]
+  def __call__(self, keep, priors, pooled=()):
+    self.calls.append((tuple(keep), tuple(priors), tuple(pooled)))
+    return self.table[''.join('c' if k in priors else 'p' if k in pooled else '-'
+                              for k in range(self.num_priors))]
 
 
 # Prior studies 0..2: study 0 is related (reading it helps), 1 and 2 are not.
-RELATED_0 = {(0, 1, 2): 3.0, (1, 2): 3.4, (0, 2): 2.6, (0, 1): 2.8, (0,): 2.5, (1,): 3.5,
-             (2,): 3.3, (): 3.2}
+RELATED_0 = {'ccc': 3.0, '-cc': 3.4, 'c-c': 2.6, 'cc-': 2.8, 'c--': 2.5, '-c-': 3.5,
+             '--c': 3.3, '---': 3.2}
+# Study 0 is the same function as the study: pooling it beats reading it as a prior study.
+POOL_0 = {'cc': 3.0, '-c': 3.4, 'c-': 2.9, 'pc': 2.0, 'cp': 3.1, 'p-': 1.8, 'pp': 2.2,
+          '--': 3.3}
 
 
-@pytest.mark.parametrize('table, config, kept, scores', [
-    (RELATED_0, RelevanceConfig(), (0,), (3.0, 2.6, 2.5)),
-    (RELATED_0, RelevanceConfig(min_gain=0.2), (0, 2), (3.0, 2.6)),
-    # None of them helps: every one is dropped, down to the study alone.
-    ({(0, 1): 3.0, (0,): 2.9, (1,): 2.95, (): 2.8}, RelevanceConfig(), (), (3.0, 2.9, 2.8)),
+@pytest.mark.parametrize('table, config, modes, scores', [
+    (RELATED_0, RelevanceConfig(prior_studies='chosen'), ('context', 'left_out', 'left_out'),
+     (3.0, 2.6, 2.5)),
+    (RELATED_0, RelevanceConfig(prior_studies='chosen', min_gain=0.2),
+     ('context', 'left_out', 'context'), (3.0, 2.6)),
+    # None of them helps: every one is left out, down to the study alone.
+    ({'cc': 3.0, 'c-': 2.9, '-c': 2.95, '--': 2.8}, RelevanceConfig(prior_studies='chosen'),
+     ('left_out', 'left_out'), (3.0, 2.9, 2.8)),
+    (POOL_0, RelevanceConfig(prior_studies='pooled'), ('pooled', 'left_out'), (3.0, 2.0, 1.8)),
+    (POOL_0, RelevanceConfig(prior_studies='chosen'), ('context', 'left_out'), (3.0, 2.9)),
 ])
-def test_prior_studies_are_dropped_while_the_likelihood_rises(table, config, kept, scores):
-  score = PriorTableScore(table, num_priors=max(len(k) for k in table))
+def test_prior_studies_change_their_reading_while_the_likelihood_rises(table, config, modes,
+                                                                       scores):
+  score = PriorTableScore(table, num_priors=len(next(iter(table))))
   choice = select_prior_studies(score, [0, 1], config=config)
-  assert choice.kept == kept and choice.scores == scores and choice.num_trials == 30
+  assert choice.modes == modes and choice.scores == scores and choice.num_trials == 30
+  assert choice.kept == tuple(k for k, m in enumerate(modes) if m == 'context')
+  assert choice.pooled == tuple(k for k, m in enumerate(modes) if m == 'pooled')
   assert all(call[0] == (0, 1) for call in score.calls)  # the columns stay those given
 
 
-def test_too_few_trials_read_every_prior_study_unscored():
-  score = PriorTableScore(RELATED_0, num_priors=3, num_trials=5)
-  choice = select_prior_studies(score, [0], config=RelevanceConfig(min_trials=6))
+@pytest.mark.parametrize('config, num_trials', [
+    (RelevanceConfig(prior_studies='chosen', prior_min_trials=6), 5),
+    (RelevanceConfig(), 30),  # 'all': every prior study is read as one
+])
+def test_too_few_trials_or_all_read_every_prior_study_unscored(config, num_trials):
+  score = PriorTableScore(RELATED_0, num_priors=3, num_trials=num_trials)
+  choice = select_prior_studies(score, [0], config=config)
   assert choice.kept == (0, 1, 2) and not score.calls
+
+
+def test_pooled_values_map_each_prior_study_by_rank_onto_the_study_s_range():
+  out = pooled_values([np.array([10.0, -5.0, 3.0]), np.array([7.0, 7.0])], np.array([1.0, 3.0]))
+  np.testing.assert_allclose(out, [3.0, 1.0, 2.0, 2.0, 2.0])
 
 
 def test_too_few_trials_keep_every_parameter_unscored():
@@ -122,7 +144,7 @@ def test_too_few_trials_keep_every_parameter_unscored():
 
 
 @pytest.mark.parametrize('field, value', [('folds', 1), ('min_kept', 0), ('views', 0),
-                                          ('max_scores', 1)])
+                                          ('max_scores', 1), ('prior_studies', 'some')])
 def test_bad_config_names_the_field(field, value):
   with pytest.raises(ValueError, match=field):
     RelevanceConfig(**{field: value})

@@ -11,7 +11,7 @@ from vizier_omnipred.model import OmniPredModel
 from vizier_omnipred.pretraining import growth, trainer
 from vizier_omnipred.pretraining.corpus import CorpusConfig
 from vizier_omnipred.pretraining.family_prior import FamilyConfig, StudyFamily
-from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig
+from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig, pooled_values
 from tests.conftest import TINY
 
 PRIOR_TINY = attrs.evolve(TINY, prior_studies=True, slot_binding=True)
@@ -86,7 +86,7 @@ def test_a_model_not_trained_on_prior_studies_refuses_them():
 
 
 def test_the_prior_studies_read_are_chosen_by_held_out_likelihood_and_reported():
-  config = RelevanceConfig(choose_prior_studies=True, min_kept=2)  # keeps both parameters
+  config = RelevanceConfig(prior_studies='chosen', min_kept=2)  # keeps both parameters
   reg = _regressor(config)
   current, a, b = _studies()
   priors = [a, b, a[:5]]
@@ -424,3 +424,32 @@ def test_the_shipped_transfer_checkpoint_reads_prior_studies():
   current, a, b = _studies()
   reg.condition(current, prior_studies=[a, b])
   assert np.isfinite(reg.quantiles(QUERIES, [0.5])).all() and reg.prior_trials == [10, 8]
+
+
+def test_the_shipped_transfer_model_pools_the_same_function_and_leaves_out_another():
+  """`prior_studies='pooled'`: a prior study of the same function (other units) is read as the
+  study's own trials, y by rank onto the study's range; an unrelated one is left out."""
+  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(2)
+
+  def study(n, g):
+    return [({'a': float(x[0]), 'b': float(x[1])}, float(g(x))) for x in rng.uniform(-1, 1, (n, 2))]
+
+  def f(x):
+    return np.sin(3 * x[0]) + x[1] ** 2
+
+  current, same = study(6, f), study(30, lambda x: 5 * f(x) + 2)
+  other = study(30, lambda x: np.cos(7 * x[0] * x[1]))
+  config = RelevanceConfig(prior_studies='pooled', prior_min_trials=5, min_kept=2)
+  reg = OmniPredRegressor.from_pretrained(checkpoints.SHIPPED_TRANSFER, views=1, relevance=config)
+  reg.condition(current, prior_studies=[same, other])
+  assert reg.prior_choice.modes == ('pooled', 'left_out')
+  assert reg.num_context == 36 and reg.pooled_trials == [30, 0] and reg.prior_trials == [0, 0]
+  # The same predictions as the pooled trials given as the study's own.
+  y = pooled_values([np.asarray([v for _, v in same])], np.asarray([v for _, v in current]))
+  plain = reg.for_new_study(relevance=RelevanceConfig(min_kept=2))
+  plain.condition([(r, v) for (r, _), v in zip(same, y)] + current)
+  queries = [{'a': 0.3, 'b': -0.2}, {'a': -0.9, 'b': 0.5}]
+  np.testing.assert_allclose(reg.quantiles(queries, [0.2, 0.5, 0.8]),
+                             plain.quantiles(queries, [0.2, 0.5, 0.8]), rtol=1e-5, atol=1e-6)
+

@@ -35,7 +35,8 @@ from vizier_omnipred.episodes import (MIN_TRAINING_EXAMPLES, Example, YScaler, e
 from vizier_omnipred.fine_tuning import FineTuneConfig, FineTuner, FineTuneReport, import_peft
 from vizier_omnipred.model import MAX_PRIOR_STUDIES, ModelConfig, OmniPredModel, slot_permutations
 from vizier_omnipred.relevance import HeldOutLikelihood, PriorChoice, RelevanceConfig, Selection
-from vizier_omnipred.relevance import select_parameters, select_prior_studies, still_current
+from vizier_omnipred.relevance import pooled_values, select_parameters, select_prior_studies
+from vizier_omnipred.relevance import still_current
 from vizier_omnipred.serialization import (Featurizer, ModelInputs, StudyInfo, StudyInputs,
                                            union_featurizer)
 
@@ -110,8 +111,9 @@ class OmniPredRegressor:
     # [m, P] and each study's y normalised by its own values.
     self._prior: ModelInputs | None = None
     self._prior_y: list[np.ndarray] = []
-    # Trials of each prior study given; which of them the model reads (`relevance`'s
-    # `choose_prior_studies`), as chosen with the parameter selection.
+    self._prior_raw_y: list[np.ndarray] = []  # as given, in the study's direction
+    # Trials of each prior study given; how the model reads each (`relevance`'s
+    # `prior_studies`), chosen with the parameter selection.
     self._prior_sizes: list[int] = []
     self.prior_choice: PriorChoice | None = None
 
@@ -217,7 +219,9 @@ class OmniPredRegressor:
     self._prior = (self.featurizer.featurize([r for p, _ in priors for r in p])
                    if priors else None)
     self._prior_y = [normalised(v) for _, v in priors]
+    self._prior_raw_y = [v for _, v in priors]
     sizes, self._prior_sizes = self._prior_sizes, [len(p) for p, _ in priors]
+    self.prior_choice = self.prior_choice if priors else None
     if self.relevance is None:
       self.selection = self.prior_choice = None
     else:
@@ -227,10 +231,10 @@ class OmniPredRegressor:
       self._context = self._context.columns(self.selection.kept)
       if self._prior is not None:
         self._prior = self._prior.columns(self.selection.kept)
-        if self.relevance.choose_prior_studies:
+        if self.relevance.prior_studies != 'all':
           if reselect or self.prior_choice is None or sizes != self._prior_sizes:
             self.prior_choice = self._select_prior_studies()
-          self._read_prior_studies(self.prior_choice.kept)
+          self._read_prior_studies(self.prior_choice)
     self._slot_table = slot_permutations(self.views, self._context.names.shape[1])
 
   def _check_priors(self, priors: list[tuple[list[dict], np.ndarray]]) -> None:
@@ -256,22 +260,33 @@ class OmniPredRegressor:
     return select_parameters(score, range(p - k), range(p - k, p), config=self.relevance)
 
   def _select_prior_studies(self) -> PriorChoice:
-    """The prior studies worth reading (`relevance.choose_prior_studies`), by the base
-    model's held-out likelihood of the study's trials with them in context."""
+    """How to read each prior study (`relevance.prior_studies`), by the base model's held-out
+    likelihood of the study's trials."""
     score = HeldOutLikelihood(self.base, self._context, self.featurizer.metadata(),
                               self._context_y, views=self.relevance.views or self.views,
-                              config=self.relevance, prior=self._prior, prior_y=self._prior_y)
+                              config=self.relevance, prior=self._prior,
+                              prior_y=self._prior_raw_y)
     return select_prior_studies(score, range(self._context.names.shape[1]),
                                 config=self.relevance)
 
-  def _read_prior_studies(self, kept: Sequence[int]) -> None:
-    """Keeps only the prior studies `kept` (indices) in the context predictions read."""
-    if len(kept) == len(self._prior_y):
+  def _read_prior_studies(self, choice: PriorChoice) -> None:
+    """The prior studies `choice` keeps stay in the context as prior studies; those it pools
+    join the study's own trials (y by rank onto their range); the rest are left out."""
+    if choice.kept == tuple(range(len(self._prior_y))):
       return
     ends = np.cumsum(self._prior_sizes, dtype=int)
-    rows = [np.arange(ends[k] - self._prior_sizes[k], ends[k]) for k in kept]
-    self._prior = self._prior.select(np.concatenate(rows)) if rows else None
-    self._prior_y = [self._prior_y[k] for k in kept]
+
+    def rows(studies):
+      return np.concatenate([np.arange(ends[k] - self._prior_sizes[k], ends[k])
+                             for k in studies])
+
+    if choice.pooled:
+      y = pooled_values([self._prior_raw_y[k] for k in choice.pooled], self._context_y)
+      self._context = ModelInputs.concatenate([self._prior.select(rows(choice.pooled)),
+                                               self._context])
+      self._context_y = np.concatenate([y, self._context_y])
+    self._prior = self._prior.select(rows(choice.kept)) if choice.kept else None
+    self._prior_y = [self._prior_y[k] for k in choice.kept]
 
   @property
   def parameters_read(self) -> list[str] | None:
@@ -355,12 +370,18 @@ class OmniPredRegressor:
 
   @property
   def prior_trials(self) -> list[int]:
-    """How many trials of each prior study given the predictions read (0: a study left out
-    by `choose_prior_studies`)."""
+    """How many trials of each prior study given the predictions read as a prior study's (0:
+    one left out or pooled by `relevance.prior_studies`)."""
     kept = (range(len(self._prior_sizes)) if self.prior_choice is None
-            or self.relevance is None or not self.relevance.choose_prior_studies
             else self.prior_choice.kept)
     return [n if k in kept else 0 for k, n in enumerate(self._prior_sizes)]
+
+  @property
+  def pooled_trials(self) -> list[int]:
+    """How many trials of each prior study given the predictions read as the study's own
+    (`relevance.prior_studies='pooled'`); empty when none is."""
+    pooled = () if self.prior_choice is None else self.prior_choice.pooled
+    return [n if k in pooled else 0 for k, n in enumerate(self._prior_sizes)] if pooled else []
 
   def _featurize_queries(self, rows: Sequence[Any]) -> ModelInputs:
     if self._context is None:

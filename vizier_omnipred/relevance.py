@@ -11,8 +11,11 @@ and backward elimination drops, one at a time, the parameter whose removal raise
 likelihood most, while the gain is at least `min_gain`.
 
 Prior studies (other studies read beside this one) can be chosen the same way
-(`choose_prior_studies`): the same folds with a subset of them in every fold's context, and
-backward elimination over the studies, down to none.
+(`prior_studies`): the same folds, each prior study read as a prior study, left out, or pooled
+into the fold's context as if its trials were the study's own (its y mapped by rank onto the
+range of the context's y: the quantile transform of Salinas et al. 2020, which makes studies of
+one model on other datasets comparable), one study's way changed at a time while the
+likelihood rises.
 
 The model is unchanged; only the columns it reads are. A dropped parameter is absent from the
 context and from every query (as an inactive conditional parameter is), so the kept ones also
@@ -27,10 +30,16 @@ import attrs
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import rankdata
 
 from vizier_omnipred.episodes import episode
 from vizier_omnipred.model import OmniPredModel, slot_permutations
 from vizier_omnipred.serialization import ModelInputs, StudyInputs
+
+
+PRIOR_READINGS = ('all', 'chosen', 'pooled')
+# The ways one prior study can be read (`PriorChoice.modes`).
+LEFT_OUT, CONTEXT, POOLED = 'left_out', 'context', 'pooled'
 
 
 @attrs.frozen
@@ -61,9 +70,13 @@ class RelevanceConfig:
   # 60-parameter study took 1165 scores, 49-76 s per choice, without a bound.
   max_scores: int = attrs.field(default=64, kw_only=True)
   max_scores_dims: int = attrs.field(default=10, kw_only=True)
-  # Prior studies given with the context: True drops those whose absence raises the held-out
-  # likelihood of the study's own trials (`select_prior_studies`; from `min_trials` trials).
-  choose_prior_studies: bool = attrs.field(default=False, kw_only=True)
+  # How prior studies given with the context are read: 'all' each as a prior study;
+  # 'chosen' each as a prior study or not at all, 'pooled' also pooled into the study's own
+  # trials, by the held-out likelihood of the study's trials (`select_prior_studies`), from
+  # `prior_min_trials` trials on.
+  prior_studies: str = attrs.field(default='all', kw_only=True,
+                                   validator=attrs.validators.in_(PRIOR_READINGS))
+  prior_min_trials: int = attrs.field(default=6, kw_only=True)
 
   def __attrs_post_init__(self):
     if self.folds < 2:
@@ -98,7 +111,8 @@ class HeldOutLikelihood:
   targets; each is built by `episodes.episode`, as pretraining builds them. `__call__(keep,
   priors)` -> mean NLL per trial, in nats, of the y tokens: the discretised y's
   log-likelihood, whose bins are the same for every subset. `prior`: the prior studies' trials
-  [m, P] (the context's columns), study after study, and `prior_y` each study's y.
+  [m, P] (the context's columns), study after study, and `prior_y` each study's y (in the
+  study's direction).
   """
 
   def __init__(self, model: OmniPredModel, context: ModelInputs, meta: ModelInputs,
@@ -122,20 +136,31 @@ class HeldOutLikelihood:
   def num_priors(self) -> int:
     return len(self.prior_y)
 
-  def __call__(self, keep: Sequence[int], priors: Sequence[int] = ()) -> float:
-    """`keep`: the columns read; `priors`: the prior studies read (indices)."""
+  def _prior_items(self, keep: Sequence[int], studies: Sequence[int]) -> ModelInputs | None:
+    if not len(studies):
+      return None
+    return self.prior.columns(keep).select(np.concatenate([self._prior_rows[k]
+                                                           for k in studies]))
+
+  def __call__(self, keep: Sequence[int], priors: Sequence[int] = (),
+               pooled: Sequence[int] = ()) -> float:
+    """`keep`: the columns read; `priors`: the prior studies read as such, `pooled`: those
+    read as the study's own trials (indices)."""
     items = self.context.columns(keep)
-    before = None
-    if len(priors):
-      rows = np.concatenate([self._prior_rows[k] for k in priors])
-      before = self.prior.columns(keep).select(rows)
+    before, extra = self._prior_items(keep, priors), self._prior_items(keep, pooled)
     prior_y = [self.prior_y[k] for k in priors]
     parts, targets = [], []
     for fold, order in zip(self.folds, self._orders):
-      fold_items = items.select(order)
+      n_context = len(order) - len(fold)
+      fold_items, fold_y = items.select(order), self.y[order]
+      if extra is not None:  # on the range of the fold's own context, as at prediction
+        fold_y = np.concatenate([pooled_values([self.prior_y[k] for k in pooled],
+                                               fold_y[:n_context]), fold_y])
+        fold_items = ModelInputs.concatenate([extra, fold_items])
+        n_context += len(extra)
       if before is not None:
         fold_items = ModelInputs.concatenate([before, fold_items])
-      inputs, ids = episode(fold_items, self.meta, self.y[order], len(order) - len(fold),
+      inputs, ids = episode(fold_items, self.meta, fold_y, n_context,
                             self.model.model_config.y_codec, prior_y=prior_y)
       parts.append(inputs)
       targets.append(ids)
@@ -209,36 +234,69 @@ def select_parameters(score: HeldOutLikelihood, candidates: Sequence[int],
                    scores=tuple(scores), num_trials=len(score.y), cut=cut)
 
 
+def pooled_values(prior_y: Sequence[np.ndarray], y: np.ndarray) -> np.ndarray:
+  """Prior studies' y (each in the study's direction), each mapped by its ranks onto the range
+  of the study's own `y`: its worst trial to the study's lowest value, its best to the highest
+  (ties share their mean rank)."""
+  lo, hi = float(np.min(y)), float(np.max(y))
+  parts = [(rankdata(v) - 1.0) / max(1, len(v) - 1) for v in prior_y]
+  return lo + (hi - lo) * np.concatenate(parts) if parts else np.zeros(0)
+
+
 @attrs.frozen
 class PriorChoice:
-  """kept: the prior studies read (indices, sorted); scores: held-out NLL per trial (nats) of
-  each subset the elimination accepted, every study first; num_trials: the trials it was
-  chosen from."""
+  """modes: how each prior study given is read (CONTEXT, POOLED or LEFT_OUT); scores: the
+  held-out NLL per trial (nats) of each choice accepted, every study as a prior study first;
+  num_trials: the trials it was chosen from."""
 
-  kept: tuple[int, ...]
+  modes: tuple[str, ...]
   scores: tuple[float, ...]
   num_trials: int
+
+  @property
+  def kept(self) -> tuple[int, ...]:
+    """The prior studies read as prior studies."""
+    return tuple(k for k, m in enumerate(self.modes) if m == CONTEXT)
+
+  @property
+  def pooled(self) -> tuple[int, ...]:
+    """The prior studies read as the study's own trials."""
+    return tuple(k for k, m in enumerate(self.modes) if m == POOLED)
 
 
 def select_prior_studies(score: HeldOutLikelihood, keep: Sequence[int], *,
                          config: RelevanceConfig = RelevanceConfig()) -> PriorChoice:
-  """Backward elimination over the prior studies `score` holds, reading the columns `keep`:
-  drop the study whose absence lowers the held-out NLL most, while it lowers it by at least
-  `config.min_gain`, down to none. Fewer than `config.min_trials` trials: every study."""
-  kept = list(range(score.num_priors))
-  if len(score.y) < config.min_trials or not kept:
-    return PriorChoice(kept=tuple(kept), scores=(), num_trials=len(score.y))
-  best = score(keep, kept)
-  scores = [best]
-  while kept:
-    trial = {k: score(keep, [i for i in kept if i != k]) for k in kept}
-    k = min(trial, key=trial.get)
-    if not trial[k] <= best - config.min_gain:
+  """Every prior study `score` holds starts as a prior study (reading the columns `keep`);
+  then, one study at a time, the change of one study's reading (left out; with
+  `config.prior_studies='pooled'` also pooled) that lowers the held-out NLL most, while it
+  lowers it by at least `config.min_gain`; each study changes once. With 'chosen' this is
+  backward elimination, down to none. Fewer than `config.prior_min_trials` trials, or 'all':
+  every study as a prior study, unscored."""
+  modes = [CONTEXT] * score.num_priors
+  if (config.prior_studies == 'all' or len(score.y) < config.prior_min_trials
+      or not modes):
+    return PriorChoice(modes=tuple(modes), scores=(), num_trials=len(score.y))
+  ways = (LEFT_OUT, POOLED) if config.prior_studies == 'pooled' else (LEFT_OUT,)
+
+  def scored(m: list[str]) -> float:
+    return score(keep, [k for k, w in enumerate(m) if w == CONTEXT],
+                 [k for k, w in enumerate(m) if w == POOLED])
+
+  best = scored(modes)
+  scores, changed = [best], set()
+  while len(changed) < len(modes):
+    trial = {}
+    for k in range(len(modes)):
+      if k not in changed:
+        for way in ways:
+          trial[(k, way)] = scored(modes[:k] + [way] + modes[k + 1:])
+    (k, way) = min(trial, key=trial.get)
+    if not trial[(k, way)] <= best - config.min_gain:
       break
-    best = trial[k]
-    kept.remove(k)
+    best, modes[k] = trial[(k, way)], way
+    changed.add(k)
     scores.append(best)
-  return PriorChoice(kept=tuple(kept), scores=tuple(scores), num_trials=len(score.y))
+  return PriorChoice(modes=tuple(modes), scores=tuple(scores), num_trials=len(score.y))
 
 
 def still_current(selection: Selection | None, num_trials: int, config: RelevanceConfig) -> bool:
