@@ -116,11 +116,28 @@ def signature_of(name: str, candidates: dict[str, str] | None = None) -> str | N
 
 def config_text(designer, surrogate) -> str:
   """The configs as a signature reads them. Left out: fields that act only with prior
-  studies set (no signed benchmark sets any, so a new one of them reruns nothing) and the
-  checkpoint's path (the weights are hashed by content)."""
+  studies set (`PRIORS_ONLY`: no signed benchmark sets any, so a new one of them reruns
+  nothing) and the checkpoint's path (the weights are hashed by content)."""
   fields = {f.name: getattr(designer, f.name) for f in attrs.fields(type(designer))
             if not f.metadata.get('priors_only')}
-  return repr((type(designer).__name__, fields, attrs.evolve(surrogate, checkpoint=None)))
+  return repr((type(designer).__name__, fields, _Signed(attrs.evolve(surrogate,
+                                                                      checkpoint=None))))
+
+
+class _Signed:
+  """An attrs instance's repr (attrs' own format) without its `PRIORS_ONLY` fields, nested
+  attrs instances likewise."""
+
+  def __init__(self, value):
+    self.value = value
+
+  def __repr__(self) -> str:
+    v = self.value
+    if not attrs.has(type(v)):
+      return repr(v)
+    parts = [f'{f.name}={_Signed(getattr(v, f.name))!r}' for f in attrs.fields(type(v))
+             if f.repr and not f.metadata.get('priors_only')]
+    return f'{type(v).__qualname__}({", ".join(parts)})'
 
 
 

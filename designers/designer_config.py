@@ -9,9 +9,8 @@ from designers import acquisition
 from designers.acquisition_search import AcquisitionOptimizer, RankPool
 from designers.trust_region import TrustRegionConfig
 from designers.warping import WARPS
+from vizier_omnipred.relevance import PRIORS_ONLY  # fields that act only with `set_priors`
 
-# Field metadata: the field acts only when prior studies are set (`set_priors`).
-PRIORS_ONLY = {'priors_only': True}
 
 
 @attrs.frozen

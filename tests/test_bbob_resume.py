@@ -3,6 +3,7 @@ weights and configs the designer reads now (a new shipped checkpoint, or a chang
 must not inherit the old runs)."""
 import json
 
+import attrs
 import pytest
 
 from benchmarks import designer_zoo, run_store
@@ -45,6 +46,13 @@ def test_a_field_that_acts_only_with_prior_studies_leaves_the_signature_alone():
     assert designer_zoo.config_text(
         OmniPredDesignerConfig(**{field: changed}), surrogate) == text, field
   assert designer_zoo.config_text(OmniPredDesignerConfig(num_seed_trials=4), surrogate) != text
+  # The surrogate's relevance config: how prior studies are read is left out too.
+  from vizier_omnipred.relevance import RelevanceConfig  # pylint: disable=g-import-not-at-top
+  relevance = attrs.evolve(surrogate.relevance, prior_studies='pooled', prior_min_trials=2)
+  assert designer_zoo.config_text(base, attrs.evolve(surrogate, relevance=relevance)) == text
+  assert designer_zoo.config_text(base, attrs.evolve(
+      surrogate, relevance=RelevanceConfig(folds=3))) != text
+  assert designer_zoo.config_text(base, attrs.evolve(surrogate, relevance=None)) != text
 
 
 @pytest.mark.parametrize('spec, message', [('new', 'expected TAG=PATH'),

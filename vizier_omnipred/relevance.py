@@ -37,6 +37,9 @@ from vizier_omnipred.model import OmniPredModel, slot_permutations
 from vizier_omnipred.serialization import ModelInputs, StudyInputs
 
 
+# Field metadata: the field acts only when prior studies are given (benchmark signatures, which
+# never give any, leave it out).
+PRIORS_ONLY = {'priors_only': True}
 PRIOR_READINGS = ('all', 'chosen', 'pooled')
 # The ways one prior study can be read (`PriorChoice.modes`).
 LEFT_OUT, CONTEXT, POOLED = 'left_out', 'context', 'pooled'
@@ -74,9 +77,9 @@ class RelevanceConfig:
   # 'chosen' each as a prior study or not at all, 'pooled' also pooled into the study's own
   # trials, by the held-out likelihood of the study's trials (`select_prior_studies`), from
   # `prior_min_trials` trials on.
-  prior_studies: str = attrs.field(default='all', kw_only=True,
+  prior_studies: str = attrs.field(default='all', kw_only=True, metadata=PRIORS_ONLY,
                                    validator=attrs.validators.in_(PRIOR_READINGS))
-  prior_min_trials: int = attrs.field(default=6, kw_only=True)
+  prior_min_trials: int = attrs.field(default=6, kw_only=True, metadata=PRIORS_ONLY)
 
   def __attrs_post_init__(self):
     if self.folds < 2:
