@@ -40,6 +40,7 @@ SECTIONS = (
     ('multi_objective', 'Several objectives'),
     ('chain_rule', 'Several objectives: does reading the earlier ones help'),
     ('transfer', 'Transfer from prior studies'),
+    ('pooled_priors', 'Transfer: reading prior studies as the study\'s own trials'),
     ('concurrency', 'Many workers on one study'),
     ('many_parameters', 'Many parameters'),
     ('server', 'Through a Vizier server'),

@@ -208,7 +208,8 @@ def _comparisons(regret: dict, case: str, names: list[str], present: list[str]) 
 
 def _settings_table(regret: dict) -> list[str]:
   """OmniPred's prior-study settings against OmniPred without priors, per case: the mean
-  regret at each mark and the share of studies where the setting is below (ties half)."""
+  regret at each mark and the share of studies where the setting is below (ties half), over
+  the studies the setting has run (named when not all)."""
   variants = [d for d in DESIGNERS if d.startswith('omnipred_priors')
               and any(k[0] == d for k in regret)]
   if not variants:
@@ -226,7 +227,9 @@ def _settings_table(regret: dict) -> list[str]:
         cells += ['-', '-']
         continue
       means = [np.mean([_runs(regret, d, case, n, m).mean() for n in names]) for m in MARKS]
-      cells.append(' / '.join(f'{v:.3f}' for v in means))
+      everyone = len({k[2] for k in regret if k[1] == case})
+      cells.append(' / '.join(f'{v:.3f}' for v in means)
+                   + ('' if len(names) == everyone else f' ({len(names)} studies)'))
       cells.append('' if d == 'omnipred' else ' / '.join(
           f'{_share_below(regret, d, "omnipred", case, names, m)[0]:.0%}' for m in MARKS))
     lines.append(f'| {d} | ' + ' | '.join(cells) + ' |')
