@@ -195,7 +195,9 @@ class OmniPredRegressor:
     examples, at least 2) that every prediction also reads, with a model trained to
     (`ModelConfig.prior_studies`). Parameters are matched by name: a prior study may lack
     some of this study's parameters or have others; each study's y is normalised by its own
-    values, so their units need not agree.
+    values, so their units need not agree. With `relevance.prior_studies` 'chosen' or 'pooled'
+    each is read as a prior study, left out, or pooled into the study's own trials, as its
+    held-out likelihood says; `prior_choice`, `prior_trials` and `pooled_trials` say how.
     """
     if problem is not None:
       self.set_study(problem)
