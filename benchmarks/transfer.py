@@ -19,8 +19,9 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_late`,
 designer's prior-study settings measured against its defaults), Vizier's GP bandit without and
 with its `set_priors` (stacked residual GPs; related families only: it needs one search space),
 and random search. 30 trials, seeds 0-2. Normalised regret as in `tuning.py` (0 = the best
-value known on the study, 1 = the median of 64 random configurations), at 10 and 20 trials. Raw
-runs under benchmarks/results/raw/transfer/ (ignored by git); tables to benchmarks/results/transfer.md.
+value known on the study, 1 = the median of 64 random configurations), at 10 and 20 trials.
+Raw runs under benchmarks/results/raw/transfer/ (ignored by git); tables to
+benchmarks/results/transfer.md.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from vizier_omnipred.fine_tuning import FineTuneConfig, FineTuner, FineTuneRepor
 from vizier_omnipred.model import MAX_PRIOR_STUDIES, ModelConfig, OmniPredModel, slot_permutations
 from vizier_omnipred.relevance import HeldOutLikelihood, PriorChoice, RelevanceConfig, Selection
 from vizier_omnipred.relevance import pooled_values, select_parameters, select_prior_studies
-from vizier_omnipred.relevance import still_current
+from vizier_omnipred.relevance import still_current, study_rows
 from vizier_omnipred.serialization import (Featurizer, ModelInputs, StudyInfo, StudyInputs,
                                            union_featurizer)
 
@@ -111,10 +111,9 @@ class OmniPredRegressor:
     # [m, P] and each study's y normalised by its own values.
     self._prior: ModelInputs | None = None
     self._prior_y: list[np.ndarray] = []
-    self._prior_raw_y: list[np.ndarray] = []  # as given, in the study's direction
-    # Trials of each prior study given; how the model reads each (`relevance`'s
-    # `prior_studies`), chosen with the parameter selection.
-    self._prior_sizes: list[int] = []
+    self._prior_raw_y: list[np.ndarray] = []  # each prior study's y as given
+    # How the model reads each prior study given (`relevance`'s `prior_studies`), chosen with
+    # the parameter selection.
     self.prior_choice: PriorChoice | None = None
 
   # --- construction -------------------------------------------------------------------
@@ -220,9 +219,9 @@ class OmniPredRegressor:
     self.y_scaler = YScaler.fit(y)
     self._prior = (self.featurizer.featurize([r for p, _ in priors for r in p])
                    if priors else None)
+    sizes = self._prior_sizes
     self._prior_y = [normalised(v) for _, v in priors]
     self._prior_raw_y = [v for _, v in priors]
-    sizes, self._prior_sizes = self._prior_sizes, [len(p) for p, _ in priors]
     self.prior_choice = self.prior_choice if priors else None
     if self.relevance is None:
       self.selection = self.prior_choice = None
@@ -276,11 +275,10 @@ class OmniPredRegressor:
     join the study's own trials (y by rank onto their range); the rest are left out."""
     if choice.kept == tuple(range(len(self._prior_y))):
       return
-    ends = np.cumsum(self._prior_sizes, dtype=int)
+    each = study_rows(self._prior_sizes)
 
     def rows(studies):
-      return np.concatenate([np.arange(ends[k] - self._prior_sizes[k], ends[k])
-                             for k in studies])
+      return np.concatenate([each[k] for k in studies])
 
     if choice.pooled:
       y = pooled_values([self._prior_raw_y[k] for k in choice.pooled], self._context_y)
@@ -369,6 +367,11 @@ class OmniPredRegressor:
     return StudyInputs.build(items, self.featurizer.metadata(),
                              np.concatenate(self._prior_y + [context_z]),
                              len(self._prior) + self.num_context, study=study)
+
+  @property
+  def _prior_sizes(self) -> list[int]:
+    """Trials of each prior study given to the last `condition`."""
+    return [len(v) for v in self._prior_raw_y]
 
   @property
   def prior_trials(self) -> list[int]:

@@ -127,8 +127,7 @@ class HeldOutLikelihood:
     self.y = np.asarray(y, dtype=np.float64)
     self.views = views
     self.prior, self.prior_y = prior, [np.asarray(v, dtype=np.float64) for v in prior_y]
-    ends = np.cumsum([len(v) for v in self.prior_y], dtype=int)
-    self._prior_rows = [np.arange(end - len(v), end) for v, end in zip(self.prior_y, ends)]
+    self._prior_rows = study_rows([len(v) for v in self.prior_y])
     n = len(self.y)
     order = np.random.default_rng(config.seed).permutation(n)
     self.folds = [f for f in np.array_split(order, min(config.folds, n)) if len(f)]
@@ -235,6 +234,12 @@ def select_parameters(score: HeldOutLikelihood, candidates: Sequence[int],
       break
   return Selection(kept=tuple(sorted(kept + always)), dropped=tuple(dropped),
                    scores=tuple(scores), num_trials=len(score.y), cut=cut)
+
+
+def study_rows(sizes: Sequence[int]) -> list[np.ndarray]:
+  """The row indices of each study in trials stacked study after study (`sizes` each)."""
+  ends = np.cumsum(sizes, dtype=int)
+  return [np.arange(end - n, end) for n, end in zip(sizes, ends)]
 
 
 def pooled_values(prior_y: Sequence[np.ndarray], y: np.ndarray) -> np.ndarray:
