@@ -15,11 +15,12 @@ family (SVM <- k-NN <- boosting <- SVM): they share no parameter.
 Designers: OmniPred without and with prior studies (`set_priors`; weights trained with them:
 the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_late`,
 `omnipred_priors_centre`, `omnipred_priors_early`, `omnipred_priors_quick`,
-`omnipred_priors_top2`, `omnipred_priors_chosen` and `omnipred_priors_pooled` are the
-designer's prior-study settings measured against its defaults), Vizier's GP bandit without and
-with its `set_priors` (stacked residual GPs; related families only: it needs one search space),
-and random search. 30 trials, seeds 0-2. Normalised regret as in `tuning.py` (0 = the best
-value known on the study, 1 = the median of 64 random configurations), at 10 and 20 trials.
+`omnipred_priors_top2`, `omnipred_priors_chosen`, `omnipred_priors_pooled` and
+`omnipred_priors_mixture` are the designer's prior-study settings measured against its
+defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs; related
+families only: it needs one search space), and random search. 30 trials, seeds 0-2.
+Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
+64 random configurations), at 10 and 20 trials.
 Raw runs under benchmarks/results/raw/transfer/ (ignored by git); tables to
 benchmarks/results/transfer.md.
 """
@@ -52,8 +53,8 @@ SEEDS = (0, 1, 2)
 MARKS = (10, 20)
 DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_late', 'omnipred_priors_early',
              'omnipred_priors_centre', 'omnipred_priors_quick', 'omnipred_priors_top2',
-             'omnipred_priors_chosen', 'omnipred_priors_pooled', 'gp_bandit', 'gp_bandit_priors',
-             'random')
+             'omnipred_priors_chosen', 'omnipred_priors_pooled', 'omnipred_priors_mixture',
+             'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -66,7 +67,8 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # pool); omnipred_priors_chosen's model reads only the prior studies that raise its held-out
 # likelihood of the study's trials, omnipred_priors_pooled's may also read one as the study's
 # own trials (`RelevanceConfig.prior_studies`), from the first model-based suggestion (5
-# trials) on.
+# trials) on; omnipred_priors_mixture's predictions mix both readings equally (every prior
+# study as a prior study; those holding all the study's parameters pooled).
 _PRIOR_VARIANTS = {
     'omnipred_priors_late': dict(num_prior_centres=0),
     'omnipred_priors_centre': dict(seed_with_prior_best=False),
@@ -79,6 +81,8 @@ _SURROGATE_VARIANTS = {
                                                              prior_studies='chosen')),
     'omnipred_priors_pooled': dict(relevance=RelevanceConfig(
         refresh_growth=0.2, prior_studies='pooled', prior_min_trials=5)),
+    'omnipred_priors_mixture': dict(relevance=RelevanceConfig(refresh_growth=0.2,
+                                                              prior_studies='mixture')),
 }
 
 

@@ -8,6 +8,7 @@ from scipy import stats
 
 from vizier_omnipred import OmniPredRegressor
 from vizier_omnipred.model import OmniPredModel
+from vizier_omnipred.regressor import MIXTURE_GRID
 from vizier_omnipred.pretraining import growth, trainer
 from vizier_omnipred.pretraining.corpus import CorpusConfig
 from vizier_omnipred.pretraining.family_prior import FamilyConfig, StudyFamily
@@ -48,6 +49,33 @@ def test_predictions_do_not_depend_on_the_order_of_prior_studies_or_their_trials
   assert reg.prior_trials == [8, 10]
   reg.condition(current)
   assert not np.allclose(reg.quantiles(QUERIES, [0.1, 0.5, 0.9]), first)  # the priors count
+
+
+def test_a_mixture_reads_the_prior_studies_both_ways_and_pools_only_those_with_every_parameter():
+  """`prior_studies='mixture'`: half the samples from the prior studies read as prior
+  studies, half from those holding every parameter of the study's trials pooled into them."""
+  reg = _regressor(RelevanceConfig(prior_studies='mixture'))
+  current, a, b = _studies()  # a lacks 'opt': never pooled
+  reg.condition(current, prior_studies=[a, b])
+  assert reg.prior_trials == [10, 8] and reg.pooled_trials == [0, 8]
+  as_priors = reg.for_new_study(relevance=RelevanceConfig())
+  as_priors.condition(current, prior_studies=[a, b])
+  y = pooled_values([np.asarray([v for _, v in b])], np.asarray([v for _, v in current]))
+  pooled = reg.for_new_study(relevance=RelevanceConfig())
+  pooled.condition([(r, v) for (r, _), v in zip(b, y)] + current, prior_studies=[a])
+  samples = reg.sample(QUERIES, 6, seed=3)
+  np.testing.assert_allclose(samples[:, :3], as_priors.sample(QUERIES, 3, seed=3))
+  np.testing.assert_allclose(samples[:, 3:], pooled.sample(QUERIES, 3, seed=4))
+  # The mixture's median lies between the two readings' medians (up to its level grid).
+  near = [(MIXTURE_GRID // 2 - 0.5) / MIXTURE_GRID, (MIXTURE_GRID // 2 + 0.5) / MIXTURE_GRID]
+  both = np.stack([as_priors.quantiles(QUERIES, near), pooled.quantiles(QUERIES, near)])
+  median = reg.quantiles(QUERIES, [0.5])[:, 0]
+  assert np.all(median >= both[:, :, 0].min(axis=0)) and np.all(median <= both[:, :, 1].max(axis=0))
+  # No prior study holds every parameter: one reading, as with 'all'.
+  reg.condition(current, prior_studies=[a])
+  as_priors.condition(current, prior_studies=[a])
+  assert reg.pooled_trials == []
+  np.testing.assert_allclose(reg.sample(QUERIES, 4, seed=3), as_priors.sample(QUERIES, 4, seed=3))
 
 
 def test_a_prior_study_with_a_missing_an_extra_parameter_and_another_category_is_read():

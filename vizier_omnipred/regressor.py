@@ -64,6 +64,9 @@ DEFAULT_VIEWS = 4
 # 0.121 / 0.087 / 0.059 -> 0.084 / 0.050 / 0.034. Costs a forward pass per subset tried:
 # 0.5 / 0.7 / 1.9 s per condition on one core, averaged over those studies.
 DEFAULT_RELEVANCE = RelevanceConfig()
+# A mixture of two readings (`RelevanceConfig(prior_studies='mixture')`): its quantiles come
+# from each reading's at this many equally spaced levels.
+MIXTURE_GRID = 32
 
 
 @attrs.frozen
@@ -115,6 +118,10 @@ class OmniPredRegressor:
     # How the model reads each prior study given (`relevance`'s `prior_studies`), chosen with
     # the parameter selection.
     self.prior_choice: PriorChoice | None = None
+    # relevance.prior_studies='mixture': the reading with the prior studies pooled (a
+    # regressor on the same base) and which prior studies it pooled.
+    self._pooled_reading: OmniPredRegressor | None = None
+    self._pooled: list[int] = []
 
   # --- construction -------------------------------------------------------------------
   @classmethod
@@ -172,6 +179,7 @@ class OmniPredRegressor:
     # reads them, and comes back to this one for a condition that does not.
     self._study_featurizer = self.featurizer
     self.selection = None  # chosen among this featurizer's columns
+    self._pooled_reading = None  # a mixture's second reading is bound to the same study
     import_peft()
     self._problem = problem
 
@@ -196,8 +204,14 @@ class OmniPredRegressor:
     some of this study's parameters or have others; each study's y is normalised by its own
     values, so their units need not agree. With `relevance.prior_studies` 'chosen' or 'pooled'
     each is read as a prior study, left out, or pooled into the study's own trials, as its
-    held-out likelihood says; `prior_choice`, `prior_trials` and `pooled_trials` say how.
+    held-out likelihood says; `prior_choice`, `prior_trials` and `pooled_trials` say how. With
+    'mixture' the predictions are an equal mixture of two readings: every prior study as a
+    prior study, and those that hold all of this study's parameters pooled into its trials.
     """
+    self._condition(examples, problem, prior_studies, mixture=True)
+
+  def _condition(self, examples, problem, prior_studies, *, mixture: bool) -> None:
+    """`condition`; `mixture=False`: one reading whatever `relevance.prior_studies` says."""
     if problem is not None:
       self.set_study(problem)
     elif self.featurizer is None:
@@ -232,11 +246,39 @@ class OmniPredRegressor:
       self._context = self._context.columns(self.selection.kept)
       if self._prior is not None:
         self._prior = self._prior.columns(self.selection.kept)
-        if self.relevance.prior_studies != 'all':
+        if self.relevance.prior_studies in ('chosen', 'pooled'):
           if reselect or self.prior_choice is None or sizes != self._prior_sizes:
             self.prior_choice = self._select_prior_studies()
           self._read_prior_studies(self.prior_choice)
     self._slot_table = slot_permutations(self.views, self._context.names.shape[1])
+    if mixture:
+      self._condition_pooled_reading(examples, rows, y, prior_studies, priors)
+    else:
+      self._pooled_reading = None
+
+  def _condition_pooled_reading(self, examples, rows, y, prior_studies, priors) -> None:
+    """With `relevance.prior_studies='mixture'`: the second reading, on the same base, whose
+    context is the study's trials with every prior study that holds all their parameters
+    pooled into them (y by rank onto the study's range); the other prior studies
+    stay prior studies there. None when no prior study holds them all."""
+    names = {n for r in rows for n in r}  # the parameters the study's trials hold
+    poolable = [k for k, (rows, _) in enumerate(priors)
+                if names <= {n for r in rows for n in r}]
+    if self.relevance is None or self.relevance.prior_studies != 'mixture' or not poolable:
+      self._pooled_reading = None
+      return
+    if self._pooled_reading is None:  # kept across conditions: its selection refreshes
+      self._pooled_reading = self.for_new_study(
+          relevance=attrs.evolve(self.relevance, prior_studies='all'))
+      self._pooled_reading.featurizer = self._study_featurizer
+      self._pooled_reading._study_featurizer = self._study_featurizer
+      self._pooled_reading._problem = self._problem
+    pooled_y = pooled_values([priors[k][1] for k in poolable], y)
+    pooled_rows = [r for k in poolable for r in priors[k][0]]
+    self._pooled_reading.condition(
+        list(zip(pooled_rows, pooled_y)) + list(examples),
+        prior_studies=[p for k, p in enumerate(prior_studies) if k not in poolable])
+    self._pooled = poolable
 
   def _check_priors(self, priors: list[tuple[list[dict], np.ndarray]]) -> None:
     if not self.base.model_config.prior_studies:
@@ -316,10 +358,10 @@ class OmniPredRegressor:
     `warm_start=True` continues from the previous fine-tuning of the same method (the
     designer's path: a few steps per new trial instead of a fit from the base).
     `prior_studies`: read in context as in `condition`; the training episodes are the
-    study's own trials.
+    study's own trials. The fine-tuned model reads them as prior studies only (no 'mixture').
     """
     start = time.perf_counter()
-    self.condition(examples, problem=problem, prior_studies=prior_studies)
+    self._condition(examples, problem, prior_studies, mixture=False)
     if config.max_steps > 0 and self.num_context < MIN_TRAINING_EXAMPLES:
       raise ValueError(
           f'Test-time training needs at least {MIN_TRAINING_EXAMPLES} examples (a context of 2'
@@ -384,8 +426,11 @@ class OmniPredRegressor:
   @property
   def pooled_trials(self) -> list[int]:
     """How many trials of each prior study given the predictions read as the study's own
-    (`relevance.prior_studies='pooled'`); empty when none is."""
+    (`relevance.prior_studies` 'pooled', or 'mixture' in its second reading); empty when none
+    is."""
     pooled = () if self.prior_choice is None else self.prior_choice.pooled
+    if self._pooled_reading is not None:
+      pooled = self._pooled
     return [n if k in pooled else 0 for k, n in enumerate(self._prior_sizes)] if pooled else []
 
   def _featurize_queries(self, rows: Sequence[Any]) -> ModelInputs:
@@ -425,7 +470,19 @@ class OmniPredRegressor:
   def quantiles(self, rows: Sequence[Any], levels: Sequence[float] = (0.1, 0.5, 0.9), *,
                 temperature: float = 1.0, batch_size: int = 512) -> np.ndarray:
     """-> [n, len(levels)] exact quantiles of each row's predictive distribution, in the
-    study's units (decoded down the token tree, no sampling: see `decoding.quantile_ids`)."""
+    study's units (decoded down the token tree, no sampling: see `decoding.quantile_ids`).
+    A mixture of two readings (`relevance.prior_studies='mixture'`): the quantiles of both
+    readings' quantiles at MIXTURE_GRID equally spaced levels."""
+    if self._pooled_reading is None:
+      return self._own_quantiles(rows, levels, temperature, batch_size)
+    grid = (np.arange(MIXTURE_GRID) + 0.5) / MIXTURE_GRID
+    both = np.concatenate([
+        self._own_quantiles(rows, grid, temperature, batch_size),
+        self._pooled_reading.quantiles(rows, grid, temperature=temperature,
+                                       batch_size=batch_size)], axis=1)
+    return np.quantile(both, np.asarray(levels, dtype=np.float64), axis=1).T
+
+  def _own_quantiles(self, rows, levels, temperature, batch_size) -> np.ndarray:
     levels = torch.as_tensor(np.asarray(levels, dtype=np.float64))
     return self._decode(self._featurize_queries(rows), len(levels), lambda model, part: quantile_ids(
         model, part, levels, temperature=temperature), batch_size)
@@ -436,10 +493,18 @@ class OmniPredRegressor:
 
     Rows are predicted `batch_size` at a time, each batch after the whole context; a row's
     samples do not depend on which other rows it shares a batch with (only the random stream
-    does: fix `seed` for reproducible draws).
+    does: fix `seed` for reproducible draws). A mixture of two readings
+    (`relevance.prior_studies='mixture'`): the first ceil(num_samples / 2) columns from the
+    prior studies read as prior studies, the rest from them pooled.
     """
-    return self._sample_featurized(self._featurize_queries(rows), num_samples, temperature,
-                                   seed, batch_size)
+    own = num_samples if self._pooled_reading is None else (num_samples + 1) // 2
+    out = self._sample_featurized(self._featurize_queries(rows), own, temperature, seed,
+                                  batch_size)
+    if own == num_samples:
+      return out
+    return np.concatenate([out, self._pooled_reading.sample(
+        rows, num_samples - own, temperature=temperature,
+        seed=None if seed is None else seed + 1, batch_size=batch_size)], axis=1)
 
   def sample_given(self, rows: Sequence[Any], given: np.ndarray, *, temperature: float = 1.0,
                    seed: int | None = 0, batch_size: int = 512) -> np.ndarray:

@@ -40,7 +40,7 @@ from vizier_omnipred.serialization import ModelInputs, StudyInputs
 # Field metadata: the field acts only when prior studies are given (benchmark signatures, which
 # never give any, leave it out).
 PRIORS_ONLY = {'priors_only': True}
-PRIOR_READINGS = ('all', 'chosen', 'pooled')
+PRIOR_READINGS = ('all', 'chosen', 'pooled', 'mixture')
 # The ways one prior study can be read (`PriorChoice.modes`).
 LEFT_OUT, CONTEXT, POOLED = 'left_out', 'context', 'pooled'
 
@@ -76,7 +76,9 @@ class RelevanceConfig:
   # How prior studies given with the context are read: 'all' each as a prior study;
   # 'chosen' each as a prior study or not at all, 'pooled' also pooled into the study's own
   # trials, by the held-out likelihood of the study's trials (`select_prior_studies`), from
-  # `prior_min_trials` trials on.
+  # `prior_min_trials` trials on; 'mixture' both ways at once, the predictions an equal
+  # mixture of every prior study read as a prior study and of those that hold all the
+  # study's parameters pooled (`OmniPredRegressor.condition`).
   prior_studies: str = attrs.field(default='all', kw_only=True, metadata=PRIORS_ONLY,
                                    validator=attrs.validators.in_(PRIOR_READINGS))
   prior_min_trials: int = attrs.field(default=6, kw_only=True, metadata=PRIORS_ONLY)
