@@ -152,11 +152,11 @@ def run_all(todo, checkpoint: str | None, isolate: bool = True) -> None:
   bar.close()
 
 
-def regrets() -> dict:
+def regrets(designers: tuple[str, ...] = DESIGNERS) -> dict:
   """(designer, case, study, seed) -> [TRIALS] normalised regret of the runs on disk."""
   studies = {s.name: s for fam in FAMILIES for s in family(fam)}
   out, refs = {}, {}
-  for designer, case, study, _, seed in jobs(DESIGNERS):
+  for designer, case, study, _, seed in jobs(designers):
     path = raw_path(designer, case, study, seed)
     if not path.exists():
       continue
@@ -241,8 +241,10 @@ def _settings_table(regret: dict) -> list[str]:
   return lines + ['']
 
 
-def aggregate(command: str = '') -> str:
-  regret = regrets()
+def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer') -> str:
+  """Writes benchmarks/results/`table`.md and its convergence plot from the runs on disk of
+  `designers`."""
+  regret = regrets(designers)
   lines = [f'Transfer benchmark: leave one study out of a family; {TRIALS} trials, seeds '
            f'{list(SEEDS)}; normalised regret (0 = best known, 1 = median random draw), mean '
            '± standard deviation over seeds.', '']
@@ -273,15 +275,17 @@ def aggregate(command: str = '') -> str:
     if 'omnipred_priors' in present:
       lines += _comparisons(regret, case, names, present) + ['']
   lines += _settings_table(regret)
-  lines.append(f'Command: `python -m benchmarks.transfer{command}` (then `--aggregate`).')
+  subset = '' if designers == DESIGNERS else f' --designers {",".join(designers)}'
+  then = '--aggregate' + (f'{subset} --table {table}' if subset else '')
+  lines.append(f'Command: `python -m benchmarks.transfer{subset}` (then `{then}`).')
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)
-  (RESULTS / 'transfer.md').write_text(text)
-  plot(regret)
+  (RESULTS / f'{table}.md').write_text(text)
+  plot(regret, RESULTS / f'{table}_convergence.png')
   return text
 
 
-def plot(regret: dict) -> None:
+def plot(regret: dict, path: pathlib.Path) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -296,7 +300,7 @@ def plot(regret: dict) -> None:
                                                    and k[2].startswith(f'transfer_{fam}')),
                  f'{fam} ({case} priors)', TRIALS)
   save_grid(fig, axes, len(panels), 'normalised regret (mean over studies and seeds)',
-            RESULTS / 'transfer_convergence.png')
+            path)
 
 
 def main(argv=None) -> int:
@@ -309,7 +313,14 @@ def main(argv=None) -> int:
   parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
   parser.add_argument('--job', default=None, help='CASE,STUDY,SEED: run one study here')
   parser.add_argument('--aggregate', action='store_true')
+  parser.add_argument('--table', default=None,
+                      help="with --aggregate and --designers: the table's name under "
+                      'benchmarks/results (the whole benchmark is `transfer`)')
   args = parser.parse_args(argv)
+  designers = tuple(args.designers.split(',')) if args.designers else DESIGNERS
+  unknown = sorted(set(designers) - set(DESIGNERS))
+  if unknown:
+    parser.error(f'--designers: unknown {unknown}; known: {", ".join(DESIGNERS)}')
   checkpoint = args.checkpoint or str(SHIPPED_TRANSFER)
   if args.job:
     case, study, seed = args.job.split(',')
@@ -319,8 +330,14 @@ def main(argv=None) -> int:
       raise SystemExit(f'--job {args.job!r}: no such case, study and seed for {args.designers}.')
     run_all(job, checkpoint, isolate=False)
     return 0
+  if args.aggregate and args.designers:
+    if not args.table or args.table == 'transfer':
+      parser.error('--aggregate with --designers writes a table of those alone: name it with '
+                   '--table (benchmarks/results/transfer.md is every designer\'s)')
+    print(aggregate(designers, args.table))
+    return 0
   if not args.aggregate:
-    todo = jobs(tuple(args.designers.split(',')) if args.designers else DESIGNERS)
+    todo = jobs(designers)
     if args.families:
       todo = [j for j in todo if any(j[2].startswith(f'transfer_{f}_')
                                      for f in args.families.split(','))]

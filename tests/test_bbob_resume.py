@@ -2,6 +2,7 @@
 weights and configs the designer reads now (a new shipped checkpoint, or a changed default,
 must not inherit the old runs)."""
 import json
+import re
 
 import attrs
 import pytest
@@ -64,3 +65,19 @@ def test_a_bad_candidate_flag_is_named(tmp_path, spec, message):
   weights = tmp_path / 'w.pt'
   weights.write_bytes(b'weights')
   assert designer_zoo.parse_candidates([f'new={weights}']) == {'new': str(weights)}
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--designers', 'omnipred,bogus'], r"unknown \['bogus'\]"),
+    (['--aggregate', '--designers', 'omnipred'], 'name it with --table'),
+    (['--aggregate', '--designers', 'omnipred', '--table', 'transfer'], 'name it with --table'),
+])
+def test_transfer_flags_that_would_misname_or_overwrite_a_table_are_refused(argv, message, capsys):
+  """A designer subset aggregates into a table of its own: never over the whole benchmark's."""
+  from benchmarks import transfer  # pylint: disable=g-import-not-at-top
+  table = run_store.RESULTS / 'transfer.md'
+  before = table.read_text()
+  with pytest.raises(SystemExit):
+    transfer.main(argv)
+  assert re.search(message, capsys.readouterr().err)
+  assert table.read_text() == before
