@@ -13,10 +13,10 @@ The unrelated control gives every left-out scikit-learn study the prior studies 
 family (SVM <- k-NN <- boosting <- SVM): they share no parameter.
 
 Designers: OmniPred without and with prior studies (`set_priors`; weights trained with them:
-the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_late`,
-`omnipred_priors_centre`, `omnipred_priors_early`, `omnipred_priors_quick`,
-`omnipred_priors_top2`, `omnipred_priors_chosen`, `omnipred_priors_pooled` and
-`omnipred_priors_mixture` are the designer's prior-study settings measured against its
+the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
+`omnipred_priors_late`, `omnipred_priors_centre`, `omnipred_priors_early`,
+`omnipred_priors_quick`, `omnipred_priors_top2`, `omnipred_priors_chosen` and
+`omnipred_priors_pooled` are the designer's prior-study settings measured against its
 defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs; related
 families only: it needs one search space), and random search. 30 trials, seeds 0-2.
 Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
@@ -51,24 +51,26 @@ RAW = run_store.RAW / 'transfer'
 TRIALS = 30
 SEEDS = (0, 1, 2)
 MARKS = (10, 20)
-DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_late', 'omnipred_priors_early',
-             'omnipred_priors_centre', 'omnipred_priors_quick', 'omnipred_priors_top2',
-             'omnipred_priors_chosen', 'omnipred_priors_pooled', 'omnipred_priors_mixture',
+DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_priors_late',
+             'omnipred_priors_early', 'omnipred_priors_centre', 'omnipred_priors_quick',
+             'omnipred_priors_top2', 'omnipred_priors_chosen', 'omnipred_priors_pooled',
              'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
-# What the designer's defaults for prior studies are chosen on: omnipred_priors_late reads the
-# priors in context only (no prior-best points, neither in the pool nor as seeds);
-# omnipred_priors_centre seeds from the space's centre, not the prior studies' best;
-# omnipred_priors_early does that too and suggests by the model from the 3rd trial;
-# omnipred_priors_quick seeds with the prior studies' best (3 here) and then the model;
-# omnipred_priors_top2 takes each prior study's two best (5 seeds all from them here; 6 in the
-# pool); omnipred_priors_chosen's model reads only the prior studies that raise its held-out
-# likelihood of the study's trials, omnipred_priors_pooled's may also read one as the study's
-# own trials (`RelevanceConfig.prior_studies`), from the first model-based suggestion (5
-# trials) on; omnipred_priors_mixture's predictions mix both readings equally (every prior
-# study as a prior study; those holding all the study's parameters pooled).
+# What the designer's defaults for prior studies are chosen on. The model's reading of them
+# (`RelevanceConfig.prior_studies`): omnipred_priors_all reads every prior study as a prior
+# study only, where the default mixes that reading with those holding all the study's
+# parameters pooled into its trials ('mixture'); omnipred_priors_chosen's model reads only the
+# prior studies that raise its held-out likelihood of the study's trials,
+# omnipred_priors_pooled's may also read one as the study's own trials, from the first
+# model-based suggestion (5 trials) on. The designer's use of them, each with the 'all'
+# reading (what they were chosen with): omnipred_priors_late reads the priors in context only
+# (no prior-best points, neither in the pool nor as seeds); omnipred_priors_centre seeds from
+# the space's centre, not the prior studies' best; omnipred_priors_early does that too and
+# suggests by the model from the 3rd trial; omnipred_priors_quick seeds with the prior
+# studies' best (3 here) and then the model; omnipred_priors_top2 takes each prior study's two
+# best (5 seeds all from them here; 6 in the pool).
 _PRIOR_VARIANTS = {
     'omnipred_priors_late': dict(num_prior_centres=0),
     'omnipred_priors_centre': dict(seed_with_prior_best=False),
@@ -76,13 +78,14 @@ _PRIOR_VARIANTS = {
     'omnipred_priors_quick': dict(num_seed_trials_with_priors=3),
     'omnipred_priors_top2': dict(num_prior_centres=2),
 }
+_READ_ALL = dict(relevance=RelevanceConfig(refresh_growth=0.2, prior_studies='all'))
 _SURROGATE_VARIANTS = {
+    'omnipred_priors_all': _READ_ALL,
+    **{name: _READ_ALL for name in _PRIOR_VARIANTS},
     'omnipred_priors_chosen': dict(relevance=RelevanceConfig(refresh_growth=0.2,
                                                              prior_studies='chosen')),
     'omnipred_priors_pooled': dict(relevance=RelevanceConfig(
         refresh_growth=0.2, prior_studies='pooled', prior_min_trials=5)),
-    'omnipred_priors_mixture': dict(relevance=RelevanceConfig(refresh_growth=0.2,
-                                                              prior_studies='mixture')),
 }
 
 

@@ -72,9 +72,13 @@ class LMSurrogateConfig:
   # (shipped weights, adaptive trust region, BBOB `--preset seed0 --designers
   # omnipred_reselect,omnipred_all_parameters`): regret at
   # 10 / 25 / 50 trials 0.118 / 0.051 / 0.029 against 0.131 / 0.079 / 0.037 reading every
-  # parameter.
+  # parameter. With prior studies set, the predictions mix two readings of them equally
+  # (`prior_studies='mixture'`): by measurement (`python -m benchmarks.transfer`, 16 related
+  # left-out studies x 3 seeds) regret at 10 / 20 trials 0.070 / 0.032 against 0.109 / 0.035
+  # reading them only as prior studies ('all'); see docs/design.md.
   relevance: RelevanceConfig | None = attrs.field(
-      factory=lambda: RelevanceConfig(refresh_growth=0.2), kw_only=True)
+      factory=lambda: RelevanceConfig(refresh_growth=0.2, prior_studies='mixture'),
+      kw_only=True)
 
   @checkpoint.validator
   def _check_checkpoint(self, attribute, value):

@@ -210,7 +210,7 @@ def test_family_fraction_needs_a_model_that_reads_prior_studies():
     trainer.TrainConfig(model=TINY, family_fraction=0.5)
 
 
-def _designer(reads_priors: bool = True):
+def _designer(reads_priors: bool = True, relevance=None):
   from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
   from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
   from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
@@ -220,7 +220,7 @@ def _designer(reads_priors: bool = True):
   problem.metric_information.append(
       vz.MetricInformation('loss', goal=vz.ObjectiveMetricGoal.MINIMIZE))
   reg = _regressor() if reads_priors else OmniPredRegressor.from_scratch(TINY, relevance=None)
-  factory = LMSurrogate.factory(LMSurrogateConfig(relevance=None), shared=reg)
+  factory = LMSurrogate.factory(LMSurrogateConfig(relevance=relevance), shared=reg)
   config = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=32, num_samples=4)
   return problem, OmniPredDesigner(problem, seed=0, config=config, surrogate_factory=factory)
 
@@ -236,10 +236,15 @@ def _trials(problem_params, n, metric, value, seed):
   return out
 
 
-def test_the_designer_reads_prior_studies_and_says_which():
+@pytest.mark.parametrize('relevance, pooled', [
+    (None, None),
+    # The default's reading (min_trials above the study's: no parameter choice here): the
+    # study of the same parameters is also pooled, the other is not.
+    (RelevanceConfig(refresh_growth=0.2, prior_studies='mixture', min_trials=50), '12,0')])
+def test_the_designer_reads_prior_studies_and_says_which(relevance, pooled):
   from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
   from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
-  problem, designer = _designer()
+  problem, designer = _designer(relevance=relevance)
   same = _trials({'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: str(r.choice(['adam', 'sgd']))},
                  12, 'loss', lambda p: p['x'] ** 2, 1)
   other_problem = vz.ProblemStatement()
@@ -260,6 +265,7 @@ def test_the_designer_reads_prior_studies_and_says_which():
   md = suggestion.metadata.ns('omnipred')
   assert md['phase'] == 'model'
   assert md['prior_studies'] == 'last_week,other_dataset' and md['prior_trials'] == '12,9'
+  assert md.get('prior_pooled') == pooled
 
 
 def test_prior_studies_best_trials_join_the_pool_and_may_start_the_model_sooner():
