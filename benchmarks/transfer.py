@@ -122,13 +122,13 @@ def raw_path(designer: str, case: str, study: str, seed: int) -> pathlib.Path:
   return RAW / f'{designer}_{case}_{study}_{seed}.json'
 
 
-def jobs(designers) -> list[tuple[str, str, str, str, int]]:
+def jobs(designers, seeds: tuple[int, ...] = SEEDS) -> list[tuple[str, str, str, str, int]]:
   out = []
   for case, study, prior_family in cases():
     for d in designers:
       if case == 'unrelated' and not d.startswith('omnipred'):
         continue  # the control is OmniPred's: with and without the unrelated priors
-      out += [(d, case, study, prior_family, s) for s in SEEDS]
+      out += [(d, case, study, prior_family, s) for s in seeds]
   return out
 
 
@@ -155,11 +155,11 @@ def run_all(todo, checkpoint: str | None, isolate: bool = True) -> None:
   bar.close()
 
 
-def regrets(designers: tuple[str, ...] = DESIGNERS) -> dict:
+def regrets(designers: tuple[str, ...] = DESIGNERS, seeds: tuple[int, ...] = SEEDS) -> dict:
   """(designer, case, study, seed) -> [TRIALS] normalised regret of the runs on disk."""
   studies = {s.name: s for fam in FAMILIES for s in family(fam)}
   out, refs = {}, {}
-  for designer, case, study, _, seed in jobs(designers):
+  for designer, case, study, _, seed in jobs(designers, seeds):
     path = raw_path(designer, case, study, seed)
     if not path.exists():
       continue
@@ -244,12 +244,13 @@ def _settings_table(regret: dict) -> list[str]:
   return lines + ['']
 
 
-def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer') -> str:
+def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer',
+              seeds: tuple[int, ...] = SEEDS) -> str:
   """Writes benchmarks/results/`table`.md and its convergence plot from the runs on disk of
-  `designers`."""
-  regret = regrets(designers)
+  `designers` on `seeds`."""
+  regret = regrets(designers, seeds)
   lines = [f'Transfer benchmark: leave one study out of a family; {TRIALS} trials, seeds '
-           f'{list(SEEDS)}; normalised regret (0 = best known, 1 = median random draw), mean '
+           f'{list(seeds)}; normalised regret (0 = best known, 1 = median random draw), mean '
            '± standard deviation over seeds.', '']
   for case in ('related', 'unrelated'):
     present = [d for d in DESIGNERS if any(k[0] == d and k[1] == case for k in regret)]
@@ -279,6 +280,8 @@ def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer') -
       lines += _comparisons(regret, case, names, present) + ['']
   lines += _settings_table(regret)
   subset = '' if designers == DESIGNERS else f' --designers {",".join(designers)}'
+  if seeds != SEEDS:
+    subset += f' --seeds {",".join(map(str, seeds))}'
   then = '--aggregate' + (f'{subset} --table {table}' if subset else '')
   lines.append(f'Command: `python -m benchmarks.transfer{subset}` (then `{then}`).')
   text = '\n'.join(lines) + '\n'
@@ -316,31 +319,36 @@ def main(argv=None) -> int:
   parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
   parser.add_argument('--job', default=None, help='CASE,STUDY,SEED: run one study here')
   parser.add_argument('--aggregate', action='store_true')
+  parser.add_argument('--seeds', default=','.join(map(str, SEEDS)),
+                      help='comma-separated; other seeds than the default check a setting on '
+                      'runs it was not chosen on')
   parser.add_argument('--table', default=None,
                       help="with --aggregate and --designers: the table's name under "
                       'benchmarks/results (the whole benchmark is `transfer`)')
   args = parser.parse_args(argv)
   designers = tuple(args.designers.split(',')) if args.designers else DESIGNERS
+  seeds = tuple(int(x) for x in args.seeds.split(','))
   unknown = sorted(set(designers) - set(DESIGNERS))
   if unknown:
     parser.error(f'--designers: unknown {unknown}; known: {", ".join(DESIGNERS)}')
   checkpoint = args.checkpoint or str(SHIPPED_TRANSFER)
   if args.job:
     case, study, seed = args.job.split(',')
-    job = [j for j in jobs(tuple((args.designers or '').split(','))[:1])
+    job = [j for j in jobs(tuple((args.designers or '').split(','))[:1], (int(seed),))
            if (j[1], j[2], j[4]) == (case, study, int(seed))]
     if not job:
       raise SystemExit(f'--job {args.job!r}: no such case, study and seed for {args.designers}.')
     run_all(job, checkpoint, isolate=False)
     return 0
-  if args.aggregate and args.designers:
+  if args.aggregate and (args.designers or seeds != SEEDS):
     if not args.table or args.table == 'transfer':
-      parser.error('--aggregate with --designers writes a table of those alone: name it with '
-                   '--table (benchmarks/results/transfer.md is every designer\'s)')
-    print(aggregate(designers, args.table))
+      parser.error('--aggregate with --designers or --seeds writes a table of those alone: '
+                   'name it with --table (benchmarks/results/transfer.md is every designer\'s '
+                   'on the default seeds)')
+    print(aggregate(designers, args.table, seeds))
     return 0
   if not args.aggregate:
-    todo = jobs(designers)
+    todo = jobs(designers, seeds)
     if args.families:
       todo = [j for j in todo if any(j[2].startswith(f'transfer_{f}_')
                                      for f in args.families.split(','))]
