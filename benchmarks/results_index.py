@@ -40,6 +40,8 @@ SECTIONS = (
     ('multi_objective', 'Several objectives'),
     ('chain_rule', 'Several objectives: does reading the earlier ones help'),
     ('transfer', 'Transfer from prior studies'),
+    ('transfer_seeds34', 'Transfer: the prior-study reading on seeds it was not chosen on'),
+    ('transfer_5seeds', 'Transfer: the prior-study reading over five seeds'),
     ('pooled_priors', 'Transfer: reading prior studies as the study\'s own trials'),
     ('concurrency', 'Many workers on one study'),
     ('many_parameters', 'Many parameters'),
