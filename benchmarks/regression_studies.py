@@ -26,6 +26,7 @@ from benchmarks import transfer_families, tuning_studies, tuning_tasks
 from vizier_omnipred import FineTuneConfig, OmniPredRegressor
 from vizier_omnipred.pretraining.corpus import EVAL_SEED_OFFSET
 from vizier_omnipred.pretraining.gp_prior import GPFunction
+from vizier_omnipred.relevance import RelevanceConfig
 
 NUM_TEST = 50  # GP-prior and tuning studies; BBOB studies have 100 (`bbob_studies`)
 BBOB_NUM_TEST = 100
@@ -206,15 +207,17 @@ def sklearn_methods(seed: int) -> dict:
 # The `transfer` set: current-study sizes, and the seed of the left-out study's own random
 # trials (the prior studies' trials come from `transfer_families`, another seed).
 TRANSFER_SIZES = (5, 10, 30)
-TRANSFER_METHODS = ('LM', 'LM + related prior studies', 'GP bandit',
+TRANSFER_METHODS = ('LM', 'LM + related prior studies',
+                    'LM + related prior studies, mixture (the designer\'s reading)', 'GP bandit',
                     'GP bandit + set_priors (stacked residual GPs)')
 _TRANSFER_SEED = 2024
 
 
 def transfer_errors(base: OmniPredRegressor, progress=None) -> dict:
   """Study error at TRANSFER_SIZES current trials on every left-out study of the related
-  families (`transfer_families`): the LM with its family's other studies in context and
-  without, Vizier's GP bandit with `set_priors` and without. -> {(method, n): [errors]}."""
+  families (`transfer_families`): the LM with its family's other studies in context (read as
+  prior studies, or the designer's mixture of that and pooling) and without, Vizier's GP
+  bandit with `set_priors` and without. -> {(method, n): [errors]}."""
   import jax  # pylint: disable=g-import-not-at-top
   from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
   from vizier._src.algorithms.designers import gp_bandit  # pylint: disable=g-import-not-at-top
@@ -237,7 +240,9 @@ def transfer_errors(base: OmniPredRegressor, progress=None) -> dict:
                 for i, (c, v) in enumerate(train)]
       for method in TRANSFER_METHODS:
         if method.startswith('LM'):
-          reg = base.for_new_study()
+          relevance = base.relevance or RelevanceConfig()
+          reg = base.for_new_study(relevance=attrs.evolve(relevance, prior_studies='mixture')
+                                   if 'mixture' in method else 'same')
           reg.condition(train, problem=study.problem,
                         prior_studies=prior_examples if 'prior' in method else ())
           pred = reg.predict(test, num_samples=64).median
