@@ -259,11 +259,11 @@ class OmniPredRegressor:
   def _condition_pooled_reading(self, examples, rows, y, prior_studies, priors) -> None:
     """With `relevance.prior_studies='mixture'`: the second reading, on the same base, whose
     context is the study's trials with every prior study that holds all their parameters
-    pooled into them (y by rank onto the study's range); the other prior studies
-    stay prior studies there. None when no prior study holds them all."""
+    pooled into them (y by rank onto the study's range); the other prior studies stay prior
+    studies there. None when no prior study holds them all."""
     names = {n for r in rows for n in r}  # the parameters the study's trials hold
-    poolable = [k for k, (rows, _) in enumerate(priors)
-                if names <= {n for r in rows for n in r}]
+    poolable = [k for k, (prior_rows, _) in enumerate(priors)
+                if names <= {n for r in prior_rows for n in r}]
     if self.relevance is None or self.relevance.prior_studies != 'mixture' or not poolable:
       self._pooled_reading = None
       return
