@@ -323,8 +323,8 @@ def main(argv=None) -> int:
                       help='comma-separated; other seeds than the default check a setting on '
                       'runs it was not chosen on')
   parser.add_argument('--table', default=None,
-                      help="with --aggregate and --designers: the table's name under "
-                      'benchmarks/results (the whole benchmark is `transfer`)')
+                      help="with --aggregate and --designers or --seeds: the table's name "
+                      'under benchmarks/results (the whole benchmark is `transfer`)')
   args = parser.parse_args(argv)
   designers = tuple(args.designers.split(',')) if args.designers else DESIGNERS
   seeds = tuple(int(x) for x in args.seeds.split(','))

@@ -7,14 +7,15 @@ For every related left-out study of the transfer benchmark (`benchmarks.transfer
 scikit-learn model on other datasets, or other instances of one BBOB function; each prior study
 30 random trials), the shipped transfer checkpoint reads `--sizes` random trials of the study
 (`--draws` draws of them) and predicts the median of 40 other random configurations. Read five
-ways: without the prior studies; with them as prior studies (the designer's default); pooled
+ways: without the prior studies; with them as prior studies (the regressor's default); pooled
 into the study's own trials (each prior study's y mapped by rank onto the range of the study's
 y, `relevance.pooled_values`); each study's way chosen by the held-out likelihood of the
 study's trials (`RelevanceConfig(prior_studies='pooled')`); and an equal mixture of the second
-and third readings' predictive distributions (its median from both readings' quantiles).
-Reported: Spearman's rank correlation of the predicted medians with the true scores, per family
-and overall. If pooling ranks far better where the studies are alike and worse where they are
-not, the choice is what decides whether it helps an optimiser. Writes benchmarks/results/pooled_priors.md.
+and third readings' predictive distributions (`prior_studies='mixture'`, the designer's
+default). Reported: Spearman's rank correlation of the predicted medians with the true scores,
+per family and overall. If pooling ranks far better where the studies are alike and worse where
+they are not, the choice is what decides whether it helps an optimiser. Writes
+benchmarks/results/pooled_priors.md.
 """
 
 from __future__ import annotations
@@ -38,12 +39,9 @@ HELD_OUT = 40  # random configurations whose ranking is scored
 HELD_OUT_SEED = 99
 DRAW_SEED = 100  # the study's trials: draw k from seed DRAW_SEED + k
 READINGS = ('none', 'prior studies', 'pooled', 'chosen (pooled allowed)', 'mixture')
-# The mixture's median: the median of both readings' quantiles at these (equally spaced) levels,
-# i.e. of an equal-weight mixture of the two predictive distributions.
-MIXTURE_OF = ('prior studies', 'pooled')
-MIXTURE_LEVELS = tuple((k + 0.5) / 16 for k in range(16))
 # The designer's first model-based suggestion reads 5 trials: the choice starts there.
 CHOSEN = RelevanceConfig(prior_studies='pooled', prior_min_trials=5)
+MIXTURE = RelevanceConfig(prior_studies='mixture')
 
 
 def _examples(trials) -> list[tuple[dict, float]]:
@@ -51,10 +49,9 @@ def _examples(trials) -> list[tuple[dict, float]]:
           for t in trials]
 
 
-def _predicted_quantiles(base: OmniPredRegressor, reading: str, task, current, priors,
-                         queries) -> np.ndarray:
-  """[n, 1 + len(MIXTURE_LEVELS)]: the median, then the mixture's levels."""
-  reg = base.for_new_study(relevance=CHOSEN if reading.startswith('chosen') else 'same')
+def _predicted_medians(base: OmniPredRegressor, reading: str, task, current, priors, queries):
+  relevance = {'chosen (pooled allowed)': CHOSEN, 'mixture': MIXTURE}.get(reading, 'same')
+  reg = base.for_new_study(relevance=relevance)
   reg.set_study(task.problem)
   if reading == 'none':
     reg.condition(current)
@@ -65,18 +62,7 @@ def _predicted_quantiles(base: OmniPredRegressor, reading: str, task, current, p
     reg.condition(list(zip(rows, y)) + current)
   else:
     reg.condition(current, prior_studies=priors)
-  return reg.quantiles(queries, (0.5,) + MIXTURE_LEVELS)
-
-
-def _predicted_medians(base: OmniPredRegressor, task, current, priors, queries
-                       ) -> dict[str, np.ndarray]:
-  """Each reading's predicted medians of `queries`."""
-  out = {r: _predicted_quantiles(base, r, task, current, priors, queries)
-         for r in READINGS if r != 'mixture'}
-  medians = {r: q[:, 0] for r, q in out.items()}
-  medians['mixture'] = np.median(np.concatenate([out[r][:, 1:] for r in MIXTURE_OF], axis=1),
-                                 axis=1)
-  return medians
+  return reg.quantiles(queries, [0.5])[:, 0]
 
 
 def main(argv=None) -> int:
@@ -106,8 +92,8 @@ def main(argv=None) -> int:
         bar.update()
         if len({v for _, v in current}) < 2:
           continue  # the model reads y by its spread
-        for reading, median in _predicted_medians(base, task, current, priors,
-                                                  queries).items():
+        for reading in READINGS:
+          median = _predicted_medians(base, reading, task, current, priors, queries)
           rho.setdefault((prior_family, n, reading), []).append(
               float(spearmanr(median, truth).correlation))
   bar.close()
