@@ -15,10 +15,12 @@ family (SVM <- k-NN <- boosting <- SVM): they share no parameter.
 Designers: OmniPred without and with prior studies (`set_priors`; weights trained with them:
 the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_late`, `omnipred_priors_centre`, `omnipred_priors_early`,
-`omnipred_priors_quick`, `omnipred_priors_top2`, `omnipred_priors_chosen` and
-`omnipred_priors_pooled` are the designer's prior-study settings measured against its
-defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs; related
-families only: it needs one search space), and random search. 30 trials, seeds 0-2.
+`omnipred_priors_quick`, `omnipred_priors_top2`, `omnipred_priors_chosen`,
+`omnipred_priors_pooled`, `omnipred_priors_mix_quick` and `omnipred_priors_mix_top2` are the
+designer's prior-study settings measured against its defaults), Vizier's GP bandit without
+and with its `set_priors` (stacked residual GPs; related families only: it needs one search
+space), and random search. 30 trials, seeds 0-2 (`--seeds` for others; `--cases related`
+leaves out the unrelated control).
 Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
 64 random configurations), at 10 and 20 trials.
 Raw runs under benchmarks/results/raw/transfer/ (ignored by git); tables to
@@ -54,7 +56,8 @@ MARKS = (10, 20)
 DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_priors_late',
              'omnipred_priors_early', 'omnipred_priors_centre', 'omnipred_priors_quick',
              'omnipred_priors_top2', 'omnipred_priors_chosen', 'omnipred_priors_pooled',
-             'gp_bandit', 'gp_bandit_priors', 'random')
+             'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'gp_bandit',
+             'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -70,18 +73,22 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # the space's centre, not the prior studies' best; omnipred_priors_early does that too and
 # suggests by the model from the 3rd trial; omnipred_priors_quick seeds with the prior
 # studies' best (3 here) and then the model; omnipred_priors_top2 takes each prior study's two
-# best (5 seeds all from them here; 6 in the pool).
+# best (5 seeds all from them here; 6 in the pool). omnipred_priors_mix_quick and
+# omnipred_priors_mix_top2 are _quick and _top2 with the default (mixture) reading.
 _PRIOR_VARIANTS = {
     'omnipred_priors_late': dict(num_prior_centres=0),
     'omnipred_priors_centre': dict(seed_with_prior_best=False),
     'omnipred_priors_early': dict(num_seed_trials_with_priors=2, seed_with_prior_best=False),
     'omnipred_priors_quick': dict(num_seed_trials_with_priors=3),
     'omnipred_priors_top2': dict(num_prior_centres=2),
+    'omnipred_priors_mix_quick': dict(num_seed_trials_with_priors=3),
+    'omnipred_priors_mix_top2': dict(num_prior_centres=2),
 }
+_MIXTURE_READING = ('omnipred_priors_mix_quick', 'omnipred_priors_mix_top2')
 _READ_ALL = dict(relevance=RelevanceConfig(refresh_growth=0.2, prior_studies='all'))
 _SURROGATE_VARIANTS = {
     'omnipred_priors_all': _READ_ALL,
-    **{name: _READ_ALL for name in _PRIOR_VARIANTS},
+    **{name: _READ_ALL for name in _PRIOR_VARIANTS if name not in _MIXTURE_READING},
     'omnipred_priors_chosen': dict(relevance=RelevanceConfig(refresh_growth=0.2,
                                                              prior_studies='chosen')),
     'omnipred_priors_pooled': dict(relevance=RelevanceConfig(
@@ -316,6 +323,8 @@ def main(argv=None) -> int:
                       'transfer checkpoint, checkpoints.SHIPPED_TRANSFER)')
   parser.add_argument('--designers', default=None, help='comma-separated subset')
   parser.add_argument('--families', default=None, help='comma-separated subset')
+  parser.add_argument('--cases', default=None,
+                      help='comma-separated subset of related,unrelated (default: both)')
   parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
   parser.add_argument('--job', default=None, help='CASE,STUDY,SEED: run one study here')
   parser.add_argument('--aggregate', action='store_true')
@@ -352,6 +361,12 @@ def main(argv=None) -> int:
     if args.families:
       todo = [j for j in todo if any(j[2].startswith(f'transfer_{f}_')
                                      for f in args.families.split(','))]
+    if args.cases:
+      known = {c for c, _, _ in cases()}
+      wanted = set(args.cases.split(','))
+      if wanted - known:
+        parser.error(f'--cases: unknown {sorted(wanted - known)}; known: {sorted(known)}')
+      todo = [j for j in todo if j[1] in wanted]
     i, n = map(int, args.shard.split('/'))
     run_all(todo[i::n], checkpoint)
   print(aggregate())
