@@ -16,11 +16,11 @@ Designers: OmniPred without and with prior studies (`set_priors`; weights traine
 the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_late`, `omnipred_priors_centre`, `omnipred_priors_early`,
 `omnipred_priors_quick`, `omnipred_priors_top2`, `omnipred_priors_chosen`,
-`omnipred_priors_pooled`, `omnipred_priors_mix_quick` and `omnipred_priors_mix_top2` are the
-designer's prior-study settings measured against its defaults), Vizier's GP bandit without
-and with its `set_priors` (stacked residual GPs; related families only: it needs one search
-space), and random search. 30 trials, seeds 0-2 (`--seeds` for others; `--cases related`
-leaves out the unrelated control).
+`omnipred_priors_pooled`, `omnipred_priors_mix_quick`, `omnipred_priors_mix_top2` and
+`omnipred_priors_ucb75` are the designer's prior-study settings measured against its
+defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs; related
+families only: it needs one search space), and random search. 30 trials, seeds 0-2
+(`--seeds` for others; `--cases related` leaves out the unrelated control).
 Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
 64 random configurations), at 10 and 20 trials.
 Raw runs under benchmarks/results/raw/transfer/ (ignored by git); tables to
@@ -44,6 +44,7 @@ from vizier import algorithms as vza  # noqa: E402
 from benchmarks import designer_zoo, run_store, transfer_families, tuning_tasks  # noqa: E402
 from benchmarks.transfer_families import FAMILIES, cases, family  # noqa: E402
 from benchmarks.comparisons import regret_panel, save_grid  # noqa: E402
+from designers.acquisition import UCB  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 from vizier_omnipred.checkpoints import SHIPPED_TRANSFER  # noqa: E402
 from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
@@ -56,7 +57,8 @@ MARKS = (10, 20)
 DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_priors_late',
              'omnipred_priors_early', 'omnipred_priors_centre', 'omnipred_priors_quick',
              'omnipred_priors_top2', 'omnipred_priors_chosen', 'omnipred_priors_pooled',
-             'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'gp_bandit',
+             'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'omnipred_priors_ucb75',
+             'gp_bandit',
              'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
@@ -74,7 +76,8 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # suggests by the model from the 3rd trial; omnipred_priors_quick seeds with the prior
 # studies' best (3 here) and then the model; omnipred_priors_top2 takes each prior study's two
 # best (5 seeds all from them here; 6 in the pool). omnipred_priors_mix_quick and
-# omnipred_priors_mix_top2 are _quick and _top2 with the default (mixture) reading.
+# omnipred_priors_mix_top2 are _quick and _top2 with the default (mixture) reading;
+# omnipred_priors_ucb75 is the default with less optimism (UCB at the 0.75 quantile).
 _PRIOR_VARIANTS = {
     'omnipred_priors_late': dict(num_prior_centres=0),
     'omnipred_priors_centre': dict(seed_with_prior_best=False),
@@ -83,8 +86,10 @@ _PRIOR_VARIANTS = {
     'omnipred_priors_top2': dict(num_prior_centres=2),
     'omnipred_priors_mix_quick': dict(num_seed_trials_with_priors=3),
     'omnipred_priors_mix_top2': dict(num_prior_centres=2),
+    'omnipred_priors_ucb75': dict(acquisition=UCB(quantile=0.75)),
 }
-_MIXTURE_READING = ('omnipred_priors_mix_quick', 'omnipred_priors_mix_top2')
+_MIXTURE_READING = ('omnipred_priors_mix_quick', 'omnipred_priors_mix_top2',
+                    'omnipred_priors_ucb75')
 _READ_ALL = dict(relevance=RelevanceConfig(refresh_growth=0.2, prior_studies='all'))
 _SURROGATE_VARIANTS = {
     'omnipred_priors_all': _READ_ALL,
