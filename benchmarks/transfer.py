@@ -58,8 +58,7 @@ DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_pri
              'omnipred_priors_early', 'omnipred_priors_centre', 'omnipred_priors_quick',
              'omnipred_priors_top2', 'omnipred_priors_chosen', 'omnipred_priors_pooled',
              'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'omnipred_priors_ucb75',
-             'gp_bandit',
-             'gp_bandit_priors', 'random')
+             'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -329,7 +328,8 @@ def main(argv=None) -> int:
   parser.add_argument('--designers', default=None, help='comma-separated subset')
   parser.add_argument('--families', default=None, help='comma-separated subset')
   parser.add_argument('--cases', default=None,
-                      help='comma-separated subset of related,unrelated (default: both)')
+                      help='runs only: comma-separated subset of related,unrelated (default: '
+                      'both)')
   parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
   parser.add_argument('--job', default=None, help='CASE,STUDY,SEED: run one study here')
   parser.add_argument('--aggregate', action='store_true')
@@ -345,6 +345,13 @@ def main(argv=None) -> int:
   unknown = sorted(set(designers) - set(DESIGNERS))
   if unknown:
     parser.error(f'--designers: unknown {unknown}; known: {", ".join(DESIGNERS)}')
+  if args.cases:
+    known = {c for c, _, _ in cases()}
+    wanted = set(args.cases.split(','))
+    if wanted - known:
+      parser.error(f'--cases: unknown {sorted(wanted - known)}; known: {sorted(known)}')
+    if args.aggregate:
+      parser.error('--cases chooses the studies to run; --aggregate tables every case')
   checkpoint = args.checkpoint or str(SHIPPED_TRANSFER)
   if args.job:
     case, study, seed = args.job.split(',')
@@ -367,11 +374,7 @@ def main(argv=None) -> int:
       todo = [j for j in todo if any(j[2].startswith(f'transfer_{f}_')
                                      for f in args.families.split(','))]
     if args.cases:
-      known = {c for c, _, _ in cases()}
-      wanted = set(args.cases.split(','))
-      if wanted - known:
-        parser.error(f'--cases: unknown {sorted(wanted - known)}; known: {sorted(known)}')
-      todo = [j for j in todo if j[1] in wanted]
+      todo = [j for j in todo if j[1] in args.cases.split(',')]
     i, n = map(int, args.shard.split('/'))
     run_all(todo[i::n], checkpoint)
   print(aggregate())

@@ -73,6 +73,7 @@ def test_a_bad_candidate_flag_is_named(tmp_path, spec, message):
     (['--aggregate', '--designers', 'omnipred', '--table', 'transfer'], 'name it with --table'),
     (['--aggregate', '--seeds', '3,4'], 'name it with --table'),
     (['--designers', 'omnipred', '--cases', 'related,bogus'], r"--cases: unknown \['bogus'\]"),
+    (['--aggregate', '--cases', 'related'], '--cases chooses the studies to run'),
 ])
 def test_transfer_flags_that_would_misname_or_overwrite_a_table_are_refused(argv, message, capsys):
   """A designer subset aggregates into a table of its own: never over the whole benchmark's."""
