@@ -87,12 +87,13 @@ _PRIOR_VARIANTS = {
     'omnipred_priors_mix_top2': dict(num_prior_centres=2),
     'omnipred_priors_ucb75': dict(acquisition=UCB(quantile=0.75)),
 }
-_MIXTURE_READING = ('omnipred_priors_mix_quick', 'omnipred_priors_mix_top2',
-                    'omnipred_priors_ucb75')
+# The settings chosen with the 'all' reading keep it; the others read the default mixture.
+_CHOSEN_WITH_ALL = ('omnipred_priors_late', 'omnipred_priors_centre', 'omnipred_priors_early',
+                    'omnipred_priors_quick', 'omnipred_priors_top2')
 _READ_ALL = dict(relevance=RelevanceConfig(refresh_growth=0.2, prior_studies='all'))
 _SURROGATE_VARIANTS = {
     'omnipred_priors_all': _READ_ALL,
-    **{name: _READ_ALL for name in _PRIOR_VARIANTS if name not in _MIXTURE_READING},
+    **{name: _READ_ALL for name in _CHOSEN_WITH_ALL},
     'omnipred_priors_chosen': dict(relevance=RelevanceConfig(refresh_growth=0.2,
                                                              prior_studies='chosen')),
     'omnipred_priors_pooled': dict(relevance=RelevanceConfig(
@@ -345,11 +346,11 @@ def main(argv=None) -> int:
   unknown = sorted(set(designers) - set(DESIGNERS))
   if unknown:
     parser.error(f'--designers: unknown {unknown}; known: {", ".join(DESIGNERS)}')
-  if args.cases:
+  wanted_cases = set(args.cases.split(',')) if args.cases else None
+  if wanted_cases:
     known = {c for c, _, _ in cases()}
-    wanted = set(args.cases.split(','))
-    if wanted - known:
-      parser.error(f'--cases: unknown {sorted(wanted - known)}; known: {sorted(known)}')
+    if wanted_cases - known:
+      parser.error(f'--cases: unknown {sorted(wanted_cases - known)}; known: {sorted(known)}')
     if args.aggregate:
       parser.error('--cases chooses the studies to run; --aggregate tables every case')
   checkpoint = args.checkpoint or str(SHIPPED_TRANSFER)
@@ -373,8 +374,8 @@ def main(argv=None) -> int:
     if args.families:
       todo = [j for j in todo if any(j[2].startswith(f'transfer_{f}_')
                                      for f in args.families.split(','))]
-    if args.cases:
-      todo = [j for j in todo if j[1] in args.cases.split(',')]
+    if wanted_cases:
+      todo = [j for j in todo if j[1] in wanted_cases]
     i, n = map(int, args.shard.split('/'))
     run_all(todo[i::n], checkpoint)
   print(aggregate())
