@@ -20,7 +20,8 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_ucb75` are the designer's prior-study settings measured against its
 defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs; related
 families only: it needs one search space), and random search. 30 trials, seeds 0-2
-(`--seeds` for others; `--cases related` leaves out the unrelated control).
+(`--seeds` for others; `--cases related` leaves out the unrelated control, in runs and
+tables).
 Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
 64 random configurations), at 10 and 20 trials.
 Raw runs under benchmarks/results/raw/transfer/ (ignored by git); tables to
@@ -42,7 +43,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from vizier import algorithms as vza  # noqa: E402
 
 from benchmarks import designer_zoo, run_store, transfer_families, tuning_tasks  # noqa: E402
-from benchmarks.transfer_families import FAMILIES, cases, family  # noqa: E402
+from benchmarks.transfer_families import CASES, FAMILIES, cases, family  # noqa: E402
 from benchmarks.comparisons import regret_panel, save_grid  # noqa: E402
 from designers.acquisition import UCB  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
@@ -234,14 +235,14 @@ def _settings_table(regret: dict) -> list[str]:
               and any(k[0] == d for k in regret)]
   if not variants:
     return []
-  cases = ('related', 'unrelated')
+  shown = [c for c in CASES if any(k[1] == c for k in regret)]
   lines = ['### OmniPred\'s prior-study settings against no priors', '',
            '| designer | ' + ' | '.join(f'{c} @ {" / ".join(map(str, MARKS))} | below no priors'
-                                        for c in cases) + ' |',
-           '|---|' + '---|---|' * len(cases)]
+                                        for c in shown) + ' |',
+           '|---|' + '---|---|' * len(shown)]
   for d in ['omnipred'] + variants:
     cells = []
-    for case in cases:
+    for case in shown:
       names = sorted({k[2] for k in regret if k[1] == case and k[0] == d})
       if not names:
         cells += ['-', '-']
@@ -257,14 +258,14 @@ def _settings_table(regret: dict) -> list[str]:
 
 
 def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer',
-              seeds: tuple[int, ...] = SEEDS) -> str:
+              seeds: tuple[int, ...] = SEEDS, case_subset: tuple[str, ...] = CASES) -> str:
   """Writes benchmarks/results/`table`.md and its convergence plot from the runs on disk of
-  `designers` on `seeds`."""
-  regret = regrets(designers, seeds)
+  `designers` on `seeds`, the left-out studies of `case_subset`."""
+  regret = {k: v for k, v in regrets(designers, seeds).items() if k[1] in case_subset}
   lines = [f'Transfer benchmark: leave one study out of a family; {TRIALS} trials, seeds '
            f'{list(seeds)}; normalised regret (0 = best known, 1 = median random draw), mean '
            '± standard deviation over seeds.', '']
-  for case in ('related', 'unrelated'):
+  for case in CASES:
     present = [d for d in DESIGNERS if any(k[0] == d and k[1] == case for k in regret)]
     if not present:
       continue
@@ -294,6 +295,8 @@ def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer',
   subset = '' if designers == DESIGNERS else f' --designers {",".join(designers)}'
   if seeds != SEEDS:
     subset += f' --seeds {",".join(map(str, seeds))}'
+  if case_subset != CASES:
+    subset += f' --cases {",".join(case_subset)}'
   then = '--aggregate' + (f'{subset} --table {table}' if subset else '')
   lines.append(f'Command: `python -m benchmarks.transfer{subset}` (then `{then}`).')
   text = '\n'.join(lines) + '\n'
@@ -307,7 +310,7 @@ def plot(regret: dict, path: pathlib.Path) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  panels = [(case, fam) for case in ('related', 'unrelated') for fam in FAMILIES
+  panels = [(case, fam) for case in CASES for fam in FAMILIES
             if any(k[1] == case and k[2].startswith(f'transfer_{fam}') for k in regret)]
   if not panels:
     return
@@ -329,8 +332,7 @@ def main(argv=None) -> int:
   parser.add_argument('--designers', default=None, help='comma-separated subset')
   parser.add_argument('--families', default=None, help='comma-separated subset')
   parser.add_argument('--cases', default=None,
-                      help='runs only: comma-separated subset of related,unrelated (default: '
-                      'both)')
+                      help='comma-separated subset of related,unrelated (default: both)')
   parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
   parser.add_argument('--job', default=None, help='CASE,STUDY,SEED: run one study here')
   parser.add_argument('--aggregate', action='store_true')
@@ -351,8 +353,6 @@ def main(argv=None) -> int:
     known = {c for c, _, _ in cases()}
     if wanted_cases - known:
       parser.error(f'--cases: unknown {sorted(wanted_cases - known)}; known: {sorted(known)}')
-    if args.aggregate:
-      parser.error('--cases chooses the studies to run; --aggregate tables every case')
   checkpoint = args.checkpoint or str(SHIPPED_TRANSFER)
   if args.job:
     case, study, seed = args.job.split(',')
@@ -362,12 +362,13 @@ def main(argv=None) -> int:
       raise SystemExit(f'--job {args.job!r}: no such case, study and seed for {args.designers}.')
     run_all(job, checkpoint, isolate=False)
     return 0
-  if args.aggregate and (args.designers or seeds != SEEDS):
+  if args.aggregate and (args.designers or seeds != SEEDS or wanted_cases):
     if not args.table or args.table == 'transfer':
-      parser.error('--aggregate with --designers or --seeds writes a table of those alone: '
-                   'name it with --table (benchmarks/results/transfer.md is every designer\'s '
-                   'on the default seeds)')
-    print(aggregate(designers, args.table, seeds))
+      parser.error('--aggregate with --designers, --seeds or --cases writes a table of those '
+                   'alone: name it with --table (benchmarks/results/transfer.md is every '
+                   'designer\'s on the default seeds and both cases)')
+    print(aggregate(designers, args.table, seeds,
+                    tuple(c for c in CASES if not wanted_cases or c in wanted_cases)))
     return 0
   if not args.aggregate:
     todo = jobs(designers, seeds)

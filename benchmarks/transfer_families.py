@@ -14,6 +14,9 @@ PRIOR_TRIALS = 30
 _PRIOR_SEED = 777
 DATASETS = ('breast_cancer', 'wine', 'digits', 'iris')
 FAMILIES = ('svm', 'knn', 'hgb', 'ellipsoidal')
+# Each left-out study is run with its own family's other studies as priors ('related'), and
+# (the scikit-learn families) with another family's ('unrelated', the control).
+CASES = ('related', 'unrelated')
 # The unrelated control: each scikit-learn family reads another's studies.
 CONTROL = {'svm': 'knn', 'knn': 'hgb', 'hgb': 'svm'}
 # BBOB instances: (shift of the optimum in each coordinate, output scale, output offset).
@@ -100,9 +103,9 @@ def cases() -> list[tuple[str, str, str]]:
   out = []
   for fam in FAMILIES:
     for study in family(fam):
-      out.append(('related', study.name, fam))
+      out.append((CASES[0], study.name, fam))
       if fam in CONTROL:
-        out.append(('unrelated', study.name, CONTROL[fam]))
+        out.append((CASES[1], study.name, CONTROL[fam]))
   return out
 
 

@@ -73,7 +73,7 @@ def test_a_bad_candidate_flag_is_named(tmp_path, spec, message):
     (['--aggregate', '--designers', 'omnipred', '--table', 'transfer'], 'name it with --table'),
     (['--aggregate', '--seeds', '3,4'], 'name it with --table'),
     (['--designers', 'omnipred', '--cases', 'related,bogus'], r"--cases: unknown \['bogus'\]"),
-    (['--aggregate', '--cases', 'related'], '--cases chooses the studies to run'),
+    (['--aggregate', '--cases', 'related'], 'name it with --table'),
 ])
 def test_transfer_flags_that_would_misname_or_overwrite_a_table_are_refused(argv, message, capsys):
   """A designer subset aggregates into a table of its own: never over the whole benchmark's."""
@@ -84,3 +84,26 @@ def test_transfer_flags_that_would_misname_or_overwrite_a_table_are_refused(argv
     transfer.main(argv)
   assert re.search(message, capsys.readouterr().err)
   assert table.read_text() == before
+
+
+def test_a_transfer_table_of_one_case_tables_that_case_alone(tmp_path, monkeypatch):
+  """`--aggregate --cases related --table NAME`: seeds run on the related studies only are
+  tabled without an unrelated section made of other seeds."""
+  from benchmarks import transfer, tuning_tasks  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(transfer, 'RAW', tmp_path / 'raw')
+  monkeypatch.setattr(transfer, 'RESULTS', tmp_path / 'results')
+  monkeypatch.setattr(tuning_tasks, 'CACHE', tmp_path / 'cache')
+  transfer.RAW.mkdir()
+  for designer, best in (('omnipred', 0.90), ('omnipred_priors', 0.95)):
+    for case in transfer.CASES:
+      values = [0.5 + (best - 0.5) * k / transfer.TRIALS for k in range(transfer.TRIALS)]
+      transfer.raw_path(designer, case, 'transfer_knn_iris', 0).write_text(
+          json.dumps({'values': values}))
+  designers = ('omnipred', 'omnipred_priors')
+  both = transfer.aggregate(designers, 'both', (0,))
+  related = transfer.aggregate(designers, 'related_only', (0,), ('related',))
+  assert '### Prior studies: unrelated' in both
+  assert '### Prior studies: related' in related
+  assert 'unrelated' not in related
+  assert '--cases related --table related_only' in related
+  assert (transfer.RESULTS / 'related_only.md').read_text() == related
