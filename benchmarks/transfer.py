@@ -86,7 +86,7 @@ _PRIOR_VARIANTS = {
     'omnipred_priors_top2': dict(num_prior_centres=2),
     'omnipred_priors_mix_quick': dict(num_seed_trials_with_priors=3),
     'omnipred_priors_mix_top2': dict(num_prior_centres=2),
-    'omnipred_priors_ucb75': dict(acquisition=UCB(quantile=0.75)),
+    'omnipred_priors_ucb75': dict(acquisition_with_priors=UCB(quantile=0.75)),
 }
 # The settings chosen with the 'all' reading keep it; the others read the default mixture.
 _CHOSEN_WITH_ALL = ('omnipred_priors_late', 'omnipred_priors_centre', 'omnipred_priors_early',

@@ -6,6 +6,7 @@ from __future__ import annotations
 import attrs
 
 from designers import acquisition
+from designers.acquisition import Acquisition, resolve  # the field `acquisition` hides the module
 from designers.acquisition_search import AcquisitionOptimizer, RankPool
 from designers.trust_region import TrustRegionConfig
 from designers.warping import WARPS
@@ -48,6 +49,13 @@ class OmniPredDesignerConfig:
   # UCB (the 0.9 quantile) for one objective, EHVI for several (docs/design.md).
   acquisition: acquisition.Acquisition | None = attrs.field(
       default=None, kw_only=True, converter=acquisition.resolve)
+  # With prior studies set (`set_priors`): the acquisition used instead (None: `acquisition`).
+  # Less optimism may fit a model that has read related sweeps: UCB at the 0.75 quantile
+  # (`omnipred_priors_ucb75` in `python -m benchmarks.transfer`) is lower than the default on
+  # the related studies over ten seeds, measured on seeds it was not chosen on too
+  # (docs/design.md); not yet the default, which the unrelated control has still to show.
+  acquisition_with_priors: Acquisition | None = attrs.field(
+      default=None, kw_only=True, converter=resolve, metadata=PRIORS_ONLY)
   # 'auto': ranks in a flat space, the values themselves (an affine map) in a conditional one.
   # Measured (README): a conditional space's branches sit on their own levels, and ranks blow a
   # plateau's tiny differences (ridge's alpha at the 4th decimal) up to the whole range, so

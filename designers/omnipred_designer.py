@@ -102,6 +102,10 @@ class OmniPredDesigner(vza.Designer):
     prior_studies_lib.check_readable(self._objectives.surrogates, chained=(
         self._config.joint_objectives and len(self._infos) > 1))
     self._priors = prior_studies_lib.named(prior_studies, names)
+    with_priors = self._config.acquisition_with_priors
+    self._acquisition = acquisition.for_problem(
+        with_priors if self._priors and with_priors is not None else self._config.acquisition,
+        len(self._infos), bool(self._safety.metrics))
     self._prior_best = self._space.to_unit(prior_studies_lib.best_trials(
         self._priors, self._infos[0], self._config.num_prior_centres, self._space.names),
         foreign=True)

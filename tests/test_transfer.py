@@ -210,7 +210,7 @@ def test_family_fraction_needs_a_model_that_reads_prior_studies():
     trainer.TrainConfig(model=TINY, family_fraction=0.5)
 
 
-def _designer(reads_priors: bool = True, relevance=None):
+def _designer(reads_priors: bool = True, relevance=None, **config):
   from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
   from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
   from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
@@ -221,7 +221,7 @@ def _designer(reads_priors: bool = True, relevance=None):
       vz.MetricInformation('loss', goal=vz.ObjectiveMetricGoal.MINIMIZE))
   reg = _regressor() if reads_priors else OmniPredRegressor.from_scratch(TINY, relevance=None)
   factory = LMSurrogate.factory(LMSurrogateConfig(relevance=relevance), shared=reg)
-  config = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=32, num_samples=4)
+  config = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=32, num_samples=4, **config)
   return problem, OmniPredDesigner(problem, seed=0, config=config, surrogate_factory=factory)
 
 
@@ -266,6 +266,26 @@ def test_the_designer_reads_prior_studies_and_says_which(relevance, pooled):
   assert md['phase'] == 'model'
   assert md['prior_studies'] == 'last_week,other_dataset' and md['prior_trials'] == '12,9'
   assert md.get('prior_pooled') == pooled
+
+
+def test_with_prior_studies_set_the_designer_scores_with_their_acquisition():
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  draws = {'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: str(r.choice(['adam', 'sgd']))}
+  problem, designer = _designer(acquisition='ei', acquisition_with_priors='pi')
+  del problem
+  for trial in _trials(draws, 4, 'loss', lambda p: p['x'] ** 2, 3):
+    designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
+  chosen = lambda: designer.suggest(1)[0].metadata.ns('omnipred')['acquisition']
+  assert chosen() == 'ei'
+  designer.set_priors([vza.CompletedTrials(_trials(draws, 8, 'loss', lambda p: p['x'] ** 2, 1))])
+  assert chosen() == 'pi'
+  designer.set_priors([])  # none set: the study's own again
+  assert chosen() == 'ei'
+  _, plain = _designer(acquisition='ei')  # not set: the study's own with priors too
+  for trial in _trials(draws, 4, 'loss', lambda p: p['x'] ** 2, 3):
+    plain.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
+  plain.set_priors([vza.CompletedTrials(_trials(draws, 8, 'loss', lambda p: p['x'] ** 2, 1))])
+  assert plain.suggest(1)[0].metadata.ns('omnipred')['acquisition'] == 'ei'
 
 
 def test_prior_studies_best_trials_join_the_pool_and_may_start_the_model_sooner():
