@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import attrs
 
-from designers import acquisition
-from designers.acquisition import Acquisition, resolve  # the field `acquisition` hides the module
+from designers.acquisition import Acquisition, resolve  # a field named `acquisition` below
 from designers.acquisition_search import AcquisitionOptimizer, RankPool
 from designers.trust_region import TrustRegionConfig
 from designers.warping import WARPS
@@ -47,8 +46,7 @@ class OmniPredDesignerConfig:
   num_samples: int = attrs.field(default=16, kw_only=True)
   # An `acquisition.Acquisition` or its name ('ucb', 'ei', 'pi', 'thompson', 'ehvi'); None:
   # UCB (the 0.9 quantile) for one objective, EHVI for several (docs/design.md).
-  acquisition: acquisition.Acquisition | None = attrs.field(
-      default=None, kw_only=True, converter=acquisition.resolve)
+  acquisition: Acquisition | None = attrs.field(default=None, kw_only=True, converter=resolve)
   # With prior studies set (`set_priors`): the acquisition used instead (None: `acquisition`).
   # Less optimism may fit a model that has read related sweeps: UCB at the 0.75 quantile
   # (`omnipred_priors_ucb75` in `python -m benchmarks.transfer`) is lower than the default on

@@ -77,8 +77,7 @@ class OmniPredDesigner(vza.Designer):
                                                  surrogate_factory, config.joint_objectives)
     self._safety = (SafetyConstraints.from_problem(problem, factory) if factory
                     else SafetyConstraints([], []))
-    self._acquisition = acquisition.for_problem(config.acquisition, len(self._infos),
-                                                bool(self._safety.metrics))
+    self._acquisition = self._chosen_acquisition(with_priors=False)
     self._record = StudyRecord(problem, self._infos, self._warps, self._safety)
     self._region = TrustRegion(config.trust_region)
     self._seconds_per_candidate: float | None = None
@@ -102,13 +101,17 @@ class OmniPredDesigner(vza.Designer):
     prior_studies_lib.check_readable(self._objectives.surrogates, chained=(
         self._config.joint_objectives and len(self._infos) > 1))
     self._priors = prior_studies_lib.named(prior_studies, names)
-    with_priors = self._config.acquisition_with_priors
-    self._acquisition = acquisition.for_problem(
-        with_priors if self._priors and with_priors is not None else self._config.acquisition,
-        len(self._infos), bool(self._safety.metrics))
+    self._acquisition = self._chosen_acquisition(with_priors=bool(self._priors))
     self._prior_best = self._space.to_unit(prior_studies_lib.best_trials(
         self._priors, self._infos[0], self._config.num_prior_centres, self._space.names),
         foreign=True)
+
+  def _chosen_acquisition(self, with_priors: bool) -> acquisition.Acquisition:
+    """The config's acquisition (`acquisition_with_priors` once prior studies are set, when
+    given) for this problem's objectives and safety metrics."""
+    chosen = self._config.acquisition_with_priors if with_priors else None
+    return acquisition.for_problem(chosen if chosen is not None else self._config.acquisition,
+                                   len(self._infos), bool(self._safety.metrics))
 
   @property
   def surrogate(self) -> Surrogate:

@@ -271,8 +271,7 @@ def test_the_designer_reads_prior_studies_and_says_which(relevance, pooled):
 def test_with_prior_studies_set_the_designer_scores_with_their_acquisition():
   from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
   draws = {'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: str(r.choice(['adam', 'sgd']))}
-  problem, designer = _designer(acquisition='ei', acquisition_with_priors='pi')
-  del problem
+  _, designer = _designer(acquisition='ei', acquisition_with_priors='pi')
   for trial in _trials(draws, 4, 'loss', lambda p: p['x'] ** 2, 3):
     designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
   chosen = lambda: designer.suggest(1)[0].metadata.ns('omnipred')['acquisition']

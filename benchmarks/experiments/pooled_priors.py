@@ -17,9 +17,9 @@ Spearman's correlation between the study's y and what the prior studies alone (p
 the study's trials in context) predict for its trials: equal when they rank them no better than
 chance, all pooled when they rank them perfectly (a ranking judge of transfer, as the ranking
 loss weighs prior models in Feurer et al. 2018's RGPE). Reported: Spearman's rank correlation
-of the predicted medians with the true scores, per family and overall. If pooling ranks far better where the studies are alike and worse where
-they are not, the choice is what decides whether it helps an optimiser. Writes
-benchmarks/results/pooled_priors.md.
+of the predicted medians with the true scores, per family and overall. If pooling ranks far
+better where the studies are alike and worse where they are not, the choice is what decides
+whether it helps an optimiser. Writes benchmarks/results/pooled_priors.md.
 """
 
 from __future__ import annotations
