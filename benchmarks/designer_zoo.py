@@ -109,34 +109,42 @@ def signature_of(name: str, candidates: dict[str, str] | None = None) -> str | N
     return None
   from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(checkpoint_of(name, candidates) or checkpoints.SHIPPED)
-  designer, surrogate = omnipred_configs(name, candidates)
-  return hashlib.sha256(path.read_bytes() + config_text(designer, surrogate).encode()
-                        ).hexdigest()[:16]
+  return signature(path, *omnipred_configs(name, candidates))
 
 
-def config_text(designer, surrogate) -> str:
-  """The configs as a signature reads them. Left out: fields that act only with prior
-  studies set (`PRIORS_ONLY`: no signed benchmark sets any, so a new one of them reruns
-  nothing) and the checkpoint's path (the weights are hashed by content)."""
-  fields = {f.name: getattr(designer, f.name) for f in attrs.fields(type(designer))
-            if not f.metadata.get('priors_only')}
-  return repr((type(designer).__name__, fields, _Signed(attrs.evolve(surrogate,
-                                                                      checkpoint=None))))
+def config_text(designer, surrogate, with_priors: bool = False) -> str:
+  """The configs as a signature reads them. Left out: the checkpoint's path (the weights are
+  hashed by content) and, unless `with_priors` (a benchmark that sets prior studies), the
+  fields that act only with prior studies set (`PRIORS_ONLY`: a new one of them reruns
+  nothing where no priors are set)."""
+  return repr((type(designer).__name__, _Signed(designer, with_priors).fields(),
+               _Signed(attrs.evolve(surrogate, checkpoint=None), with_priors)))
+
+
+def signature(weights: pathlib.Path, designer, surrogate, with_priors: bool = False) -> str:
+  """The hash a raw run records: of the weights' bytes and of the configs (`config_text`)."""
+  return hashlib.sha256(weights.read_bytes() + config_text(designer, surrogate, with_priors)
+                        .encode()).hexdigest()[:16]
 
 
 class _Signed:
-  """An attrs instance's repr (attrs' own format) without its `PRIORS_ONLY` fields, nested
-  attrs instances likewise."""
+  """An attrs instance's repr (attrs' own format) without its `PRIORS_ONLY` fields unless
+  `with_priors`, nested attrs instances likewise."""
 
-  def __init__(self, value):
-    self.value = value
+  def __init__(self, value, with_priors: bool = False):
+    self.value, self.with_priors = value, with_priors
+
+  def fields(self) -> dict:
+    return {f.name: getattr(self.value, f.name) for f in attrs.fields(type(self.value))
+            if self.with_priors or not f.metadata.get('priors_only')}
 
   def __repr__(self) -> str:
     v = self.value
     if not attrs.has(type(v)):
       return repr(v)
-    parts = [f'{f.name}={_Signed(getattr(v, f.name))!r}' for f in attrs.fields(type(v))
-             if f.repr and not f.metadata.get('priors_only')]
+    parts = [f'{f.name}={_Signed(getattr(v, f.name), self.with_priors)!r}'
+             for f in attrs.fields(type(v))
+             if f.repr and (self.with_priors or not f.metadata.get('priors_only'))]
     return f'{type(v).__qualname__}({", ".join(parts)})'
 
 

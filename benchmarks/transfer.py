@@ -16,16 +16,17 @@ Designers: OmniPred without and with prior studies (`set_priors`; weights traine
 the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_late`, `omnipred_priors_centre`, `omnipred_priors_early`,
 `omnipred_priors_quick`, `omnipred_priors_top2`, `omnipred_priors_chosen`,
-`omnipred_priors_pooled`, `omnipred_priors_mix_quick`, `omnipred_priors_mix_top2` and
-`omnipred_priors_ucb75` are the designer's prior-study settings measured against its
+`omnipred_priors_pooled`, `omnipred_priors_mix_quick`, `omnipred_priors_mix_top2`,
+`omnipred_priors_ucb90`, `omnipred_priors_until10` and `omnipred_priors_until15` are the designer's prior-study settings measured against its
 defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs; related
 families only: it needs one search space), and random search. 30 trials, seeds 0-2
 (`--seeds` for others; `--cases related` leaves out the unrelated control, in runs and
 tables).
 Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
 64 random configurations), at 10 and 20 trials.
-Raw runs under benchmarks/results/raw/transfer/ (ignored by git); tables to
-benchmarks/results/transfer.md.
+Raw runs under benchmarks/results/raw/transfer/ (ignored by git), each with the hash of the
+weights and configs that made it: one made otherwise runs again, and tables read only runs
+made as each designer is now. Tables to benchmarks/results/transfer.md.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ MARKS = (10, 20)
 DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_priors_late',
              'omnipred_priors_early', 'omnipred_priors_centre', 'omnipred_priors_quick',
              'omnipred_priors_top2', 'omnipred_priors_chosen', 'omnipred_priors_pooled',
-             'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'omnipred_priors_ucb75',
+             'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'omnipred_priors_ucb90',
+             'omnipred_priors_until10', 'omnipred_priors_until15',
              'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
@@ -77,16 +79,26 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # studies' best (3 here) and then the model; omnipred_priors_top2 takes each prior study's two
 # best (5 seeds all from them here; 6 in the pool). omnipred_priors_mix_quick and
 # omnipred_priors_mix_top2 are _quick and _top2 with the default (mixture) reading;
-# omnipred_priors_ucb75 is the default with less optimism (UCB at the 0.75 quantile).
+# omnipred_priors_ucb90 is the default with the study's own optimism (UCB at the 0.9
+# quantile, as without priors). Every setting but the default and the _until ones was
+# measured with that UCB and keeps it. omnipred_priors_until10 and _until15 read the prior
+# studies for the first 10 / 15 trials only, then suggest as without them.
+_UCB90 = dict(acquisition_with_priors=UCB(quantile=0.9))
 _PRIOR_VARIANTS = {
-    'omnipred_priors_late': dict(num_prior_centres=0),
-    'omnipred_priors_centre': dict(seed_with_prior_best=False),
-    'omnipred_priors_early': dict(num_seed_trials_with_priors=2, seed_with_prior_best=False),
-    'omnipred_priors_quick': dict(num_seed_trials_with_priors=3),
-    'omnipred_priors_top2': dict(num_prior_centres=2),
-    'omnipred_priors_mix_quick': dict(num_seed_trials_with_priors=3),
-    'omnipred_priors_mix_top2': dict(num_prior_centres=2),
-    'omnipred_priors_ucb75': dict(acquisition_with_priors=UCB(quantile=0.75)),
+    'omnipred_priors_all': _UCB90,
+    'omnipred_priors_late': dict(num_prior_centres=0, **_UCB90),
+    'omnipred_priors_centre': dict(seed_with_prior_best=False, **_UCB90),
+    'omnipred_priors_early': dict(num_seed_trials_with_priors=2, seed_with_prior_best=False,
+                                  **_UCB90),
+    'omnipred_priors_quick': dict(num_seed_trials_with_priors=3, **_UCB90),
+    'omnipred_priors_top2': dict(num_prior_centres=2, **_UCB90),
+    'omnipred_priors_chosen': _UCB90,
+    'omnipred_priors_pooled': _UCB90,
+    'omnipred_priors_mix_quick': dict(num_seed_trials_with_priors=3, **_UCB90),
+    'omnipred_priors_mix_top2': dict(num_prior_centres=2, **_UCB90),
+    'omnipred_priors_ucb90': _UCB90,
+    'omnipred_priors_until10': dict(prior_studies_until=10),
+    'omnipred_priors_until15': dict(prior_studies_until=15),
 }
 # The settings chosen with the 'all' reading keep it; the others read the default mixture.
 _CHOSEN_WITH_ALL = ('omnipred_priors_late', 'omnipred_priors_centre', 'omnipred_priors_early',
@@ -102,16 +114,34 @@ _SURROGATE_VARIANTS = {
 }
 
 
+def omnipred_configs(name: str, checkpoint: str | None):
+  """-> (OmniPredDesignerConfig, LMSurrogateConfig) of an OmniPred designer here."""
+  from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  from designers.lm_surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  return (OmniPredDesignerConfig(**_PRIOR_VARIANTS.get(name, {})),
+          LMSurrogateConfig(checkpoint=checkpoint, **_SURROGATE_VARIANTS.get(name, {})))
+
+
+def signature(name: str, checkpoint: str) -> str | None:
+  """What a raw run records of how it was made: the hash of the weights and of the configs,
+  with the fields that act only with prior studies for the designers that set them (None:
+  not an OmniPred designer). A run made otherwise (a default changed, new weights) runs again
+  and no table reads it."""
+  if not name.startswith('omnipred'):
+    return None
+  return designer_zoo.signature(pathlib.Path(checkpoint), *omnipred_configs(name, checkpoint),
+                                with_priors=name.startswith('omnipred_priors'))
+
+
 def designer_factory(name: str, priors, checkpoint: str | None):
   """-> (problem, seed) -> designer, with the prior studies set for the *_priors variants."""
   if name == 'random':
     return designer_zoo.designer_factory('random')
   if name.startswith('omnipred'):
-    from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
-    from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
-    surrogates = LMSurrogate.factory(LMSurrogateConfig(checkpoint=checkpoint,
-                                                       **_SURROGATE_VARIANTS.get(name, {})))
-    config = OmniPredDesignerConfig(**_PRIOR_VARIANTS.get(name, {}))
+    from designers.omnipred_designer import OmniPredDesigner  # pylint: disable=g-import-not-at-top
+    from designers.lm_surrogate import LMSurrogate  # pylint: disable=g-import-not-at-top
+    config, surrogate_config = omnipred_configs(name, checkpoint)
+    surrogates = LMSurrogate.factory(surrogate_config)
 
     def make(problem, seed=None):
       designer = OmniPredDesigner(problem, seed=seed, surrogate_factory=surrogates,
@@ -145,8 +175,14 @@ def jobs(designers, seeds: tuple[int, ...] = SEEDS) -> list[tuple[str, str, str,
   return out
 
 
-def run_all(todo, checkpoint: str | None, isolate: bool = True) -> None:
-  todo = [j for j in todo if not raw_path(j[0], j[1], j[2], j[4]).exists()]
+def run_all(todo, checkpoint: str, isolate: bool = True) -> None:
+  signatures = {d: signature(d, checkpoint) for d in {j[0] for j in todo}}
+  todo = [j for j in todo if not run_store.is_done(raw_path(*_key(j)), signatures[j[0]])]
+  stale = [j for j in todo if raw_path(*_key(j)).exists()]
+  if stale:
+    print(f'{len(stale)} raw run(s) were made with other weights or configs (or do not say '
+          f'which): running them again, e.g. {raw_path(*_key(stale[0])).name}')
+  todo = [j for j in todo if not _adopt(j, signatures[j[0]])]
   studies = {s.name: s for fam in FAMILIES for s in family(fam)}
   bar = tqdm(total=len(todo) * TRIALS, desc='transfer', dynamic_ncols=True)
   for designer, case, study, prior_family, seed in todo:
@@ -164,17 +200,40 @@ def run_all(todo, checkpoint: str | None, isolate: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     weights = checkpoint if designer.startswith('omnipred') else None
     path.write_text(json.dumps({'values': [float(v) for v in run.values(exptr.metric)],
-                                'seconds': run.seconds, 'checkpoint': weights}))
+                                'seconds': run.seconds, 'checkpoint': weights,
+                                'signature': signatures[designer]}))
   bar.close()
 
 
-def regrets(designers: tuple[str, ...] = DESIGNERS, seeds: tuple[int, ...] = SEEDS) -> dict:
-  """(designer, case, study, seed) -> [TRIALS] normalised regret of the runs on disk."""
+def _key(job) -> tuple[str, str, str, int]:
+  """A job's (designer, case, study, seed): what names its raw run."""
+  return job[0], job[1], job[2], job[4]
+
+
+def _adopt(job, sig: str | None) -> bool:
+  """Another designer's run of the same study and seed made exactly as this one would be
+  (the same signature: the same weights and configs, so the same run) is copied as this
+  one's rather than run again: a setting made the default leaves its runs to the default."""
+  if sig is None:
+    return False
+  _, case, study, seed = _key(job)
+  for path in sorted(RAW.glob(f'*_{case}_{study}_{seed}.json')):
+    if path != raw_path(*_key(job)) and run_store.is_done(path, sig):
+      raw_path(*_key(job)).write_text(path.read_text())
+      return True
+  return False
+
+
+def regrets(designers: tuple[str, ...] = DESIGNERS, seeds: tuple[int, ...] = SEEDS,
+            checkpoint: str = str(SHIPPED_TRANSFER)) -> dict:
+  """(designer, case, study, seed) -> [TRIALS] normalised regret of the runs on disk made
+  as each designer is now (`signature`)."""
   studies = {s.name: s for fam in FAMILIES for s in family(fam)}
+  signatures = {d: signature(d, checkpoint) for d in designers}
   out, refs = {}, {}
   for designer, case, study, _, seed in jobs(designers, seeds):
     path = raw_path(designer, case, study, seed)
-    if not path.exists():
+    if not run_store.is_done(path, signatures[designer]):
       continue
     task = studies[study]
     if study not in refs:
@@ -258,10 +317,12 @@ def _settings_table(regret: dict) -> list[str]:
 
 
 def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer',
-              seeds: tuple[int, ...] = SEEDS, case_subset: tuple[str, ...] = CASES) -> str:
+              seeds: tuple[int, ...] = SEEDS, case_subset: tuple[str, ...] = CASES,
+              checkpoint: str = str(SHIPPED_TRANSFER)) -> str:
   """Writes benchmarks/results/`table`.md and its convergence plot from the runs on disk of
-  `designers` on `seeds`, the left-out studies of `case_subset`."""
-  regret = {k: v for k, v in regrets(designers, seeds).items() if k[1] in case_subset}
+  `designers` on `seeds` (made with `checkpoint`), the left-out studies of `case_subset`."""
+  regret = {k: v for k, v in regrets(designers, seeds, checkpoint).items()
+            if k[1] in case_subset}
   lines = [f'Transfer benchmark: leave one study out of a family; {TRIALS} trials, seeds '
            f'{list(seeds)}; normalised regret (0 = best known, 1 = median random draw), mean '
            '± standard deviation over seeds.', '']
@@ -368,7 +429,8 @@ def main(argv=None) -> int:
                    'alone: name it with --table (benchmarks/results/transfer.md is every '
                    'designer\'s on the default seeds and both cases)')
     print(aggregate(designers, args.table, seeds,
-                    tuple(c for c in CASES if not wanted_cases or c in wanted_cases)))
+                    tuple(c for c in CASES if not wanted_cases or c in wanted_cases),
+                    checkpoint))
     return 0
   if not args.aggregate:
     todo = jobs(designers, seeds)
@@ -379,7 +441,7 @@ def main(argv=None) -> int:
       todo = [j for j in todo if j[1] in wanted_cases]
     i, n = map(int, args.shard.split('/'))
     run_all(todo[i::n], checkpoint)
-  print(aggregate())
+  print(aggregate(checkpoint=checkpoint))
   return 0
 
 

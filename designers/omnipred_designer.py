@@ -77,7 +77,7 @@ class OmniPredDesigner(vza.Designer):
                                                  surrogate_factory, config.joint_objectives)
     self._safety = (SafetyConstraints.from_problem(problem, factory) if factory
                     else SafetyConstraints([], []))
-    self._acquisition = self._chosen_acquisition(with_priors=False)
+    self._chosen_acquisition(with_priors=False)  # a choice it cannot score fails here
     self._record = StudyRecord(problem, self._infos, self._warps, self._safety)
     self._region = TrustRegion(config.trust_region)
     self._seconds_per_candidate: float | None = None
@@ -101,17 +101,25 @@ class OmniPredDesigner(vza.Designer):
     prior_studies_lib.check_readable(self._objectives.surrogates, chained=(
         self._config.joint_objectives and len(self._infos) > 1))
     self._priors = prior_studies_lib.named(prior_studies, names)
-    self._acquisition = self._chosen_acquisition(with_priors=bool(self._priors))
+    self._chosen_acquisition(with_priors=bool(self._priors))
     self._prior_best = self._space.to_unit(prior_studies_lib.best_trials(
         self._priors, self._infos[0], self._config.num_prior_centres, self._space.names),
         foreign=True)
 
   def _chosen_acquisition(self, with_priors: bool) -> acquisition.Acquisition:
     """The config's acquisition (`acquisition_with_priors` once prior studies are set, when
-    given) for this problem's objectives and safety metrics."""
+    given and it scores this problem's objectives) for this problem's objectives and safety
+    metrics."""
     chosen = self._config.acquisition_with_priors if with_priors else None
+    if getattr(chosen, 'objectives', None) not in (None, len(self._infos)):
+      chosen = None  # a one-objective choice for priors; the study's own scores several
     return acquisition.for_problem(chosen if chosen is not None else self._config.acquisition,
                                    len(self._infos), bool(self._safety.metrics))
+
+  def _reads_priors(self) -> bool:
+    """Prior studies are set and the study has fewer trials than `prior_studies_until`."""
+    until = self._config.prior_studies_until
+    return bool(self._priors) and (until is None or len(self._record.completed) < until)
 
   @property
   def surrogate(self) -> Surrogate:
@@ -132,7 +140,7 @@ class OmniPredDesigner(vza.Designer):
     count = count or 1
     start = time.perf_counter()
     taken = self._record.taken()
-    if len(self._record.feasible) < self._config.seed_trials(bool(self._priors)):
+    if len(self._record.feasible) < self._config.seed_trials(self._reads_priors()):
       return self._seed_suggestions(count, taken)
     return self._model_suggestions(count, taken, start)
 
@@ -141,7 +149,7 @@ class OmniPredDesigner(vza.Designer):
     studies' best points not yet tried instead), then the next points of ONE quasi-random
     sequence: successive suggest(1) calls walk it contiguously, as one suggest(n) does."""
     points = []
-    if self._config.seed_with_prior_best and len(self._prior_best):
+    if self._config.seed_with_prior_best and len(self._prior_best) and self._reads_priors():
       fresh = [parameter_key(p) not in taken
                for p in self._space.to_parameters(self._prior_best)]
       points.append(self._prior_best[np.asarray(fresh, dtype=bool)][:count])
@@ -165,8 +173,8 @@ class OmniPredDesigner(vza.Designer):
              else budget_s / (len(self._infos) + len(self._safety.metrics)))
     self._observed, warped, study_units = warp_columns(
         self._warps, np.asarray([v for _, v in per_trial]).reshape(-1, len(self._infos)))
-    priors, read = (prior_examples(self._priors, self._infos, self._warps) if self._priors
-                    else ([], []))
+    priors, read = (prior_examples(self._priors, self._infos, self._warps)
+                    if self._reads_priors() else ([], []))
     report = self._objectives.condition([t.parameters for t, _ in per_trial], study_units,
                                         time_budget_s=share, prior_studies=priors)
     if read:
@@ -178,6 +186,8 @@ class OmniPredDesigner(vza.Designer):
 
   def _model_suggestions(self, count: int, taken: set, start: float) -> list[vz.TrialSuggestion]:
     cfg = self._config
+    with_priors = self._reads_priors()
+    chosen = self._chosen_acquisition(with_priors)
     clock = SuggestionClock(cfg.time_budget_s, condition_share=_CONDITION_SHARE,
                             min_candidates=cfg.min_candidates,
                             seconds_per_candidate=self._seconds_per_candidate, start=start)
@@ -191,7 +201,8 @@ class OmniPredDesigner(vza.Designer):
     pool = candidate_pool.pool(  # step 3
         self._space, around if local is None else around[:1], n, radius=self._region.radius,
         local_fraction=cfg.local_fraction if local is None else 1.0, rng=self._rng,
-        min_scale=cfg.trust_region.min_scale, also=self._prior_best)
+        min_scale=cfg.trust_region.min_scale,
+        also=self._prior_best if with_priors else self._prior_best[:0])
     one_objective = len(self._infos) == 1 and not self._safety.metrics
     proposal = cfg.optimizer.propose(  # step 4
         self._space, pool, self._quantile_score if one_objective else None,
@@ -211,7 +222,7 @@ class OmniPredDesigner(vza.Designer):
     context = acquisition.AcquisitionContext(
         warped, self._rng, lambda: self._safety.probability(
             params, cfg.num_samples, seed=int(self._rng.integers(2**31))))
-    scores = self._acquisition(oriented, context)
+    scores = chosen(oriented, context)
     scores = np.where(self._record.near_failure(unit, self._space), -np.inf, scores)
     if (self._problem.search_space.is_conditional
         and self._rng.random() < candidate_pool.BRANCH_EXPLORATION_SHARE):
@@ -224,7 +235,7 @@ class OmniPredDesigner(vza.Designer):
                                 ('condition', 'search', 'sample'), np.diff(marks).tolist())))
     for s in out:
       suggestion_metadata.describe_model_choice(
-          s.metadata.ns(_NS), report, acquisition=self._acquisition.name,
+          s.metadata.ns(_NS), report, acquisition=chosen.name,
           searched=proposal.evaluated, local=local, left_out=len(self._record.left_out),
           degraded=clock.summary if clock.notes else None)
     return out

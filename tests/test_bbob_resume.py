@@ -8,6 +8,7 @@ import attrs
 import pytest
 
 from benchmarks import designer_zoo, run_store
+from designers.acquisition import UCB
 
 
 def test_a_raw_run_is_done_only_with_the_weights_and_configs_it_was_made_with(tmp_path):
@@ -95,10 +96,11 @@ def test_a_transfer_table_of_one_case_tables_that_case_alone(tmp_path, monkeypat
   monkeypatch.setattr(tuning_tasks, 'CACHE', tmp_path / 'cache')
   transfer.RAW.mkdir()
   for designer, best in (('omnipred', 0.90), ('omnipred_priors', 0.95)):
+    sig = transfer.signature(designer, str(transfer.SHIPPED_TRANSFER))
     for case in transfer.CASES:
       values = [0.5 + (best - 0.5) * k / transfer.TRIALS for k in range(transfer.TRIALS)]
       transfer.raw_path(designer, case, 'transfer_knn_iris', 0).write_text(
-          json.dumps({'values': values}))
+          json.dumps({'values': values, 'signature': sig}))
   designers = ('omnipred', 'omnipred_priors')
   both = transfer.aggregate(designers, 'both', (0,))
   related = transfer.aggregate(designers, 'related_only', (0,), ('related',))
@@ -107,3 +109,49 @@ def test_a_transfer_table_of_one_case_tables_that_case_alone(tmp_path, monkeypat
   assert 'unrelated' not in related
   assert '--cases related --table related_only' in related
   assert (transfer.RESULTS / 'related_only.md').read_text() == related
+
+
+def _transfer_in(tmp_path, monkeypatch):
+  from benchmarks import transfer, tuning_tasks  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(transfer, 'RAW', tmp_path / 'raw')
+  monkeypatch.setattr(tuning_tasks, 'CACHE', tmp_path / 'cache')
+  transfer.RAW.mkdir()
+  return transfer
+
+
+def test_a_transfer_run_made_otherwise_is_not_tabled(tmp_path, monkeypatch):
+  """Raw transfer runs record the weights and configs (prior-study fields included) that
+  made them: a run made otherwise, or one that does not say, is left out of the tables."""
+  transfer = _transfer_in(tmp_path, monkeypatch)
+  checkpoint = str(transfer.SHIPPED_TRANSFER)
+  now = transfer.signature('omnipred_priors', checkpoint)
+  assert now != transfer.signature('omnipred_priors_ucb90', checkpoint)  # a PRIORS_ONLY field
+  plain = transfer.signature('omnipred', checkpoint)  # sets no priors: their fields not signed
+  monkeypatch.setitem(transfer._PRIOR_VARIANTS, 'omnipred',  # pylint: disable=protected-access
+                      dict(acquisition_with_priors=UCB(quantile=0.5)))
+  assert transfer.signature('omnipred', checkpoint) == plain
+  monkeypatch.setitem(transfer._PRIOR_VARIANTS, 'omnipred', dict(num_samples=8))  # pylint: disable=protected-access
+  assert transfer.signature('omnipred', checkpoint) != plain
+  assert transfer.signature('gp_bandit_priors', checkpoint) is None
+  values = [0.5] * transfer.TRIALS
+  for seed, record in enumerate(({'signature': now}, {'signature': 'made-otherwise'}, {})):
+    transfer.raw_path('omnipred_priors', 'related', 'transfer_knn_iris', seed).write_text(
+        json.dumps({'values': values, **record}))
+  tabled = transfer.regrets(('omnipred_priors',), (0, 1, 2), checkpoint)
+  assert sorted(k[3] for k in tabled if k[2] == 'transfer_knn_iris') == [0]
+
+
+def test_a_transfer_run_made_the_same_way_is_adopted_not_rerun(tmp_path, monkeypatch):
+  """A designer whose signature another designer's run of the same study and seed carries
+  (a setting made the default) takes that run; a run of another signature is not taken."""
+  transfer = _transfer_in(tmp_path, monkeypatch)
+  job = ('omnipred_priors', 'related', 'transfer_svm_iris', 'svm', 3)
+  source = transfer.raw_path('omnipred_priors_ucb90', 'related', 'transfer_svm_iris', 3)
+  source.write_text(json.dumps({'values': [0.9] * transfer.TRIALS, 'signature': 'same'}))
+  transfer.raw_path('omnipred_priors_ucb90', 'unrelated', 'transfer_svm_iris', 3).write_text(
+      json.dumps({'values': [0.1] * transfer.TRIALS, 'signature': 'same'}))
+  assert not transfer._adopt(job, 'other')  # pylint: disable=protected-access
+  assert not transfer.raw_path('omnipred_priors', 'related', 'transfer_svm_iris', 3).exists()
+  assert transfer._adopt(job, 'same')  # pylint: disable=protected-access
+  adopted = transfer.raw_path('omnipred_priors', 'related', 'transfer_svm_iris', 3)
+  assert adopted.read_text() == source.read_text()

@@ -280,11 +280,57 @@ def test_with_prior_studies_set_the_designer_scores_with_their_acquisition():
   assert chosen() == 'pi'
   designer.set_priors([])  # none set: the study's own again
   assert chosen() == 'ei'
-  _, plain = _designer(acquisition='ei')  # not set: the study's own with priors too
-  for trial in _trials(draws, 4, 'loss', lambda p: p['x'] ** 2, 3):
-    plain.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
-  plain.set_priors([vza.CompletedTrials(_trials(draws, 8, 'loss', lambda p: p['x'] ** 2, 1))])
-  assert plain.suggest(1)[0].metadata.ns('omnipred')['acquisition'] == 'ei'
+  for with_priors, expected in (({}, 'ucb(0.75)'), (dict(acquisition_with_priors=None), 'ei')):
+    _, plain = _designer(acquisition='ei', **with_priors)  # the default; None: the study's own
+    for trial in _trials(draws, 4, 'loss', lambda p: p['x'] ** 2, 3):
+      plain.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
+    plain.set_priors([vza.CompletedTrials(_trials(draws, 8, 'loss', lambda p: p['x'] ** 2, 1))])
+    assert plain.suggest(1)[0].metadata.ns('omnipred')['acquisition'] == expected
+
+
+def test_prior_studies_are_read_until_the_study_has_prior_studies_until_trials():
+  """From `prior_studies_until` trials on the designer suggests as without priors: the
+  model reads none and the study's own acquisition scores."""
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  draws = {'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: str(r.choice(['adam', 'sgd']))}
+  _, designer = _designer(acquisition='ei', acquisition_with_priors='pi', prior_studies_until=5)
+  designer.set_priors([vza.CompletedTrials(_trials(draws, 8, 'loss', lambda p: p['x'] ** 2, 1))])
+  trials = _trials(draws, 5, 'loss', lambda p: p['x'] ** 2, 3)
+  designer.update(vza.CompletedTrials(trials[:4]), vza.ActiveTrials())
+  md = designer.suggest(1)[0].metadata.ns('omnipred')
+  assert (md['phase'], md['acquisition'], md['prior_studies']) == ('model', 'pi', 'prior0')
+  designer.update(vza.CompletedTrials(trials[4:]), vza.ActiveTrials())
+  md = designer.suggest(1)[0].metadata.ns('omnipred')
+  assert (md['phase'], md['acquisition'], md.get('prior_studies')) == ('model', 'ei', None)
+
+
+def test_a_one_objective_acquisition_for_priors_leaves_several_objectives_their_own():
+  """The default acquisition with priors (UCB, one objective) does not break a study of two
+  objectives that sets priors: it keeps its own (EHVI); one that scores any number is used."""
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
+  from designers.acquisition import ExpectedHypervolumeImprovement  # pylint: disable=g-import-not-at-top
+  from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  problem = vz.ProblemStatement()
+  problem.search_space.root.add_float_param('x', -1.0, 1.0)
+  for name in ('loss', 'latency'):
+    problem.metric_information.append(
+        vz.MetricInformation(name, goal=vz.ObjectiveMetricGoal.MINIMIZE))
+  factory = LMSurrogate.factory(LMSurrogateConfig(), shared=_regressor())
+  prior = [vz.Trial(parameters={'x': x}).complete(vz.Measurement({'loss': x * x,
+                                                                   'latency': 1 - x}))
+           for x in np.linspace(-1, 1, 6)]
+  for with_priors, expected in (({}, 'ehvi'),
+                                (dict(acquisition_with_priors=ExpectedHypervolumeImprovement(
+                                    reference_margin=0.5)), 'ehvi')):
+    designer = OmniPredDesigner(problem, seed=0, surrogate_factory=factory,
+                                config=OmniPredDesignerConfig(**with_priors))
+    designer.set_priors([vza.CompletedTrials(prior)])
+    chosen = designer._chosen_acquisition(with_priors=True)  # pylint: disable=protected-access
+    assert chosen.name == expected
+    if with_priors:
+      assert chosen == with_priors['acquisition_with_priors']
 
 
 def test_prior_studies_best_trials_join_the_pool_and_may_start_the_model_sooner():
