@@ -114,9 +114,9 @@ def signature_of(name: str, candidates: dict[str, str] | None = None) -> str | N
 
 def config_text(designer, surrogate, with_priors: bool = False) -> str:
   """The configs as a signature reads them. Left out: the checkpoint's path (the weights are
-  hashed by content) and, unless `with_priors` (a benchmark that sets prior studies), the
-  fields that act only with prior studies set (`PRIORS_ONLY`: a new one of them reruns
-  nothing where no priors are set)."""
+  hashed by content); fields at None, so that a new optional field, None meaning what the
+  code did before it, reruns nothing; and, unless `with_priors` (a benchmark that sets prior
+  studies), the fields that act only with prior studies set (`PRIORS_ONLY`)."""
   return repr((type(designer).__name__, _Signed(designer, with_priors).fields(),
                _Signed(attrs.evolve(surrogate, checkpoint=None), with_priors)))
 
@@ -128,23 +128,26 @@ def signature(weights: pathlib.Path, designer, surrogate, with_priors: bool = Fa
 
 
 class _Signed:
-  """An attrs instance's repr (attrs' own format) without its `PRIORS_ONLY` fields unless
-  `with_priors`, nested attrs instances likewise."""
+  """An attrs instance's repr (attrs' own format) without its fields at None nor, unless
+  `with_priors`, its `PRIORS_ONLY` ones; nested attrs instances likewise."""
 
   def __init__(self, value, with_priors: bool = False):
     self.value, self.with_priors = value, with_priors
 
+  def _signed(self, field) -> bool:
+    return (getattr(self.value, field.name) is not None
+            and (self.with_priors or not field.metadata.get('priors_only')))
+
   def fields(self) -> dict:
     return {f.name: getattr(self.value, f.name) for f in attrs.fields(type(self.value))
-            if self.with_priors or not f.metadata.get('priors_only')}
+            if self._signed(f)}
 
   def __repr__(self) -> str:
     v = self.value
     if not attrs.has(type(v)):
       return repr(v)
     parts = [f'{f.name}={_Signed(getattr(v, f.name), self.with_priors)!r}'
-             for f in attrs.fields(type(v))
-             if f.repr and (self.with_priors or not f.metadata.get('priors_only'))]
+             for f in attrs.fields(type(v)) if f.repr and self._signed(f)]
     return f'{type(v).__qualname__}({", ".join(parts)})'
 
 

@@ -57,6 +57,20 @@ def test_a_field_that_acts_only_with_prior_studies_leaves_the_signature_alone():
   assert designer_zoo.config_text(base, attrs.evolve(surrogate, relevance=None)) != text
 
 
+def test_an_optional_field_at_none_leaves_the_signature_alone():
+  """A new optional field (None: what the code did before it) reruns nothing; set, it does."""
+  from designers.designer_config import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  from designers.lm_surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  surrogate = LMSurrogateConfig()
+  text = designer_zoo.config_text(OmniPredDesignerConfig(), surrogate, with_priors=True)
+  assert 'prior_studies_until' not in text and 'metric_name' not in text
+  assert "'acquisition_with_priors': UCB(quantile=0.75)" in text  # PRIORS_ONLY, signed
+  assert designer_zoo.config_text(OmniPredDesignerConfig(prior_studies_until=12), surrogate,
+                                  with_priors=True) != text
+  assert designer_zoo.config_text(OmniPredDesignerConfig(acquisition_with_priors=None),
+                                  surrogate, with_priors=True) != text
+
+
 @pytest.mark.parametrize('spec, message', [('new', 'expected TAG=PATH'),
                                            ('a@b=x.pt', 'expected TAG=PATH'),
                                            ('new=missing.pt', 'no checkpoint file at missing.pt')])
