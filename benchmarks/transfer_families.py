@@ -1,7 +1,8 @@
 """Families of related studies for the transfer benchmarks (`transfer.py`, and the
 `transfer` set of `regression.py`): the same scikit-learn model tuned on four datasets that
 ship with scikit-learn, one BBOB function in four instances; each study's prior studies are
-its family's others, each PRIOR_TRIALS random trials (a user's earlier sweeps)."""
+its family's others, each PRIOR_TRIALS random trials (a user's earlier sweeps). The control's
+prior studies come from another family (`CONTROL`)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ FAMILIES = ('svm', 'knn', 'hgb', 'ellipsoidal')
 # Each left-out study is run with its own family's other studies as priors ('related'), and
 # (the scikit-learn families) with another family's ('unrelated', the control).
 CASES = ('related', 'unrelated')
-# The unrelated control: each scikit-learn family reads another's studies.
-CONTROL = {'svm': 'knn', 'knn': 'hgb', 'hgb': 'svm'}
+# The unrelated control: each scikit-learn family reads another's studies (they share no
+# parameter); the Ellipsoidal studies read three instances of Rastrigin on the same four
+# parameters, its optimum elsewhere (every parameter shared: misleading prior studies, which
+# the designer's mixture pools into the study's trials).
+CONTROL = {'svm': 'knn', 'knn': 'hgb', 'hgb': 'svm', 'ellipsoidal': 'rastrigin'}
 # BBOB instances: (shift of the optimum in each coordinate, output scale, output offset).
 _INSTANCES = ((0.0, 1.0, 0.0), (0.4, 3.0, 10.0), (-0.3, 0.5, -5.0), (0.6, 2.0, 100.0))
+# Each BBOB family's optimum before the instance's shift: a draw from U(-3, 3)^4 of this seed.
+_OPTIMUM_SEED = {'ellipsoidal': 4, 'rastrigin': 5}
 
 
 def _data(name: str):
@@ -64,24 +70,26 @@ def _sklearn_study(family: str, dataset: str) -> tuning_studies.TuningStudy:
   return tuning_studies.TuningStudy(f'transfer_{family}_{dataset}', problem, score)
 
 
-def _bbob_study(k: int) -> tuning_studies.TuningStudy:
+def _bbob_study(name: str, k: int) -> tuning_studies.TuningStudy:
   from vizier._src.benchmarks.experimenters.synthetic import bbob as functions  # pylint: disable=g-import-not-at-top
   shift, scale, offset = _INSTANCES[k]
-  base = np.random.default_rng(4).uniform(-3, 3, 4)
+  base = np.random.default_rng(_OPTIMUM_SEED[name]).uniform(-3, 3, 4)
+  function = getattr(functions, name.capitalize())
 
   def space(r):
     for i in range(4):
       r.add_float_param(f'x{i}', -5.0, 5.0)
-  problem = tuning_studies._problem('ellipsoidal instance', 'value',  # pylint: disable=protected-access
+  problem = tuning_studies._problem(f'{name} instance', 'value',  # pylint: disable=protected-access
                                     vz.ObjectiveMetricGoal.MINIMIZE, space)
-  score = lambda c: scale * float(functions.Ellipsoidal(
+  score = lambda c: scale * float(function(
       np.asarray([c[f'x{i}'] for i in range(4)]) - base - shift)) + offset
-  return tuning_studies.TuningStudy(f'transfer_ellipsoidal_{k}', problem, score)
+  return tuning_studies.TuningStudy(f'transfer_{name}_{k}', problem, score)
 
 
 def family(name: str) -> list[tuning_studies.TuningStudy]:
-  if name == 'ellipsoidal':
-    return [_bbob_study(k) for k in range(len(_INSTANCES))]
+  """The studies of one of FAMILIES, or of a control's prior family ('rastrigin')."""
+  if name in _OPTIMUM_SEED:
+    return [_bbob_study(name, k) for k in range(len(_INSTANCES))]
   return [_sklearn_study(name, d) for d in DATASETS]
 
 

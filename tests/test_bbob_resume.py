@@ -5,6 +5,7 @@ import json
 import re
 
 import attrs
+import numpy as np
 import pytest
 
 from benchmarks import designer_zoo, run_store
@@ -169,3 +170,33 @@ def test_a_transfer_run_made_the_same_way_is_adopted_not_rerun(tmp_path, monkeyp
   assert transfer._adopt(job, 'same')  # pylint: disable=protected-access
   adopted = transfer.raw_path('omnipred_priors', 'related', 'transfer_svm_iris', 3)
   assert adopted.read_text() == source.read_text()
+
+
+def test_the_ellipsoidal_control_reads_misleading_priors_on_the_same_parameters(tmp_path,
+                                                                               monkeypatch):
+  """The Ellipsoidal studies' control: prior studies of another function over every one of
+  the study's parameters (the mixture pools them), whose best trials lie far from its optimum."""
+  from benchmarks import transfer_families, tuning_tasks  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(tuning_tasks, 'CACHE', tmp_path / 'cache')
+  assert ('unrelated', 'transfer_ellipsoidal_2', 'rastrigin') in transfer_families.cases()
+  study = transfer_families.family('ellipsoidal')[2]
+  priors = transfer_families.priors('unrelated', study.name, 'rastrigin')
+  assert [name for name, _, _ in priors] == [f'transfer_rastrigin_{k}' for k in range(3)]
+  names = {p.name for p in study.problem.search_space.parameters}
+  related = transfer_families.prior_trials(transfer_families.family('ellipsoidal')[0])
+  related_best = min(study.score(t.parameters.as_dict()) for t in related)
+  for _, problem, trials in priors:
+    assert {p.name for p in problem.search_space.parameters} == names
+    assert len(trials) == transfer_families.PRIOR_TRIALS
+    best = min(trials, key=lambda t: t.final_measurement.metrics['value'].value)
+    assert study.score(best.parameters.as_dict()) > related_best  # a worse start
+
+
+def test_the_share_below_comes_with_its_interval_over_seeds():
+  """A study won on every seed stays won; a coin-flip study moves the share both ways."""
+  from benchmarks import transfer  # pylint: disable=g-import-not-at-top
+  clear = (np.asarray([0.0, 0.1, 0.2]), np.asarray([0.5, 0.6, 0.7]))
+  assert transfer._share_interval([clear, clear]) == (1.0, 1.0)  # pylint: disable=protected-access
+  flip = (np.asarray([0.1, 0.5, 0.3]), np.asarray([0.4, 0.2, 0.3]))
+  low, high = transfer._share_interval([clear, flip])  # pylint: disable=protected-access
+  assert low == 0.5 and high == 1.0
