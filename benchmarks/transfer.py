@@ -19,9 +19,10 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_late`, `omnipred_priors_centre`, `omnipred_priors_early`,
 `omnipred_priors_quick`, `omnipred_priors_top2`, `omnipred_priors_chosen`,
 `omnipred_priors_pooled`, `omnipred_priors_mix_quick`, `omnipred_priors_mix_top2`,
-`omnipred_priors_ucb90`, `omnipred_priors_until10` and `omnipred_priors_until15` are the designer's prior-study settings measured against its
-defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs; related
-families only: it needs one search space), and random search. 30 trials, seeds 0-2
+`omnipred_priors_ucb90`, `omnipred_priors_until10` and `omnipred_priors_until15` are the
+designer's prior-study settings measured against its defaults), Vizier's GP bandit without
+and with its `set_priors` (stacked residual GPs; related families only: it needs one search
+space), and random search. 30 trials, seeds 0-2
 (`--seeds` for others; `--cases related` leaves out the unrelated control, in runs and
 tables).
 Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of

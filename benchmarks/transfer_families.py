@@ -16,7 +16,7 @@ _PRIOR_SEED = 777
 DATASETS = ('breast_cancer', 'wine', 'digits', 'iris')
 FAMILIES = ('svm', 'knn', 'hgb', 'ellipsoidal')
 # Each left-out study is run with its own family's other studies as priors ('related'), and
-# (the scikit-learn families) with another family's ('unrelated', the control).
+# with another family's ('unrelated', the control).
 CASES = ('related', 'unrelated')
 # The unrelated control: each scikit-learn family reads another's studies (they share no
 # parameter); the Ellipsoidal studies read three instances of Rastrigin on the same four

@@ -145,7 +145,8 @@ def test_a_transfer_run_made_otherwise_is_not_tabled(tmp_path, monkeypatch):
   monkeypatch.setitem(transfer._PRIOR_VARIANTS, 'omnipred',  # pylint: disable=protected-access
                       dict(acquisition_with_priors=UCB(quantile=0.5)))
   assert transfer.signature('omnipred', checkpoint) == plain
-  monkeypatch.setitem(transfer._PRIOR_VARIANTS, 'omnipred', dict(num_samples=8))  # pylint: disable=protected-access
+  monkeypatch.setitem(transfer._PRIOR_VARIANTS,  # pylint: disable=protected-access
+                      'omnipred', dict(num_samples=8))
   assert transfer.signature('omnipred', checkpoint) != plain
   assert transfer.signature('gp_bandit_priors', checkpoint) is None
   values = [0.5] * transfer.TRIALS
