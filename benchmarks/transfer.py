@@ -221,11 +221,16 @@ def _key(job) -> tuple[str, str, str, int]:
 def _adopt(job, sig: str | None) -> bool:
   """Another designer's run of the same study and seed made exactly as this one would be
   (the same signature: the same weights and configs, so the same run) is copied as this
-  one's rather than run again: a setting made the default leaves its runs to the default."""
+  one's rather than run again: a setting made the default leaves its runs to the default. A
+  designer that sets no priors makes the same run whichever case's priors the study has, so
+  it also takes a run of the other case."""
   if sig is None:
     return False
-  _, case, study, seed = _key(job)
-  for path in sorted(RAW.glob(f'*_{case}_{study}_{seed}.json')):
+  designer, case, study, seed = _key(job)
+  sources = sorted(RAW.glob(f'*_{case}_{study}_{seed}.json'))
+  if not designer.startswith('omnipred_priors'):
+    sources += [raw_path(designer, c, study, seed) for c in CASES if c != case]
+  for path in sources:
     if path != raw_path(*_key(job)) and run_store.is_done(path, sig):
       raw_path(*_key(job)).write_text(path.read_text())
       return True

@@ -173,6 +173,23 @@ def test_a_transfer_run_made_the_same_way_is_adopted_not_rerun(tmp_path, monkeyp
   assert adopted.read_text() == source.read_text()
 
 
+def test_a_designer_without_priors_takes_its_run_of_the_other_case(tmp_path, monkeypatch):
+  """Without priors a study's run is the same whichever priors its case gives (rerun value for
+  value identical): the unrelated control's no-priors run is the related one's; a designer
+  that sets priors never takes a run of the other case."""
+  transfer = _transfer_in(tmp_path, monkeypatch)
+  related = transfer.raw_path('omnipred', 'related', 'transfer_svm_iris', 3)
+  related.write_text(json.dumps({'values': [0.9] * transfer.TRIALS, 'signature': 'same'}))
+  transfer.raw_path('omnipred_priors', 'related', 'transfer_svm_iris', 3).write_text(
+      json.dumps({'values': [0.1] * transfer.TRIALS, 'signature': 'same'}))
+  priors_job = ('omnipred_priors', 'unrelated', 'transfer_svm_iris', 'svm', 3)
+  assert not transfer._adopt(priors_job, 'same')  # pylint: disable=protected-access
+  job = ('omnipred', 'unrelated', 'transfer_svm_iris', 'svm', 3)
+  assert transfer._adopt(job, 'same')  # pylint: disable=protected-access
+  adopted = transfer.raw_path('omnipred', 'unrelated', 'transfer_svm_iris', 3)
+  assert adopted.read_text() == related.read_text()
+
+
 def test_the_ellipsoidal_control_reads_misleading_priors_on_the_same_parameters(tmp_path,
                                                                                monkeypatch):
   """The Ellipsoidal studies' control: prior studies of another function over every one of
