@@ -19,8 +19,9 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_late`, `omnipred_priors_centre`, `omnipred_priors_early`,
 `omnipred_priors_quick`, `omnipred_priors_top2`, `omnipred_priors_chosen`,
 `omnipred_priors_pooled`, `omnipred_priors_mix_quick`, `omnipred_priors_mix_top2`,
-`omnipred_priors_ucb90`, `omnipred_priors_ucb60`, `omnipred_priors_until10` and
-`omnipred_priors_until15` are the designer's prior-study settings measured against its
+`omnipred_priors_ucb90`, `omnipred_priors_ucb60`, `omnipred_priors_until10`,
+`omnipred_priors_until15` and `omnipred_priors_pooled10` are the designer's prior-study
+settings measured against its
 defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs; related
 families only: it needs one search space), and random search. 30 trials, seeds 0-2 (`--seeds`
 for others; `--cases related` leaves out the unrelated control, in runs and
@@ -67,6 +68,7 @@ DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_pri
              'omnipred_priors_top2', 'omnipred_priors_chosen', 'omnipred_priors_pooled',
              'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'omnipred_priors_ucb90',
              'omnipred_priors_until10', 'omnipred_priors_until15', 'omnipred_priors_ucb60',
+             'omnipred_priors_pooled10',
              'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
@@ -89,7 +91,10 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # quantile, as without priors). Every setting but the default and the _until ones was
 # measured with that UCB and keeps it. omnipred_priors_until10 and _until15 read the prior
 # studies for the first 10 / 15 trials only, then suggest as without them;
-# omnipred_priors_ucb60 is the default with still less optimism (the 0.6 quantile).
+# omnipred_priors_ucb60 is the default with still less optimism (the 0.6 quantile);
+# omnipred_priors_pooled10 reads the mixture for the first 10 trials, then the prior studies
+# as prior studies only (`RelevanceConfig.pooled_until`): the first 10 trials are the
+# default's.
 _UCB90 = dict(acquisition_with_priors=UCB(quantile=0.9))
 _PRIOR_VARIANTS = {
     'omnipred_priors_all': _UCB90,
@@ -119,6 +124,8 @@ _SURROGATE_VARIANTS = {
                                                              prior_studies='chosen')),
     'omnipred_priors_pooled': dict(relevance=RelevanceConfig(
         refresh_growth=0.2, prior_studies='pooled', prior_min_trials=5)),
+    'omnipred_priors_pooled10': dict(relevance=RelevanceConfig(
+        refresh_growth=0.2, prior_studies='mixture', pooled_until=10)),
 }
 
 

@@ -82,6 +82,9 @@ class RelevanceConfig:
   prior_studies: str = attrs.field(default='all', kw_only=True, metadata=PRIORS_ONLY,
                                    validator=attrs.validators.in_(PRIOR_READINGS))
   prior_min_trials: int = attrs.field(default=6, kw_only=True, metadata=PRIORS_ONLY)
+  # With 'mixture': from this many study trials on, the pooled reading is dropped and the
+  # prior studies are read as prior studies only ('all'); None: the mixture throughout.
+  pooled_until: int | None = attrs.field(default=None, kw_only=True, metadata=PRIORS_ONLY)
 
   def __attrs_post_init__(self):
     if self.folds < 2:
@@ -92,6 +95,9 @@ class RelevanceConfig:
       raise ValueError(f'RelevanceConfig.min_kept must be >= 1, got {self.min_kept}.')
     if self.max_scores < 2:
       raise ValueError(f'RelevanceConfig.max_scores must be >= 2, got {self.max_scores}.')
+    if self.pooled_until is not None and self.pooled_until < 2:
+      raise ValueError('RelevanceConfig.pooled_until must be >= 2 (a context holds at least 2'
+                       f' trials) or None, got {self.pooled_until}.')
 
 
 @attrs.frozen
