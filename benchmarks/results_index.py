@@ -43,6 +43,7 @@ SECTIONS = (
     ('transfer_seeds34', 'Transfer: the prior-study reading on seeds it was not chosen on'),
     ('transfer_5seeds', 'Transfer: the prior-study reading over five seeds'),
     ('transfer_10seeds', 'Transfer: the related studies over ten seeds'),
+    ('transfer_unrelated_10seeds', 'Transfer: the unrelated control over ten seeds'),
     ('pooled_priors', 'Transfer: reading prior studies as the study\'s own trials'),
     ('concurrency', 'Many workers on one study'),
     ('many_parameters', 'Many parameters'),

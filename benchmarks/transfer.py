@@ -19,13 +19,12 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_late`, `omnipred_priors_centre`, `omnipred_priors_early`,
 `omnipred_priors_quick`, `omnipred_priors_top2`, `omnipred_priors_chosen`,
 `omnipred_priors_pooled`, `omnipred_priors_mix_quick`, `omnipred_priors_mix_top2`,
-`omnipred_priors_ucb90`, `omnipred_priors_ucb60`, `omnipred_priors_until10`,
+`omnipred_priors_ucb90`, `omnipred_priors_ucb75`, `omnipred_priors_until10`,
 `omnipred_priors_until15` and `omnipred_priors_pooled10` are the designer's prior-study
-settings measured against its
-defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs; related
-families only: it needs one search space), and random search. 30 trials, seeds 0-2 (`--seeds`
-for others; `--cases related` leaves out the unrelated control, in runs and
-tables).
+settings measured against its defaults), Vizier's GP bandit without and with its
+`set_priors` (stacked residual GPs; related families only: it needs one search space), and
+random search. 30 trials, seeds 0-2 (`--seeds` for others; `--cases related` leaves out the
+unrelated control, in runs and tables).
 Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
 64 random configurations), at 10 and 20 trials.
 Raw runs under benchmarks/results/raw/transfer/ (ignored by git), each with the hash of the
@@ -67,7 +66,7 @@ DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_pri
              'omnipred_priors_early', 'omnipred_priors_centre', 'omnipred_priors_quick',
              'omnipred_priors_top2', 'omnipred_priors_chosen', 'omnipred_priors_pooled',
              'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'omnipred_priors_ucb90',
-             'omnipred_priors_until10', 'omnipred_priors_until15', 'omnipred_priors_ucb60',
+             'omnipred_priors_ucb75', 'omnipred_priors_until10', 'omnipred_priors_until15',
              'omnipred_priors_pooled10',
              'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
@@ -88,14 +87,14 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # best (5 seeds all from them here; 6 in the pool). omnipred_priors_mix_quick and
 # omnipred_priors_mix_top2 are _quick and _top2 with the default (mixture) reading;
 # omnipred_priors_ucb90 is the default with the study's own optimism (UCB at the 0.9
-# quantile, as without priors). Every setting but the default and the _until ones was
-# measured with that UCB and keeps it. omnipred_priors_until10 and _until15 read the prior
-# studies for the first 10 / 15 trials only, then suggest as without them;
-# omnipred_priors_ucb60 is the default with still less optimism (the 0.6 quantile);
-# omnipred_priors_pooled10 reads the mixture for the first 10 trials, then the prior studies
-# as prior studies only (`RelevanceConfig.pooled_until`): the first 10 trials are the
-# default's.
+# quantile, as without priors), omnipred_priors_ucb75 with the 0.75 quantile. The other
+# settings keep the quantile they were measured with: the 0.9, and the 0.75 for the _until ones
+# and _pooled10. omnipred_priors_until10 and _until15 read the prior studies for the
+# first 10 / 15 trials only, then suggest as without them; omnipred_priors_pooled10 reads the
+# mixture for the first 10 trials, then the prior studies as prior studies only
+# (`RelevanceConfig.pooled_until`): its first 10 trials are _ucb75's.
 _UCB90 = dict(acquisition_with_priors=UCB(quantile=0.9))
+_UCB75 = dict(acquisition_with_priors=UCB(quantile=0.75))
 _PRIOR_VARIANTS = {
     'omnipred_priors_all': _UCB90,
     'omnipred_priors_late': dict(num_prior_centres=0, **_UCB90),
@@ -109,9 +108,10 @@ _PRIOR_VARIANTS = {
     'omnipred_priors_mix_quick': dict(num_seed_trials_with_priors=3, **_UCB90),
     'omnipred_priors_mix_top2': dict(num_prior_centres=2, **_UCB90),
     'omnipred_priors_ucb90': _UCB90,
-    'omnipred_priors_until10': dict(prior_studies_until=10),
-    'omnipred_priors_until15': dict(prior_studies_until=15),
-    'omnipred_priors_ucb60': dict(acquisition_with_priors=UCB(quantile=0.6)),
+    'omnipred_priors_ucb75': _UCB75,
+    'omnipred_priors_until10': dict(prior_studies_until=10, **_UCB75),
+    'omnipred_priors_until15': dict(prior_studies_until=15, **_UCB75),
+    'omnipred_priors_pooled10': _UCB75,
 }
 # The settings chosen with the 'all' reading keep it; the others read the default mixture.
 _CHOSEN_WITH_ALL = ('omnipred_priors_late', 'omnipred_priors_centre', 'omnipred_priors_early',

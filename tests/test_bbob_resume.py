@@ -65,7 +65,7 @@ def test_an_optional_field_at_none_leaves_the_signature_alone():
   surrogate = LMSurrogateConfig()
   text = designer_zoo.config_text(OmniPredDesignerConfig(), surrogate, with_priors=True)
   assert 'prior_studies_until' not in text and 'metric_name' not in text
-  assert "'acquisition_with_priors': UCB(quantile=0.75)" in text  # PRIORS_ONLY, signed
+  assert "'acquisition_with_priors': UCB(quantile=0.6)" in text  # PRIORS_ONLY, signed
   assert designer_zoo.config_text(OmniPredDesignerConfig(prior_studies_until=12), surrogate,
                                   with_priors=True) != text
   assert designer_zoo.config_text(OmniPredDesignerConfig(acquisition_with_priors=None),

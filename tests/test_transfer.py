@@ -299,7 +299,7 @@ def test_with_prior_studies_set_the_designer_scores_with_their_acquisition():
   assert chosen() == 'pi'
   designer.set_priors([])  # none set: the study's own again
   assert chosen() == 'ei'
-  for with_priors, expected in (({}, 'ucb(0.75)'), (dict(acquisition_with_priors=None), 'ei')):
+  for with_priors, expected in (({}, 'ucb(0.6)'), (dict(acquisition_with_priors=None), 'ei')):
     _, plain = _designer(acquisition='ei', **with_priors)  # the default; None: the study's own
     for trial in _trials(draws, 4, 'loss', lambda p: p['x'] ** 2, 3):
       plain.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
