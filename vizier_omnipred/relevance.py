@@ -83,7 +83,10 @@ class RelevanceConfig:
                                    validator=attrs.validators.in_(PRIOR_READINGS))
   prior_min_trials: int = attrs.field(default=6, kw_only=True, metadata=PRIORS_ONLY)
   # With 'mixture': from this many study trials on, the pooled reading is dropped and the
-  # prior studies are read as prior studies only ('all'); None: the mixture throughout.
+  # prior studies are read as prior studies only ('all'); None: the mixture throughout. Off
+  # by measurement (docs/design.md, `omnipred_priors_pooled10` in `benchmarks.transfer`): from
+  # 10 trials on, over ten seeds, as many related studies below no priors at 20 trials as the
+  # default's acquisition gives, at a higher mean.
   pooled_until: int | None = attrs.field(default=None, kw_only=True, metadata=PRIORS_ONLY)
 
   def __attrs_post_init__(self):
