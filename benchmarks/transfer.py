@@ -137,6 +137,11 @@ def omnipred_configs(name: str, checkpoint: str | None):
           LMSurrogateConfig(checkpoint=checkpoint, **_SURROGATE_VARIANTS.get(name, {})))
 
 
+def _sets_priors(name: str) -> bool:
+  """An OmniPred designer that is given the case's prior studies (`set_priors`)."""
+  return name.startswith('omnipred_priors')
+
+
 def signature(name: str, checkpoint: str) -> str | None:
   """What a raw run records of how it was made: the hash of the weights and of the configs,
   with the fields that act only with prior studies for the designers that set them (None:
@@ -145,7 +150,7 @@ def signature(name: str, checkpoint: str) -> str | None:
   if not name.startswith('omnipred'):
     return None
   return designer_zoo.signature(pathlib.Path(checkpoint), *omnipred_configs(name, checkpoint),
-                                with_priors=name.startswith('omnipred_priors'))
+                                with_priors=_sets_priors(name))
 
 
 def designer_factory(name: str, priors, checkpoint: str | None):
@@ -161,7 +166,7 @@ def designer_factory(name: str, priors, checkpoint: str | None):
     def make(problem, seed=None):
       designer = OmniPredDesigner(problem, seed=seed, surrogate_factory=surrogates,
                                   config=config)
-      if name.startswith('omnipred_priors'):
+      if _sets_priors(name):
         designer.set_priors([(p, t) for _, p, t in priors], names=[n for n, _, _ in priors])
       return designer
     return make
@@ -235,7 +240,7 @@ def _adopt(job, sig: str | None) -> bool:
     return False
   designer, case, study, seed = _key(job)
   sources = sorted(RAW.glob(f'*_{case}_{study}_{seed}.json'))
-  if not designer.startswith('omnipred_priors'):
+  if not _sets_priors(designer):
     sources += [raw_path(designer, c, study, seed) for c in CASES if c != case]
   for path in sources:
     if path != raw_path(*_key(job)) and run_store.is_done(path, sig):
@@ -324,7 +329,7 @@ def _settings_table(regret: dict) -> list[str]:
   """OmniPred's prior-study settings against OmniPred without priors, per case: the mean
   regret at each mark and the share of studies where the setting is below (ties half), over
   the studies the setting has run (named when not all)."""
-  variants = [d for d in DESIGNERS if d.startswith('omnipred_priors')
+  variants = [d for d in DESIGNERS if _sets_priors(d)
               and any(k[0] == d for k in regret)]
   if not variants:
     return []
