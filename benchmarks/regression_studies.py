@@ -208,8 +208,12 @@ def sklearn_methods(seed: int) -> dict:
 # trials (the prior studies' trials come from `transfer_families`, another seed).
 TRANSFER_SIZES = (5, 10, 30)
 TRANSFER_METHODS = ('LM', 'LM + related prior studies',
-                    'LM + related prior studies, mixture (the designer\'s reading)', 'GP bandit',
-                    'GP bandit + set_priors (stacked residual GPs)')
+                    'LM + related prior studies, mixture (the designer\'s reading)',
+                    'LM + related prior studies, averaged with the study alone',
+                    'GP bandit', 'GP bandit + set_priors (stacked residual GPs)')
+# The LM methods' readings of the prior studies (`RelevanceConfig.prior_studies`), by a word
+# of their name; otherwise the regressor's own.
+_READINGS = {'mixture': 'mixture', 'averaged': 'averaged'}
 _TRANSFER_SEED = 2024
 
 
@@ -241,8 +245,9 @@ def transfer_errors(base: OmniPredRegressor, progress=None) -> dict:
       for method in TRANSFER_METHODS:
         if method.startswith('LM'):
           relevance = base.relevance or RelevanceConfig()
-          reg = base.for_new_study(relevance=attrs.evolve(relevance, prior_studies='mixture')
-                                   if 'mixture' in method else 'same')
+          reading = next((r for word, r in _READINGS.items() if word in method), None)
+          reg = base.for_new_study(relevance=attrs.evolve(relevance, prior_studies=reading)
+                                   if reading else 'same')
           reg.condition(train, problem=study.problem,
                         prior_studies=prior_examples if 'prior' in method else ())
           pred = reg.predict(test, num_samples=64).median

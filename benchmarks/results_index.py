@@ -45,6 +45,8 @@ SECTIONS = (
     ('transfer_10seeds', 'Transfer: the related studies over ten seeds'),
     ('transfer_unrelated_10seeds', 'Transfer: the unrelated control over ten seeds'),
     ('pooled_priors', 'Transfer: reading prior studies as the study\'s own trials'),
+    ('prior_averaging', 'Transfer: unrelated prior studies, read or averaged with the study'
+                        ' alone'),
     ('concurrency', 'Many workers on one study'),
     ('many_parameters', 'Many parameters'),
     ('server', 'Through a Vizier server'),

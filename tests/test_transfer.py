@@ -571,3 +571,83 @@ def test_the_shipped_transfer_model_pools_the_same_function_and_leaves_out_anoth
   np.testing.assert_allclose(reg.quantiles(queries, [0.2, 0.5, 0.8]),
                              plain.quantiles(queries, [0.2, 0.5, 0.8]), rtol=1e-5, atol=1e-6)
 
+
+
+@pytest.mark.parametrize('weight, first', [(0.3, 2), (0.0, 0), (1.0, 6)])
+def test_an_averaged_reading_mixes_priors_read_and_the_study_alone_by_weight(
+    monkeypatch, weight, first):
+  """`prior_studies='averaged'`: the first reading's weight's share of the samples from the
+  prior studies read as prior studies, the rest from the study read alone; the quantiles mix
+  both readings' levels in the same shares."""
+  from vizier_omnipred import regressor  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(regressor, 'averaged_weight', lambda score, keep: weight)
+  reg = _regressor(RelevanceConfig(prior_studies='averaged'))
+  current, a, b = _studies()
+  reg.condition(current, prior_studies=[a, b])
+  assert reg.averaged_weight == weight and reg.prior_trials == [10, 8] and reg.pooled_trials == []
+  as_priors = reg.for_new_study(relevance=RelevanceConfig())
+  as_priors.condition(current, prior_studies=[a, b])
+  alone = reg.for_new_study(relevance=RelevanceConfig())
+  alone.condition(current)
+  samples = reg.sample(QUERIES, 6, seed=3)
+  if first:
+    np.testing.assert_allclose(samples[:, :first], as_priors.sample(QUERIES, first, seed=3))
+  if first < 6:  # the second reading's stream: seed + 1
+    np.testing.assert_allclose(samples[:, first:], alone.sample(QUERIES, 6 - first, seed=4))
+  median = reg.quantiles(QUERIES, [0.5])[:, 0]
+  ends = {0.0: alone, 1.0: as_priors}
+  if weight in ends:  # one reading: its own exact quantiles
+    np.testing.assert_allclose(median, ends[weight].quantiles(QUERIES, [0.5])[:, 0])
+  else:  # between the two readings' medians
+    both = np.stack([as_priors.quantiles(QUERIES, [0.5])[:, 0], alone.quantiles(QUERIES, [0.5])[:, 0]])
+    assert np.all(median >= both.min(axis=0) - 1e-9) and np.all(median <= both.max(axis=0) + 1e-9)
+  # Without prior studies: the study alone, no weight.
+  reg.condition(current)
+  assert reg.averaged_weight is None
+  np.testing.assert_allclose(reg.sample(QUERIES, 4, seed=3), alone.sample(QUERIES, 4, seed=3))
+
+
+def test_the_averaged_weight_is_the_posterior_of_reading_the_prior_studies():
+  """Even prior odds; the log-likelihood ratio summed over the study's trials."""
+  from vizier_omnipred.relevance import averaged_weight  # pylint: disable=g-import-not-at-top
+
+  class Score:  # held-out NLL per trial: 1.0 with the prior studies read, 1.2 without
+    y, num_priors = np.zeros(10), 2
+
+    def __call__(self, keep, priors=()):
+      return 1.0 if list(priors) == [0, 1] else 1.2
+
+  assert averaged_weight(Score(), [0]) == pytest.approx(1 / (1 + np.exp(-10 * 0.2)))
+  Score.num_priors = 0
+  assert averaged_weight(Score(), [0]) == 0.0
+
+
+def test_the_shipped_transfer_model_weighs_related_prior_studies_above_unrelated_ones():
+  """`prior_studies='averaged'` on the shipped weights, over five studies of 12 trials: a
+  prior study of the same function (other units) takes more of the predictions than one of
+  another function (one study's weights are noisy: where both readings predict alike, either
+  may win)."""
+  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
+  reg = OmniPredRegressor.from_pretrained(
+      checkpoints.SHIPPED_TRANSFER, views=1,
+      relevance=RelevanceConfig(prior_studies='averaged', min_kept=2))
+
+  def f(x):
+    return np.sin(3 * x[0]) + x[1] ** 2
+
+  weights = []
+  for seed in range(5):
+    rng = np.random.default_rng(seed)
+
+    def study(n, g):
+      return [({'a': float(x[0]), 'b': float(x[1])}, float(g(x)))
+              for x in rng.uniform(-1, 1, (n, 2))]
+
+    current, same = study(12, f), study(40, lambda x: 5 * f(x) + 2)
+    other = study(40, lambda x: np.cos(7 * x[0] * x[1]))
+    reg.condition(current, prior_studies=[same])
+    related = reg.averaged_weight
+    reg.condition(current, prior_studies=[other])
+    weights.append((related, reg.averaged_weight))
+  related, unrelated = np.mean(weights, axis=0)
+  assert related > unrelated + 0.2, weights

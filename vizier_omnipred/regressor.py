@@ -35,7 +35,8 @@ from vizier_omnipred.episodes import (MIN_TRAINING_EXAMPLES, Example, YScaler, e
 from vizier_omnipred.fine_tuning import FineTuneConfig, FineTuner, FineTuneReport, import_peft
 from vizier_omnipred.model import MAX_PRIOR_STUDIES, ModelConfig, OmniPredModel, slot_permutations
 from vizier_omnipred.relevance import HeldOutLikelihood, PriorChoice, RelevanceConfig, Selection
-from vizier_omnipred.relevance import pooled_values, select_parameters, select_prior_studies
+from vizier_omnipred.relevance import averaged_weight, pooled_values, select_parameters
+from vizier_omnipred.relevance import select_prior_studies
 from vizier_omnipred.relevance import still_current, study_rows
 from vizier_omnipred.serialization import (Featurizer, ModelInputs, StudyInfo, StudyInputs,
                                            union_featurizer)
@@ -64,8 +65,9 @@ DEFAULT_VIEWS = 4
 # 0.121 / 0.087 / 0.059 -> 0.084 / 0.050 / 0.034. Costs a forward pass per subset tried:
 # 0.5 / 0.7 / 1.9 s per condition on one core, averaged over those studies.
 DEFAULT_RELEVANCE = RelevanceConfig()
-# A mixture of two readings (`RelevanceConfig(prior_studies='mixture')`): its quantiles come
-# from each reading's at this many equally spaced levels.
+# A mixture of two readings (`RelevanceConfig(prior_studies='mixture'` or `'averaged'`): its
+# quantiles come from the readings' quantiles at 2 * MIXTURE_GRID equally spaced levels in all,
+# shared in proportion to the readings' weights (MIXTURE_GRID each for an equal mixture).
 MIXTURE_GRID = 32
 
 
@@ -78,6 +80,11 @@ class Prediction:
   quantile_levels: tuple[float, ...]
   quantiles: np.ndarray
   samples: np.ndarray  # [n, num_samples]
+
+
+def _grid(num: int) -> np.ndarray:
+  """`num` equally spaced quantile levels, the midpoints of equal bins of [0, 1]."""
+  return (np.arange(num) + 0.5) / num
 
 
 def default_device() -> str:
@@ -118,10 +125,15 @@ class OmniPredRegressor:
     # How the model reads each prior study given (`relevance`'s `prior_studies`), chosen with
     # the parameter selection.
     self.prior_choice: PriorChoice | None = None
-    # relevance.prior_studies='mixture': the reading with the prior studies pooled (a
-    # regressor on the same base) and which prior studies it pooled.
-    self._pooled_reading: OmniPredRegressor | None = None
+    # A second reading mixed into the predictions (a regressor on the same base), and the
+    # first reading's weight: relevance.prior_studies='mixture', the prior studies pooled
+    # (`_pooled` says which), at 0.5; 'averaged', the study alone, at `averaged_weight`.
+    self._second_reading: OmniPredRegressor | None = None
+    self._first_weight = 1.0
     self._pooled: list[int] = []
+    # With relevance.prior_studies='averaged': the weight of the reading with the prior
+    # studies (`relevance.averaged_weight`); None otherwise.
+    self.averaged_weight: float | None = None
 
   # --- construction -------------------------------------------------------------------
   @classmethod
@@ -179,7 +191,7 @@ class OmniPredRegressor:
     # reads them, and comes back to this one for a condition that does not.
     self._study_featurizer = self.featurizer
     self.selection = None  # chosen among this featurizer's columns
-    self._pooled_reading = None  # a mixture's second reading is bound to the same study
+    self._second_reading = None  # a mixture's second reading is bound to the same study
     import_peft()
     self._problem = problem
 
@@ -207,6 +219,8 @@ class OmniPredRegressor:
     held-out likelihood says; `prior_choice`, `prior_trials` and `pooled_trials` say how. With
     'mixture' the predictions are an equal mixture of two readings: every prior study as a
     prior study, and those that hold all of this study's parameters pooled into its trials.
+    With 'averaged' a mixture of every prior study as a prior study and of the study alone,
+    weighted as their held-out likelihoods of the study's trials say (`averaged_weight`).
     """
     self._condition(examples, problem, prior_studies, mixture=True)
 
@@ -251,10 +265,36 @@ class OmniPredRegressor:
             self.prior_choice = self._select_prior_studies()
           self._read_prior_studies(self.prior_choice)
     self._slot_table = slot_permutations(self.views, self._context.names.shape[1])
-    if mixture:
+    self._first_weight, self.averaged_weight = 1.0, None
+    if (mixture and priors and self.relevance is not None
+        and self.relevance.prior_studies == 'averaged'):
+      self._condition_alone_reading(examples)
+    elif mixture:
       self._condition_pooled_reading(examples, rows, y, prior_studies, priors)
     else:
-      self._pooled_reading = None
+      self._second_reading = None
+
+  def _second(self, relevance: RelevanceConfig) -> 'OmniPredRegressor':
+    """The second reading's regressor, kept across conditions while the reading goes on (its
+    selection refreshes as `relevance.refresh_growth` says)."""
+    if self._second_reading is None or self._second_reading.relevance != relevance:
+      self._second_reading = self.for_new_study(relevance=relevance)
+      self._second_reading.featurizer = self._study_featurizer
+      self._second_reading._study_featurizer = self._study_featurizer
+      self._second_reading._problem = self._problem
+    return self._second_reading
+
+  def _condition_alone_reading(self, examples) -> None:
+    """With `relevance.prior_studies='averaged'`: the second reading is the study alone, and
+    the first reading's weight its posterior against it (`averaged_weight`)."""
+    score = HeldOutLikelihood(self.base, self._context, self.featurizer.metadata(),
+                              self._context_y, views=self.relevance.views or self.views,
+                              config=self.relevance, prior=self._prior,
+                              prior_y=self._prior_raw_y)
+    self.averaged_weight = averaged_weight(score, range(self._context.names.shape[1]))
+    alone = self._second(attrs.evolve(self.relevance, prior_studies='all'))
+    alone.condition(examples)
+    self._second_reading, self._first_weight, self._pooled = alone, self.averaged_weight, []
 
   def _condition_pooled_reading(self, examples, rows, y, prior_studies, priors) -> None:
     """With `relevance.prior_studies='mixture'`: the second reading, on the same base, whose
@@ -268,20 +308,15 @@ class OmniPredRegressor:
     until = None if self.relevance is None else self.relevance.pooled_until
     if (self.relevance is None or self.relevance.prior_studies != 'mixture' or not poolable
         or (until is not None and len(rows) >= until)):
-      self._pooled_reading = None
+      self._second_reading = None
       return
-    if self._pooled_reading is None:  # kept across conditions: its selection refreshes
-      self._pooled_reading = self.for_new_study(
-          relevance=attrs.evolve(self.relevance, prior_studies='all'))
-      self._pooled_reading.featurizer = self._study_featurizer
-      self._pooled_reading._study_featurizer = self._study_featurizer
-      self._pooled_reading._problem = self._problem
+    pooled = self._second(attrs.evolve(self.relevance, prior_studies='all'))
     pooled_y = pooled_values([priors[k][1] for k in poolable], y)
     pooled_rows = [r for k in poolable for r in priors[k][0]]
-    self._pooled_reading.condition(
+    pooled.condition(
         list(zip(pooled_rows, pooled_y)) + list(examples),
         prior_studies=[p for k, p in enumerate(prior_studies) if k not in poolable])
-    self._pooled = poolable
+    self._second_reading, self._first_weight, self._pooled = pooled, 0.5, poolable
 
   def _check_priors(self, priors: list[tuple[list[dict], np.ndarray]]) -> None:
     if not self.base.model_config.prior_studies:
@@ -432,7 +467,7 @@ class OmniPredRegressor:
     (`relevance.prior_studies` 'pooled', or 'mixture' in its second reading); empty when none
     is."""
     pooled = () if self.prior_choice is None else self.prior_choice.pooled
-    if self._pooled_reading is not None:
+    if self._second_reading is not None and self._pooled:
       pooled = self._pooled
     return [n if k in pooled else 0 for k, n in enumerate(self._prior_sizes)] if pooled else []
 
@@ -474,16 +509,27 @@ class OmniPredRegressor:
                 temperature: float = 1.0, batch_size: int = 512) -> np.ndarray:
     """-> [n, len(levels)] exact quantiles of each row's predictive distribution, in the
     study's units (decoded down the token tree, no sampling: see `decoding.quantile_ids`).
-    A mixture of two readings (`relevance.prior_studies='mixture'`): the quantiles of both
-    readings' quantiles at MIXTURE_GRID equally spaced levels."""
-    if self._pooled_reading is None:
+    A mixture of two readings (`relevance.prior_studies` 'mixture' or 'averaged'): the
+    quantiles of both readings' quantiles at equally spaced levels, 2 * MIXTURE_GRID in all,
+    each reading's share of them its weight's."""
+    own = self._split(2 * MIXTURE_GRID)
+    if own == 2 * MIXTURE_GRID:
       return self._own_quantiles(rows, levels, temperature, batch_size)
-    grid = (np.arange(MIXTURE_GRID) + 0.5) / MIXTURE_GRID
+    if not own:
+      return self._second_reading.quantiles(rows, levels, temperature=temperature,
+                                            batch_size=batch_size)
     both = np.concatenate([
-        self._own_quantiles(rows, grid, temperature, batch_size),
-        self._pooled_reading.quantiles(rows, grid, temperature=temperature,
-                                       batch_size=batch_size)], axis=1)
+        self._own_quantiles(rows, _grid(own), temperature, batch_size),
+        self._second_reading.quantiles(rows, _grid(2 * MIXTURE_GRID - own),
+                                       temperature=temperature, batch_size=batch_size)], axis=1)
     return np.quantile(both, np.asarray(levels, dtype=np.float64), axis=1).T
+
+  def _split(self, num: int) -> int:
+    """Of `num` draws or levels, how many the first reading takes (its weight's share,
+    rounded half up: the first of an odd number when equal); all without a second reading."""
+    if self._second_reading is None:
+      return num
+    return int(np.floor(self._first_weight * num + 0.5))
 
   def _own_quantiles(self, rows, levels, temperature, batch_size) -> np.ndarray:
     levels = torch.as_tensor(np.asarray(levels, dtype=np.float64))
@@ -497,17 +543,22 @@ class OmniPredRegressor:
     Rows are predicted `batch_size` at a time, each batch after the whole context; a row's
     samples do not depend on which other rows it shares a batch with (only the random stream
     does: fix `seed` for reproducible draws). A mixture of two readings
-    (`relevance.prior_studies='mixture'`): the first ceil(num_samples / 2) columns from the
-    prior studies read as prior studies, the rest from them pooled.
+    (`relevance.prior_studies` 'mixture' or 'averaged'): the first columns, the first
+    reading's weight's share of them (ceil(num_samples / 2) for 'mixture'), from the prior
+    studies read as prior studies, the rest from the second reading (them pooled, or the study
+    alone).
     """
-    own = num_samples if self._pooled_reading is None else (num_samples + 1) // 2
-    out = self._sample_featurized(self._featurize_queries(rows), own, temperature, seed,
-                                  batch_size)
+    own = self._split(num_samples)
     if own == num_samples:
-      return out
-    return np.concatenate([out, self._pooled_reading.sample(
-        rows, num_samples - own, temperature=temperature,
-        seed=None if seed is None else seed + 1, batch_size=batch_size)], axis=1)
+      return self._sample_featurized(self._featurize_queries(rows), own, temperature, seed,
+                                     batch_size)
+    rest = self._second_reading.sample(rows, num_samples - own, temperature=temperature,
+                                       seed=None if seed is None else seed + 1,
+                                       batch_size=batch_size)
+    if not own:
+      return rest
+    return np.concatenate([self._sample_featurized(self._featurize_queries(rows), own,
+                                                   temperature, seed, batch_size), rest], axis=1)
 
   def sample_given(self, rows: Sequence[Any], given: np.ndarray, *, temperature: float = 1.0,
                    seed: int | None = 0, batch_size: int = 512) -> np.ndarray:

@@ -40,7 +40,7 @@ from vizier_omnipred.serialization import ModelInputs, StudyInputs
 # Field metadata: the field acts only when prior studies are given (benchmark signatures, which
 # never give any, leave it out).
 PRIORS_ONLY = {'priors_only': True}
-PRIOR_READINGS = ('all', 'chosen', 'pooled', 'mixture')
+PRIOR_READINGS = ('all', 'chosen', 'pooled', 'mixture', 'averaged')
 # The ways one prior study can be read (`PriorChoice.modes`).
 LEFT_OUT, CONTEXT, POOLED = 'left_out', 'context', 'pooled'
 
@@ -78,7 +78,9 @@ class RelevanceConfig:
   # trials, by the held-out likelihood of the study's trials (`select_prior_studies`), from
   # `prior_min_trials` trials on; 'mixture' both ways at once, the predictions an equal
   # mixture of every prior study read as a prior study and of those that hold all the
-  # study's parameters pooled (`OmniPredRegressor.condition`).
+  # study's parameters pooled (`OmniPredRegressor.condition`); 'averaged' a mixture of the
+  # prior studies read as prior studies and of the study read alone, weighted by each
+  # reading's held-out likelihood of the study's trials (`averaged_weight`).
   prior_studies: str = attrs.field(default='all', kw_only=True, metadata=PRIORS_ONLY,
                                    validator=attrs.validators.in_(PRIOR_READINGS))
   prior_min_trials: int = attrs.field(default=6, kw_only=True, metadata=PRIORS_ONLY)
@@ -316,6 +318,25 @@ def select_prior_studies(score: HeldOutLikelihood, keep: Sequence[int], *,
     changed.add(k)
     scores.append(best)
   return PriorChoice(modes=tuple(modes), scores=tuple(scores), num_trials=len(score.y))
+
+
+# Log odds beyond which a reading's weight is 0 or 1 to float precision anyway.
+_MAX_LOG_ODDS = 50.0
+
+
+def averaged_weight(score: HeldOutLikelihood, keep: Sequence[int]) -> float:
+  """Bayesian model averaging between two readings of a study given prior studies: every
+  prior study read as a prior study (they inform this study) or none read (they do not), at
+  even prior odds. -> the first reading's posterior weight, from each reading's held-out
+  log-likelihood of the study's trials (`score`, reading the columns `keep`): the sigmoid of
+  the log-likelihood ratio summed over the trials. Prior studies drawn from another function
+  cost a model that reads them a little everywhere (the shipped transfer model: +0.004 to
+  +0.010 nats per y token at 2-30 study trials, `benchmarks/results/prior_averaging.md`);
+  averaged, that cost is gone and most of the related studies' gain stays."""
+  if not score.num_priors:
+    return 0.0
+  gain = len(score.y) * (score(keep) - score(keep, range(score.num_priors)))
+  return float(1.0 / (1.0 + np.exp(-np.clip(gain, -_MAX_LOG_ODDS, _MAX_LOG_ODDS))))
 
 
 def still_current(selection: Selection | None, num_trials: int, config: RelevanceConfig) -> bool:

@@ -7,7 +7,8 @@
         --previous vizier_omnipred/checkpoints/omnipred-small.json --ship   # prior studies
 
 The card is made from the run's summary.json, so every number in it is the run's own; the
-benchmark table (benchmarks/results/regression.md or symbolic.md) is appended when it exists.
+benchmark table (benchmarks/results/regression.md, symbolic.md, or for the transfer model
+prior_averaging.md) is appended when it exists.
 A run that started from another run's weights (`pretrain --init-from`) names the runs before
 it with `--previous`, earliest first: the card then counts every stage, and the loss curve shows
 them end to end. A run from the shipped weights names the shipped summary instead
@@ -215,7 +216,9 @@ def _reproduce(summary: dict) -> str:
 
 def card_text(summary: dict, regression: str | None, *, file: str = 'omnipred-small.pt',
               loaded_by: str = '`OmniPredRegressor.from_pretrained()` loads',
-              plot: str = 'omnipred-loss.png', name: str = 'omnipred-icl') -> str:
+              plot: str = 'omnipred-loss.png', name: str = 'omnipred-icl',
+              benchmark: str = 'Regression benchmark (benchmarks/regression.py)') -> str:
+  """The card's text; `regression`: the benchmark table appended under `benchmark`."""
   cfg = summary['train_config']
   m = cfg['model']
   c = cfg['corpus']
@@ -259,7 +262,7 @@ Reproduce: {_reproduce(summary)}
 {_prior_study_table(summary['history'])}
 {_loss_table(summary['history'])}"""
   if regression:
-    text += '\n## Regression benchmark (benchmarks/regression.py)\n\n' + regression
+    text += f'\n## {benchmark}\n\n' + regression
   return text
 
 
@@ -443,11 +446,13 @@ def main(argv=None) -> int:
   elif args.kind == 'transfer':
     shipped, plot = checkpoints.SHIPPED_TRANSFER, 'transfer-loss.png'
     summary_file = shipped.with_suffix('.json')
-    bench, card = 'transfer.md', 'TRANSFER.md'
+    bench, card = 'prior_averaging.md', 'TRANSFER.md'
     make = lambda s, table: card_text(  # pylint: disable=g-long-lambda
         s, table, file=shipped.name, plot=plot, name='omnipred-transfer',
         loaded_by='`OmniPredRegressor.from_pretrained(checkpoints.SHIPPED_TRANSFER)` loads '
-                  '(`OmniPredDesigner.set_priors` needs one like it)')
+                  '(`OmniPredDesigner.set_priors` needs one like it)',
+        benchmark='Unrelated prior studies, read or averaged (benchmarks/experiments/'
+                  'prior_averaging.py)')
   else:
     bench, make, card, shipped = 'regression.md', card_text, 'README.md', checkpoints.SHIPPED
   table = ROOT / 'benchmarks' / 'results' / bench

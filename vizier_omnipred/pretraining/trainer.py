@@ -145,18 +145,33 @@ def family_episode(family: StudyFamily, num_context: int, num_queries: int,
   the context. `priors_from`: take the prior studies from that family instead (its current
   study must be the same: the held-out table swaps related for unrelated priors on the same
   current trials); `with_priors=False`: the current study alone, drawn the same way."""
-  studies = family.draw(num_context + num_queries, rng, prior_sizes=prior_sizes)
+  problem, rows, y, priors = family_draw(family, num_context + num_queries, rng,
+                                         prior_sizes=prior_sizes, priors_from=priors_from)
+  return family_inputs(problem, rows, y, priors if with_priors else [], num_context,
+                       model_config)
+
+
+def family_inputs(problem, rows, y, priors, num_context: int, model_config: ModelConfig
+                  ) -> tuple[StudyInputs, np.ndarray]:
+  """A drawn family (`family_draw`) as an episode: the prior studies' trials first in the
+  context, then the current study's `num_context`, then its queries."""
+  featurizer = Featurizer(problem, config=model_config.featurizer, partial_rows=True)
+  items = featurizer.featurize([r for p, _ in priors for r in p] + rows)
+  return episodes.episode(items, featurizer.metadata(), y, num_context, model_config.y_codec,
+                           prior_y=[v for _, v in priors])
+
+
+def family_draw(family: StudyFamily, num_trials: int, rng: np.random.Generator, *,
+                prior_sizes=None, priors_from: StudyFamily | None = None):
+  """-> (problem, the current study's rows and y, [(rows, y)] of its prior studies): a
+  family's draw as `family_episode` reads it (`priors_from`: see there)."""
+  studies = family.draw(num_trials, rng, prior_sizes=prior_sizes)
   (rows, y), priors = studies[0], studies[1:]
   problem = family.problem
   if priors_from is not None:
     priors = priors_from.draw(2, rng, prior_sizes=prior_sizes)[1:]
     problem = priors_from.problem
-  if not with_priors:
-    priors = []
-  featurizer = Featurizer(problem, config=model_config.featurizer, partial_rows=True)
-  items = featurizer.featurize([r for p, _ in priors for r in p] + rows)
-  return episodes.episode(items, featurizer.metadata(), y, num_context, model_config.y_codec,
-                           prior_y=[v for _, v in priors])
+  return problem, rows, y, priors
 
 
 def context_size(rng: np.random.Generator, lo: int, hi: int) -> int:
@@ -287,18 +302,27 @@ def _eval_family_loss(model: OmniPredModel, cfg: TrainConfig, device: torch.devi
   """Held-out families with 2 prior studies: 'related' reads them, 'unrelated' reads 2
   unrelated studies instead, 'none' reads the current study alone; the current study's
   trials and targets are the same in all three."""
-  sizes = [cfg.eval_prior_trials] * 2
-
   def one(i: int):
-    seed = EVAL_SEED_OFFSET + cfg.seed + i
-    rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size, i])
-    family = StudyFamily(seed, _flat(cfg.corpus), cfg.family, split='eval', relation='related',
-                         num_priors=2)
-    other = (StudyFamily(seed, _flat(cfg.corpus), cfg.family, split='eval',
-                         relation='unrelated', num_priors=2) if relation == 'unrelated' else None)
-    return family_episode(family, size, cfg.queries_per_study, rng, cfg.model,
-                          prior_sizes=sizes, priors_from=other, with_priors=relation != 'none')
+    problem, rows, y, priors = held_out_family(cfg, size, i, relation)
+    return family_inputs(problem, rows, y, priors, size, cfg.model)
   return _mean_loss(model, device, (one(i) for i in range(cfg.eval_studies)))
+
+
+def held_out_family(cfg: TrainConfig, size: int, i: int, relation: str):
+  """Held-out family `i` of the card's table at `size` current-study trials, drawn as
+  `family_draw` (the current study `size` + `queries_per_study` trials): its 2 prior studies
+  ('related'), 2 unrelated ones instead ('unrelated'), or none ('none'); the same current
+  trials in all three."""
+  seed = EVAL_SEED_OFFSET + cfg.seed + i
+  rng = np.random.default_rng([EVAL_SEED_OFFSET, cfg.seed, size, i])
+  family = StudyFamily(seed, _flat(cfg.corpus), cfg.family, split='eval', relation='related',
+                       num_priors=2)
+  other = (StudyFamily(seed, _flat(cfg.corpus), cfg.family, split='eval',
+                       relation='unrelated', num_priors=2) if relation == 'unrelated' else None)
+  problem, rows, y, priors = family_draw(family, size + cfg.queries_per_study, rng,
+                                         prior_sizes=[cfg.eval_prior_trials] * 2,
+                                         priors_from=other)
+  return problem, rows, y, [] if relation == 'none' else priors
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
