@@ -169,6 +169,8 @@ class LMSurrogate:
       report['prior_trials'] = ','.join(map(str, self._regressor.prior_trials))
     if self._regressor.pooled_trials:
       report['prior_pooled'] = ','.join(map(str, self._regressor.pooled_trials))
+    if self._regressor.averaged_weight is not None:  # RelevanceConfig(prior_studies='averaged')
+      report['prior_weight'] = f'{self._regressor.averaged_weight:.3f}'
     names = self._regressor.parameters_read
     if names is not None:
       report['parameters_read'] = ','.join(names)

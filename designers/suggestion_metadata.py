@@ -2,7 +2,8 @@
 
 Everything goes under the `omnipred` namespace of `TrialSuggestion.metadata`, as strings:
 phase ('seed' or 'model'), the acquisition actually used, the surrogate's report (parameters
-read, prior studies read and how many of their trials), how many candidates a search scored,
+read, prior studies read and how many of their trials, and with the 'averaged' reading the
+share of the predictions that read them), how many candidates a search scored,
 trials left out of the model and why a suggestion was degraded.
 """
 
@@ -12,7 +13,8 @@ import logging
 
 NAMESPACE = 'omnipred'
 # Report keys of the surrogate copied as they are.
-_REPORT_KEYS = ('parameters_read', 'prior_studies', 'prior_trials', 'prior_pooled')
+_REPORT_KEYS = ('parameters_read', 'prior_studies', 'prior_trials', 'prior_pooled',
+                'prior_weight')
 
 
 def describe_model_choice(md, report: dict, *, acquisition: str, searched: int,

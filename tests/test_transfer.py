@@ -259,7 +259,9 @@ def _trials(problem_params, n, metric, value, seed):
     (None, None),
     # The default's reading (min_trials above the study's: no parameter choice here): the
     # study of the same parameters is also pooled, the other is not.
-    (RelevanceConfig(refresh_growth=0.2, prior_studies='mixture', min_trials=50), '12,0')])
+    (RelevanceConfig(refresh_growth=0.2, prior_studies='mixture', min_trials=50), '12,0'),
+    # Averaged with the study alone: no pooling, and the prior studies' weight is said.
+    (RelevanceConfig(refresh_growth=0.2, prior_studies='averaged', min_trials=50), None)])
 def test_the_designer_reads_prior_studies_and_says_which(relevance, pooled):
   from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
   from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
@@ -285,6 +287,10 @@ def test_the_designer_reads_prior_studies_and_says_which(relevance, pooled):
   assert md['phase'] == 'model'
   assert md['prior_studies'] == 'last_week,other_dataset' and md['prior_trials'] == '12,9'
   assert md.get('prior_pooled') == pooled
+  averaged = relevance is not None and relevance.prior_studies == 'averaged'
+  assert ('prior_weight' in md) == averaged
+  if averaged:
+    assert 0.0 <= float(md['prior_weight']) <= 1.0
 
 
 def test_with_prior_studies_set_the_designer_scores_with_their_acquisition():
