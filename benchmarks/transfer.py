@@ -67,7 +67,7 @@ DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_pri
              'omnipred_priors_top2', 'omnipred_priors_chosen', 'omnipred_priors_pooled',
              'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'omnipred_priors_ucb90',
              'omnipred_priors_ucb75', 'omnipred_priors_until10', 'omnipred_priors_until15',
-             'omnipred_priors_pooled10',
+             'omnipred_priors_pooled10', 'omnipred_priors_averaged',
              'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
@@ -93,6 +93,8 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # first 10 / 15 trials only, then suggest as without them; omnipred_priors_pooled10 reads the
 # mixture for the first 10 trials, then the prior studies as prior studies only
 # (`RelevanceConfig.pooled_until`): its first 10 trials are _ucb75's.
+# omnipred_priors_averaged reads the prior studies as prior studies averaged with the study
+# alone by their held-out likelihoods (`prior_studies='averaged'`), the default's acquisition.
 _UCB90 = dict(acquisition_with_priors=UCB(quantile=0.9))
 _UCB75 = dict(acquisition_with_priors=UCB(quantile=0.75))
 _PRIOR_VARIANTS = {
@@ -126,6 +128,8 @@ _SURROGATE_VARIANTS = {
         refresh_growth=0.2, prior_studies='pooled', prior_min_trials=5)),
     'omnipred_priors_pooled10': dict(relevance=RelevanceConfig(
         refresh_growth=0.2, prior_studies='mixture', pooled_until=10)),
+    'omnipred_priors_averaged': dict(relevance=RelevanceConfig(refresh_growth=0.2,
+                                                               prior_studies='averaged')),
 }
 
 
