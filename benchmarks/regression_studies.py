@@ -211,9 +211,9 @@ TRANSFER_METHODS = ('LM', 'LM + related prior studies',
                     'LM + related prior studies, mixture (the designer\'s reading)',
                     'LM + related prior studies, averaged with the study alone',
                     'GP bandit', 'GP bandit + set_priors (stacked residual GPs)')
-# The LM methods' readings of the prior studies (`RelevanceConfig.prior_studies`), by a word
-# of their name; otherwise the regressor's own.
-_READINGS = {'mixture': 'mixture', 'averaged': 'averaged'}
+# Readings of the prior studies (`RelevanceConfig.prior_studies`) an LM method names; one that
+# names none reads them the regressor's own way.
+_READINGS = ('mixture', 'averaged')
 _TRANSFER_SEED = 2024
 
 
@@ -245,7 +245,7 @@ def transfer_errors(base: OmniPredRegressor, progress=None) -> dict:
       for method in TRANSFER_METHODS:
         if method.startswith('LM'):
           relevance = base.relevance or RelevanceConfig()
-          reading = next((r for word, r in _READINGS.items() if word in method), None)
+          reading = next((r for r in _READINGS if r in method), None)
           reg = base.for_new_study(relevance=attrs.evolve(relevance, prior_studies=reading)
                                    if reading else 'same')
           reg.condition(train, problem=study.problem,
