@@ -125,11 +125,10 @@ class OmniPredRegressor:
     # How the model reads each prior study given (`relevance`'s `prior_studies`), chosen with
     # the parameter selection.
     self.prior_choice: PriorChoice | None = None
-    # A second reading mixed into the predictions (a regressor on the same base), and the
-    # first reading's weight: relevance.prior_studies='mixture', the prior studies pooled
-    # (`_pooled` says which), at 0.5; 'averaged', the study alone, at `averaged_weight`.
+    # A second reading mixed into the predictions (a regressor on the same base):
+    # relevance.prior_studies='mixture', the prior studies pooled (`_pooled` says which), an
+    # equal mixture; 'averaged', the study alone, weighted by `averaged_weight`.
     self._second_reading: OmniPredRegressor | None = None
-    self._first_weight = 1.0
     self._pooled: list[int] = []
     # With relevance.prior_studies='averaged': the weight of the reading with the prior
     # studies (`relevance.averaged_weight`); None otherwise.
@@ -265,7 +264,7 @@ class OmniPredRegressor:
             self.prior_choice = self._select_prior_studies()
           self._read_prior_studies(self.prior_choice)
     self._slot_table = slot_permutations(self.views, self._context.names.shape[1])
-    self._first_weight, self.averaged_weight = 1.0, None
+    self.averaged_weight = None
     if (mixture and priors and self.relevance is not None
         and self.relevance.prior_studies == 'averaged'):
       self._condition_alone_reading(examples)
@@ -287,14 +286,11 @@ class OmniPredRegressor:
   def _condition_alone_reading(self, examples) -> None:
     """With `relevance.prior_studies='averaged'`: the second reading is the study alone, and
     the first reading's weight its posterior against it (`averaged_weight`)."""
-    score = HeldOutLikelihood(self.base, self._context, self.featurizer.metadata(),
-                              self._context_y, views=self.relevance.views or self.views,
-                              config=self.relevance, prior=self._prior,
-                              prior_y=self._prior_raw_y)
-    self.averaged_weight = averaged_weight(score, range(self._context.names.shape[1]))
+    self.averaged_weight = averaged_weight(self._prior_score(),
+                                           range(self._context.names.shape[1]))
     alone = self._second(attrs.evolve(self.relevance, prior_studies='all'))
     alone.condition(examples)
-    self._second_reading, self._first_weight, self._pooled = alone, self.averaged_weight, []
+    self._second_reading, self._pooled = alone, []
 
   def _condition_pooled_reading(self, examples, rows, y, prior_studies, priors) -> None:
     """With `relevance.prior_studies='mixture'`: the second reading, on the same base, whose
@@ -316,7 +312,7 @@ class OmniPredRegressor:
     pooled.condition(
         list(zip(pooled_rows, pooled_y)) + list(examples),
         prior_studies=[p for k, p in enumerate(prior_studies) if k not in poolable])
-    self._second_reading, self._first_weight, self._pooled = pooled, 0.5, poolable
+    self._second_reading, self._pooled = pooled, poolable
 
   def _check_priors(self, priors: list[tuple[list[dict], np.ndarray]]) -> None:
     if not self.base.model_config.prior_studies:
@@ -343,12 +339,16 @@ class OmniPredRegressor:
   def _select_prior_studies(self) -> PriorChoice:
     """How to read each prior study (`relevance.prior_studies`), by the base model's held-out
     likelihood of the study's trials."""
-    score = HeldOutLikelihood(self.base, self._context, self.featurizer.metadata(),
-                              self._context_y, views=self.relevance.views or self.views,
-                              config=self.relevance, prior=self._prior,
-                              prior_y=self._prior_raw_y)
-    return select_prior_studies(score, range(self._context.names.shape[1]),
+    return select_prior_studies(self._prior_score(), range(self._context.names.shape[1]),
                                 config=self.relevance)
+
+  def _prior_score(self) -> HeldOutLikelihood:
+    """The base model's held-out likelihood of the study's trials, reading the prior studies
+    or not (`relevance`'s folds and views)."""
+    return HeldOutLikelihood(self.base, self._context, self.featurizer.metadata(),
+                             self._context_y, views=self.relevance.views or self.views,
+                             config=self.relevance, prior=self._prior,
+                             prior_y=self._prior_raw_y)
 
   def _read_prior_studies(self, choice: PriorChoice) -> None:
     """The prior studies `choice` keeps stay in the context as prior studies; those it pools
@@ -529,7 +529,8 @@ class OmniPredRegressor:
     rounded half up: the first of an odd number when equal); all without a second reading."""
     if self._second_reading is None:
       return num
-    return int(np.floor(self._first_weight * num + 0.5))
+    weight = 0.5 if self.averaged_weight is None else self.averaged_weight
+    return int(np.floor(weight * num + 0.5))
 
   def _own_quantiles(self, rows, levels, temperature, batch_size) -> np.ndarray:
     levels = torch.as_tensor(np.asarray(levels, dtype=np.float64))

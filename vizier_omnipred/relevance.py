@@ -30,6 +30,7 @@ import attrs
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import expit
 from scipy.stats import rankdata
 
 from vizier_omnipred.episodes import episode
@@ -320,10 +321,6 @@ def select_prior_studies(score: HeldOutLikelihood, keep: Sequence[int], *,
   return PriorChoice(modes=tuple(modes), scores=tuple(scores), num_trials=len(score.y))
 
 
-# Log odds beyond which a reading's weight is 0 or 1 to float precision anyway.
-_MAX_LOG_ODDS = 50.0
-
-
 def averaged_weight(score: HeldOutLikelihood, keep: Sequence[int]) -> float:
   """Bayesian model averaging between two readings of a study given prior studies: every
   prior study read as a prior study (they inform this study) or none read (they do not), at
@@ -336,7 +333,7 @@ def averaged_weight(score: HeldOutLikelihood, keep: Sequence[int]) -> float:
   if not score.num_priors:
     return 0.0
   gain = len(score.y) * (score(keep) - score(keep, range(score.num_priors)))
-  return float(1.0 / (1.0 + np.exp(-np.clip(gain, -_MAX_LOG_ODDS, _MAX_LOG_ODDS))))
+  return float(expit(gain))
 
 
 def still_current(selection: Selection | None, num_trials: int, config: RelevanceConfig) -> bool:

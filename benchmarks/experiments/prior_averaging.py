@@ -83,11 +83,12 @@ def measure(model, cfg: trainer.TrainConfig, sizes, num_families: int) -> dict:
     for size in sizes:
       cols = {}
       for i in range(num_families):
-        problem, rows, y, _ = trainer.held_out_family(cfg, size, i, 'none')
+        draws = {r: trainer.held_out_family(cfg, size, i, r) for r in RELATIONS}
+        problem, rows, y, _ = draws['related']  # 'none' is this draw without its priors
         alone = _query_nll(model, problem, rows, y, [], size)
         cols.setdefault('none', []).append(alone.mean() / tokens)
         for relation in RELATIONS:
-          problem, rows, y, priors = trainer.held_out_family(cfg, size, i, relation)
+          problem, rows, y, priors = draws[relation]
           read = _query_nll(model, problem, rows, y, priors, size)
           w = _weight(model, problem, rows, y, priors, size)
           cols.setdefault((relation, 'read'), []).append(read.mean() / tokens)
