@@ -224,6 +224,28 @@ def test_family_batches_put_prior_trials_in_the_context_and_train():
   assert set(report['family_by_context']) == {'related', 'unrelated', 'none'}
 
 
+def test_pretrain_s_unrelated_fraction_reaches_the_family_prior_and_the_card(tmp_path):
+  from vizier_omnipred import cli  # pylint: disable=g-import-not-at-top
+  from vizier_omnipred.pretraining import model_card  # pylint: disable=g-import-not-at-top
+  every = StudyFamily(0, CorpusConfig(), FamilyConfig(unrelated_fraction=1.0), num_priors=3)
+  assert [r.related for r in every.relations] == [False] * 3
+  with pytest.raises(ValueError, match='unrelated_fraction'):
+    FamilyConfig(unrelated_fraction=1.5)
+  out = tmp_path / 'run'
+  cli.main(['pretrain', '--out', str(out), '--steps', '1', '--eval-every', '1', '--quiet',
+            '--d-model', '32', '--heads', '2', '--encoder-layers', '1', '--decoder-layers', '1',
+            '--family-fraction', '1.0', '--unrelated-fraction', '0.75',
+            '--trials-per-batch', '64', '--max-context', '10'])
+  summary = model_card.previous_summary(out)
+  assert summary['train_config']['family']['unrelated_fraction'] == 0.75
+  card = model_card.card_text(summary, None)
+  assert '--family-fraction 1.0 --unrelated-fraction 0.75' in card
+  assert 'each unrelated with probability 75%' in card
+  default = dict(summary, train_config=dict(summary['train_config'], family={}))
+  card = model_card.card_text(default, None)  # a summary from before the field: the default
+  assert '--unrelated-fraction' not in card and 'each unrelated with probability 25%' in card
+
+
 def test_family_fraction_needs_a_model_that_reads_prior_studies():
   with pytest.raises(ValueError, match='prior_studies'):
     trainer.TrainConfig(model=TINY, family_fraction=0.5)

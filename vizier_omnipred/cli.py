@@ -52,6 +52,9 @@ def _pretrain(args) -> int:
   if args.sparse_relevance is not None:
     corpus = attrs.evolve(corpus, gp=attrs.evolve(
         corpus.gp, sparse_relevance_probability=args.sparse_relevance))
+  family = trainer.FamilyConfig()
+  if args.unrelated_fraction is not None:
+    family = attrs.evolve(family, unrelated_fraction=args.unrelated_fraction)
   if args.from_database:
     from vizier_omnipred.database import redacted  # pylint: disable=g-import-not-at-top
     from vizier_omnipred.pretraining import user_studies  # pylint: disable=g-import-not-at-top
@@ -65,7 +68,7 @@ def _pretrain(args) -> int:
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
       model=ModelConfig(**sizes, slot_binding=args.slot_binding,
                         prior_studies=args.prior_studies or args.family_fraction > 0),
-      family_fraction=args.family_fraction, corpus=corpus,
+      family_fraction=args.family_fraction, corpus=corpus, family=family,
       database_url=args.from_database, database_fraction=args.database_fraction,
       trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
@@ -132,6 +135,9 @@ def add_model_commands(sub) -> None:
   p.add_argument('--family-fraction', type=float, default=0.0,
                  help='share of episodes that are study families: the current study with 0-3 '
                       'related or unrelated prior studies (implies --prior-studies)')
+  p.add_argument('--unrelated-fraction', type=float, default=None,
+                 help='of a family\'s prior studies, the share drawn unrelated to the current '
+                      'study (default: the family prior\'s, 0.25)')
   p.add_argument('--from-database', default=None, metavar='URL',
                  help='a Vizier database (SQLite path URL or PostgreSQL URL) whose finished '
                       'studies join the synthetic prior; a fifth of them is held out and '

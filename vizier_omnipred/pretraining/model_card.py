@@ -60,15 +60,27 @@ def combine(previous: dict, summary: dict) -> dict:
               stages=previous.get('stages', [previous]) + [summary])
 
 
-def _prior_mix(corpus: dict, family_fraction: float = 0.0) -> str:
+def _families(family_fraction: float, family: dict | None) -> str:
+  return (f'{family_fraction:.0%} of episodes study families (0-3 prior studies in context,'
+          f' each unrelated with probability {_unrelated_fraction(family):.0%})')
+
+
+def _prior_mix(corpus: dict, family_fraction: float = 0.0, family: dict | None = None) -> str:
   conditional = corpus.get('conditional_fraction', 0.0)
   multi = corpus.get('multi_output_fraction', 0.0)
-  families = (f', {family_fraction:.0%} of episodes study families (0-3 related or unrelated'
-              ' prior studies in context)' if family_fraction else '')
+  families = f', {_families(family_fraction, family)}' if family_fraction else ''
   if not conditional and not multi:
     return 'the flat prior only' + families
   return (f'the prior with {conditional:.0%} conditional-space and {multi:.0%} multi-output'
           ' studies' + families)
+
+
+def _unrelated_fraction(family: dict | None) -> float:
+  """A run's share of unrelated prior studies (`FamilyConfig.unrelated_fraction`; a summary
+  that does not record its family config was made with the default)."""
+  from vizier_omnipred.pretraining.family_prior import FamilyConfig  # pylint: disable=g-import-not-at-top
+  default = FamilyConfig().unrelated_fraction
+  return (family or {}).get('unrelated_fraction', default)
 
 
 def _training_row(summary: dict) -> str:
@@ -89,7 +101,8 @@ def _training_row(summary: dict) -> str:
   parts = []
   for k, s in enumerate(stages, start=1):
     start = f"from stage {k - 1}'s weights, " if k > 1 else ''
-    mix = _prior_mix(s['train_config']['corpus'], s['train_config'].get('family_fraction', 0.0))
+    cfg = s['train_config']
+    mix = _prior_mix(cfg['corpus'], cfg.get('family_fraction', 0.0), cfg.get('family'))
     parts.append(f"({k}) {start}{one(s)}, {s['wall_time_s'] / 60:.0f} min, {mix}")
   return f'{len(stages)} stages: ' + '; '.join(parts)
 
@@ -202,6 +215,9 @@ def _reproduce(summary: dict) -> str:
       cmd += f" --random-slots {cfg['random_slots']}"
     if cfg.get('family_fraction'):
       cmd += f" --family-fraction {cfg['family_fraction']}"
+      unrelated = _unrelated_fraction(cfg.get('family'))
+      if unrelated != _unrelated_fraction(None):
+        cmd += f' --unrelated-fraction {unrelated}'
     if cfg.get('database_url'):
       cmd += ' --from-database URL'
     cmd += _size_flags(cfg['model'])
@@ -236,6 +252,8 @@ def card_text(summary: dict, regression: str | None, *, file: str = 'omnipred-sm
         f'; {multi:.0%} of studies whose trials also carry 1-2 other metrics as input items (a'
         ' mix of the target, correlation -1..1, and an independent GP draw; some values'
         ' missing): the chain rule\'s read for several objectives')
+  if cfg.get('family_fraction'):
+    conditional_text += '; ' + _families(cfg['family_fraction'], cfg.get('family'))
   text = f"""# Model card: {name}
 
 The checkpoint `{file}` that {loaded_by}: an
