@@ -3,6 +3,8 @@ transfer-learning GP? Leave one study out of a family.
 
     python -m benchmarks.transfer                           # every designer, study and seed
     python -m benchmarks.transfer --aggregate               # tables + plot from what has run
+    python -m benchmarks.transfer --candidate new=PATH.pt --designers omnipred_priors@new
+                                                            # other weights, runs kept apart
 
 Families (each a set of related studies): the same scikit-learn model tuned on four datasets
 that ship with scikit-learn (SVM, k-NN and gradient boosting on breast_cancer, wine, digits and
@@ -137,13 +139,30 @@ def omnipred_configs(name: str, checkpoint: str | None):
   """-> (OmniPredDesignerConfig, LMSurrogateConfig) of an OmniPred designer here."""
   from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
   from designers.lm_surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
-  return (OmniPredDesignerConfig(**_PRIOR_VARIANTS.get(name, {})),
-          LMSurrogateConfig(checkpoint=checkpoint, **_SURROGATE_VARIANTS.get(name, {})))
+  base = _base(name)
+  return (OmniPredDesignerConfig(**_PRIOR_VARIANTS.get(base, {})),
+          LMSurrogateConfig(checkpoint=checkpoint, **_SURROGATE_VARIANTS.get(base, {})))
+
+
+def _base(name: str) -> str:
+  """A designer's name without its candidate checkpoint's tag (`omnipred_priors@new`)."""
+  return name.partition('@')[0]
+
+
+def checkpoint_for(name: str, checkpoint: str, candidates: dict[str, str] | None) -> str:
+  """The weights a designer reads: its candidate's (`variant@tag`), else `checkpoint`."""
+  return designer_zoo.checkpoint_of(name, candidates) or checkpoint
+
+
+def _ordered(designers) -> list[str]:
+  """`designers` in the tables' order (DESIGNERS'), each `variant@tag` after its variant."""
+  return [d for base in DESIGNERS for d in [base] * (base in designers) + sorted(
+      c for c in designers if '@' in c and _base(c) == base)]
 
 
 def _sets_priors(name: str) -> bool:
   """An OmniPred designer that is given the case's prior studies (`set_priors`)."""
-  return name.startswith('omnipred_priors')
+  return _base(name).startswith('omnipred_priors')
 
 
 def signature(name: str, checkpoint: str) -> str | None:
@@ -199,8 +218,10 @@ def jobs(designers, seeds: tuple[int, ...] = SEEDS) -> list[tuple[str, str, str,
   return out
 
 
-def run_all(todo, checkpoint: str, isolate: bool = True) -> None:
-  signatures = {d: signature(d, checkpoint) for d in {j[0] for j in todo}}
+def run_all(todo, checkpoint: str, isolate: bool = True,
+            candidates: dict[str, str] | None = None) -> None:
+  weights = {d: checkpoint_for(d, checkpoint, candidates) for d in {j[0] for j in todo}}
+  signatures = {d: signature(d, weights[d]) for d in weights}
   todo = [j for j in todo if not run_store.is_done(raw_path(*_key(j)), signatures[j[0]])]
   stale = [j for j in todo if raw_path(*_key(j)).exists()]
   if stale:
@@ -218,13 +239,14 @@ def run_all(todo, checkpoint: str, isolate: bool = True) -> None:
       continue
     priors = transfer_families.priors(case, study, prior_family)
     exptr = tuning_tasks.TaskExperimenter(studies[study])
-    run = run_study(designer, designer_factory(designer, priors, checkpoint), exptr, TRIALS,
-                    seed=seed, progress=bar)
+    run = run_study(designer, designer_factory(designer, priors, weights[designer]), exptr,
+                    TRIALS, seed=seed, progress=bar)
     path = raw_path(designer, case, study, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    weights = checkpoint if designer.startswith('omnipred') else None
     path.write_text(json.dumps({'values': [float(v) for v in run.values(exptr.metric)],
-                                'seconds': run.seconds, 'checkpoint': weights,
+                                'seconds': run.seconds, 'checkpoint': (
+                                    weights[designer] if designer.startswith('omnipred')
+                                    else None),
                                 'signature': signatures[designer]}))
   bar.close()
 
@@ -254,11 +276,12 @@ def _adopt(job, sig: str | None) -> bool:
 
 
 def regrets(designers: tuple[str, ...] = DESIGNERS, seeds: tuple[int, ...] = SEEDS,
-            checkpoint: str = str(SHIPPED_TRANSFER)) -> dict:
+            checkpoint: str = str(SHIPPED_TRANSFER),
+            candidates: dict[str, str] | None = None) -> dict:
   """(designer, case, study, seed) -> [TRIALS] normalised regret of the runs on disk made
   as each designer is now (`signature`)."""
   studies = {s.name: s for fam in FAMILIES for s in family(fam)}
-  signatures = {d: signature(d, checkpoint) for d in designers}
+  signatures = {d: signature(d, checkpoint_for(d, checkpoint, candidates)) for d in designers}
   out, refs = {}, {}
   for designer, case, study, _, seed in jobs(designers, seeds):
     path = raw_path(designer, case, study, seed)
@@ -333,7 +356,7 @@ def _settings_table(regret: dict) -> list[str]:
   """OmniPred's prior-study settings against OmniPred without priors, per case: the mean
   regret at each mark and the share of studies where the setting is below (ties half), over
   the studies the setting has run (named when not all)."""
-  variants = [d for d in DESIGNERS if _sets_priors(d)
+  variants = [d for d in _ordered({k[0] for k in regret}) if _sets_priors(d)
               and any(k[0] == d for k in regret)]
   if not variants:
     return []
@@ -361,16 +384,19 @@ def _settings_table(regret: dict) -> list[str]:
 
 def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer',
               seeds: tuple[int, ...] = SEEDS, case_subset: tuple[str, ...] = CASES,
-              checkpoint: str = str(SHIPPED_TRANSFER)) -> str:
+              checkpoint: str = str(SHIPPED_TRANSFER),
+              candidates: dict[str, str] | None = None) -> str:
   """Writes benchmarks/results/`table`.md and its convergence plot from the runs on disk of
-  `designers` on `seeds` (made with `checkpoint`), the left-out studies of `case_subset`."""
-  regret = {k: v for k, v in regrets(designers, seeds, checkpoint).items()
+  `designers` on `seeds` (made with `checkpoint`, a `variant@tag` with its candidate's), the
+  left-out studies of `case_subset`."""
+  regret = {k: v for k, v in regrets(designers, seeds, checkpoint, candidates).items()
             if k[1] in case_subset}
+  order = _ordered(designers)
   lines = [f'Transfer benchmark: leave one study out of a family; {TRIALS} trials, seeds '
            f'{list(seeds)}; normalised regret (0 = best known, 1 = median random draw), mean '
            '± standard deviation over seeds.', '']
   for case in CASES:
-    present = [d for d in DESIGNERS if any(k[0] == d and k[1] == case for k in regret)]
+    present = [d for d in order if any(k[0] == d and k[1] == case for k in regret)]
     if not present:
       continue
     names = sorted({k[2] for k in regret if k[1] == case})
@@ -397,6 +423,7 @@ def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer',
       lines += _comparisons(regret, case, names, present) + ['']
   lines += _settings_table(regret)
   subset = '' if designers == DESIGNERS else f' --designers {",".join(designers)}'
+  subset += ''.join(f' --candidate {tag}={path}' for tag, path in (candidates or {}).items())
   if seeds != SEEDS:
     subset += f' --seeds {",".join(map(str, seeds))}'
   if case_subset != CASES:
@@ -406,11 +433,11 @@ def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer',
   text = '\n'.join(lines) + '\n'
   RESULTS.mkdir(parents=True, exist_ok=True)
   (RESULTS / f'{table}.md').write_text(text)
-  plot(regret, RESULTS / f'{table}_convergence.png')
+  plot(regret, RESULTS / f'{table}_convergence.png', order)
   return text
 
 
-def plot(regret: dict, path: pathlib.Path) -> None:
+def plot(regret: dict, path: pathlib.Path, designers=DESIGNERS) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -420,7 +447,7 @@ def plot(regret: dict, path: pathlib.Path) -> None:
     return
   fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 2.8), squeeze=False)
   for ax, (case, fam) in zip(axes.flat, panels):
-    regret_panel(ax, regret, DESIGNERS,
+    regret_panel(ax, regret, designers,
                  lambda k, d, case=case, fam=fam: (k[0] == d and k[1] == case
                                                    and k[2].startswith(f'transfer_{fam}')),
                  f'{fam} ({case} priors)', TRIALS)
@@ -433,7 +460,11 @@ def main(argv=None) -> int:
   parser.add_argument('--checkpoint', default=None,
                       help='OmniPred weights trained with prior studies (default: the shipped '
                       'transfer checkpoint, checkpoints.SHIPPED_TRANSFER)')
-  parser.add_argument('--designers', default=None, help='comma-separated subset')
+  parser.add_argument('--designers', default=None,
+                      help='comma-separated subset; VARIANT@TAG: an OmniPred variant with the '
+                      'weights --candidate TAG=PATH names')
+  parser.add_argument('--candidate', action='append', default=[], metavar='TAG=PATH',
+                      help='candidate weights (trained with prior studies) for VARIANT@TAG')
   parser.add_argument('--families', default=None, help='comma-separated subset')
   parser.add_argument('--cases', default=None,
                       help='comma-separated subset of related,unrelated (default: both)')
@@ -449,9 +480,17 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   designers = tuple(args.designers.split(',')) if args.designers else DESIGNERS
   seeds = tuple(int(x) for x in args.seeds.split(','))
-  unknown = sorted(set(designers) - set(DESIGNERS))
+  candidates = designer_zoo.parse_candidates(args.candidate)
+  unknown = sorted(d for d in designers if _base(d) not in DESIGNERS
+                   or ('@' in d and not d.startswith('omnipred')))
   if unknown:
-    parser.error(f'--designers: unknown {unknown}; known: {", ".join(DESIGNERS)}')
+    parser.error(f'--designers: unknown {unknown}; known: {", ".join(DESIGNERS)} (an OmniPred '
+                 'one also as VARIANT@TAG)')
+  try:
+    for d in designers:
+      designer_zoo.checkpoint_of(d, candidates)
+  except ValueError as e:
+    parser.error(str(e))
   wanted_cases = set(args.cases.split(',')) if args.cases else None
   if wanted_cases:
     known = {c for c, _, _ in cases()}
@@ -473,7 +512,7 @@ def main(argv=None) -> int:
                    'designer\'s on the default seeds and both cases)')
     print(aggregate(designers, args.table, seeds,
                     tuple(c for c in CASES if not wanted_cases or c in wanted_cases),
-                    checkpoint))
+                    checkpoint, candidates))
     return 0
   if not args.aggregate:
     todo = jobs(designers, seeds)
@@ -483,7 +522,7 @@ def main(argv=None) -> int:
     if wanted_cases:
       todo = [j for j in todo if j[1] in wanted_cases]
     i, n = map(int, args.shard.split('/'))
-    run_all(todo[i::n], checkpoint)
+    run_all(todo[i::n], checkpoint, candidates=candidates)
   print(aggregate(checkpoint=checkpoint))
   return 0
 

@@ -210,6 +210,41 @@ def test_the_ellipsoidal_control_reads_misleading_priors_on_the_same_parameters(
     assert study.score(best.parameters.as_dict()) > related_best  # a worse start
 
 
+def test_a_candidate_checkpoint_runs_as_variant_at_tag_beside_the_shipped_weights(
+    tmp_path, monkeypatch, capsys):
+  """`--candidate new=PATH --designers omnipred_priors@new`: the variant with those weights,
+  its runs signed with them and tabled beside (never instead of) the shipped weights' runs."""
+  transfer = _transfer_in(tmp_path, monkeypatch)
+  monkeypatch.setattr(transfer, 'RESULTS', tmp_path / 'results')
+  candidate = tmp_path / 'new.pt'
+  candidate.write_bytes(b'other weights')
+  shipped = str(transfer.SHIPPED_TRANSFER)
+  assert transfer.checkpoint_for('omnipred_priors@new', shipped, {'new': str(candidate)}) == str(
+      candidate)
+  assert transfer.checkpoint_for('omnipred_priors', shipped, {'new': str(candidate)}) == shipped
+  signed = {d: transfer.signature(d, transfer.checkpoint_for(d, shipped, {'new': str(candidate)}))
+            for d in ('omnipred_priors', 'omnipred_priors@new')}
+  assert signed['omnipred_priors'] != signed['omnipred_priors@new']
+  for designer, best in (('omnipred_priors', 0.90), ('omnipred_priors@new', 0.95)):
+    values = [0.5 + (best - 0.5) * k / transfer.TRIALS for k in range(transfer.TRIALS)]
+    transfer.raw_path(designer, 'related', 'transfer_knn_iris', 0).write_text(
+        json.dumps({'values': values, 'signature': signed[designer]}))
+  designers = ('omnipred_priors@new', 'omnipred_priors')
+  text = transfer.aggregate(designers, 'candidate', (0,), ('related',),
+                            candidates={'new': str(candidate)})
+  assert '| omnipred_priors @ 10 | omnipred_priors @ 20 | omnipred_priors@new @ 10 |' in text
+  assert 'omnipred_priors below omnipred_priors@new at 10 trials' in text
+  assert f'--candidate new={candidate}' in text
+  with pytest.raises(ValueError, match="candidate checkpoint 'new'"):  # which weights, unsaid
+    transfer.regrets(designers, (0,))
+  with pytest.raises(SystemExit):
+    transfer.main(['--designers', 'omnipred_priors@other', '--aggregate', '--table', 'x'])
+  assert "candidate checkpoint 'other'" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    transfer.main(['--designers', 'gp_bandit@new', '--candidate', f'new={candidate}'])
+  assert "unknown ['gp_bandit@new']" in capsys.readouterr().err
+
+
 def test_the_share_below_comes_with_its_interval_over_seeds():
   """A study won on every seed stays won; a coin-flip study moves the share both ways."""
   from benchmarks import transfer  # pylint: disable=g-import-not-at-top
