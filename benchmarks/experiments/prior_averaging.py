@@ -107,7 +107,8 @@ def _interval(diff: np.ndarray, rng: np.random.Generator) -> tuple[float, float]
   return float(np.quantile(means, 0.05)), float(np.quantile(means, 0.95))
 
 
-def table(results: dict, num_families: int, checkpoint: str) -> str:
+def table(results: dict, num_families: int, checkpoint: str, flags: str = '') -> str:
+  """The results as markdown; `flags`: the command's other flags (checkpoint, output)."""
   rng = np.random.default_rng(BOOTSTRAP_SEED)
   lines = [
       f'Held-out families of the transfer prior (the card\'s, {num_families} of them, seed '
@@ -134,7 +135,7 @@ def table(results: dict, num_families: int, checkpoint: str) -> str:
     cells.append(f'{cols["related", "weight"].mean():.2f} / {cols["unrelated", "weight"].mean():.2f}')
     lines.append(f'| {size} | ' + ' | '.join(cells) + ' |')
   lines += ['', f'`python -m benchmarks.experiments.prior_averaging --families {num_families}'
-            f' --sizes {",".join(map(str, results))}`']
+            f' --sizes {",".join(map(str, results))}{flags}`']
   return '\n'.join(lines) + '\n'
 
 
@@ -163,6 +164,13 @@ def plot(results: dict, path: pathlib.Path) -> None:
   fig.savefig(path, dpi=110)
 
 
+def _shown(checkpoint) -> str:
+  """A checkpoint's path as the table names it: relative to the repository when inside."""
+  path = pathlib.Path(checkpoint).resolve()
+  root = RESULTS.parents[1]
+  return str(path.relative_to(root) if path.is_relative_to(root) else path)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--families', type=int, default=512)
@@ -175,9 +183,10 @@ def main(argv=None) -> int:
   cfg = trainer.TrainConfig(model=model.model_config, seed=CARD_SEED)
   sizes = [int(k) for k in args.sizes.split(',')]
   results = measure(model, cfg, sizes, args.families)
-  shown = pathlib.Path(args.checkpoint)
-  shown = shown.relative_to(RESULTS.parents[1]) if shown.is_relative_to(RESULTS.parents[1]) else shown
-  text = table(results, args.families, str(shown))
+  shown = _shown(args.checkpoint)
+  flags = (f' --checkpoint {shown}' * (shown != _shown(checkpoints.SHIPPED_TRANSFER))
+           + f' --out {args.out}' * (args.out != 'prior_averaging'))
+  text = table(results, args.families, shown, flags)
   (RESULTS / f'{args.out}.md').write_text(text)
   plot(results, RESULTS / f'{args.out}.png')
   print(text)
