@@ -47,6 +47,11 @@ SECTIONS = (
     ('pooled_priors', 'Transfer: reading prior studies as the study\'s own trials'),
     ('prior_averaging', 'Transfer: unrelated prior studies, read or averaged with the study'
                         ' alone'),
+    ('prior_names', 'Transfer: what unrelated prior studies cost, with and without shared names'),
+    ('prior_averaging_unrelated50', 'Transfer, a retrain with half the prior studies unrelated:'
+                                    ' held-out loss'),
+    ('prior_names_unrelated50', 'Transfer, the same retrain: with and without shared names'),
+    ('transfer_candidate_unrelated50', 'Transfer, the same retrain: in the designer'),
     ('concurrency', 'Many workers on one study'),
     ('many_parameters', 'Many parameters'),
     ('server', 'Through a Vizier server'),
