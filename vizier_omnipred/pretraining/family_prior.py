@@ -35,7 +35,9 @@ class FamilyConfig:
   max_prior_studies: int = attrs.field(default=3, kw_only=True)
   min_prior_trials: int = attrs.field(default=10, kw_only=True)
   max_prior_trials: int = attrs.field(default=100, kw_only=True)
-  unrelated_fraction: float = attrs.field(  # of prior studies
+  # Of prior studies. 0.5 (`pretrain --unrelated-fraction`) taught the shipped transfer model to
+  # lean less on every prior study, related ones too, and lost in the designer (docs/design.md).
+  unrelated_fraction: float = attrs.field(
       default=0.25, kw_only=True, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
   # Of unrelated prior studies: share over another study's parameters (else the same names).
   foreign_fraction: float = attrs.field(default=0.5, kw_only=True)
