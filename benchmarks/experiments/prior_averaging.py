@@ -171,26 +171,36 @@ def _shown(checkpoint) -> str:
   return str(path.relative_to(root) if path.is_relative_to(root) else path)
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--families', type=int, default=512)
+def run(argv, description: str, *, families: int, out: str, measure_fn, table_fn,
+        plot_fn=None) -> int:
+  """The command line of an experiment on the card's held-out families (this one's and
+  `prior_names`'): --families, --sizes, --checkpoint, --out; writes RESULTS/<out>.md (and
+  .png with `plot_fn`) from `measure_fn(model, cfg, sizes, families)` and
+  `table_fn(results, families, checkpoint, flags)`."""
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument('--families', type=int, default=families)
   parser.add_argument('--sizes', default='2,5,10,30')
   parser.add_argument('--checkpoint', default=str(checkpoints.SHIPPED_TRANSFER))
-  parser.add_argument('--out', default='prior_averaging', help='results file stem')
+  parser.add_argument('--out', default=out, help='results file stem')
   args = parser.parse_args(argv)
   torch.set_num_threads(1)
   model, _ = checkpoints.load(args.checkpoint)
   cfg = trainer.TrainConfig(model=model.model_config, seed=CARD_SEED)
-  sizes = [int(k) for k in args.sizes.split(',')]
-  results = measure(model, cfg, sizes, args.families)
+  results = measure_fn(model, cfg, [int(k) for k in args.sizes.split(',')], args.families)
   shown = _shown(args.checkpoint)
   flags = (f' --checkpoint {shown}' * (shown != _shown(checkpoints.SHIPPED_TRANSFER))
-           + f' --out {args.out}' * (args.out != 'prior_averaging'))
-  text = table(results, args.families, shown, flags)
+           + f' --out {args.out}' * (args.out != out))
+  text = table_fn(results, args.families, shown, flags)
   (RESULTS / f'{args.out}.md').write_text(text)
-  plot(results, RESULTS / f'{args.out}.png')
+  if plot_fn is not None:
+    plot_fn(results, RESULTS / f'{args.out}.png')
   print(text)
   return 0
+
+
+def main(argv=None) -> int:
+  return run(argv, __doc__.split('\n')[0], families=512, out='prior_averaging',
+             measure_fn=measure, table_fn=table, plot_fn=plot)
 
 
 if __name__ == '__main__':

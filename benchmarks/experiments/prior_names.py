@@ -18,7 +18,6 @@ over the families (paired: the same current trials). Writes benchmarks/results/<
 
 from __future__ import annotations
 
-import argparse
 import copy
 
 import attr
@@ -26,9 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.experiments.prior_averaging import (CARD_SEED, RESULTS, _interval, _query_nll,
-                                                    _shown)
-from vizier_omnipred import checkpoints
+from benchmarks.experiments import prior_averaging
+from benchmarks.experiments.prior_averaging import CARD_SEED, _interval, _query_nll
 from vizier_omnipred.pretraining import trainer
 
 RELATIONS = ('related', 'unrelated')
@@ -95,23 +93,8 @@ def table(results: dict, num_families: int, checkpoint: str, flags: str = '') ->
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--families', type=int, default=256)
-  parser.add_argument('--sizes', default='2,5,10,30')
-  parser.add_argument('--checkpoint', default=str(checkpoints.SHIPPED_TRANSFER))
-  parser.add_argument('--out', default='prior_names', help='results file stem')
-  args = parser.parse_args(argv)
-  torch.set_num_threads(1)
-  model, _ = checkpoints.load(args.checkpoint)
-  cfg = trainer.TrainConfig(model=model.model_config, seed=CARD_SEED)
-  results = measure(model, cfg, [int(k) for k in args.sizes.split(',')], args.families)
-  shown = _shown(args.checkpoint)
-  flags = (f' --checkpoint {shown}' * (shown != _shown(checkpoints.SHIPPED_TRANSFER))
-           + f' --out {args.out}' * (args.out != 'prior_names'))
-  text = table(results, args.families, shown, flags)
-  (RESULTS / f'{args.out}.md').write_text(text)
-  print(text)
-  return 0
+  return prior_averaging.run(argv, __doc__.split('\n')[0], families=256, out='prior_names',
+                             measure_fn=measure, table_fn=table)
 
 
 if __name__ == '__main__':
