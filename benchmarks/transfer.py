@@ -352,12 +352,20 @@ def _comparisons(regret: dict, case: str, names: list[str], present: list[str]) 
   return lines
 
 
+def _no_priors(name: str, regret: dict) -> str:
+  """The designer a prior-study setting is measured against: OmniPred without priors on the
+  same weights (`omnipred@tag` for a candidate's variant, when it ran), else `omnipred`."""
+  tag = name.partition('@')[2]
+  same_weights = f'omnipred@{tag}'
+  return same_weights if tag and any(k[0] == same_weights for k in regret) else 'omnipred'
+
+
 def _settings_table(regret: dict) -> list[str]:
-  """OmniPred's prior-study settings against OmniPred without priors, per case: the mean
-  regret at each mark and the share of studies where the setting is below (ties half), over
-  the studies the setting has run (named when not all)."""
-  variants = [d for d in _ordered({k[0] for k in regret}) if _sets_priors(d)
-              and any(k[0] == d for k in regret)]
+  """OmniPred's prior-study settings against OmniPred without priors (on the same weights),
+  per case: the mean regret at each mark and the share of studies where the setting is below
+  (ties half), over the studies the setting has run (named when not all)."""
+  ran = _ordered({k[0] for k in regret})
+  variants = [d for d in ran if _sets_priors(d)]
   if not variants:
     return []
   shown = [c for c in CASES if any(k[1] == c for k in regret)]
@@ -365,7 +373,8 @@ def _settings_table(regret: dict) -> list[str]:
            '| designer | ' + ' | '.join(f'{c} @ {" / ".join(map(str, MARKS))} | below no priors'
                                         for c in shown) + ' |',
            '|---|' + '---|---|' * len(shown)]
-  for d in ['omnipred'] + variants:
+  for d in ['omnipred'] + [d for d in ran if not _sets_priors(d) and _base(d) == 'omnipred'
+                           and d != 'omnipred'] + variants:
     cells = []
     for case in shown:
       names = sorted({k[2] for k in regret if k[1] == case and k[0] == d})
@@ -376,8 +385,9 @@ def _settings_table(regret: dict) -> list[str]:
       everyone = len({k[2] for k in regret if k[1] == case})
       cells.append(' / '.join(f'{v:.3f}' for v in means)
                    + ('' if len(names) == everyone else f' ({len(names)} studies)'))
-      cells.append('' if d == 'omnipred' else ' / '.join(
-          f'{_share_below(regret, d, "omnipred", case, names, m)[0]:.0%}' for m in MARKS))
+      cells.append('' if not _sets_priors(d) else ' / '.join(
+          f'{_share_below(regret, d, _no_priors(d, regret), case, names, m)[0]:.0%}'
+          for m in MARKS))
     lines.append(f'| {d} | ' + ' | '.join(cells) + ' |')
   return lines + ['']
 

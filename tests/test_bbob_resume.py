@@ -235,6 +235,13 @@ def test_a_candidate_checkpoint_runs_as_variant_at_tag_beside_the_shipped_weight
   assert '| omnipred_priors @ 10 | omnipred_priors @ 20 | omnipred_priors@new @ 10 |' in text
   assert 'omnipred_priors below omnipred_priors@new at 10 trials' in text
   assert f'--candidate new={candidate}' in text
+  # A candidate's prior-study variant is measured against no priors on its own weights, when
+  # those ran.
+  ran = {('omnipred', 'related', 'transfer_knn_iris', 0): None}
+  assert transfer._no_priors('omnipred_priors@new', ran) == 'omnipred'  # pylint: disable=protected-access
+  ran[('omnipred@new', 'related', 'transfer_knn_iris', 0)] = None
+  assert transfer._no_priors('omnipred_priors@new', ran) == 'omnipred@new'  # pylint: disable=protected-access
+  assert transfer._no_priors('omnipred_priors', ran) == 'omnipred'  # pylint: disable=protected-access
   with pytest.raises(ValueError, match="candidate checkpoint 'new'"):  # which weights, unsaid
     transfer.regrets(designers, (0,))
   with pytest.raises(SystemExit):
