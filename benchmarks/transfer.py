@@ -373,8 +373,8 @@ def _settings_table(regret: dict) -> list[str]:
            '| designer | ' + ' | '.join(f'{c} @ {" / ".join(map(str, MARKS))} | below no priors'
                                         for c in shown) + ' |',
            '|---|' + '---|---|' * len(shown)]
-  for d in ['omnipred'] + [d for d in ran if not _sets_priors(d) and _base(d) == 'omnipred'
-                           and d != 'omnipred'] + variants:
+  candidates_alone = [d for d in ran if _base(d) == 'omnipred' and d != 'omnipred']
+  for d in ['omnipred'] + candidates_alone + variants:
     cells = []
     for case in shown:
       names = sorted({k[2] for k in regret if k[1] == case and k[0] == d})
