@@ -219,7 +219,7 @@ def test_a_deeper_run_starts_from_a_shallower_checkpoint_predicting_exactly_as_i
   assert grown['final_val_loss'] == pytest.approx(again['final_val_loss'], rel=1e-5)
   # Shallower, wider or otherwise changed sizes are refused, naming both configs.
   for other in (attrs.evolve(deep_cfg, encoder_layers=0), attrs.evolve(deep_cfg, d_ff=128)):
-    with pytest.raises(ValueError, match='only encoder_layers may grow and slot_binding, prior_studies turn on'):
+    with pytest.raises(ValueError, match='only encoder_layers may grow and slot_binding, prior_studies, prior_gate, current_slots turn on'):
       growth.load_grown(OmniPredModel(other), source)
 
 

@@ -679,3 +679,27 @@ def test_the_shipped_transfer_model_weighs_related_prior_studies_above_unrelated
     weights.append((related, reg.averaged_weight))
   related, unrelated = np.mean(weights, axis=0)
   assert related > unrelated + 0.2, weights
+
+
+@pytest.mark.parametrize('current_slots', [False, True])
+def test_with_current_slots_prior_studies_over_other_parameters_leave_the_study_s_slots(
+    current_slots):
+  config = attrs.evolve(PRIOR_TINY, current_slots=current_slots)
+  model = OmniPredModel(config)
+  family = StudyFamily(1, CorpusConfig(min_dim=3), _family(foreign_fraction=1.0),
+                       relation='unrelated', num_priors=2)
+  problem, rows, y, priors = trainer.family_draw(family, 8, np.random.default_rng(0))
+  assert all(not set(p[0][0]) & set(rows[0]) for p in priors)  # no name shared
+  slots = []
+  for read in (priors, []):
+    inputs, _ = trainer.family_inputs(problem, rows, y, read, 6, config)
+    tensors = model.to_tensors(inputs)
+    current = tensors['study'] == 0 if read else torch.ones_like(tensors['present'])
+    own = model.slots(tensors)[current & tensors['present']]
+    slots.append(own[tensors['mask'][current & tensors['present']]])
+  assert torch.equal(slots[0], slots[1]) == current_slots
+
+
+def test_current_slots_need_a_model_that_reads_prior_studies():
+  with pytest.raises(ValueError, match='current_slots needs prior_studies'):
+    attrs.evolve(TINY, current_slots=True)

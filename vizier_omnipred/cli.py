@@ -66,14 +66,16 @@ def _pretrain(args) -> int:
       raise SystemExit(f'--from-database {redacted(args.from_database)}: no finished study with '
                        f'{user_studies.MIN_TRIALS}+ completed trials outside the held-out share.')
   return _train(args, trainer, lambda sizes, common: trainer.TrainConfig(
-      model=ModelConfig(**sizes, slot_binding=args.slot_binding,
-                        prior_studies=args.prior_studies or args.family_fraction > 0),
+      model=ModelConfig(**sizes, slot_binding=args.slot_binding, prior_gate=args.prior_gate,
+                        current_slots=args.current_slots,
+                        prior_studies=(args.prior_studies or args.prior_gate
+                                       or args.current_slots or args.family_fraction > 0)),
       family_fraction=args.family_fraction, corpus=corpus, family=family,
       database_url=args.from_database, database_fraction=args.database_fraction,
       trials_per_batch=args.trials_per_batch,
       queries_per_study=args.queries_per_study, max_context=args.max_context,
       prefetch=args.prefetch, data_workers=args.data_workers, init_from=args.init_from,
-      random_slots=args.random_slots,
+      random_slots=args.random_slots, train_only=tuple(filter(None, args.train_only.split(','))),
       warmup_steps=min(300, args.steps // 10 + 1), **common))
 
 
@@ -132,6 +134,16 @@ def add_model_commands(sub) -> None:
   p.add_argument('--prior-studies', action='store_true',
                  help='a model that also reads prior studies\' trials (switched on silently '
                       'in an --init-from model)')
+  p.add_argument('--prior-gate', action='store_true',
+                 help='weigh each prior study in attention by a learned gate on how well it '
+                      'predicts the current study\'s trials (implies --prior-studies; switched '
+                      'on silently in an --init-from model)')
+  p.add_argument('--current-slots', action='store_true',
+                 help='rank parameter slots among the current study\'s names only, so prior '
+                      'studies\' other parameters do not move them (implies --prior-studies)')
+  p.add_argument('--train-only', default='', metavar='PREFIXES',
+                 help='comma-separated weight-name prefixes: only those weights learn (e.g. '
+                      'prior_gate. with --init-from); default: all')
   p.add_argument('--family-fraction', type=float, default=0.0,
                  help='share of episodes that are study families: the current study with 0-3 '
                       'related or unrelated prior studies (implies --prior-studies)')

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizier_omnipred.numbers import NumberCodec
+from vizier_omnipred.prior_gate import PriorGate, agreement_features
 from vizier_omnipred.serialization import NUM_KINDS, STANDARD_CLIP, FeaturizerConfig, StudyInputs
 
 # peft matches these as suffixes of module names. The number-embedding FFN is included: without
@@ -50,6 +51,16 @@ class ModelConfig:
   # token gets a code computed from its own study's tokens (a set function, so neither the
   # order of prior studies nor of their trials can matter), plus a prior-trial vector.
   prior_studies: bool = attrs.field(default=False, kw_only=True)
+  # With prior studies: each one's trials weighed in attention as a whole, by a learned gate on
+  # how well it predicts the current study's trials (`prior_gate`).
+  prior_gate: bool = attrs.field(default=False, kw_only=True)
+  # With prior studies: a parameter's slot is its name's rank among the current study's names
+  # (and its own trial's) only, so prior studies over other parameters do not move the current
+  # study's slots. Otherwise every name in the context counts, and an unrelated prior study's
+  # names shift the study's own slot codes: in the transfer model that was half of what
+  # unrelated prior studies cost at 30 trials (docs/design.md, "Where unrelated prior studies'
+  # cost came from").
+  current_slots: bool = attrs.field(default=False, kw_only=True)
   d_ff: int = attrs.field(default=256, kw_only=True)
   dropout: float = attrs.field(default=0.0, kw_only=True)
   # y tokens. y reaches the model normalised (see `regressor.YScaler`), so a narrow
@@ -64,6 +75,9 @@ class ModelConfig:
       raise ValueError(
           f'ModelConfig: d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads}).'
       )
+    for flag in ('prior_gate', 'current_slots'):
+      if getattr(self, flag) and not self.prior_studies:
+        raise ValueError(f'ModelConfig: {flag} needs prior_studies (it acts on prior studies).')
 
   @property
   def y_codec(self) -> NumberCodec:
@@ -91,20 +105,29 @@ class SharedKeys(NamedTuple):
   shared: torch.Tensor  # [B, L] bool
   index: torch.Tensor  # [B, S] the shared tokens' positions, S = the most in one row
   valid: torch.Tensor  # [B, S] bool: index[b, s] is one of row b's shared tokens
+  bias: torch.Tensor | None = None  # [B, L, S] added to the scores on the shared keys
 
   @classmethod
-  def of(cls, shared: torch.Tensor) -> 'SharedKeys':
+  def of(cls, shared: torch.Tensor, bias: torch.Tensor | None = None) -> 'SharedKeys':
+    """`bias` [B, L, L]: added to query l's score on key j (a token's own key gets none)."""
     counts = shared.sum(1)
     most = int(counts.max()) if shared.numel() else 0  # a host read: meant for the CPU path
     index = torch.argsort((~shared).to(torch.int8), dim=1, stable=True)[:, :most]
     valid = torch.arange(most, device=shared.device)[None, :] < counts[:, None]
-    return cls(shared, index, valid)
+    if bias is not None:
+      bias = bias.gather(2, index[:, None, :].expand(-1, bias.shape[1], -1))
+    return cls(shared, index, valid, bias)
 
   @staticmethod
-  def dense(shared: torch.Tensor) -> torch.Tensor:
-    """The same pattern as a dense [B, 1, L, L] mask (True = attend)."""
+  def dense(shared: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The same pattern as a dense [B, 1, L, L] mask (True = attend), or with `bias` [B, L, L]
+    an additive one (-inf = not attended)."""
     eye = torch.eye(shared.shape[1], dtype=torch.bool, device=shared.device)
-    return (shared[:, None, :] | eye)[:, None]
+    allowed = (shared[:, None, :] | eye)[:, None]
+    if bias is None:
+      return allowed
+    return torch.where(allowed, bias[:, None], torch.tensor(float('-inf'), dtype=bias.dtype,
+                                                            device=bias.device))
 
 
 class Attention(nn.Module):
@@ -147,6 +170,8 @@ class Attention(nn.Module):
     k_shared, v_shared = k.gather(2, at), v.gather(2, at)  # [B, H, S, dh]
     scale = 1.0 / math.sqrt(dh)
     scores = (q @ k_shared.transpose(-1, -2)) * scale  # [B, H, L, S]
+    if keys.bias is not None:
+      scores = scores + keys.bias[:, None].to(scores.dtype)
     scores = scores.masked_fill(~keys.valid[:, None, None, :], float('-inf'))
     own = (q * k).sum(-1, keepdim=True) * scale  # [B, H, L, 1]
     own = own.masked_fill(keys.shared[:, None, :, None], float('-inf'))
@@ -351,7 +376,9 @@ class OmniPredModel(nn.Module):
   context trial, its y through a `NumberEmbedding`; no positional embeddings anywhere, so
   neither trial order nor parameter order can matter. Attention: metadata and context tokens
   attend to metadata and context; a query attends to metadata, context and itself only, so its
-  prediction never depends on which other queries share the batch. The decoder reads the
+  prediction never depends on which other queries share the batch. With `prior_gate`, each
+  prior study's trials weigh in every attention score by one learned log-weight
+  (`prior_gate.PriorGate`). The decoder reads the
   query's final encoder state (one memory item per query) and writes sign, exponent, digits.
   """
 
@@ -404,6 +431,8 @@ class OmniPredModel(nn.Module):
       nn.init.zeros_(self.study_code[2].weight)
       nn.init.zeros_(self.study_code[2].bias)
       self.prior_role = nn.Parameter(torch.zeros(d))
+    if cfg.prior_gate:
+      self.prior_gate = PriorGate()  # its last layer starts at zero: every weight 0 in log
 
   @property
   def device(self) -> torch.device:
@@ -455,7 +484,8 @@ class OmniPredModel(nn.Module):
     y = self.y_embed(inputs['y_ids'], inputs['y_scalar'])
     trial = trial + is_context.unsqueeze(-1).to(y.dtype) * y
     trial = trial + self.role(torch.where(is_context, CONTEXT, QUERY))
-    if self.model_config.prior_studies and 'study' in inputs:
+    gated = self.model_config.prior_studies and 'study' in inputs
+    if gated:
       trial = trial + self._study_codes(trial, inputs['study'], inputs['present'])
     meta = self.items({k[5:]: inputs[k] for k in ('meta_names', 'meta_kinds', 'meta_numbers',
                                                   'meta_scalars', 'meta_texts')})
@@ -468,7 +498,8 @@ class OmniPredModel(nn.Module):
     # key count; its kernels do not mind), and in training too: LoRA steps over the gathered
     # keys were no faster, and training keeps the numbers it always had.
     sparse = x.device.type == 'cpu' and not torch.is_grad_enabled()
-    allowed = SharedKeys.of(shared) if sparse else SharedKeys.dense(shared)
+    bias = self._prior_bias(inputs, m) if gated and self.model_config.prior_gate else None
+    allowed = SharedKeys.of(shared, bias) if sparse else SharedKeys.dense(shared, bias)
     for block in self.encoder:
       x = block(x, allowed)
     x = self.ln_memory(x[:, m:])
@@ -490,6 +521,13 @@ class OmniPredModel(nn.Module):
     codes = self.study_code(means)  # [B, K, D]
     return (torch.einsum('bnk,bkd->bnd', member, codes)
             + prior.unsqueeze(-1).to(trial.dtype) * self.prior_role)
+
+  def _prior_bias(self, inputs: dict[str, torch.Tensor], num_meta: int) -> torch.Tensor:
+    """[B, M + N, M + N] the prior studies' log-weights on the scores (`PriorGate`)."""
+    study = inputs['study'].long().clamp(0, MAX_PRIOR_STUDIES) * inputs['present']
+    log_weight = self.prior_gate(agreement_features(inputs, MAX_PRIOR_STUDIES))  # [B, K]
+    token_study = torch.cat([study.new_zeros(study.shape[0], num_meta), study], 1)
+    return PriorGate.key_bias(log_weight, token_study)
 
   def trial_tokens(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """Each trial's token from its parameter items alone (before its y and role): [B, N, D]."""
@@ -527,6 +565,8 @@ class OmniPredModel(nn.Module):
     first = (diff != 0).to(torch.uint8).argmax(-1, keepdim=True)  # first differing character
     j_before_i = diff.gather(-1, first).squeeze(-1) > 0  # name_j sorts before name_i
     is_context = inputs['is_context'] & inputs['present']
+    if self.model_config.current_slots and 'study' in inputs:
+      is_context = is_context & (inputs['study'] == 0)  # the prior studies' names do not count
     in_context = (inputs['mask'] & is_context.unsqueeze(-1)).any(1)  # [B, P]
     counted = in_context.unsqueeze(1) | inputs['mask']  # [B, N, P(j)]
     slots = (j_before_i.unsqueeze(1) & counted.unsqueeze(2)).sum(-1)  # [B, N, P(i)]

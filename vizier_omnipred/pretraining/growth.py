@@ -6,7 +6,9 @@ are zero: each new block adds nothing to the residual stream, so the grown model
 are the checkpoint's until training moves the new weights (the new blocks' other weights are
 freshly initialised, so their gradients are not zero). `--slot-binding` switches on the slot
 codes the same way (their projection starts at zero), and `--prior-studies` the prior-study
-codes (their last layer and vector start at zero). This is how a CPU-trained model can be
+codes (their last layer and vector start at zero), `--prior-gate` the prior-study gate (its
+last layer starts at zero); `--current-slots` adds no weight (it changes how slots are ranked
+beside prior studies, so it does change predictions with prior studies). This is how a CPU-trained model can be
 given more without paying for its first 44000 steps again.
 
 Only the block counts of `GROWABLE` may grow and `SWITCHABLE` features turn on; every other size
@@ -25,7 +27,8 @@ from vizier_omnipred.model import ModelConfig, OmniPredModel
 GROWABLE = {'encoder_layers': 'encoder'}
 # ModelConfig flags a grown model may switch on, and the weights they add.
 SWITCHABLE = {'slot_binding': ('slot_codes', 'bind_proj.'),
-              'prior_studies': ('study_code.', 'prior_role')}
+              'prior_studies': ('study_code.', 'prior_role'),
+              'prior_gate': ('prior_gate.',), 'current_slots': ()}
 
 
 def can_grow(source: ModelConfig, target: ModelConfig) -> bool:

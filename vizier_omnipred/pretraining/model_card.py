@@ -119,7 +119,9 @@ def _size_flags(model: dict) -> str:
   flags = ''.join(f' {flag} {model[k]}' for k, flag in _SIZE_FLAGS.items()
                   if k in model and model[k] != getattr(default, k))
   return (flags + (' --slot-binding' if model.get('slot_binding') else '')
-          + (' --prior-studies' if model.get('prior_studies') else ''))
+          + (' --prior-studies' if model.get('prior_studies') else '')
+          + (' --prior-gate' if model.get('prior_gate') else '')
+          + (' --current-slots' if model.get('current_slots') else ''))
 
 
 def _slot_binding(model: dict) -> str:
@@ -220,6 +222,8 @@ def _reproduce(summary: dict) -> str:
         cmd += f' --unrelated-fraction {unrelated}'
     if cfg.get('database_url'):
       cmd += ' --from-database URL'
+    if cfg.get('train_only'):
+      cmd += f" --train-only {','.join(cfg['train_only'])}"
     cmd += _size_flags(cfg['model'])
     if cfg.get('seed'):
       cmd += f" --seed {cfg['seed']}"

@@ -80,6 +80,10 @@ class TrainConfig:
   # 0.25, the median's, against 0.05 on slots 0-4); a 35-minute continuation with K = 12 did
   # not fix that and cost elsewhere (README, "parameters that do nothing"): 0 by default.
   random_slots: int = attrs.field(default=0, kw_only=True)
+  # Only the weights whose names start with one of these learn; the rest stay as loaded (e.g.
+  # ('prior_gate.',): a gate switched on in the shipped weights learns when to listen, while
+  # what the network reads from a prior study it listens to stays as shipped). (): all learn.
+  train_only: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=tuple)
   # Held-out conditional studies at these context sizes, reported beside the flat ones.
   eval_conditional_sizes: tuple[int, ...] = attrs.field(default=(10, 30), kw_only=True)
   # Held-out studies whose trials carry other metrics (several objectives), at these sizes.
@@ -339,6 +343,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
                        ' --encoder-layers may be larger and --slot-binding on: the new parts'
                        ' start silent).')
     growth.load_grown(model, start)  # equal configs: a plain copy of the weights
+  if cfg.train_only:
+    learning = [n for n, p in model.named_parameters() if n.startswith(cfg.train_only)]
+    if not learning:
+      raise ValueError(f'train_only {list(cfg.train_only)}: no weight of this model starts so.')
+    for n, p in model.named_parameters():
+      p.requires_grad_(n.startswith(cfg.train_only))
   build = functools.partial(make_batch, cfg, rank=env.rank)
   with Prefetcher(build, depth=cfg.prefetch, workers=cfg.data_workers) as batches:
 
