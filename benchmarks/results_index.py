@@ -52,6 +52,11 @@ SECTIONS = (
                                     ' held-out loss'),
     ('prior_names_unrelated50', 'Transfer, the same retrain: with and without shared names'),
     ('transfer_candidate_unrelated50', 'Transfer, the same retrain: in the designer'),
+    ('prior_averaging_current_slots', 'Transfer: slots ranked by the study\'s own names,'
+                                      ' held-out loss'),
+    ('prior_averaging_gate', 'Transfer: a gate per prior study (and own-name slots), held-out'
+                             ' loss'),
+    ('transfer_candidate_gate', 'Transfer, the gate: in the designer'),
     ('concurrency', 'Many workers on one study'),
     ('many_parameters', 'Many parameters'),
     ('server', 'Through a Vizier server'),

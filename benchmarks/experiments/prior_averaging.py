@@ -26,13 +26,15 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+import attrs
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from vizier_omnipred import checkpoints
-from vizier_omnipred.pretraining import trainer
+from vizier_omnipred.model import OmniPredModel
+from vizier_omnipred.pretraining import growth, trainer
 from vizier_omnipred.relevance import HeldOutLikelihood, RelevanceConfig, averaged_weight
 from vizier_omnipred.serialization import Featurizer
 
@@ -182,15 +184,24 @@ def run(argv, description: str, *, families: int, out: str, measure_fn, table_fn
   parser.add_argument('--sizes', default='2,5,10,30')
   parser.add_argument('--checkpoint', default=str(checkpoints.SHIPPED_TRANSFER))
   parser.add_argument('--out', default=out, help='results file stem')
+  parser.add_argument('--current-slots', action='store_true',
+                      help='the checkpoint with ModelConfig.current_slots switched on (slots '
+                           'ranked among the current study\'s names only)')
   args = parser.parse_args(argv)
   torch.set_num_threads(1)
   model, _ = checkpoints.load(args.checkpoint)
+  if args.current_slots and not model.model_config.current_slots:
+    switched = OmniPredModel(attrs.evolve(model.model_config, current_slots=True))
+    growth.load_grown(switched, model)  # no weight added: the same weights, slots re-ranked
+    model = switched.eval()
   cfg = trainer.TrainConfig(model=model.model_config, seed=CARD_SEED)
   results = measure_fn(model, cfg, [int(k) for k in args.sizes.split(',')], args.families)
   shown = _shown(args.checkpoint)
   flags = (f' --checkpoint {shown}' * (shown != _shown(checkpoints.SHIPPED_TRANSFER))
+           + ' --current-slots' * args.current_slots
            + f' --out {args.out}' * (args.out != out))
-  text = table_fn(results, args.families, shown, flags)
+  label = shown + ', with current_slots switched on' * args.current_slots
+  text = table_fn(results, args.families, label, flags)
   (RESULTS / f'{args.out}.md').write_text(text)
   if plot_fn is not None:
     plot_fn(results, RESULTS / f'{args.out}.png')
