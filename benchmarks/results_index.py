@@ -57,6 +57,7 @@ SECTIONS = (
     ('prior_averaging_gate', 'Transfer: a gate per prior study (and own-name slots), held-out'
                              ' loss'),
     ('transfer_candidate_gate', 'Transfer, the gate: in the designer'),
+    ('transfer_candidate_gate_5seeds', 'Transfer, the gate: in the designer over five seeds'),
     ('concurrency', 'Many workers on one study'),
     ('many_parameters', 'Many parameters'),
     ('server', 'Through a Vizier server'),
