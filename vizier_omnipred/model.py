@@ -58,8 +58,8 @@ class ModelConfig:
   # (and its own trial's) only, so prior studies over other parameters do not move the current
   # study's slots. Otherwise every name in the context counts, and an unrelated prior study's
   # names shift the study's own slot codes: in the transfer model that was half of what
-  # unrelated prior studies cost at 30 trials (docs/design.md, "Where unrelated prior studies'
-  # cost came from").
+  # unrelated prior studies cost at 30 trials (docs/design.md, "Unrelated prior studies: slots
+  # ranked by the study's own names").
   current_slots: bool = attrs.field(default=False, kw_only=True)
   d_ff: int = attrs.field(default=256, kw_only=True)
   dropout: float = attrs.field(default=0.0, kw_only=True)
@@ -432,7 +432,7 @@ class OmniPredModel(nn.Module):
       nn.init.zeros_(self.study_code[2].bias)
       self.prior_role = nn.Parameter(torch.zeros(d))
     if cfg.prior_gate:
-      self.prior_gate = PriorGate()  # its last layer starts at zero: every weight 0 in log
+      self.prior_gate = PriorGate()  # starts at every prior study's log-weight 0: no change
 
   @property
   def device(self) -> torch.device:
@@ -484,8 +484,8 @@ class OmniPredModel(nn.Module):
     y = self.y_embed(inputs['y_ids'], inputs['y_scalar'])
     trial = trial + is_context.unsqueeze(-1).to(y.dtype) * y
     trial = trial + self.role(torch.where(is_context, CONTEXT, QUERY))
-    gated = self.model_config.prior_studies and 'study' in inputs
-    if gated:
+    priors = self.model_config.prior_studies and 'study' in inputs
+    if priors:
       trial = trial + self._study_codes(trial, inputs['study'], inputs['present'])
     meta = self.items({k[5:]: inputs[k] for k in ('meta_names', 'meta_kinds', 'meta_numbers',
                                                   'meta_scalars', 'meta_texts')})
@@ -498,7 +498,7 @@ class OmniPredModel(nn.Module):
     # key count; its kernels do not mind), and in training too: LoRA steps over the gathered
     # keys were no faster, and training keeps the numbers it always had.
     sparse = x.device.type == 'cpu' and not torch.is_grad_enabled()
-    bias = self._prior_bias(inputs, m) if gated and self.model_config.prior_gate else None
+    bias = self._prior_bias(inputs, m) if priors and self.model_config.prior_gate else None
     allowed = SharedKeys.of(shared, bias) if sparse else SharedKeys.dense(shared, bias)
     for block in self.encoder:
       x = block(x, allowed)

@@ -176,7 +176,7 @@ def _shown(checkpoint) -> str:
 def run(argv, description: str, *, families: int, out: str, measure_fn, table_fn,
         plot_fn=None) -> int:
   """The command line of an experiment on the card's held-out families (this one's and
-  `prior_names`'): --families, --sizes, --checkpoint, --out; writes RESULTS/<out>.md (and
+  `prior_names`'): --families, --sizes, --checkpoint, --current-slots, --out; writes RESULTS/<out>.md (and
   .png with `plot_fn`) from `measure_fn(model, cfg, sizes, families)` and
   `table_fn(results, families, checkpoint, flags)`."""
   parser = argparse.ArgumentParser(description=description)

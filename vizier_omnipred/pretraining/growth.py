@@ -7,9 +7,9 @@ are the checkpoint's until training moves the new weights (the new blocks' other
 freshly initialised, so their gradients are not zero). `--slot-binding` switches on the slot
 codes the same way (their projection starts at zero), and `--prior-studies` the prior-study
 codes (their last layer and vector start at zero), `--prior-gate` the prior-study gate (its
-last layer starts at zero); `--current-slots` adds no weight (it changes how slots are ranked
-beside prior studies, so it does change predictions with prior studies). This is how a CPU-trained model can be
-given more without paying for its first 44000 steps again.
+last layer starts at zero); `--current-slots` adds no weight (it ranks slots otherwise beside
+prior studies, so it does change predictions with prior studies). This is how a CPU-trained
+model can be given more without paying for its first 44000 steps again.
 
 Only the block counts of `GROWABLE` may grow and `SWITCHABLE` features turn on; every other size
 must match.
