@@ -82,7 +82,11 @@ def main(argv=None) -> int:
   torch.set_num_threads(1)
   sets = args.sets.split(',')
   if sets == ['transfer']:
-    return transfer_main(args.checkpoint or str(checkpoints.SHIPPED_TRANSFER))
+    default_out = args.out == parser.get_default('out')
+    return transfer_main(args.checkpoint or str(checkpoints.SHIPPED_TRANSFER),
+                         RESULTS / 'regression_transfer' if default_out else pathlib.Path(args.out),
+                         flags=(f' --checkpoint {args.checkpoint}' * bool(args.checkpoint)
+                                + f' --out {args.out}' * (not default_out)))
   studies = []
   if 'bbob' in sets:
     studies += bbob_studies(HELD_OUT_FUNCTIONS[:2] if args.quick else HELD_OUT_FUNCTIONS,
@@ -132,9 +136,10 @@ def main(argv=None) -> int:
   return 0
 
 
-def transfer_main(checkpoint: str) -> int:
+def transfer_main(checkpoint: str, out: pathlib.Path, flags: str = '') -> int:
   """`--sets transfer`: study error with and without related prior studies in context
-  (`regression_studies.transfer_errors`), to benchmarks/results/regression_transfer.md."""
+  (`regression_studies.transfer_errors`), to `out`.md (benchmarks/results/regression_transfer.md
+  by default); `flags`: the command's other flags, for the table's footer."""
   base = OmniPredRegressor.from_pretrained(checkpoint)
   studies = sum(case == 'related' for case, _, _ in transfer_families.cases())
   warnings.filterwarnings('ignore', category=ConvergenceWarning)
@@ -153,9 +158,9 @@ def transfer_main(checkpoint: str) -> int:
   for method in TRANSFER_METHODS:
     lines.append(f'| {method} | ' + ' | '.join(
         f'{np.mean(errors[method, n]):.4f}' for n in TRANSFER_SIZES) + ' |')
-  lines += ['', 'Command: `python -m benchmarks.regression --sets transfer`']
+  lines += ['', f'Command: `python -m benchmarks.regression --sets transfer{flags}`']
   text = '\n'.join(lines) + '\n'
-  (RESULTS / 'regression_transfer.md').write_text(text)
+  out.with_suffix('.md').write_text(text)
   print(text)
   return 0
 
