@@ -58,6 +58,7 @@ SECTIONS = (
                              ' loss'),
     ('transfer_candidate_gate', 'Transfer, the gate: in the designer'),
     ('transfer_candidate_gate_5seeds', 'Transfer, the gate: in the designer over five seeds'),
+    ('transfer_candidate_gate_10seeds', 'Transfer, the gate: related studies over ten seeds'),
     ('regression_transfer_gate', 'Transfer, the gate: regression with related prior studies'),
     ('concurrency', 'Many workers on one study'),
     ('many_parameters', 'Many parameters'),
