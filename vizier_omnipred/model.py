@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizier_omnipred.numbers import NumberCodec
-from vizier_omnipred.prior_gate import PriorGate, agreement_features
+from vizier_omnipred.prior_gate import PriorGate, agreement_features, selected_positions
 from vizier_omnipred.serialization import NUM_KINDS, STANDARD_CLIP, FeaturizerConfig, StudyInputs
 
 # peft matches these as suffixes of module names. The number-embedding FFN is included: without
@@ -110,10 +110,7 @@ class SharedKeys(NamedTuple):
   @classmethod
   def of(cls, shared: torch.Tensor, bias: torch.Tensor | None = None) -> 'SharedKeys':
     """`bias` [B, L, L]: added to query l's score on key j (a token's own key gets none)."""
-    counts = shared.sum(1)
-    most = int(counts.max()) if shared.numel() else 0  # a host read: meant for the CPU path
-    index = torch.argsort((~shared).to(torch.int8), dim=1, stable=True)[:, :most]
-    valid = torch.arange(most, device=shared.device)[None, :] < counts[:, None]
+    index, valid = selected_positions(shared)  # a host read: meant for the CPU path
     if bias is not None:
       bias = bias.gather(2, index[:, None, :].expand(-1, bias.shape[1], -1))
     return cls(shared, index, valid, bias)

@@ -53,8 +53,8 @@ def agreement_features(inputs: dict[str, torch.Tensor], num_studies: int) -> tor
     y = inputs['y_scalar'][..., 0].float()  # [B, N], each study scaled by its own range
     current = (study == 0) & inputs['is_context'] & present
     # Rows i: the current context; columns j: every prior trial.
-    ci, c_ok = _rows(current)
-    pj, p_ok = _rows((study > 0) & present)
+    ci, c_ok = selected_positions(current)
+    pj, p_ok = selected_positions((study > 0) & present)
     take = lambda t, idx: t.gather(1, idx.view(idx.shape + (1,) * (t.dim() - 2)).expand(
         idx.shape + t.shape[2:]))
     m_i, m_j = take(mask, ci) & c_ok[..., None], take(mask, pj) & p_ok[..., None]
@@ -65,6 +65,7 @@ def agreement_features(inputs: dict[str, torch.Tensor], num_studies: int) -> tor
     gap = torch.where(num_i[:, :, None] & num_j[:, None], gap, 4.0 * mismatch)
     count = shared.sum(-1)  # [B, I, J]
     d2 = (gap * shared).sum(-1) / count.clamp_min(1)
+    kernels = [torch.exp(-d2 / (2.0 * h2)) for h2 in BANDWIDTHS_SQ]  # the same for every study
     y_i, y_j, s_j = take(y, ci), take(y, pj), take(study, pj)
     n_cur = current.sum(1).float()  # [B]
     in_current = (mask & current[..., None]).any(1)  # [B, P]
@@ -76,8 +77,8 @@ def agreement_features(inputs: dict[str, torch.Tensor], num_studies: int) -> tor
       overlap = (in_current & in_k).sum(1).float() / in_current.sum(1).clamp_min(1).float()
       pair = c_ok[:, :, None] & ((s_j == k) & p_ok)[:, None] & (count > 0)
       rs = []
-      for h2 in BANDWIDTHS_SQ:
-        w = torch.exp(-d2 / (2.0 * h2)) * pair
+      for kernel in kernels:
+        w = kernel * pair
         total = w.sum(-1)  # [B, I]
         guess = (w * y_j[:, None]).sum(-1) / total.clamp_min(1e-12)
         rs.append(_correlation(guess, y_i, c_ok & (total > 1e-12)))
@@ -89,10 +90,11 @@ def agreement_features(inputs: dict[str, torch.Tensor], num_studies: int) -> tor
     return torch.stack(out, 1)
 
 
-def _rows(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-  """[B, N] bool -> the selected positions [B, S] (S = the most in one row) and which are real."""
+def selected_positions(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+  """[B, N] bool -> the selected positions [B, S] (S = the most in one row; a host read) and
+  which of them are real, in their order along N."""
   counts = selected.sum(1)
-  most = max(int(counts.max()), 1) if selected.numel() else 1
+  most = int(counts.max()) if selected.numel() else 0
   index = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :most]
   valid = torch.arange(most, device=selected.device)[None, :] < counts[:, None]
   return index, valid
