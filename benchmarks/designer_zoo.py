@@ -122,9 +122,12 @@ def config_text(designer, surrogate, with_priors: bool = False) -> str:
 
 
 def signature(weights: pathlib.Path, designer, surrogate, with_priors: bool = False) -> str:
-  """The hash a raw run records: of the weights' bytes and of the configs (`config_text`)."""
-  return hashlib.sha256(weights.read_bytes() + config_text(designer, surrogate, with_priors)
-                        .encode()).hexdigest()[:16]
+  """The hash a raw run records: of the weights (`checkpoints.weights_digest`: config and
+  tensors, not the card) and of the configs (`config_text`)."""
+  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
+  return hashlib.sha256((checkpoints.weights_digest(weights)
+                         + config_text(designer, surrogate, with_priors)).encode()
+                        ).hexdigest()[:16]
 
 
 class _Signed:

@@ -10,11 +10,18 @@ import pytest
 
 from benchmarks import designer_zoo, run_store
 from designers.acquisition import UCB
+from tests.conftest import TINY
+from vizier_omnipred import OmniPredRegressor, checkpoints
+
+
+def _tiny_checkpoint(path, seed=0, card=None):
+  checkpoints.save(path, OmniPredRegressor.from_scratch(TINY, seed=seed).base,
+                   card=card or {'name': 'tiny'})
+  return path
 
 
 def test_a_raw_run_is_done_only_with_the_weights_and_configs_it_was_made_with(tmp_path):
-  other = tmp_path / 'other.pt'
-  other.write_bytes(b'not the shipped weights')
+  other = _tiny_checkpoint(tmp_path / 'other.pt')
   shipped = designer_zoo.signature_of('omnipred')
   candidate = designer_zoo.signature_of('omnipred@new', {'new': str(other)})
   assert shipped and candidate and shipped != candidate
@@ -36,6 +43,24 @@ def test_a_raw_run_is_done_only_with_the_weights_and_configs_it_was_made_with(tm
   raw.write_text(json.dumps({'values': [1.0], 'weights': shipped}))  # before configs counted
   assert not run_store.is_done(raw, shipped)
   assert run_store.is_done(raw, None)  # a baseline's run has nothing to differ
+
+
+def test_the_signature_reads_the_weights_not_the_card(tmp_path):
+  """Shipping a run rewrites its card (`model_card --ship`): the shipped file must keep the
+  signature of the run it came from, so that runs made with it as a candidate still count;
+  other tensors, or a file that is no checkpoint, must not."""
+  run = _tiny_checkpoint(tmp_path / 'run.pt', card={'name': 'run', 'steps': 10})
+  shipped = _tiny_checkpoint(tmp_path / 'shipped.pt', card={'name': 'shipped', 'steps': 99})
+  assert run.read_bytes() != shipped.read_bytes()
+  assert checkpoints.weights_digest(run) == checkpoints.weights_digest(shipped)
+  assert (designer_zoo.signature_of('omnipred@a', {'a': str(run)})
+          == designer_zoo.signature_of('omnipred@b', {'b': str(shipped)}))
+  other = _tiny_checkpoint(tmp_path / 'other.pt', seed=1)
+  assert checkpoints.weights_digest(other) != checkpoints.weights_digest(run)
+  garbage = tmp_path / 'garbage.pt'
+  garbage.write_bytes(b'not a checkpoint')
+  with pytest.raises(ValueError, match='garbage.pt is not a readable checkpoint'):
+    designer_zoo.signature_of('omnipred@g', {'g': str(garbage)})
 
 
 def test_a_field_that_acts_only_with_prior_studies_leaves_the_signature_alone():
@@ -216,8 +241,7 @@ def test_a_candidate_checkpoint_runs_as_variant_at_tag_beside_the_shipped_weight
   its runs signed with them and tabled beside (never instead of) the shipped weights' runs."""
   transfer = _transfer_in(tmp_path, monkeypatch)
   monkeypatch.setattr(transfer, 'RESULTS', tmp_path / 'results')
-  candidate = tmp_path / 'new.pt'
-  candidate.write_bytes(b'other weights')
+  candidate = _tiny_checkpoint(tmp_path / 'new.pt')
   shipped = str(transfer.SHIPPED_TRANSFER)
   assert transfer.checkpoint_for('omnipred_priors@new', shipped, {'new': str(candidate)}) == str(
       candidate)

@@ -9,6 +9,7 @@ names its format in `checkpoint_format`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -45,6 +46,25 @@ def card_from_summary(name: str, summary: dict) -> dict:
       'final_val_loss': summary['final_val_loss'], 'seed': summary['seed'],
       'train_config': json.dumps(summary['train_config']),
   }
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+  """sha256 (hex) of what a checkpoint predicts with: its format, model config and tensors.
+  The card is left out: it records how the weights were made, and shipping a run rewrites it
+  (`model_card --ship`), so the shipped file and the run it came from share one digest."""
+  check_file(path)
+  try:
+    blob = torch.load(path, map_location='cpu', weights_only=True)
+    digest = hashlib.sha256(str(blob['format']).encode())
+    digest.update(json.dumps(blob['model_config'], sort_keys=True).encode())
+    for name in sorted(blob['state_dict']):
+      tensor = blob['state_dict'][name].detach().cpu().contiguous()
+      digest.update(f'{name}:{tensor.dtype}:{tuple(tensor.shape)}'.encode())
+      digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'{path} is not a readable checkpoint: {type(e).__name__}: {str(e)[:200]}'
+                     ) from None
+  return digest.hexdigest()
 
 
 def check_file(path: str | os.PathLike) -> None:
