@@ -123,9 +123,10 @@ def config_text(designer, surrogate, with_priors: bool = False) -> str:
 
 def signature(weights: pathlib.Path, designer, surrogate, with_priors: bool = False) -> str:
   """The hash a raw run records: of the weights (`checkpoints.weights_digest`: config and
-  tensors, not the card) and of the configs (`config_text`)."""
+  tensors, not the card; unless `with_priors`, not what acts only with prior studies) and of
+  the configs (`config_text`)."""
   from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
-  return hashlib.sha256((checkpoints.weights_digest(weights)
+  return hashlib.sha256((checkpoints.weights_digest(weights, with_priors=with_priors)
                          + config_text(designer, surrogate, with_priors)).encode()
                         ).hexdigest()[:16]
 

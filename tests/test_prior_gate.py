@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from vizier_omnipred import OmniPredRegressor
+from vizier_omnipred import OmniPredRegressor, checkpoints
 from vizier_omnipred.model import ModelConfig, OmniPredModel
 from vizier_omnipred.prior_gate import MIN_CURRENT, agreement_features
 from vizier_omnipred.pretraining import growth, trainer
@@ -85,6 +85,28 @@ def test_switching_the_gate_on_changes_no_prediction():
     reg.condition(current, prior_studies=[same, other])
     out.append(reg.quantiles(QUERIES, [0.2, 0.8]))
   np.testing.assert_allclose(out[1], out[0], rtol=1e-6)
+
+
+def test_without_prior_studies_the_gate_and_current_slots_change_no_prediction(tmp_path):
+  """What lets a run without prior studies made with the weights before the gate count for the
+  weights with it (`checkpoints.weights_digest(with_priors=False)`): the same predictions."""
+  gated = _randomise(OmniPredModel(attrs.evolve(GATED_TINY, current_slots=True)))
+  plain = OmniPredModel(PRIOR_TINY)
+  plain.load_state_dict({k: v for k, v in gated.state_dict().items()
+                         if not k.startswith('prior_gate.')})
+  current, _, _ = _studies()
+  out = []
+  for model in (gated, plain):
+    reg = OmniPredRegressor(model, relevance=None)
+    reg.condition(current)
+    out.append(reg.quantiles(QUERIES, [0.2, 0.5, 0.8]))
+  np.testing.assert_array_equal(out[0], out[1])
+  paths = [tmp_path / 'gated.pt', tmp_path / 'plain.pt']
+  for path, model in zip(paths, (gated, plain)):
+    checkpoints.save(path, model, card={'name': path.stem})
+  assert (checkpoints.weights_digest(paths[0], with_priors=False)
+          == checkpoints.weights_digest(paths[1], with_priors=False))
+  assert checkpoints.weights_digest(paths[0]) != checkpoints.weights_digest(paths[1])
 
 
 def test_gated_predictions_do_not_depend_on_the_order_of_prior_studies_or_their_trials():

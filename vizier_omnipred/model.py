@@ -35,6 +35,18 @@ LORA_TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'fc_in', 'fc_out',
                 'number_ffn.0', 'number_ffn.2')
 
 
+# Field metadata: the field acts only when prior studies are given (a signature of runs that
+# give none leaves it out: `benchmarks.designer_zoo.signature`, `checkpoints.weights_digest`).
+PRIORS_ONLY = {'priors_only': True}
+
+
+def acts_only_with_priors(name: str) -> bool:
+  """A `ModelConfig` field (or the module of the same name, with its weights) that changes no
+  prediction made without prior studies."""
+  field = getattr(attrs.fields(ModelConfig), name, None)
+  return field is not None and bool(field.metadata.get('priors_only'))
+
+
 @attrs.frozen
 class ModelConfig:
   """Every size of the model, and of the features it reads. Stored in each checkpoint."""
@@ -53,14 +65,14 @@ class ModelConfig:
   prior_studies: bool = attrs.field(default=False, kw_only=True)
   # With prior studies: each one's trials weighed in attention as a whole, by a learned gate on
   # how well it predicts the current study's trials (`prior_gate`).
-  prior_gate: bool = attrs.field(default=False, kw_only=True)
+  prior_gate: bool = attrs.field(default=False, kw_only=True, metadata=PRIORS_ONLY)
   # With prior studies: a parameter's slot is its name's rank among the current study's names
   # (and its own trial's) only, so prior studies over other parameters do not move the current
   # study's slots. Otherwise every name in the context counts, and an unrelated prior study's
   # names shift the study's own slot codes: in the transfer model that was half of what
   # unrelated prior studies cost at 30 trials (docs/design.md, "Unrelated prior studies: slots
   # ranked by the study's own names").
-  current_slots: bool = attrs.field(default=False, kw_only=True)
+  current_slots: bool = attrs.field(default=False, kw_only=True, metadata=PRIORS_ONLY)
   d_ff: int = attrs.field(default=256, kw_only=True)
   dropout: float = attrs.field(default=0.0, kw_only=True)
   # y tokens. y reaches the model normalised (see `regressor.YScaler`), so a narrow

@@ -34,13 +34,10 @@ from scipy.special import expit
 from scipy.stats import rankdata
 
 from vizier_omnipred.episodes import episode
-from vizier_omnipred.model import OmniPredModel, slot_permutations
+from vizier_omnipred.model import PRIORS_ONLY, OmniPredModel, slot_permutations
 from vizier_omnipred.serialization import ModelInputs, StudyInputs
 
 
-# Field metadata: the field acts only when prior studies are given (benchmark signatures, which
-# never give any, leave it out).
-PRIORS_ONLY = {'priors_only': True}
 PRIOR_READINGS = ('all', 'chosen', 'pooled', 'mixture', 'averaged')
 # The ways one prior study can be read (`PriorChoice.modes`).
 LEFT_OUT, CONTEXT, POOLED = 'left_out', 'context', 'pooled'

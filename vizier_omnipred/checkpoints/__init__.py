@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vizier_omnipred.model import ModelConfig, OmniPredModel
+from vizier_omnipred.model import ModelConfig, OmniPredModel, acts_only_with_priors
 
 FORMAT = OmniPredModel.checkpoint_format
 SHIPPED = pathlib.Path(__file__).parent / 'omnipred-small.pt'
@@ -48,16 +48,24 @@ def card_from_summary(name: str, summary: dict) -> dict:
   }
 
 
-def weights_digest(path: str | os.PathLike) -> str:
+def weights_digest(path: str | os.PathLike, *, with_priors: bool = True) -> str:
   """sha256 (hex) of what a checkpoint predicts with: its format, model config and tensors.
   The card is left out: it records how the weights were made, and shipping a run rewrites it
-  (`model_card --ship`), so the shipped file and the run it came from share one digest."""
+  (`model_card --ship`), so the shipped file and the run it came from share one digest.
+  `with_priors=False` (for runs that give no prior studies): also the config fields that act
+  only with prior studies, and the weights of the modules named like them
+  (`model.acts_only_with_priors`: the prior-study gate), so that adding them to a checkpoint
+  leaves the digest of what it predicts without prior studies alone."""
   check_file(path)
   try:
     blob = torch.load(path, map_location='cpu', weights_only=True)
     digest = hashlib.sha256(str(blob['format']).encode())
-    digest.update(json.dumps(blob['model_config'], sort_keys=True).encode())
+    config = {k: v for k, v in blob['model_config'].items()
+              if with_priors or not acts_only_with_priors(k)}
+    digest.update(json.dumps(config, sort_keys=True).encode())
     for name in sorted(blob['state_dict']):
+      if not with_priors and acts_only_with_priors(name.split('.')[0]):
+        continue
       tensor = blob['state_dict'][name].detach().cpu().contiguous()
       digest.update(f'{name}:{tensor.dtype}:{tuple(tensor.shape)}'.encode())
       digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
