@@ -115,6 +115,7 @@ def test_a_bad_candidate_flag_is_named(tmp_path, spec, message):
     (['--aggregate', '--seeds', '3,4'], 'name it with --table'),
     (['--designers', 'omnipred', '--cases', 'related,bogus'], r"--cases: unknown \['bogus'\]"),
     (['--aggregate', '--cases', 'related'], 'name it with --table'),
+    (['--aggregate', '--checkpoint', 'other.pt'], 'name it with --table'),
 ])
 def test_transfer_flags_that_would_misname_or_overwrite_a_table_are_refused(argv, message, capsys):
   """A designer subset aggregates into a table of its own: never over the whole benchmark's."""
@@ -149,6 +150,26 @@ def test_a_transfer_table_of_one_case_tables_that_case_alone(tmp_path, monkeypat
   assert 'unrelated' not in related
   assert '--cases related --table related_only' in related
   assert (transfer.RESULTS / 'related_only.md').read_text() == related
+
+
+def test_a_transfer_table_of_other_weights_names_them_in_its_command(tmp_path, monkeypatch):
+  """`--checkpoint PATH`: the runs signed with those weights, and the table's command names
+  them (a table of weights that are no longer shipped stays regenerable)."""
+  from benchmarks import transfer, tuning_tasks  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(transfer, 'RAW', tmp_path / 'raw')
+  monkeypatch.setattr(transfer, 'RESULTS', tmp_path / 'results')
+  monkeypatch.setattr(tuning_tasks, 'CACHE', tmp_path / 'cache')
+  transfer.RAW.mkdir()
+  other = str(_tiny_checkpoint(tmp_path / 'other.pt'))
+  for designer, best in (('omnipred', 0.90), ('omnipred_priors', 0.95)):
+    values = [0.5 + (best - 0.5) * k / transfer.TRIALS for k in range(transfer.TRIALS)]
+    transfer.raw_path(designer, 'related', 'transfer_knn_iris', 0).write_text(
+        json.dumps({'values': values, 'signature': transfer.signature(designer, other)}))
+  designers = ('omnipred', 'omnipred_priors')
+  text = transfer.aggregate(designers, 'other', (0,), ('related',), other)
+  assert f'--checkpoint {other}' in text and 'omnipred_priors below omnipred' in text
+  shipped = transfer.aggregate(designers, 'shipped', (0,), ('related',))
+  assert '--checkpoint' not in shipped and 'transfer_knn_iris' not in shipped  # not its runs
 
 
 def _transfer_in(tmp_path, monkeypatch):
