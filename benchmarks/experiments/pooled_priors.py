@@ -1,11 +1,11 @@
 """How well does the transfer model rank a left-out study's configurations, reading the
 related prior studies in different ways?
 
-    python -m benchmarks.experiments.pooled_priors [--sizes 5,10] [--draws 2]
+    python -m benchmarks.experiments.pooled_priors [--sizes 5,10] [--draws 2] [--checkpoint PATH]
 
 For every related left-out study of the transfer benchmark (`benchmarks.transfer`: the same
 scikit-learn model on other datasets, or other instances of one BBOB function; each prior study
-30 random trials), the shipped transfer checkpoint reads `--sizes` random trials of the study
+30 random trials), the transfer checkpoint (`--checkpoint`; the shipped one) reads `--sizes` random trials of the study
 (`--draws` draws of them) and predicts the median of 40 other random configurations. Read six
 ways: without the prior studies; with them as prior studies (the regressor's default); pooled
 into the study's own trials (each prior study's y mapped by rank onto the range of the study's
@@ -35,6 +35,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from benchmarks import run_store, transfer_families, tuning_studies, tuning_tasks  # noqa: E402
+from benchmarks.experiments import prior_averaging  # noqa: E402
 from vizier_omnipred.checkpoints import SHIPPED_TRANSFER  # noqa: E402
 from vizier_omnipred.regressor import MIXTURE_GRID, OmniPredRegressor  # noqa: E402
 from vizier_omnipred.relevance import RelevanceConfig, pooled_values  # noqa: E402
@@ -116,9 +117,12 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--sizes', default='5,10', help="the study's trials read")
   parser.add_argument('--draws', type=int, default=2, help='draws of them per size')
+  parser.add_argument('--checkpoint', default=str(SHIPPED_TRANSFER))
   args = parser.parse_args(argv)
   sizes = [int(s) for s in args.sizes.split(',')]
-  base = OmniPredRegressor.from_pretrained(SHIPPED_TRANSFER)
+  base = OmniPredRegressor.from_pretrained(args.checkpoint)
+  shown = prior_averaging.shown_path(args.checkpoint)
+  other = shown != prior_averaging.shown_path(SHIPPED_TRANSFER)
   studies = {s.name: s for fam in transfer_families.FAMILIES
              for s in transfer_families.family(fam)}
   related = [c for c in transfer_families.cases() if c[0] == 'related']
@@ -149,7 +153,7 @@ def main(argv=None) -> int:
   bar.close()
   families = sorted({f for f, _, _ in rho})
   lines = ["Ranking a left-out study's configurations with related prior studies read six ways "
-           '(shipped transfer checkpoint; Spearman correlation of the predicted medians with the '
+           f'(checkpoint `{shown}`; Spearman correlation of the predicted medians with the '
            f'truth over {HELD_OUT} random configurations, mean over the family\'s studies and '
            f'{args.draws} draws of the study\'s trials); last column: the mean weight of the '
            'pooled reading in the mixture by transfer ranking.', '',
@@ -164,7 +168,7 @@ def main(argv=None) -> int:
                             if m == n and fam in (f, 'all')]))
       lines.append(f'| {fam} | {n} | ' + ' | '.join(f'{c:.3f}' for c in cells) + ' |')
   lines += ['', f'Command: `python -m benchmarks.experiments.pooled_priors --sizes {args.sizes} '
-            f'--draws {args.draws}`.']
+            f'--draws {args.draws}' + f' --checkpoint {shown}' * other + '`.']
   run_store.write_table('pooled_priors', lines)
   return 0
 

@@ -166,7 +166,7 @@ def plot(results: dict, path: pathlib.Path) -> None:
   fig.savefig(path, dpi=110)
 
 
-def _shown(checkpoint) -> str:
+def shown_path(checkpoint) -> str:
   """A checkpoint's path as the table names it: relative to the repository when inside."""
   path = pathlib.Path(checkpoint).resolve()
   root = RESULTS.parents[1]
@@ -196,8 +196,8 @@ def run(argv, description: str, *, families: int, out: str, measure_fn, table_fn
     model = switched.eval()
   cfg = trainer.TrainConfig(model=model.model_config, seed=CARD_SEED)
   results = measure_fn(model, cfg, [int(k) for k in args.sizes.split(',')], args.families)
-  shown = _shown(args.checkpoint)
-  flags = (f' --checkpoint {shown}' * (shown != _shown(checkpoints.SHIPPED_TRANSFER))
+  shown = shown_path(args.checkpoint)
+  flags = (f' --checkpoint {shown}' * (shown != shown_path(checkpoints.SHIPPED_TRANSFER))
            + ' --current-slots' * args.current_slots
            + f' --out {args.out}' * (args.out != out))
   label = shown + ', with current_slots switched on' * args.current_slots
