@@ -30,7 +30,8 @@ unrelated control, in runs and tables).
 Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
 64 random configurations), at 10 and 20 trials.
 Raw runs under benchmarks/results/raw/transfer/ (ignored by git), each with the hash of the
-weights and configs that made it: one made otherwise runs again, and tables read only runs
+weights and configs that made it: one made otherwise runs again (the old run kept beside it,
+`NAME@SIGNATURE.json`, for tables of those weights: `--checkpoint`), and tables read only runs
 made as each designer is now. Tables to benchmarks/results/transfer.md.
 """
 
@@ -208,6 +209,32 @@ def raw_path(designer: str, case: str, study: str, seed: int) -> pathlib.Path:
   return RAW / f'{designer}_{case}_{study}_{seed}.json'
 
 
+def _kept_path(path: pathlib.Path, sig: str) -> pathlib.Path:
+  """Where a run made with other weights or configs (signature `sig`) is kept once a run of
+  the designer as it is now takes its place: tables of those weights (`--checkpoint`) still
+  read it."""
+  return path.with_name(f'{path.stem}@{sig}.json')
+
+
+def stored_run(designer: str, case: str, study: str, seed: int,
+               sig: str | None) -> pathlib.Path | None:
+  """The raw run of this designer, study and seed made with signature `sig`, if stored."""
+  path = raw_path(designer, case, study, seed)
+  if run_store.is_done(path, sig):
+    return path
+  kept = _kept_path(path, sig) if sig else None
+  return kept if kept is not None and run_store.is_done(kept, sig) else None
+
+
+def _write_run(path: pathlib.Path, text: str) -> None:
+  """Stores a run at `path`, keeping the run already there if it was made otherwise."""
+  if path.exists():
+    old = json.loads(path.read_text()).get('signature')
+    if old:
+      path.replace(_kept_path(path, old))
+  path.write_text(text)
+
+
 def jobs(designers, seeds: tuple[int, ...] = SEEDS) -> list[tuple[str, str, str, str, int]]:
   out = []
   for case, study, prior_family in cases():
@@ -222,11 +249,12 @@ def run_all(todo, checkpoint: str, isolate: bool = True,
             candidates: dict[str, str] | None = None) -> None:
   weights = {d: checkpoint_for(d, checkpoint, candidates) for d in {j[0] for j in todo}}
   signatures = {d: signature(d, weights[d]) for d in weights}
-  todo = [j for j in todo if not run_store.is_done(raw_path(*_key(j)), signatures[j[0]])]
+  todo = [j for j in todo if not stored_run(*_key(j), signatures[j[0]])]
   stale = [j for j in todo if raw_path(*_key(j)).exists()]
   if stale:
     print(f'{len(stale)} raw run(s) were made with other weights or configs (or do not say '
-          f'which): running them again, e.g. {raw_path(*_key(stale[0])).name}')
+          f'which): running them again, the old ones kept beside (e.g. '
+          f'{raw_path(*_key(stale[0])).name})')
   todo = [j for j in todo if not _adopt(j, signatures[j[0]])]
   studies = {s.name: s for fam in FAMILIES for s in family(fam)}
   bar = tqdm(total=len(todo) * TRIALS, desc='transfer', dynamic_ncols=True)
@@ -243,11 +271,11 @@ def run_all(todo, checkpoint: str, isolate: bool = True,
                     TRIALS, seed=seed, progress=bar)
     path = raw_path(designer, case, study, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({'values': [float(v) for v in run.values(exptr.metric)],
-                                'seconds': run.seconds, 'checkpoint': (
-                                    weights[designer] if designer.startswith('omnipred')
-                                    else None),
-                                'signature': signatures[designer]}))
+    _write_run(path, json.dumps({'values': [float(v) for v in run.values(exptr.metric)],
+                                 'seconds': run.seconds, 'checkpoint': (
+                                     weights[designer] if designer.startswith('omnipred')
+                                     else None),
+                                 'signature': signatures[designer]}))
   bar.close()
 
 
@@ -270,7 +298,7 @@ def _adopt(job, sig: str | None) -> bool:
     sources += [raw_path(designer, c, study, seed) for c in CASES if c != case]
   for path in sources:
     if path != raw_path(*_key(job)) and run_store.is_done(path, sig):
-      raw_path(*_key(job)).write_text(path.read_text())
+      _write_run(raw_path(*_key(job)), path.read_text())
       return True
   return False
 
@@ -284,8 +312,8 @@ def regrets(designers: tuple[str, ...] = DESIGNERS, seeds: tuple[int, ...] = SEE
   signatures = {d: signature(d, checkpoint_for(d, checkpoint, candidates)) for d in designers}
   out, refs = {}, {}
   for designer, case, study, _, seed in jobs(designers, seeds):
-    path = raw_path(designer, case, study, seed)
-    if not run_store.is_done(path, signatures[designer]):
+    path = stored_run(designer, case, study, seed, signatures[designer])
+    if path is None:
       continue
     task = studies[study]
     if study not in refs:

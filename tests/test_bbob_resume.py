@@ -219,6 +219,25 @@ def test_a_transfer_run_made_the_same_way_is_adopted_not_rerun(tmp_path, monkeyp
   assert adopted.read_text() == source.read_text()
 
 
+def test_a_run_made_with_other_weights_is_kept_beside_the_new_one(tmp_path, monkeypatch):
+  """When new weights ship, a designer's new run takes the file's place and the old one is
+  kept beside it: a table of the old weights (`--checkpoint`) still reads it, and a table of
+  the new ones reads the new."""
+  transfer = _transfer_in(tmp_path, monkeypatch)
+  job = ('omnipred_priors', 'related', 'transfer_svm_iris', 'svm', 3)
+  path = transfer.raw_path(*job[:3], 3)
+  old = json.dumps({'values': [0.9] * transfer.TRIALS, 'signature': 'old'})
+  path.write_text(old)
+  new = transfer.raw_path('omnipred_priors@g', 'related', 'transfer_svm_iris', 3)
+  new.write_text(json.dumps({'values': [0.1] * transfer.TRIALS, 'signature': 'new'}))
+  assert transfer._adopt(job, 'new')  # pylint: disable=protected-access
+  assert transfer.stored_run(*job[:3], 3, 'new') == path
+  assert path.read_text() == new.read_text()
+  kept = transfer.stored_run(*job[:3], 3, 'old')
+  assert kept is not None and kept != path and kept.read_text() == old
+  assert transfer.stored_run(*job[:3], 3, 'neither') is None
+
+
 def test_a_designer_without_priors_takes_its_run_of_the_other_case(tmp_path, monkeypatch):
   """Without priors a study's run is the same whichever priors its case gives (rerun value for
   value identical): the unrelated control's no-priors run is the related one's; a designer
