@@ -36,17 +36,29 @@ SECTIONS = (
     ('regression_dims', 'Regression by dimension'),
     ('regression_sparse', 'Regression with parameters that do nothing'),
     ('regression_transfer', 'Regression with prior studies in context'),
+    ('regression_transfer_pregate', 'Regression with prior studies in context, the transfer'
+                                    ' weights before the gate'),
     ('conditional', 'Conditional search spaces'),
     ('multi_objective', 'Several objectives'),
     ('chain_rule', 'Several objectives: does reading the earlier ones help'),
     ('transfer', 'Transfer from prior studies'),
-    ('transfer_seeds34', 'Transfer: the prior-study reading on seeds it was not chosen on'),
-    ('transfer_5seeds', 'Transfer: the prior-study reading over five seeds'),
-    ('transfer_10seeds', 'Transfer: the related studies over ten seeds'),
-    ('transfer_unrelated_10seeds', 'Transfer: the unrelated control over ten seeds'),
+    ('transfer_default_10seeds', 'Transfer: the default designer over ten seeds'),
+    ('transfer_default_5seeds', 'Transfer: the default designer against the GP with priors,'
+                                ' five seeds'),
+    ('transfer_pregate', 'Transfer, the weights before the gate: every prior-study setting'),
+    ('transfer_seeds34', 'Transfer, the weights before the gate: the prior-study reading on'
+                         ' seeds it was not chosen on'),
+    ('transfer_5seeds', 'Transfer, the weights before the gate: the prior-study reading over'
+                        ' five seeds'),
+    ('transfer_10seeds', 'Transfer, the weights before the gate: the related studies over ten'
+                         ' seeds'),
+    ('transfer_unrelated_10seeds', 'Transfer, the weights before the gate: the unrelated control'
+                                   ' over ten seeds'),
     ('pooled_priors', 'Transfer: reading prior studies as the study\'s own trials'),
     ('prior_averaging', 'Transfer: unrelated prior studies, read or averaged with the study'
                         ' alone'),
+    ('prior_averaging_pregate', 'Transfer, the weights before the gate: unrelated prior'
+                                ' studies, read or averaged'),
     ('prior_names', 'Transfer: what unrelated prior studies cost, with and without shared names'),
     ('prior_averaging_unrelated50', 'Transfer, a retrain with half the prior studies unrelated:'
                                     ' held-out loss'),
@@ -59,6 +71,8 @@ SECTIONS = (
     ('transfer_candidate_gate', 'Transfer, the gate: in the designer'),
     ('transfer_candidate_gate_5seeds', 'Transfer, the gate: in the designer over five seeds'),
     ('transfer_candidate_gate_10seeds', 'Transfer, the gate: related studies over ten seeds'),
+    ('transfer_candidate_gate_unrelated_10seeds', 'Transfer, the gate: the unrelated control'
+                                                  ' over ten seeds'),
     ('regression_transfer_gate', 'Transfer, the gate: regression with related prior studies'),
     ('concurrency', 'Many workers on one study'),
     ('many_parameters', 'Many parameters'),

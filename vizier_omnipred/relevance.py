@@ -324,9 +324,10 @@ def averaged_weight(score: HeldOutLikelihood, keep: Sequence[int]) -> float:
   even prior odds. -> the first reading's posterior weight, from each reading's held-out
   log-likelihood of the study's trials (`score`, reading the columns `keep`): the sigmoid of
   the log-likelihood ratio summed over the trials. Prior studies drawn from another function
-  cost a model that reads them a little everywhere (the shipped transfer model: +0.004 to
-  +0.010 nats per y token at 2-30 study trials, `benchmarks/results/prior_averaging.md`);
-  averaged, that cost is gone and most of the related studies' gain stays."""
+  cost a model that reads them a little everywhere (the transfer weights before the prior-study
+  gate: +0.004 to +0.010 nats per y token at 2-30 study trials,
+  `benchmarks/results/prior_averaging_pregate.md`); averaged, that cost is gone and most of the
+  related studies' gain stays."""
   if not score.num_priors:
     return 0.0
   gain = len(score.y) * (score(keep) - score(keep, range(score.num_priors)))
