@@ -5,21 +5,22 @@ related prior studies in different ways?
 
 For every related left-out study of the transfer benchmark (`benchmarks.transfer`: the same
 scikit-learn model on other datasets, or other instances of one BBOB function; each prior study
-30 random trials), the transfer checkpoint (`--checkpoint`; the shipped one) reads `--sizes` random trials of the study
-(`--draws` draws of them) and predicts the median of 40 other random configurations. Read six
-ways: without the prior studies; with them as prior studies (the regressor's default); pooled
-into the study's own trials (each prior study's y mapped by rank onto the range of the study's
-y, `relevance.pooled_values`); each study's way chosen by the held-out likelihood of the
-study's trials (`RelevanceConfig(prior_studies='pooled')`); an equal mixture of the second
-and third readings' predictive distributions (`prior_studies='mixture'`, the designer's
-default); and the same two mixed with the pooled reading's weight (1 + rho) / 2, where rho is
-Spearman's correlation between the study's y and what the prior studies alone (pooled, none of
-the study's trials in context) predict for its trials: equal when they rank them no better than
-chance, all pooled when they rank them perfectly (a ranking judge of transfer, as the ranking
-loss weighs prior models in Feurer et al. 2018's RGPE). Reported: Spearman's rank correlation
-of the predicted medians with the true scores, per family and overall. If pooling ranks far
-better where the studies are alike and worse where they are not, the choice is what decides
-whether it helps an optimiser. Writes benchmarks/results/pooled_priors.md.
+30 random trials), the transfer checkpoint (`--checkpoint`; the shipped one) reads `--sizes`
+random trials of the study (`--draws` draws of them) and predicts the median of 40 other random
+configurations. Read six ways: without the prior studies; with them as prior studies (the
+regressor's default); pooled into the study's own trials (each prior study's y mapped by rank
+onto the range of the study's y, `relevance.pooled_values`); each study's way chosen by the
+held-out likelihood of the study's trials (`RelevanceConfig(prior_studies='pooled')`); an equal
+mixture of the second and third readings' predictive distributions (`prior_studies='mixture'`,
+the designer's default); and the same two mixed with the pooled reading's weight (1 + rho) / 2,
+where rho is Spearman's correlation between the study's y and what the prior studies alone
+(pooled, none of the study's trials in context) predict for its trials: equal when they rank
+them no better than chance, all pooled when they rank them perfectly (a ranking judge of
+transfer, as the ranking loss weighs prior models in Feurer et al. 2018's RGPE). Reported:
+Spearman's rank correlation of the predicted medians with the true scores, per family and
+overall. If pooling ranks far better where the studies are alike and worse where they are not,
+the choice is what decides whether it helps an optimiser.
+Writes benchmarks/results/pooled_priors.md.
 """
 
 from __future__ import annotations
