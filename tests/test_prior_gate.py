@@ -185,6 +185,8 @@ def test_pretrain_can_train_only_the_gate_and_says_so_on_the_card(tmp_path):
   assert after.prior_gate.net[2].weight.abs().sum() > 0  # the gate alone moved
   card = model_card.card_text(model_card.previous_summary(out), None)
   assert '--train-only prior_gate.' in card and '--prior-gate' in card
+  assert model_card.main([str(out), '--kind', 'transfer']) == 0  # a look: the card beside it
+  assert f'model_card {out} --kind transfer --ship' in (out / 'TRANSFER.md').read_text()
   with pytest.raises(ValueError, match=r"train_only \['nothing\.'\]"):
     cli.main(['pretrain', '--out', str(tmp_path / 'bad'), '--steps', '1', '--quiet', *sizes,
               '--prior-gate', '--train-only', 'nothing.', '--trials-per-batch', '64'])

@@ -192,8 +192,9 @@ def _hardware(summary: dict) -> str:
                    for text, ks in groups)
 
 
-def _reproduce(summary: dict) -> str:
-  """The commands that made the run(s), stage by stage."""
+def _reproduce(summary: dict, card_flags: str = '') -> str:
+  """The commands that made the run(s), stage by stage; `card_flags`: the card command's own
+  (its `--kind`)."""
   stages = summary.get('stages') or [summary]
   commands = []
   for k, s in enumerate(stages):
@@ -231,14 +232,17 @@ def _reproduce(summary: dict) -> str:
   runs = [s.get('run_dir', 'runs/icl') for s in stages]
   previous = f" --previous {' '.join(runs[:-1])}" if len(runs) > 1 else ''
   return (', then '.join(commands) + ', then\n'
-          f'`python -m vizier_omnipred.pretraining.model_card {runs[-1]}{previous} --ship`.')
+          f'`python -m vizier_omnipred.pretraining.model_card {runs[-1]}{card_flags}{previous}'
+          ' --ship`.')
 
 
 def card_text(summary: dict, regression: str | None, *, file: str = 'omnipred-small.pt',
               loaded_by: str = '`OmniPredRegressor.from_pretrained()` loads',
               plot: str = 'omnipred-loss.png', name: str = 'omnipred-icl',
-              benchmark: str = 'Regression benchmark (benchmarks/regression.py)') -> str:
-  """The card's text; `regression`: the benchmark table appended under `benchmark`."""
+              benchmark: str = 'Regression benchmark (benchmarks/regression.py)',
+              card_flags: str = '') -> str:
+  """The card's text; `regression`: the benchmark table appended under `benchmark`;
+  `card_flags`: what the reproduce line's card command needs besides the runs (`--kind`)."""
   cfg = summary['train_config']
   m = cfg['model']
   c = cfg['corpus']
@@ -276,7 +280,7 @@ predict together, and writes each prediction's y as number tokens.
 | wall time | {summary['wall_time_s'] / 60:.1f} min |
 | final held-out loss | {summary['final_val_loss']:.4f} nats per y token (mean over context sizes{_episodes_of_last(summary)}) |
 
-Reproduce: {_reproduce(summary)}
+Reproduce: {_reproduce(summary, card_flags)}
 
 ![loss]({plot})
 {_seed_note(summary)}
@@ -474,7 +478,7 @@ def main(argv=None) -> int:
         loaded_by='`OmniPredRegressor.from_pretrained(checkpoints.SHIPPED_TRANSFER)` loads '
                   '(`OmniPredDesigner.set_priors` needs one like it)',
         benchmark='Unrelated prior studies, read or averaged (benchmarks/experiments/'
-                  'prior_averaging.py)')
+                  'prior_averaging.py)', card_flags=' --kind transfer')
   else:
     bench, make, card, shipped = 'regression.md', card_text, 'README.md', checkpoints.SHIPPED
   table = ROOT / 'benchmarks' / 'results' / bench
