@@ -24,3 +24,10 @@ def write_table(name: str, lines: list[str]) -> str:
   (RESULTS / f'{name}.md').write_text(text)
   print(text)
   return text
+
+
+def shown_path(path: str | pathlib.Path) -> str:
+  """A file's path as a table names it (a checkpoint): relative to the repository when inside."""
+  resolved = pathlib.Path(path).resolve()
+  root = RESULTS.parents[1]
+  return str(resolved.relative_to(root) if resolved.is_relative_to(root) else resolved)

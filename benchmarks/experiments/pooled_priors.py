@@ -36,7 +36,6 @@ from scipy.stats import spearmanr  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from benchmarks import run_store, transfer_families, tuning_studies, tuning_tasks  # noqa: E402
-from benchmarks.experiments import prior_averaging  # noqa: E402
 from vizier_omnipred.checkpoints import SHIPPED_TRANSFER  # noqa: E402
 from vizier_omnipred.regressor import MIXTURE_GRID, OmniPredRegressor  # noqa: E402
 from vizier_omnipred.relevance import RelevanceConfig, pooled_values  # noqa: E402
@@ -122,8 +121,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   sizes = [int(s) for s in args.sizes.split(',')]
   base = OmniPredRegressor.from_pretrained(args.checkpoint)
-  shown = prior_averaging.shown_path(args.checkpoint)
-  other = shown != prior_averaging.shown_path(SHIPPED_TRANSFER)
+  shown = run_store.shown_path(args.checkpoint)
+  other = shown != run_store.shown_path(SHIPPED_TRANSFER)
   studies = {s.name: s for fam in transfer_families.FAMILIES
              for s in transfer_families.family(fam)}
   related = [c for c in transfer_families.cases() if c[0] == 'related']

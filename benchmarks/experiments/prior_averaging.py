@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from benchmarks import run_store
 from vizier_omnipred import checkpoints
 from vizier_omnipred.model import OmniPredModel
 from vizier_omnipred.pretraining import growth, trainer
@@ -166,18 +167,11 @@ def plot(results: dict, path: pathlib.Path) -> None:
   fig.savefig(path, dpi=110)
 
 
-def shown_path(checkpoint) -> str:
-  """A checkpoint's path as the table names it: relative to the repository when inside."""
-  path = pathlib.Path(checkpoint).resolve()
-  root = RESULTS.parents[1]
-  return str(path.relative_to(root) if path.is_relative_to(root) else path)
-
-
 def run(argv, description: str, *, families: int, out: str, measure_fn, table_fn,
         plot_fn=None) -> int:
   """The command line of an experiment on the card's held-out families (this one's and
-  `prior_names`'): --families, --sizes, --checkpoint, --current-slots, --out; writes RESULTS/<out>.md (and
-  .png with `plot_fn`) from `measure_fn(model, cfg, sizes, families)` and
+  `prior_names`'): --families, --sizes, --checkpoint, --current-slots, --out; writes
+  RESULTS/<out>.md (and .png with `plot_fn`) from `measure_fn(model, cfg, sizes, families)` and
   `table_fn(results, families, checkpoint, flags)`."""
   parser = argparse.ArgumentParser(description=description)
   parser.add_argument('--families', type=int, default=families)
@@ -196,8 +190,9 @@ def run(argv, description: str, *, families: int, out: str, measure_fn, table_fn
     model = switched.eval()
   cfg = trainer.TrainConfig(model=model.model_config, seed=CARD_SEED)
   results = measure_fn(model, cfg, [int(k) for k in args.sizes.split(',')], args.families)
-  shown = shown_path(args.checkpoint)
-  flags = (f' --checkpoint {shown}' * (shown != shown_path(checkpoints.SHIPPED_TRANSFER))
+  shown = run_store.shown_path(args.checkpoint)
+  shipped = run_store.shown_path(checkpoints.SHIPPED_TRANSFER)
+  flags = (f' --checkpoint {shown}' * (shown != shipped)
            + ' --current-slots' * args.current_slots
            + f' --out {args.out}' * (args.out != out))
   label = shown + ', with current_slots switched on' * args.current_slots

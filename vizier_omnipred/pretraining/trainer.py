@@ -344,8 +344,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = True,
                        ' start silent).')
     growth.load_grown(model, start)  # equal configs: a plain copy of the weights
   if cfg.train_only:
-    learning = [n for n, p in model.named_parameters() if n.startswith(cfg.train_only)]
-    if not learning:
+    if not any(n.startswith(cfg.train_only) for n, _ in model.named_parameters()):
       raise ValueError(f'train_only {list(cfg.train_only)}: no weight of this model starts so.')
     for n, p in model.named_parameters():
       p.requires_grad_(n.startswith(cfg.train_only))
