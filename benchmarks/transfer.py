@@ -32,7 +32,9 @@ Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = 
 Raw runs under benchmarks/results/raw/transfer/ (ignored by git), each with the hash of the
 weights and configs that made it: one made otherwise runs again (the old run kept beside it,
 `NAME@SIGNATURE.json`, for tables of those weights: `--checkpoint`), and tables read only runs
-made as each designer is now. Tables to benchmarks/results/transfer.md.
+made as each designer is now. The whole benchmark (no --designers, --seeds, --cases,
+--families nor --checkpoint) ends with its table, benchmarks/results/transfer.md; a part of
+it only stores its runs, for `--aggregate` with the same flags and a `--table` of its own.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ from benchmarks import designer_zoo, run_store, transfer_families, tuning_tasks 
 from benchmarks.transfer_families import CASES, FAMILIES, cases, family  # noqa: E402
 from benchmarks.comparisons import regret_panel, save_grid  # noqa: E402
 from designers.acquisition import UCB  # noqa: E402
+from designers.acquisition_search import (AcquisitionSearchConfig,  # noqa: E402
+                                          EvolutionarySearch)
+from designers.designer_config import OmniPredDesignerConfig  # noqa: E402
 from designers.study_runner import run_study  # noqa: E402
 from vizier_omnipred.checkpoints import SHIPPED_TRANSFER  # noqa: E402
 from vizier_omnipred.relevance import RelevanceConfig  # noqa: E402
@@ -70,7 +75,7 @@ DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_pri
              'omnipred_priors_top2', 'omnipred_priors_chosen', 'omnipred_priors_pooled',
              'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'omnipred_priors_ucb90',
              'omnipred_priors_ucb75', 'omnipred_priors_until10', 'omnipred_priors_until15',
-             'omnipred_priors_pooled10', 'omnipred_priors_averaged',
+             'omnipred_priors_pooled10', 'omnipred_priors_averaged', 'omnipred_priors_search',
              'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
@@ -98,7 +103,11 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # (`RelevanceConfig.pooled_until`): its first 10 trials are _ucb75's.
 # omnipred_priors_averaged reads the prior studies as prior studies averaged with the study
 # alone by their held-out likelihoods (`prior_studies='averaged'`), the default's acquisition.
+# omnipred_priors_search is the default with the acquisition searched rather than ranked in
+# a fixed pool (`optimizer_with_priors`: an evolutionary search under the exact quantile of
+# the default's acquisition).
 _UCB90 = dict(acquisition_with_priors=UCB(quantile=0.9))
+_DEFAULT_QUANTILE = OmniPredDesignerConfig().acquisition_with_priors.quantile
 _UCB75 = dict(acquisition_with_priors=UCB(quantile=0.75))
 _PRIOR_VARIANTS = {
     'omnipred_priors_all': _UCB90,
@@ -117,6 +126,8 @@ _PRIOR_VARIANTS = {
     'omnipred_priors_until10': dict(prior_studies_until=10, **_UCB75),
     'omnipred_priors_until15': dict(prior_studies_until=15, **_UCB75),
     'omnipred_priors_pooled10': _UCB75,
+    'omnipred_priors_search': dict(optimizer_with_priors=EvolutionarySearch(
+        AcquisitionSearchConfig(inner_level=_DEFAULT_QUANTILE))),
 }
 # The settings chosen with the 'all' reading keep it; the others read the default mixture.
 _CHOSEN_WITH_ALL = ('omnipred_priors_late', 'omnipred_priors_centre', 'omnipred_priors_early',
@@ -138,7 +149,6 @@ _SURROGATE_VARIANTS = {
 
 def omnipred_configs(name: str, checkpoint: str | None):
   """-> (OmniPredDesignerConfig, LMSurrogateConfig) of an OmniPred designer here."""
-  from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
   from designers.lm_surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
   base = _base(name)
   return (OmniPredDesignerConfig(**_PRIOR_VARIANTS.get(base, {})),
@@ -564,7 +574,8 @@ def main(argv=None) -> int:
       todo = [j for j in todo if j[1] in wanted_cases]
     i, n = map(int, args.shard.split('/'))
     run_all(todo[i::n], checkpoint, candidates=candidates)
-  if args.checkpoint:  # transfer.md is the shipped weights' table
+  if args.designers or seeds != SEEDS or wanted_cases or args.families or args.checkpoint:
+    # transfer.md is every designer's on the default seeds, with the shipped weights
     print('Runs stored; table them with --aggregate and the same flags, --table NAME.')
     return 0
   print(aggregate())

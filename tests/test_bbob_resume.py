@@ -219,6 +219,23 @@ def test_a_transfer_run_made_the_same_way_is_adopted_not_rerun(tmp_path, monkeyp
   assert adopted.read_text() == source.read_text()
 
 
+def test_a_part_of_the_transfer_benchmark_stores_its_runs_and_leaves_the_whole_table(
+    tmp_path, monkeypatch, capsys):
+  """`--designers/--seeds/--cases/--families`: a part of the benchmark; its runs are kept for
+  an `--aggregate` of its own, and transfer.md (every designer's) is not rewritten from it."""
+  transfer = _transfer_in(tmp_path, monkeypatch)
+  monkeypatch.setattr(transfer, 'RESULTS', tmp_path / 'results')
+  sig = transfer.signature('omnipred', str(transfer.SHIPPED_TRANSFER))
+  for study in ('transfer_knn_breast_cancer', 'transfer_knn_wine', 'transfer_knn_digits',
+                'transfer_knn_iris'):
+    transfer.raw_path('omnipred', 'related', study, 0).write_text(
+        json.dumps({'values': [0.9] * transfer.TRIALS, 'signature': sig}))
+  assert transfer.main(['--designers', 'omnipred', '--seeds', '0', '--cases', 'related',
+                        '--families', 'knn']) == 0
+  assert 'Runs stored' in capsys.readouterr().out
+  assert not (transfer.RESULTS / 'transfer.md').exists()
+
+
 def test_a_run_made_with_other_weights_is_kept_beside_the_new_one(tmp_path, monkeypatch):
   """When new weights ship, a designer's new run takes the file's place and the old one is
   kept beside it: a table of the old weights (`--checkpoint`) still reads it, and a table of
