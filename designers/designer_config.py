@@ -75,6 +75,9 @@ class OmniPredDesignerConfig:
   # How the acquisition is maximised (`acquisition_search`): rank the pool (the default), or
   # `EvolutionarySearch()` to evolve it under a cheap exact quantile first (one objective).
   optimizer: AcquisitionOptimizer = attrs.field(factory=RankPool, kw_only=True)
+  # With prior studies set: the optimiser used instead (None: `optimizer`).
+  optimizer_with_priors: AcquisitionOptimizer | None = attrs.field(default=None, kw_only=True,
+                                                                   metadata=PRIORS_ONLY)
   # One objective: once more than `local_context` trials are feasible, a suggestion (with
   # probability `local_share`) reads only the `local_context` trials nearest the best one and
   # proposes only moves around it. The model standardises parameters and y by its context,

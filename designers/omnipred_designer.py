@@ -204,7 +204,9 @@ class OmniPredDesigner(vza.Designer):
         min_scale=cfg.trust_region.min_scale,
         also=self._prior_best if with_priors else self._prior_best[:0])
     one_objective = len(self._infos) == 1 and not self._safety.metrics
-    proposal = cfg.optimizer.propose(  # step 4
+    optimizer = (cfg.optimizer_with_priors if with_priors and cfg.optimizer_with_priors
+                 is not None else cfg.optimizer)
+    proposal = optimizer.propose(  # step 4
         self._space, pool, self._quantile_score if one_objective else None,
         radius=self._region.radius, rng=self._rng, min_candidates=4 * count,
         carried=self._carried)

@@ -335,6 +335,22 @@ def test_with_prior_studies_set_the_designer_scores_with_their_acquisition():
     assert plain.suggest(1)[0].metadata.ns('omnipred')['acquisition'] == expected
 
 
+def test_with_prior_studies_set_the_designer_searches_with_their_optimizer():
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  from designers.acquisition_search import AcquisitionSearchConfig, EvolutionarySearch  # pylint: disable=g-import-not-at-top
+  draws = {'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: str(r.choice(['adam', 'sgd']))}
+  search = EvolutionarySearch(AcquisitionSearchConfig(generations=1, children=8, finalists=4))
+  _, designer = _designer(optimizer_with_priors=search)
+  for trial in _trials(draws, 4, 'loss', lambda p: p['x'] ** 2, 3):
+    designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
+  searched = lambda: designer.suggest(1)[0].metadata.ns('omnipred').get('searched_candidates')
+  # No priors: the default optimiser samples the whole pool of 32 and searches nothing.
+  assert searched() is None and designer.last_report['candidates'] == 32
+  designer.set_priors([vza.CompletedTrials(_trials(draws, 8, 'loss', lambda p: p['x'] ** 2, 1))])
+  # Priors: the search scores the pool and its children, and only its 4 finalists are sampled.
+  assert int(searched()) > 32 and designer.last_report['candidates'] == 4
+
+
 def test_prior_studies_are_read_until_the_study_has_prior_studies_until_trials():
   """From `prior_studies_until` trials on the designer suggests as without priors: the
   model reads none and the study's own acquisition scores."""
