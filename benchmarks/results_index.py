@@ -45,6 +45,7 @@ SECTIONS = (
     ('transfer_default_10seeds', 'Transfer: the default designer over ten seeds'),
     ('transfer_default_5seeds', 'Transfer: the default designer against the GP with priors,'
                                 ' five seeds'),
+    ('transfer_search', 'Transfer: the acquisition searched once prior studies are set'),
     ('transfer_pregate', 'Transfer, the weights before the gate: every prior-study setting'),
     ('transfer_seeds34', 'Transfer, the weights before the gate: the prior-study reading on'
                          ' seeds it was not chosen on'),

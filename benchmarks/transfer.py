@@ -22,10 +22,10 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_quick`, `omnipred_priors_top2`, `omnipred_priors_chosen`,
 `omnipred_priors_pooled`, `omnipred_priors_mix_quick`, `omnipred_priors_mix_top2`,
 `omnipred_priors_ucb90`, `omnipred_priors_ucb75`, `omnipred_priors_until10`,
-`omnipred_priors_until15` and `omnipred_priors_pooled10` are the designer's prior-study
-settings measured against its defaults), Vizier's GP bandit without and with its
-`set_priors` (stacked residual GPs; related families only: it needs one search space), and
-random search. 30 trials, seeds 0-2 (`--seeds` for others; `--cases related` leaves out the
+`omnipred_priors_until15`, `omnipred_priors_pooled10`, `omnipred_priors_averaged` and
+`omnipred_priors_search` are the designer's prior-study settings measured against its
+defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs;
+related families only: it needs one search space), and random search. 30 trials, seeds 0-2 (`--seeds` for others; `--cases related` leaves out the
 unrelated control, in runs and tables).
 Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
 64 random configurations), at 10 and 20 trials.
@@ -423,9 +423,9 @@ def _settings_table(regret: dict) -> list[str]:
       everyone = len({k[2] for k in regret if k[1] == case})
       cells.append(' / '.join(f'{v:.3f}' for v in means)
                    + ('' if len(names) == everyone else f' ({len(names)} studies)'))
-      cells.append('' if not _sets_priors(d) else ' / '.join(
-          f'{_share_below(regret, d, _no_priors(d, regret), case, names, m)[0]:.0%}'
-          for m in MARKS))
+      shares = [_share_below(regret, d, _no_priors(d, regret), case, names, m)[0]
+                for m in MARKS] if _sets_priors(d) else []
+      cells.append(' / '.join('-' if np.isnan(v) else f'{v:.0%}' for v in shares))
     lines.append(f'| {d} | ' + ' | '.join(cells) + ' |')
   return lines + ['']
 
