@@ -11,9 +11,15 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Callable
 
 import numpy as np
+
+# A grid's shared y label is wrapped to about this many characters per inch of figure height
+# (matplotlib's default 10 pt font), never to lines shorter than _MIN_LABEL_LINE.
+_LABEL_CHARS_PER_INCH = 10
+_MIN_LABEL_LINE = 20
 
 
 def log_efficiency(compared: np.ndarray, baseline: np.ndarray) -> float:
@@ -59,7 +65,9 @@ def save_grid(fig, axes, used: int, ylabel: str, path) -> None:
     ax.axis('off')
   axes.flat[0].legend(fontsize=7)
   fig.supxlabel('trial')
-  fig.supylabel(ylabel)
+  # Wrapped to the figure's height: a one-row grid is shorter than a long label.
+  fig.supylabel(textwrap.fill(ylabel, max(_MIN_LABEL_LINE, int(
+      fig.get_figheight() * _LABEL_CHARS_PER_INCH))))
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
