@@ -31,3 +31,10 @@ def shown_path(path: str | pathlib.Path) -> str:
   resolved = pathlib.Path(path).resolve()
   root = RESULTS.parents[1]
   return str(resolved.relative_to(root) if resolved.is_relative_to(root) else resolved)
+
+
+def checkpoint_flag(path: str | pathlib.Path, shipped: str | pathlib.Path) -> str:
+  """What a table's command adds for the weights at `path`: ` --checkpoint PATH` (as the
+  table names it), or nothing when they are the `shipped` file."""
+  shown = shown_path(path)
+  return f' --checkpoint {shown}' * (shown != shown_path(shipped))

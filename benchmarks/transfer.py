@@ -472,8 +472,7 @@ def aggregate(designers: tuple[str, ...] = DESIGNERS, table: str = 'transfer',
       lines += _comparisons(regret, case, names, present) + ['']
   lines += _settings_table(regret)
   subset = '' if designers == DESIGNERS else f' --designers {",".join(designers)}'
-  if checkpoint != str(SHIPPED_TRANSFER):
-    subset += f' --checkpoint {checkpoint}'
+  subset += run_store.checkpoint_flag(checkpoint, SHIPPED_TRANSFER)
   subset += ''.join(f' --candidate {tag}={path}' for tag, path in (candidates or {}).items())
   if seeds != SEEDS:
     subset += f' --seeds {",".join(map(str, seeds))}'
@@ -556,7 +555,10 @@ def main(argv=None) -> int:
       raise SystemExit(f'--job {args.job!r}: no such case, study and seed for {args.designers}.')
     run_all(job, checkpoint, isolate=False)
     return 0
-  if args.aggregate and (args.designers or seeds != SEEDS or wanted_cases or args.checkpoint):
+  # A part of the benchmark: its table is not transfer.md (every designer's on the default
+  # seeds and both cases, with the shipped weights).
+  part = bool(args.designers or seeds != SEEDS or wanted_cases or args.checkpoint)
+  if args.aggregate and part:
     if not args.table or args.table == 'transfer':
       parser.error('--aggregate with --designers, --seeds, --cases or --checkpoint writes a '
                    'table of those alone: name it with --table (benchmarks/results/transfer.md '
@@ -575,8 +577,7 @@ def main(argv=None) -> int:
       todo = [j for j in todo if j[1] in wanted_cases]
     i, n = map(int, args.shard.split('/'))
     run_all(todo[i::n], checkpoint, candidates=candidates)
-  if args.designers or seeds != SEEDS or wanted_cases or args.families or args.checkpoint:
-    # transfer.md is every designer's on the default seeds, with the shipped weights
+  if part or args.families:
     print('Runs stored; table them with --aggregate and the same flags, --table NAME.')
     return 0
   print(aggregate())

@@ -122,7 +122,6 @@ def main(argv=None) -> int:
   sizes = [int(s) for s in args.sizes.split(',')]
   base = OmniPredRegressor.from_pretrained(args.checkpoint)
   shown = run_store.shown_path(args.checkpoint)
-  other = shown != run_store.shown_path(SHIPPED_TRANSFER)
   studies = {s.name: s for fam in transfer_families.FAMILIES
              for s in transfer_families.family(fam)}
   related = [c for c in transfer_families.cases() if c[0] == 'related']
@@ -168,7 +167,8 @@ def main(argv=None) -> int:
                             if m == n and fam in (f, 'all')]))
       lines.append(f'| {fam} | {n} | ' + ' | '.join(f'{c:.3f}' for c in cells) + ' |')
   lines += ['', f'Command: `python -m benchmarks.experiments.pooled_priors --sizes {args.sizes} '
-            f'--draws {args.draws}' + f' --checkpoint {shown}' * other + '`.']
+            f'--draws {args.draws}'
+            + run_store.checkpoint_flag(args.checkpoint, SHIPPED_TRANSFER) + '`.']
   run_store.write_table('pooled_priors', lines)
   return 0
 

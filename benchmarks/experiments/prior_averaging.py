@@ -191,8 +191,7 @@ def run(argv, description: str, *, families: int, out: str, measure_fn, table_fn
   cfg = trainer.TrainConfig(model=model.model_config, seed=CARD_SEED)
   results = measure_fn(model, cfg, [int(k) for k in args.sizes.split(',')], args.families)
   shown = run_store.shown_path(args.checkpoint)
-  shipped = run_store.shown_path(checkpoints.SHIPPED_TRANSFER)
-  flags = (f' --checkpoint {shown}' * (shown != shipped)
+  flags = (run_store.checkpoint_flag(args.checkpoint, checkpoints.SHIPPED_TRANSFER)
            + ' --current-slots' * args.current_slots
            + f' --out {args.out}' * (args.out != out))
   label = shown + ', with current_slots switched on' * args.current_slots
