@@ -22,9 +22,9 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_quick`, `omnipred_priors_top2`, `omnipred_priors_chosen`,
 `omnipred_priors_pooled`, `omnipred_priors_mix_quick`, `omnipred_priors_mix_top2`,
 `omnipred_priors_ucb90`, `omnipred_priors_ucb75`, `omnipred_priors_until10`,
-`omnipred_priors_until15`, `omnipred_priors_pooled10`, `omnipred_priors_averaged` and
-`omnipred_priors_search` are the designer's prior-study settings measured against its
-defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs;
+`omnipred_priors_until15`, `omnipred_priors_pooled10`, `omnipred_priors_averaged`,
+`omnipred_priors_search` and `omnipred_priors_search_continuous` are the designer's
+prior-study settings measured against its defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs;
 related families only: it needs one search space), and random search. 30 trials, seeds 0-2
 (`--seeds` for others; `--cases related` leaves out the unrelated control, in runs and
 tables).
@@ -77,7 +77,7 @@ DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_pri
              'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'omnipred_priors_ucb90',
              'omnipred_priors_ucb75', 'omnipred_priors_until10', 'omnipred_priors_until15',
              'omnipred_priors_pooled10', 'omnipred_priors_averaged', 'omnipred_priors_search',
-             'gp_bandit', 'gp_bandit_priors', 'random')
+             'omnipred_priors_search_continuous', 'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -106,7 +106,9 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # alone by their held-out likelihoods (`prior_studies='averaged'`), the default's acquisition.
 # omnipred_priors_search is the default with the acquisition searched rather than ranked in
 # a fixed pool (`optimizer_with_priors`: an evolutionary search under the exact quantile of
-# the default's acquisition).
+# the default's acquisition); omnipred_priors_search_continuous moves only the DOUBLE
+# parameters there and keeps the pool's integer and categorical choices (a space without a
+# DOUBLE parameter has its pool ranked, as the default's).
 _UCB90 = dict(acquisition_with_priors=UCB(quantile=0.9))
 _DEFAULT_QUANTILE = OmniPredDesignerConfig().acquisition_with_priors.quantile
 _UCB75 = dict(acquisition_with_priors=UCB(quantile=0.75))
@@ -129,6 +131,8 @@ _PRIOR_VARIANTS = {
     'omnipred_priors_pooled10': _UCB75,
     'omnipred_priors_search': dict(optimizer_with_priors=EvolutionarySearch(
         AcquisitionSearchConfig(inner_level=_DEFAULT_QUANTILE))),
+    'omnipred_priors_search_continuous': dict(optimizer_with_priors=EvolutionarySearch(
+        AcquisitionSearchConfig(inner_level=_DEFAULT_QUANTILE, moves='continuous'))),
 }
 # The settings chosen with the 'all' reading keep it; the others read the default mixture.
 _CHOSEN_WITH_ALL = ('omnipred_priors_late', 'omnipred_priors_centre', 'omnipred_priors_early',

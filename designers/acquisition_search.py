@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 import attrs
 import numpy as np
 
-from designers.candidates import CandidateSpace
+from designers.candidates import CONTINUOUS, CandidateSpace
 
 # unit [n, d] -> inner scores [n] (larger is better; -inf: never a finalist).
 InnerScore = Callable[[np.ndarray], np.ndarray]
@@ -43,6 +43,11 @@ class AcquisitionSearchConfig:
   inner_level: float = attrs.field(default=0.9, kw_only=True)
   # Each generation's step is this share of the one before (the first: the trust region's).
   shrink: float = attrs.field(default=0.5, kw_only=True)
+  # Which coordinates the search moves: 'all', or 'continuous' (DOUBLE parameters; the
+  # integer, discrete and categorical choices stay the pool's, and a space without a DOUBLE
+  # parameter has its pool ranked).
+  moves: str = attrs.field(default='all', kw_only=True,
+                           validator=attrs.validators.in_(('all', 'continuous')))
 
   @inner_level.validator
   def _check_level(self, attribute, value):
@@ -70,12 +75,14 @@ def search(space: CandidateSpace, pool: np.ndarray, inner_score: InnerScore, *, 
   scores = inner_score(population)
   evaluated = len(population)
   step = radius
+  movable = movable_axes(space, config)
   for _ in range(config.generations):
     top = np.argsort(-scores, kind='stable')[:config.parents]
     top = top[np.isfinite(scores[top])]
     if not len(top):
       break
-    children = _unique_rows(space.local(population[top], config.children, step, rng))
+    children = _unique_rows(space.local(population[top], config.children, step, rng,
+                                        movable=movable))
     children = children[~_rows_in(children, population)]
     if len(children):
       population = np.concatenate([population, children])
@@ -84,6 +91,13 @@ def search(space: CandidateSpace, pool: np.ndarray, inner_score: InnerScore, *, 
     step *= config.shrink
   order = np.argsort(-scores, kind='stable')[:config.finalists]
   return SearchResult(population[order], scores[order], evaluated)
+
+
+def movable_axes(space: CandidateSpace, config: AcquisitionSearchConfig) -> np.ndarray | None:
+  """[d] the coordinates `config.moves` lets the search move (None: every one)."""
+  if config.moves == 'all':
+    return None
+  return space.kinds == CONTINUOUS
 
 
 def _unique_rows(unit: np.ndarray) -> np.ndarray:
@@ -134,15 +148,16 @@ class RankPool:
 @attrs.frozen
 class EvolutionarySearch:
   """`search` under the surrogate's exact `config.inner_level` quantile; at least
-  `min_candidates` finalists. Without a quantile score (several objectives, SAFETY metrics)
-  it ranks the pool."""
+  `min_candidates` finalists. Without a quantile score (several objectives, SAFETY metrics),
+  or without a coordinate it may move, it ranks the pool."""
 
   config: AcquisitionSearchConfig = attrs.field(factory=AcquisitionSearchConfig)
   name = 'search'
 
   def propose(self, space, pool, quantile_score, *, radius, rng, min_candidates,
               carried) -> Proposal:
-    if quantile_score is None:
+    movable = movable_axes(space, self.config)
+    if quantile_score is None or (movable is not None and not movable.any()):
       return Proposal(pool, 0, carried)
     config = attrs.evolve(self.config, finalists=max(self.config.finalists, min_candidates))
     level = config.inner_level

@@ -147,21 +147,29 @@ class CandidateSpace:
     return self.snap(self._halton.random(n)) if n > 0 else np.zeros((0, self.dim))
 
   def local(self, centres: np.ndarray, n: int, radius: float,
-            rng: np.random.Generator, *, min_scale: float = 1.0) -> np.ndarray:
+            rng: np.random.Generator, *, min_scale: float = 1.0,
+            movable: np.ndarray | None = None) -> np.ndarray:
     """n moves around `centres` [k, d] (earlier centres are drawn more often).
 
     Each move changes a random subset of coordinates (about 3, at least 1): continuous and
     ordinal ones by N(0, radius * scale) in the cube (scale log-uniform in [min_scale, 1]; 1 when
-    `min_scale` is 1), categorical ones to a different category, drawn uniformly.
+    `min_scale` is 1), categorical ones to a different category, drawn uniformly. `movable`
+    [d] (default: all) limits the moves to those coordinates (about 3 of them change); the
+    others keep the centre's.
     """
     if n <= 0 or len(centres) == 0:
       return np.zeros((0, self.dim))
+    d = self.dim
+    axes = np.arange(d) if movable is None else np.flatnonzero(movable)
+    if not axes.size:
+      raise ValueError('local moves need at least one movable coordinate.')
     k = len(centres)
     weights = 1.0 / np.arange(1, k + 1)
     base = centres[rng.choice(k, size=n, p=weights / weights.sum())]
-    d = self.dim
-    change = rng.random((n, d)) < min(1.0, 3.0 / d)
-    change[np.arange(n), rng.integers(0, d, n)] = True
+    change = rng.random((n, d)) < min(1.0, 3.0 / axes.size)
+    change[np.arange(n), axes[rng.integers(0, axes.size, n)]] = True
+    if movable is not None:
+      change &= np.asarray(movable, dtype=bool)
     step = rng.normal(0.0, radius, (n, d))
     if min_scale < 1.0:
       step *= np.exp(rng.uniform(np.log(min_scale), 0.0, (n, 1)))

@@ -66,9 +66,45 @@ def test_minus_infinity_is_never_a_parent_and_an_all_failed_pool_ends_the_search
   assert calls == [32] and found.evaluated == 32 and len(found.finalists) == SMALL.finalists
 
 
+def test_a_continuous_search_keeps_the_pools_discrete_choices():
+  space = CandidateSpace(_mixed_space(), seed=0)
+  score, _ = _score_of(space)
+  pool = space.quasi_random(64)
+  config = AcquisitionSearchConfig(generations=3, children=64, parents=8, finalists=16,
+                                   moves='continuous')
+  found = search(space, pool, score, radius=0.15, rng=np.random.default_rng(0), config=config)
+  assert found.inner[0] > score(pool).max()
+  discrete = space.kinds != 0  # depth and kind
+  pool_choices = {tuple(row) for row in np.round(pool[:, discrete], 12)}
+  assert {tuple(row) for row in np.round(found.finalists[:, discrete], 12)} <= pool_choices
+  # A move keeps its centre's discrete choices and changes at least one continuous coordinate.
+  centres = pool[:4]
+  moved = space.local(centres, 200, 0.15, np.random.default_rng(1), movable=~discrete)
+  same_choices = (moved[:, None, discrete] == centres[None, :, discrete]).all(-1)
+  same_numbers = (moved[:, None, ~discrete] == centres[None, :, ~discrete]).all(-1)
+  assert same_choices.any(1).all() and not (same_choices & same_numbers).any()
+
+
+def test_a_continuous_search_of_a_space_without_doubles_ranks_the_pool():
+  space = vz.SearchSpace()
+  space.root.add_int_param('depth', 1, 20)
+  space.root.add_categorical_param('kind', ['a', 'b'])
+  candidates = CandidateSpace(space, seed=0)
+  pool = candidates.quasi_random(16)
+  calls = []
+  optimizer = EvolutionarySearch(AcquisitionSearchConfig(moves='continuous'))
+  proposal = optimizer.propose(
+      candidates, pool, lambda unit, level: calls.append(len(unit)) or -unit.sum(1),
+      radius=0.15, rng=np.random.default_rng(0), min_candidates=4, carried=pool[:0])
+  np.testing.assert_array_equal(proposal.candidates, pool)
+  assert proposal.evaluated == 0 and not calls
+  with pytest.raises(ValueError, match='movable coordinate'):
+    candidates.local(pool, 4, 0.15, np.random.default_rng(0), movable=np.zeros(2, bool))
+
+
 @pytest.mark.parametrize('field, value, message', [
     ('inner_level', 1.0, 'inner_level must be in'), ('generations', -1, "'generations' must be"),
-    ('finalists', 0, "'finalists' must be")])
+    ('finalists', 0, "'finalists' must be"), ('moves', 'discrete', "'moves' must be in")])
 def test_bad_search_configs_name_the_field(field, value, message):
   with pytest.raises(ValueError, match=message):
     AcquisitionSearchConfig(**{field: value})
