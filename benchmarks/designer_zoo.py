@@ -133,7 +133,8 @@ def signature(weights: pathlib.Path, designer, surrogate, with_priors: bool = Fa
 
 class _Signed:
   """An attrs instance's repr (attrs' own format) without its fields at None nor, unless
-  `with_priors`, its `PRIORS_ONLY` ones; nested attrs instances likewise."""
+  `with_priors`, its `PRIORS_ONLY` ones; nested attrs instances likewise (an optimiser's
+  config inside the designer's too)."""
 
   def __init__(self, value, with_priors: bool = False):
     self.value, self.with_priors = value, with_priors
@@ -143,8 +144,8 @@ class _Signed:
             and (self.with_priors or not field.metadata.get('priors_only')))
 
   def fields(self) -> dict:
-    return {f.name: getattr(self.value, f.name) for f in attrs.fields(type(self.value))
-            if self._signed(f)}
+    return {f.name: _Signed(getattr(self.value, f.name), self.with_priors)
+            for f in attrs.fields(type(self.value)) if self._signed(f)}
 
   def __repr__(self) -> str:
     v = self.value

@@ -43,11 +43,11 @@ class AcquisitionSearchConfig:
   inner_level: float = attrs.field(default=0.9, kw_only=True)
   # Each generation's step is this share of the one before (the first: the trust region's).
   shrink: float = attrs.field(default=0.5, kw_only=True)
-  # Which coordinates the search moves: 'all', or 'continuous' (DOUBLE parameters; the
-  # integer, discrete and categorical choices stay the pool's, and a space without a DOUBLE
-  # parameter has its pool ranked).
-  moves: str = attrs.field(default='all', kw_only=True,
-                           validator=attrs.validators.in_(('all', 'continuous')))
+  # Which coordinates the search moves: None, every one; 'continuous', the DOUBLE parameters
+  # only (the integer, discrete and categorical choices stay the pool's, and a space without
+  # a DOUBLE parameter has its pool ranked).
+  moves: str | None = attrs.field(default=None, kw_only=True, validator=attrs.validators.optional(
+      attrs.validators.in_(('continuous',))))
 
   @inner_level.validator
   def _check_level(self, attribute, value):
@@ -95,7 +95,7 @@ def search(space: CandidateSpace, pool: np.ndarray, inner_score: InnerScore, *, 
 
 def movable_axes(space: CandidateSpace, config: AcquisitionSearchConfig) -> np.ndarray | None:
   """[d] the coordinates `config.moves` lets the search move (None: every one)."""
-  if config.moves == 'all':
+  if config.moves is None:
     return None
   return space.kinds == CONTINUOUS
 

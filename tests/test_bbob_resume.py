@@ -86,6 +86,7 @@ def test_a_field_that_acts_only_with_prior_studies_leaves_the_signature_alone():
 def test_an_optional_field_at_none_leaves_the_signature_alone():
   """A new optional field (None: what the code did before it) reruns nothing; set, it does."""
   from designers.designer_config import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  from designers.acquisition_search import AcquisitionSearchConfig, EvolutionarySearch  # pylint: disable=g-import-not-at-top
   from designers.lm_surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
   surrogate = LMSurrogateConfig()
   text = designer_zoo.config_text(OmniPredDesignerConfig(), surrogate, with_priors=True)
@@ -95,6 +96,12 @@ def test_an_optional_field_at_none_leaves_the_signature_alone():
                                   with_priors=True) != text
   assert designer_zoo.config_text(OmniPredDesignerConfig(acquisition_with_priors=None),
                                   surrogate, with_priors=True) != text
+  # Nested in a field of the designer's config (the acquisition optimiser's) likewise.
+  search = OmniPredDesignerConfig(optimizer=EvolutionarySearch())
+  nested = designer_zoo.config_text(search, surrogate)
+  assert 'moves' not in nested and 'AcquisitionSearchConfig(generations=3' in nested
+  assert designer_zoo.config_text(attrs.evolve(search, optimizer=EvolutionarySearch(
+      AcquisitionSearchConfig(moves='continuous'))), surrogate) != nested
 
 
 @pytest.mark.parametrize('spec, message', [('new', 'expected TAG=PATH'),
