@@ -78,7 +78,8 @@ class OmniPredDesignerConfig:
   # With prior studies set: the optimiser used instead (None: `optimizer`). None by
   # measurement (docs/design.md, `benchmarks/results/transfer_search.md`): searching under the
   # 0.6 quantile was level with the ranked pool at 10 trials on 16 related studies (50%),
-  # behind at 20 (mean 0.041 against 0.027), at about 4x the time per trial.
+  # behind at 20 (mean 0.045 against 0.031), at about 4x the time per trial; moving only the
+  # DOUBLE parameters (`AcquisitionSearchConfig(moves='continuous')`) was no better.
   optimizer_with_priors: AcquisitionOptimizer | None = attrs.field(default=None, kw_only=True,
                                                                    metadata=PRIORS_ONLY)
   # One objective: once more than `local_context` trials are feasible, a suggestion (with
