@@ -24,10 +24,10 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_ucb90`, `omnipred_priors_ucb75`, `omnipred_priors_until10`,
 `omnipred_priors_until15`, `omnipred_priors_pooled10`, `omnipred_priors_averaged`,
 `omnipred_priors_search` and `omnipred_priors_search_continuous` are the designer's
-prior-study settings measured against its defaults), Vizier's GP bandit without and with its `set_priors` (stacked residual GPs;
-related families only: it needs one search space), and random search. 30 trials, seeds 0-2
-(`--seeds` for others; `--cases related` leaves out the unrelated control, in runs and
-tables).
+prior-study settings measured against its defaults), Vizier's GP bandit without and with its
+`set_priors` (stacked residual GPs; related families only: it needs one search space), and
+random search. 30 trials, seeds 0-2 (`--seeds` for others; `--cases related` leaves out the
+unrelated control, in runs and tables).
 Normalised regret as in `tuning.py` (0 = the best value known on the study, 1 = the median of
 64 random configurations), at 10 and 20 trials.
 Raw runs under benchmarks/results/raw/transfer/ (ignored by git), each with the hash of the

@@ -46,8 +46,9 @@ class AcquisitionSearchConfig:
   # Which coordinates the search moves: None, every one; 'continuous', the DOUBLE parameters
   # only (the integer, discrete and categorical choices stay the pool's, and a space without
   # a DOUBLE parameter has its pool ranked).
-  moves: str | None = attrs.field(default=None, kw_only=True, validator=attrs.validators.optional(
-      attrs.validators.in_(('continuous',))))
+  moves: str | None = attrs.field(
+      default=None, kw_only=True,
+      validator=attrs.validators.optional(attrs.validators.in_(('continuous',))))
 
   @inner_level.validator
   def _check_level(self, attribute, value):

@@ -7,7 +7,7 @@ from vizier import algorithms as vza
 from vizier import pyvizier as vz
 
 from designers.acquisition_search import AcquisitionSearchConfig, EvolutionarySearch, search
-from designers.candidates import CandidateSpace
+from designers.candidates import CONTINUOUS, CandidateSpace
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 
 SMALL = AcquisitionSearchConfig(generations=3, children=64, parents=8, finalists=16)
@@ -74,7 +74,7 @@ def test_a_continuous_search_keeps_the_pools_discrete_choices():
                                    moves='continuous')
   found = search(space, pool, score, radius=0.15, rng=np.random.default_rng(0), config=config)
   assert found.inner[0] > score(pool).max()
-  discrete = space.kinds != 0  # depth and kind
+  discrete = space.kinds != CONTINUOUS  # depth and kind
   pool_choices = {tuple(row) for row in np.round(pool[:, discrete], 12)}
   assert {tuple(row) for row in np.round(found.finalists[:, discrete], 12)} <= pool_choices
   # A move keeps its centre's discrete choices and changes at least one continuous coordinate.
