@@ -23,7 +23,8 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_pooled`, `omnipred_priors_mix_quick`, `omnipred_priors_mix_top2`,
 `omnipred_priors_ucb90`, `omnipred_priors_ucb75`, `omnipred_priors_until10`,
 `omnipred_priors_until15`, `omnipred_priors_pooled10`, `omnipred_priors_averaged`,
-`omnipred_priors_search` and `omnipred_priors_search_continuous` are the designer's
+`omnipred_priors_search`, `omnipred_priors_search_continuous` and
+`omnipred_priors_quick_pooled5` are the designer's
 prior-study settings measured against its defaults), Vizier's GP bandit without and with its
 `set_priors` (stacked residual GPs; related families only: it needs one search space), and
 random search. 30 trials, seeds 0-2 (`--seeds` for others; `--cases related` leaves out the
@@ -77,7 +78,8 @@ DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_pri
              'omnipred_priors_mix_quick', 'omnipred_priors_mix_top2', 'omnipred_priors_ucb90',
              'omnipred_priors_ucb75', 'omnipred_priors_until10', 'omnipred_priors_until15',
              'omnipred_priors_pooled10', 'omnipred_priors_averaged', 'omnipred_priors_search',
-             'omnipred_priors_search_continuous', 'gp_bandit', 'gp_bandit_priors', 'random')
+             'omnipred_priors_search_continuous', 'omnipred_priors_quick_pooled5',
+             'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -108,7 +110,11 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # a fixed pool (`optimizer_with_priors`: an evolutionary search under the exact quantile of
 # the default's acquisition); omnipred_priors_search_continuous moves only the DOUBLE
 # parameters there and keeps the pool's integer and categorical choices (a space without a
-# DOUBLE parameter has its pool ranked, as the default's).
+# DOUBLE parameter has its pool ranked, as the default's). omnipred_priors_quick_pooled5 is
+# the default with the model from the 4th trial (after the three prior bests) and the
+# mixture's pooled reading only from 5 study trials on (`RelevanceConfig.pooled_from`): the
+# suggestions in between read the prior studies as prior studies, so that the pooled y are
+# not mapped onto the range of three seeds from the prior studies' best points.
 _UCB90 = dict(acquisition_with_priors=UCB(quantile=0.9))
 _DEFAULT_QUANTILE = OmniPredDesignerConfig().acquisition_with_priors.quantile
 _UCB75 = dict(acquisition_with_priors=UCB(quantile=0.75))
@@ -133,6 +139,7 @@ _PRIOR_VARIANTS = {
         AcquisitionSearchConfig(inner_level=_DEFAULT_QUANTILE))),
     'omnipred_priors_search_continuous': dict(optimizer_with_priors=EvolutionarySearch(
         AcquisitionSearchConfig(inner_level=_DEFAULT_QUANTILE, moves='continuous'))),
+    'omnipred_priors_quick_pooled5': dict(num_seed_trials_with_priors=3),
 }
 # The settings chosen with the 'all' reading keep it; the others read the default mixture.
 _CHOSEN_WITH_ALL = ('omnipred_priors_late', 'omnipred_priors_centre', 'omnipred_priors_early',
@@ -149,6 +156,8 @@ _SURROGATE_VARIANTS = {
         refresh_growth=0.2, prior_studies='mixture', pooled_until=10)),
     'omnipred_priors_averaged': dict(relevance=RelevanceConfig(refresh_growth=0.2,
                                                                prior_studies='averaged')),
+    'omnipred_priors_quick_pooled5': dict(relevance=RelevanceConfig(
+        refresh_growth=0.2, prior_studies='mixture', pooled_from=5)),
 }
 
 

@@ -97,6 +97,25 @@ def test_a_mixture_reads_the_prior_studies_as_prior_studies_only_from_pooled_unt
     RelevanceConfig(prior_studies='mixture', pooled_until=1)
 
 
+def test_a_mixture_leaves_the_pooled_reading_out_before_pooled_from():
+  """`pooled_from`: a context of fewer study trials reads the prior studies as prior studies
+  only, as with 'all'; from that many on, the mixture."""
+  current, a, b = _studies()  # 6 trials; b holds every parameter
+  reg = _regressor(RelevanceConfig(prior_studies='mixture', pooled_from=6))
+  mixture = reg.for_new_study(relevance=RelevanceConfig(prior_studies='mixture'))
+  as_priors = reg.for_new_study(relevance=RelevanceConfig())
+  reg.condition(current[:5], prior_studies=[a, b])
+  as_priors.condition(current[:5], prior_studies=[a, b])
+  assert reg.pooled_trials == [] and reg.prior_trials == [10, 8]
+  np.testing.assert_allclose(reg.sample(QUERIES, 4, seed=3), as_priors.sample(QUERIES, 4, seed=3))
+  reg.condition(current, prior_studies=[a, b])
+  mixture.condition(current, prior_studies=[a, b])
+  assert reg.pooled_trials == [0, 8]
+  np.testing.assert_allclose(reg.sample(QUERIES, 4, seed=3), mixture.sample(QUERIES, 4, seed=3))
+  with pytest.raises(ValueError, match='pooled_from'):
+    RelevanceConfig(prior_studies='mixture', pooled_from=0)
+
+
 def test_a_prior_study_with_a_missing_an_extra_parameter_and_another_category_is_read():
   reg = _regressor()
   current, a, b = _studies()

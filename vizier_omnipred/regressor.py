@@ -296,14 +296,15 @@ class OmniPredRegressor:
     """With `relevance.prior_studies='mixture'`: the second reading, on the same base, whose
     context is the study's trials with every prior study that holds all their parameters
     pooled into them (y by rank onto the study's range); the other prior studies stay prior
-    studies there. None when no prior study holds them all, or from `relevance.pooled_until`
-    study trials on."""
+    studies there. None when no prior study holds them all, before `relevance.pooled_from`
+    or from `relevance.pooled_until` study trials on."""
     names = {n for r in rows for n in r}  # the parameters the study's trials hold
     poolable = [k for k, (prior_rows, _) in enumerate(priors)
                 if names <= {n for r in prior_rows for n in r}]
-    until = None if self.relevance is None else self.relevance.pooled_until
-    if (self.relevance is None or self.relevance.prior_studies != 'mixture' or not poolable
-        or (until is not None and len(rows) >= until)):
+    config = self.relevance
+    if (config is None or config.prior_studies != 'mixture' or not poolable
+        or (config.pooled_until is not None and len(rows) >= config.pooled_until)
+        or (config.pooled_from is not None and len(rows) < config.pooled_from)):
       self._second_reading = None
       return
     pooled = self._second(attrs.evolve(self.relevance, prior_studies='all'))

@@ -88,6 +88,10 @@ class RelevanceConfig:
   # 10 trials on, over ten seeds, as many related studies below no priors at 20 trials as the
   # default's acquisition gives, at a higher mean.
   pooled_until: int | None = attrs.field(default=None, kw_only=True, metadata=PRIORS_ONLY)
+  # With 'mixture': before this many study trials the pooled reading is left out (its y map
+  # onto the range of the study's own trials, which a few seeds from the prior studies' best
+  # points do not span); None: from the first trial.
+  pooled_from: int | None = attrs.field(default=None, kw_only=True, metadata=PRIORS_ONLY)
 
   def __attrs_post_init__(self):
     if self.folds < 2:
@@ -98,9 +102,11 @@ class RelevanceConfig:
       raise ValueError(f'RelevanceConfig.min_kept must be >= 1, got {self.min_kept}.')
     if self.max_scores < 2:
       raise ValueError(f'RelevanceConfig.max_scores must be >= 2, got {self.max_scores}.')
-    if self.pooled_until is not None and self.pooled_until < 2:
-      raise ValueError('RelevanceConfig.pooled_until must be >= 2 (a context holds at least 2'
-                       f' trials) or None, got {self.pooled_until}.')
+    for name in ('pooled_until', 'pooled_from'):
+      value = getattr(self, name)
+      if value is not None and value < 2:
+        raise ValueError(f'RelevanceConfig.{name} must be >= 2 (a context holds at least 2'
+                         f' trials) or None, got {value}.')
 
 
 @attrs.frozen
