@@ -32,7 +32,8 @@ class OmniPredDesignerConfig:
   # parameter gives none), and model-based suggestions start after
   # `num_seed_trials_with_priors` feasible trials (None: `num_seed_trials`). By measurement
   # (docs/design.md, `python -m benchmarks.transfer`): the prior-best points lower regret on
-  # related studies at 20 trials; starting sooner helps at 10 trials and costs at 20.
+  # related studies at 20 trials; starting sooner helps at 10 trials and costs at 20 (with the
+  # pooled reading from 5 trials, `RelevanceConfig.pooled_from`, level at both).
   num_seed_trials_with_priors: int | None = attrs.field(default=None, kw_only=True,
                                                          metadata=PRIORS_ONLY)
   num_prior_centres: int = attrs.field(default=1, kw_only=True, metadata=PRIORS_ONLY)
