@@ -46,8 +46,7 @@ SECTIONS = (
     ('transfer_default_5seeds', 'Transfer: the default designer against the GP with priors,'
                                 ' five seeds'),
     ('transfer_search', 'Transfer: the acquisition searched once prior studies are set'),
-    ('transfer_quick', 'Transfer: the model after the prior bests, the pooled reading from 5 '
-     'trials'),
+    ('transfer_early', 'Transfer: the first trials with priors (the model sooner, the median)'),
     ('transfer_pregate', 'Transfer, the weights before the gate: every prior-study setting'),
     ('transfer_seeds34', 'Transfer, the weights before the gate: the prior-study reading on'
                          ' seeds it was not chosen on'),

@@ -23,8 +23,8 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_pooled`, `omnipred_priors_mix_quick`, `omnipred_priors_mix_top2`,
 `omnipred_priors_ucb90`, `omnipred_priors_ucb75`, `omnipred_priors_until10`,
 `omnipred_priors_until15`, `omnipred_priors_pooled10`, `omnipred_priors_averaged`,
-`omnipred_priors_search`, `omnipred_priors_search_continuous` and
-`omnipred_priors_quick_pooled5` are the designer's
+`omnipred_priors_search`, `omnipred_priors_search_continuous`,
+`omnipred_priors_quick_pooled5` and `omnipred_priors_ucb50` are the designer's
 prior-study settings measured against its defaults), Vizier's GP bandit without and with its
 `set_priors` (stacked residual GPs; related families only: it needs one search space), and
 random search. 30 trials, seeds 0-2 (`--seeds` for others; `--cases related` leaves out the
@@ -79,7 +79,7 @@ DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_pri
              'omnipred_priors_ucb75', 'omnipred_priors_until10', 'omnipred_priors_until15',
              'omnipred_priors_pooled10', 'omnipred_priors_averaged', 'omnipred_priors_search',
              'omnipred_priors_search_continuous', 'omnipred_priors_quick_pooled5',
-             'gp_bandit', 'gp_bandit_priors', 'random')
+             'omnipred_priors_ucb50', 'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -115,6 +115,8 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # mixture's pooled reading only from 5 study trials on (`RelevanceConfig.pooled_from`): the
 # suggestions in between read the prior studies as prior studies, so that the pooled y are
 # not mapped onto the range of three seeds from the prior studies' best points.
+# omnipred_priors_ucb50 takes the median with priors (below the default's 0.6 quantile, the
+# lowest of the three measured).
 _UCB90 = dict(acquisition_with_priors=UCB(quantile=0.9))
 _DEFAULT_QUANTILE = OmniPredDesignerConfig().acquisition_with_priors.quantile
 _UCB75 = dict(acquisition_with_priors=UCB(quantile=0.75))
@@ -140,6 +142,7 @@ _PRIOR_VARIANTS = {
     'omnipred_priors_search_continuous': dict(optimizer_with_priors=EvolutionarySearch(
         AcquisitionSearchConfig(inner_level=_DEFAULT_QUANTILE, moves='continuous'))),
     'omnipred_priors_quick_pooled5': dict(num_seed_trials_with_priors=3),
+    'omnipred_priors_ucb50': dict(acquisition_with_priors=UCB(quantile=0.5)),
 }
 # The settings chosen with the 'all' reading keep it; the others read the default mixture.
 _CHOSEN_WITH_ALL = ('omnipred_priors_late', 'omnipred_priors_centre', 'omnipred_priors_early',

@@ -54,7 +54,8 @@ class OmniPredDesignerConfig:
   # `python -m benchmarks.transfer`, 16 related studies over ten seeds): regret at 10 / 20
   # trials below no priors on 84% / 75% of the studies, against the 0.75 quantile's 84% / 50%
   # and the 0.9's 69% / 50%; on the unrelated control (ten seeds) within the seeds' spread of
-  # no priors on all 16 studies, at a higher mean at 20 trials than the 0.75 quantile's.
+  # no priors on all 16 studies, at a higher mean at 20 trials than the 0.75 quantile's. The
+  # median (`omnipred_priors_ucb50`, seeds 0-2 only) is lower at 20 trials, higher at 10.
   acquisition_with_priors: Acquisition | None = attrs.field(
       factory=lambda: UCB(quantile=0.6), kw_only=True, converter=resolve, metadata=PRIORS_ONLY)
   # With prior studies set: read them (in context, as seeds, in the pool, with
@@ -79,7 +80,7 @@ class OmniPredDesignerConfig:
   # With prior studies set: the optimiser used instead (None: `optimizer`). None by
   # measurement (docs/design.md, `benchmarks/results/transfer_search.md`): searching under the
   # 0.6 quantile was level with the ranked pool at 10 trials on 16 related studies (50%),
-  # behind at 20 (mean 0.045 against 0.031), at about 4x the time per trial; moving only the
+  # behind at 20 (mean 0.049 against 0.035), at about 4x the time per trial; moving only the
   # DOUBLE parameters (`AcquisitionSearchConfig(moves='continuous')`) was no better.
   optimizer_with_priors: AcquisitionOptimizer | None = attrs.field(default=None, kw_only=True,
                                                                    metadata=PRIORS_ONLY)

@@ -91,8 +91,8 @@ class RelevanceConfig:
   # With 'mixture': before this many study trials the pooled reading is left out (its y map
   # onto the range of the study's own trials, which a few seeds from the prior studies' best
   # points do not span); None: from the first trial. Off by measurement (docs/design.md,
-  # `omnipred_priors_quick_pooled5` in `benchmarks.transfer`): with the model from the 4th
-  # trial, level with the default on 16 related studies.
+  # `omnipred_priors_quick_pooled5` in `benchmarks.transfer`, `transfer_early.md`): with the
+  # model from the 4th trial, level with the default on 16 related studies.
   pooled_from: int | None = attrs.field(default=None, kw_only=True, metadata=PRIORS_ONLY)
 
   def __attrs_post_init__(self):
