@@ -78,42 +78,23 @@ def test_a_mixture_reads_the_prior_studies_both_ways_and_pools_only_those_with_e
   np.testing.assert_allclose(reg.sample(QUERIES, 4, seed=3), as_priors.sample(QUERIES, 4, seed=3))
 
 
-def test_a_mixture_reads_the_prior_studies_as_prior_studies_only_from_pooled_until_on():
-  """`pooled_until`: a context of fewer study trials is read as the mixture; from that many on,
-  the prior studies are read as prior studies only, as with 'all'."""
+@pytest.mark.parametrize('field, before, after', [('pooled_until', 'mixture', 'all'),
+                                                   ('pooled_from', 'all', 'mixture')])
+def test_pooled_until_and_pooled_from_choose_the_reading_by_the_studys_size(field, before, after):
+  """With 'mixture', `pooled_until` reads a context of fewer study trials as the mixture and
+  from that many on the prior studies as prior studies only ('all'); `pooled_from` the other
+  way round."""
   current, a, b = _studies()  # 6 trials; b holds every parameter
-  reg = _regressor(RelevanceConfig(prior_studies='mixture', pooled_until=6))
-  mixture = reg.for_new_study(relevance=RelevanceConfig(prior_studies='mixture'))
-  as_priors = reg.for_new_study(relevance=RelevanceConfig())
-  reg.condition(current[:5], prior_studies=[a, b])
-  mixture.condition(current[:5], prior_studies=[a, b])
-  assert reg.pooled_trials == [0, 8]
-  np.testing.assert_allclose(reg.sample(QUERIES, 4, seed=3), mixture.sample(QUERIES, 4, seed=3))
-  reg.condition(current, prior_studies=[a, b])
-  as_priors.condition(current, prior_studies=[a, b])
-  assert reg.pooled_trials == [] and reg.prior_trials == [10, 8]
-  np.testing.assert_allclose(reg.sample(QUERIES, 4, seed=3), as_priors.sample(QUERIES, 4, seed=3))
-  with pytest.raises(ValueError, match='pooled_until'):
-    RelevanceConfig(prior_studies='mixture', pooled_until=1)
-
-
-def test_a_mixture_leaves_the_pooled_reading_out_before_pooled_from():
-  """`pooled_from`: a context of fewer study trials reads the prior studies as prior studies
-  only, as with 'all'; from that many on, the mixture."""
-  current, a, b = _studies()  # 6 trials; b holds every parameter
-  reg = _regressor(RelevanceConfig(prior_studies='mixture', pooled_from=6))
-  mixture = reg.for_new_study(relevance=RelevanceConfig(prior_studies='mixture'))
-  as_priors = reg.for_new_study(relevance=RelevanceConfig())
-  reg.condition(current[:5], prior_studies=[a, b])
-  as_priors.condition(current[:5], prior_studies=[a, b])
-  assert reg.pooled_trials == [] and reg.prior_trials == [10, 8]
-  np.testing.assert_allclose(reg.sample(QUERIES, 4, seed=3), as_priors.sample(QUERIES, 4, seed=3))
-  reg.condition(current, prior_studies=[a, b])
-  mixture.condition(current, prior_studies=[a, b])
-  assert reg.pooled_trials == [0, 8]
-  np.testing.assert_allclose(reg.sample(QUERIES, 4, seed=3), mixture.sample(QUERIES, 4, seed=3))
-  with pytest.raises(ValueError, match='pooled_from'):
-    RelevanceConfig(prior_studies='mixture', pooled_from=0)
+  reg = _regressor(RelevanceConfig(prior_studies='mixture', **{field: 6}))
+  for rows, reading in ((current[:5], before), (current, after)):
+    alone = reg.for_new_study(relevance=RelevanceConfig(prior_studies=reading))
+    reg.condition(rows, prior_studies=[a, b])
+    alone.condition(rows, prior_studies=[a, b])
+    assert reg.pooled_trials == ([0, 8] if reading == 'mixture' else [])
+    assert reg.prior_trials == [10, 8]
+    np.testing.assert_allclose(reg.sample(QUERIES, 4, seed=3), alone.sample(QUERIES, 4, seed=3))
+  with pytest.raises(ValueError, match=field):
+    RelevanceConfig(prior_studies='mixture', **{field: 1})
 
 
 def test_a_prior_study_with_a_missing_an_extra_parameter_and_another_category_is_read():
