@@ -147,20 +147,23 @@ _PRIOR_VARIANTS = {
 # The settings chosen with the 'all' reading keep it; the others read the default mixture.
 _CHOSEN_WITH_ALL = ('omnipred_priors_late', 'omnipred_priors_centre', 'omnipred_priors_early',
                     'omnipred_priors_quick', 'omnipred_priors_top2')
-_READ_ALL = dict(relevance=RelevanceConfig(refresh_growth=0.2, prior_studies='all'))
+
+
+def _reading(**changes) -> dict:
+  """A variant's prior-study reading, otherwise the designer surrogate's default relevance
+  (`LMSurrogateConfig.relevance`: the parameters chosen again when the study grows 20%)."""
+  return dict(relevance=RelevanceConfig(refresh_growth=0.2, **changes))
+
+
+_READ_ALL = _reading(prior_studies='all')
 _SURROGATE_VARIANTS = {
     'omnipred_priors_all': _READ_ALL,
     **{name: _READ_ALL for name in _CHOSEN_WITH_ALL},
-    'omnipred_priors_chosen': dict(relevance=RelevanceConfig(refresh_growth=0.2,
-                                                             prior_studies='chosen')),
-    'omnipred_priors_pooled': dict(relevance=RelevanceConfig(
-        refresh_growth=0.2, prior_studies='pooled', prior_min_trials=5)),
-    'omnipred_priors_pooled10': dict(relevance=RelevanceConfig(
-        refresh_growth=0.2, prior_studies='mixture', pooled_until=10)),
-    'omnipred_priors_averaged': dict(relevance=RelevanceConfig(refresh_growth=0.2,
-                                                               prior_studies='averaged')),
-    'omnipred_priors_quick_pooled5': dict(relevance=RelevanceConfig(
-        refresh_growth=0.2, prior_studies='mixture', pooled_from=5)),
+    'omnipred_priors_chosen': _reading(prior_studies='chosen'),
+    'omnipred_priors_pooled': _reading(prior_studies='pooled', prior_min_trials=5),
+    'omnipred_priors_pooled10': _reading(prior_studies='mixture', pooled_until=10),
+    'omnipred_priors_averaged': _reading(prior_studies='averaged'),
+    'omnipred_priors_quick_pooled5': _reading(prior_studies='mixture', pooled_from=5),
 }
 
 

@@ -307,7 +307,7 @@ class OmniPredRegressor:
         or (config.pooled_from is not None and len(rows) < config.pooled_from)):
       self._second_reading = None
       return
-    pooled = self._second(attrs.evolve(self.relevance, prior_studies='all'))
+    pooled = self._second(attrs.evolve(config, prior_studies='all'))
     pooled_y = pooled_values([priors[k][1] for k in poolable], y)
     pooled_rows = [r for k in poolable for r in priors[k][0]]
     pooled.condition(
