@@ -76,6 +76,8 @@ SECTIONS = (
     ('transfer_candidate_gate_unrelated_10seeds', 'Transfer, the gate: the unrelated control'
                                                   ' over ten seeds'),
     ('regression_transfer_gate', 'Transfer, the gate: regression with related prior studies'),
+    ('transfer_candidate_family', 'Transfer, the network trained on more study families: in the'
+                                  ' designer'),
     ('concurrency', 'Many workers on one study'),
     ('many_parameters', 'Many parameters'),
     ('server', 'Through a Vizier server'),
