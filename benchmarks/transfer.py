@@ -79,7 +79,8 @@ DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_pri
              'omnipred_priors_ucb75', 'omnipred_priors_until10', 'omnipred_priors_until15',
              'omnipred_priors_pooled10', 'omnipred_priors_averaged', 'omnipred_priors_search',
              'omnipred_priors_search_continuous', 'omnipred_priors_quick_pooled5',
-             'omnipred_priors_ucb50', 'gp_bandit', 'gp_bandit_priors', 'random')
+             'omnipred_priors_ucb50', 'omnipred_priors_region10', 'omnipred_priors_region25',
+             'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -143,6 +144,8 @@ _PRIOR_VARIANTS = {
         AcquisitionSearchConfig(inner_level=_DEFAULT_QUANTILE, moves='continuous'))),
     'omnipred_priors_quick_pooled5': dict(num_seed_trials_with_priors=3),
     'omnipred_priors_ucb50': dict(acquisition_with_priors=UCB(quantile=0.5)),
+    'omnipred_priors_region10': dict(seed_region_share=0.1),
+    'omnipred_priors_region25': dict(seed_region_share=0.25),
 }
 # The settings chosen with the 'all' reading keep it; the others read the default mixture.
 _CHOSEN_WITH_ALL = ('omnipred_priors_late', 'omnipred_priors_centre', 'omnipred_priors_early',

@@ -142,9 +142,13 @@ class CandidateSpace:
   def centre(self) -> np.ndarray:
     return self.snap(np.full((1, self.dim), 0.5))
 
-  def quasi_random(self, n: int) -> np.ndarray:
-    """n Halton points (the sequence advances: successive calls give new points)."""
-    return self.snap(self._halton.random(n)) if n > 0 else np.zeros((0, self.dim))
+  def quasi_random(self, n: int, *, within=None) -> np.ndarray:
+    """n Halton points (the sequence advances: successive calls give new points); `within`
+    maps them from the whole cube onto a part of it first (`SeedRegion.place`)."""
+    if n <= 0:
+      return np.zeros((0, self.dim))
+    points = self._halton.random(n)
+    return self.snap(within(points) if within is not None else points)
 
   def local(self, centres: np.ndarray, n: int, radius: float,
             rng: np.random.Generator, *, min_scale: float = 1.0,

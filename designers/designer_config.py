@@ -41,6 +41,12 @@ class OmniPredDesignerConfig:
   # `num_prior_centres` give) instead of the search space's centre. By measurement (same
   # benchmark): below the centre-first seeds on 59% of related studies at 10 and at 20 trials.
   seed_with_prior_best: bool = attrs.field(default=True, kw_only=True, metadata=PRIORS_ONLY)
+  # With prior studies set: the quasi-random seed trials are drawn inside the box the prior
+  # studies' best `seed_region_share` of their trials span (`seed_region.SeedRegion`;
+  # Perrone et al. 2019); None: over the whole space.
+  seed_region_share: float | None = attrs.field(
+      default=None, kw_only=True, metadata=PRIORS_ONLY,
+      validator=attrs.validators.optional([attrs.validators.gt(0.0), attrs.validators.le(1.0)]))
   num_candidates: int = attrs.field(default=512, kw_only=True)
   local_fraction: float = attrs.field(default=0.6, kw_only=True)  # of the pool
   num_centres: int = attrs.field(default=3, kw_only=True)  # best trials to move around

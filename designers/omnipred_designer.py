@@ -41,6 +41,7 @@ from designers.designer_config import OmniPredDesignerConfig
 from designers import prior_studies as prior_studies_lib
 from designers.prior_studies import PriorStudy, PriorStudyInput, prior_examples
 from designers.safety import SafetyConstraints
+from designers.seed_region import SeedRegion
 from designers.selection import select
 from designers.study_record import StudyRecord
 from designers.surrogate import Surrogate, SurrogateFactory, build_objectives
@@ -85,6 +86,7 @@ class OmniPredDesigner(vza.Designer):
     self._observed: list[np.ndarray] = []  # per objective: the oriented y the model read
     self._priors: list[PriorStudy] = []
     self._prior_best = np.zeros((0, self._space.dim))  # the prior studies' best, unit cube
+    self._seed_region: SeedRegion | None = None  # where seeds are drawn (None: everywhere)
     self.last_report: dict = {}
 
   @classmethod
@@ -105,6 +107,11 @@ class OmniPredDesigner(vza.Designer):
     self._prior_best = self._space.to_unit(prior_studies_lib.best_trials(
         self._priors, self._infos[0], self._config.num_prior_centres, self._space.names),
         foreign=True)
+    share = self._config.seed_region_share
+    region_trials = (prior_studies_lib.best_share(self._priors, self._infos[0], share,
+                                                  self._space.names) if share else [])
+    self._seed_region = (SeedRegion.spanning(self._space, region_trials) if region_trials
+                         else None)
 
   def _chosen_acquisition(self, with_priors: bool) -> acquisition.Acquisition:
     """The config's acquisition (`acquisition_with_priors` once prior studies are set, when
@@ -147,7 +154,8 @@ class OmniPredDesigner(vza.Designer):
   def _seed_suggestions(self, count: int, taken: set) -> list[vz.TrialSuggestion]:
     """The centre first (with `seed_with_prior_best` and prior studies set: the prior
     studies' best points not yet tried instead), then the next points of ONE quasi-random
-    sequence: successive suggest(1) calls walk it contiguously, as one suggest(n) does."""
+    sequence (with `seed_region_share` and prior studies set: spread over the box their best
+    trials span): successive suggest(1) calls walk it contiguously, as one suggest(n) does."""
     points = []
     if self._config.seed_with_prior_best and len(self._prior_best) and self._reads_priors():
       fresh = [parameter_key(p) not in taken
@@ -155,7 +163,9 @@ class OmniPredDesigner(vza.Designer):
       points.append(self._prior_best[np.asarray(fresh, dtype=bool)][:count])
     elif not self._record.completed and not self._record.active:
       points.append(self._space.centre())
-    points.append(self._space.quasi_random(max(0, count - sum(len(p) for p in points))))
+    region = self._seed_region if self._reads_priors() else None
+    points.append(self._space.quasi_random(max(0, count - sum(len(p) for p in points)),
+                                           within=region.place if region else None))
     out = self._pick(np.concatenate(points), None, count, taken)
     for s in out:
       s.metadata.ns(_NS)['phase'] = 'seed'

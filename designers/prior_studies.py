@@ -81,22 +81,42 @@ class PriorStudy:
     return params, current.to_study_direction(warped)
 
 
+def _ranked(prior: PriorStudy, info: StudyInfo) -> list[vz.Trial]:
+  """The prior study's feasible trials, best first, by the metric that stands for the
+  objective `info` in that study's own direction."""
+  name, maximize = prior.metric_for(info)
+  scored = [(metric_value(t, name), t) for t in prior.trials]
+  scored = [(v, t) for v, t in scored if v is not None and np.isfinite(v)]
+  scored.sort(key=lambda vt: -vt[0] if maximize else vt[0])
+  return [t for _, t in scored]
+
+
+def _sharing(priors: Sequence[PriorStudy], parameter_names: Sequence[str]
+             ) -> list[PriorStudy]:
+  """The prior studies that set at least one of `parameter_names`."""
+  names = set(parameter_names)
+  return [p for p in priors if any(names & set(t.parameters) for t in p.trials)]
+
+
 def best_trials(priors: Sequence[PriorStudy], info: StudyInfo, per_study: int,
                 parameter_names: Sequence[str]) -> list[vz.Trial]:
   """Each prior study's `per_study` best feasible trials for the objective `info` (by the
   metric that stands for it, in that study's own direction): every study's best, then every
   study's second best, and so on. A prior study that shares none of `parameter_names` gives
   none: its points have no place in the current study's space."""
-  names, out = set(parameter_names), []
-  for prior in priors:
-    if not any(names & set(t.parameters) for t in prior.trials):
-      continue
-    name, maximize = prior.metric_for(info)
-    scored = [(metric_value(t, name), t) for t in prior.trials]
-    scored = [(v, t) for v, t in scored if v is not None and np.isfinite(v)]
-    scored.sort(key=lambda vt: -vt[0] if maximize else vt[0])
-    out.append([t for _, t in scored[:per_study]])
+  out = [_ranked(prior, info)[:per_study] for prior in _sharing(priors, parameter_names)]
   return [study[k] for k in range(per_study) for study in out if k < len(study)]
+
+
+def best_share(priors: Sequence[PriorStudy], info: StudyInfo, share: float,
+               parameter_names: Sequence[str]) -> list[vz.Trial]:
+  """Each prior study's best `share` of its feasible trials (at least its best one) for the
+  objective `info`; none from a prior study that shares none of `parameter_names`."""
+  out = []
+  for prior in _sharing(priors, parameter_names):
+    ranked = _ranked(prior, info)
+    out += ranked[:max(1, int(np.ceil(share * len(ranked))))]
+  return out
 
 
 def prior_examples(priors: Sequence[PriorStudy], infos: Sequence[StudyInfo],

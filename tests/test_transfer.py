@@ -719,3 +719,51 @@ def test_with_current_slots_prior_studies_over_other_parameters_leave_the_study_
 def test_current_slots_need_a_model_that_reads_prior_studies():
   with pytest.raises(ValueError, match='current_slots needs prior_studies'):
     attrs.evolve(TINY, current_slots=True)
+
+
+def test_a_seed_region_spans_the_prior_best_and_keeps_the_axes_they_do_not_set_whole():
+  from vizier import pyvizier as vz  # pylint: disable=g-import-not-at-top
+  from designers.candidates import CandidateSpace  # pylint: disable=g-import-not-at-top
+  from designers.seed_region import SeedRegion  # pylint: disable=g-import-not-at-top
+  space_def = vz.SearchSpace()
+  space_def.root.add_float_param('lr', 1e-4, 1.0, scale_type=vz.ScaleType.LOG)
+  space_def.root.add_int_param('width', 1, 10)
+  space_def.root.add_categorical_param('opt', ['adam', 'sgd', 'rmsprop'])
+  space_def.root.add_float_param('dropout', 0.0, 0.5)
+  space = CandidateSpace(space_def)
+  # Another study's best trials: no dropout, a category this space lacks, lr out of range.
+  best = [vz.Trial(parameters={'lr': 1e-3, 'width': 3, 'opt': 'sgd'}),
+          vz.Trial(parameters={'lr': 1e-2, 'width': 5, 'opt': 'lamb'}),
+          vz.Trial(parameters={'lr': 10.0, 'width': 4, 'opt': 'adam'})]
+  region = SeedRegion.spanning(space, best)
+  assert np.allclose(region.low, [0.25, 0.2, 0.0, 0.0])  # width 3 -> cell 2 of 10
+  assert np.allclose(region.high, [1.0, 0.5, 1.0, 1.0])  # lr clipped to its edge
+  categories = space.axes[2].config.feasible_values  # Vizier keeps them sorted
+  assert region.categories[2].tolist() == sorted(categories.index(c) for c in ('adam', 'sgd'))
+  assert region.categories[0] is None
+  points = space.snap(region.place(np.random.default_rng(0).random((200, 4))))
+  params = space.to_parameters(points)
+  assert all(1e-3 * (1 - 1e-9) <= p['lr'].value <= 1.0 for p in params)
+  assert {int(p['width'].value) for p in params} == {3, 4, 5}
+  assert {p['opt'].value for p in params} == {'adam', 'sgd'}
+  assert max(p['dropout'].value for p in params) > 0.45  # untouched by the prior studies
+
+
+def test_with_a_seed_region_the_quasi_random_seeds_stay_where_the_prior_studies_did_well():
+  from vizier import algorithms as vza  # pylint: disable=g-import-not-at-top
+  _, designer = _designer(seed_region_share=0.2)
+  draws = {'x': lambda r: float(r.uniform(-1, 1)), 'opt': lambda r: str(r.choice(['adam', 'sgd']))}
+  prior = _trials(draws, 20, 'loss', lambda p: (p['x'] - 0.5) ** 2, 1)
+  ranked = sorted(prior, key=lambda t: t.final_measurement.metrics['loss'].value)[:4]
+  low, high = (f(t.parameters['x'].value for t in ranked) for f in (min, max))
+  designer.set_priors([vza.CompletedTrials(prior)])
+  seeds = designer.suggest(3)  # the prior study's best, then two quasi-random seeds
+  assert all(low - 1e-9 <= s.parameters['x'].value <= high + 1e-9 for s in seeds)
+  assert high - low < 1.0  # a fifth of the trials near x = 0.5: the box is a part of [-1, 1]
+
+
+@pytest.mark.parametrize('share', [0.0, 1.5])
+def test_a_seed_region_share_outside_zero_to_one_is_refused(share):
+  from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match='seed_region_share'):
+    OmniPredDesignerConfig(seed_region_share=share)
