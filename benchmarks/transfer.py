@@ -81,7 +81,7 @@ DESIGNERS = ('omnipred', 'omnipred_priors', 'omnipred_priors_all', 'omnipred_pri
              'omnipred_priors_pooled10', 'omnipred_priors_averaged', 'omnipred_priors_search',
              'omnipred_priors_search_continuous', 'omnipred_priors_quick_pooled5',
              'omnipred_priors_ucb50', 'omnipred_priors_region10', 'omnipred_priors_region25',
-             'gp_bandit', 'gp_bandit_priors', 'random')
+             'omnipred_priors_relevance', 'gp_bandit', 'gp_bandit_priors', 'random')
 # Vizier's GP bandits run one process per study: JAX's compile caches grow study by study
 # until a long run is out of memory (the 2-core machine's 24 GB, within 5 studies).
 ISOLATED = ('gp_bandit', 'gp_bandit_priors')
@@ -170,6 +170,7 @@ _SURROGATE_VARIANTS = {
     'omnipred_priors_pooled10': _reading(prior_studies='mixture', pooled_until=10),
     'omnipred_priors_averaged': _reading(prior_studies='averaged'),
     'omnipred_priors_quick_pooled5': _reading(prior_studies='mixture', pooled_from=5),
+    'omnipred_priors_relevance': _reading(prior_studies='mixture', parameters_with_priors=True),
 }
 
 

@@ -767,3 +767,28 @@ def test_a_seed_region_share_outside_zero_to_one_is_refused(share):
   from designers.omnipred_designer import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match='seed_region_share'):
     OmniPredDesignerConfig(seed_region_share=share)
+
+
+def test_with_parameters_with_priors_the_parameter_choice_scores_the_prior_studies_too():
+  from vizier_omnipred.relevance import PooledLikelihood  # pylint: disable=g-import-not-at-top
+  config = RelevanceConfig(folds=3, parameters_with_priors=True)
+  current, _, other_category = _studies()
+  reg = _regressor(config)
+  reg.condition(current, prior_studies=[other_category])
+  meta, cols = reg.featurizer.metadata(), range(2)
+  study = HeldOutLikelihood(reg.base, reg.featurizer.featurize([r for r, _ in current]), meta,
+                            [v for _, v in current], views=reg.views, config=config)
+  prior = HeldOutLikelihood(reg.base, reg.featurizer.featurize([r for r, _ in other_category]),
+                            meta, [v for _, v in other_category], views=reg.views,
+                            config=config)
+  pooled = PooledLikelihood([study, prior])
+  # Every trial weighs alike: 6 of the study's, 8 of the prior study's.
+  assert pooled(cols) == pytest.approx((6 * study(cols) + 8 * prior(cols)) / 14)
+  assert reg.selection.scores[0] == pytest.approx(pooled(cols), rel=1e-5)
+  alone = _regressor(attrs.evolve(config, parameters_with_priors=False))
+  alone.condition(current, prior_studies=[other_category])
+  assert alone.selection.scores[0] == pytest.approx(study(cols), rel=1e-5)
+  # Without prior studies the field changes nothing.
+  for r in (reg, alone):
+    r.condition(current)
+  assert reg.selection.scores == pytest.approx(alone.selection.scores, rel=1e-5)

@@ -35,6 +35,7 @@ from vizier_omnipred.episodes import (MIN_TRAINING_EXAMPLES, Example, YScaler, e
 from vizier_omnipred.fine_tuning import FineTuneConfig, FineTuner, FineTuneReport, import_peft
 from vizier_omnipred.model import MAX_PRIOR_STUDIES, ModelConfig, OmniPredModel, slot_permutations
 from vizier_omnipred.relevance import HeldOutLikelihood, PriorChoice, RelevanceConfig, Selection
+from vizier_omnipred.relevance import PooledLikelihood
 from vizier_omnipred.relevance import averaged_weight, pooled_values, select_parameters
 from vizier_omnipred.relevance import select_prior_studies
 from vizier_omnipred.relevance import still_current, study_rows
@@ -329,12 +330,18 @@ class OmniPredRegressor:
 
   def _select_parameters(self) -> Selection:
     """The study's parameters worth reading (`relevance`), by the base model's held-out
-    likelihood; metric inputs are always read."""
+    likelihood of the study's trials (and of the prior studies' own, with
+    `relevance.parameters_with_priors`); metric inputs are always read."""
     p = self._context.names.shape[1]
     k = len(self.featurizer.metric_inputs)
-    score = HeldOutLikelihood(self.base, self._context, self.featurizer.metadata(),
-                              self._context_y, views=self.relevance.views or self.views,
+    views, meta = self.relevance.views or self.views, self.featurizer.metadata()
+    score = HeldOutLikelihood(self.base, self._context, meta, self._context_y, views=views,
                               config=self.relevance)
+    if self._prior is not None and self.relevance.parameters_with_priors:
+      score = PooledLikelihood([score] + [
+          HeldOutLikelihood(self.base, self._prior.select(rows), meta, y, views=views,
+                            config=self.relevance)
+          for rows, y in zip(study_rows(self._prior_sizes), self._prior_raw_y)])
     return select_parameters(score, range(p - k), range(p - k, p), config=self.relevance)
 
   def _select_prior_studies(self) -> PriorChoice:
