@@ -99,9 +99,9 @@ class RelevanceConfig:
   # each study predicted from its own other folds, every trial weighing alike), so that a
   # parameter the prior studies show to matter is not dropped on the evidence of the study's
   # first few trials alone (an SVM's kernel at 6 trials: dropping it changed the study's
-  # held-out NLL by 0.003 nats per trial); False: the study's trials alone choose.
-  parameters_with_priors: bool = attrs.field(default=False, kw_only=True,
-                                             metadata=PRIORS_ONLY)
+  # held-out NLL by 0.003 nats per trial); None or False: the study's trials alone choose.
+  parameters_with_priors: bool | None = attrs.field(default=None, kw_only=True,
+                                                    metadata=PRIORS_ONLY)
 
   def __attrs_post_init__(self):
     if self.folds < 2:
