@@ -788,7 +788,10 @@ def test_with_parameters_with_priors_the_parameter_choice_scores_the_prior_studi
   alone = _regressor(attrs.evolve(config, parameters_with_priors=False))
   alone.condition(current, prior_studies=[other_category])
   assert alone.selection.scores[0] == pytest.approx(study(cols), rel=1e-5)
-  # Without prior studies the field changes nothing.
-  for r in (reg, alone):
-    r.condition(current)
-  assert reg.selection.scores == pytest.approx(alone.selection.scores, rel=1e-5)
+  # A prior study that shares no parameter with the study has no say; without prior studies
+  # the field changes nothing.
+  foreign = [({'width': float(w)}, float(w)) for w in range(8)]
+  for priors in ([foreign], []):
+    for r in (reg, alone):
+      r.condition(current, prior_studies=priors)
+    assert reg.selection.scores == pytest.approx(alone.selection.scores, rel=1e-5)

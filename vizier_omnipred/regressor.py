@@ -123,6 +123,7 @@ class OmniPredRegressor:
     self._prior: ModelInputs | None = None
     self._prior_y: list[np.ndarray] = []
     self._prior_raw_y: list[np.ndarray] = []  # each prior study's y as given
+    self._prior_shares: list[bool] = []  # each prior study holds one of the study's parameters
     # How the model reads each prior study given (`relevance`'s `prior_studies`), chosen with
     # the parameter selection.
     self.prior_choice: PriorChoice | None = None
@@ -250,6 +251,8 @@ class OmniPredRegressor:
     sizes = self._prior_sizes
     self._prior_y = [normalised(v) for _, v in priors]
     self._prior_raw_y = [v for _, v in priors]
+    names = {n for r in rows for n in r}  # a prior study sharing none of them: no say below
+    self._prior_shares = [bool(names & {n for r in p for n in r}) for p, _ in priors]
     self.prior_choice = self.prior_choice if priors else None
     if self.relevance is None:
       self.selection = self.prior_choice = None
@@ -330,18 +333,20 @@ class OmniPredRegressor:
 
   def _select_parameters(self) -> Selection:
     """The study's parameters worth reading (`relevance`), by the base model's held-out
-    likelihood of the study's trials (and of the prior studies' own, with
-    `relevance.parameters_with_priors`); metric inputs are always read."""
+    likelihood of the study's trials (and, with `relevance.parameters_with_priors`, of the
+    own trials of the prior studies that share a parameter with it); metric inputs are always
+    read."""
     p = self._context.names.shape[1]
     k = len(self.featurizer.metric_inputs)
     views, meta = self.relevance.views or self.views, self.featurizer.metadata()
     score = HeldOutLikelihood(self.base, self._context, meta, self._context_y, views=views,
                               config=self.relevance)
-    if self._prior is not None and self.relevance.parameters_with_priors:
+    sharing = [(rows, y) for rows, y, shares in zip(
+        study_rows(self._prior_sizes), self._prior_raw_y, self._prior_shares) if shares]
+    if self._prior is not None and self.relevance.parameters_with_priors and sharing:
       score = PooledLikelihood([score] + [
           HeldOutLikelihood(self.base, self._prior.select(rows), meta, y, views=views,
-                            config=self.relevance)
-          for rows, y in zip(study_rows(self._prior_sizes), self._prior_raw_y)])
+                            config=self.relevance) for rows, y in sharing])
     return select_parameters(score, range(p - k), range(p - k, p), config=self.relevance)
 
   def _select_prior_studies(self) -> PriorChoice:

@@ -95,8 +95,9 @@ class RelevanceConfig:
   # model from the 4th trial, level with the default on 16 related studies.
   pooled_from: int | None = attrs.field(default=None, kw_only=True, metadata=PRIORS_ONLY)
   # With prior studies given: the parameter choice scores a subset by the held-out likelihood
-  # of the study's trials and of each prior study's own trials together (`PooledLikelihood`:
-  # each study predicted from its own other folds, every trial weighing alike), so that a
+  # of the study's trials and of the own trials of each prior study that shares a parameter
+  # with it, together (`PooledLikelihood`: each study predicted from its own other folds,
+  # every trial weighing alike), so that a
   # parameter the prior studies show to matter is not dropped on the evidence of the study's
   # first few trials alone (an SVM's kernel at 6 trials: dropping it changed the study's
   # held-out NLL by 0.003 nats per trial); None or False: the study's trials alone choose.
