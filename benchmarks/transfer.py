@@ -24,8 +24,8 @@ the shipped transfer checkpoint, or `--checkpoint`; `omnipred_priors_all`,
 `omnipred_priors_ucb90`, `omnipred_priors_ucb75`, `omnipred_priors_until10`,
 `omnipred_priors_until15`, `omnipred_priors_pooled10`, `omnipred_priors_averaged`,
 `omnipred_priors_search`, `omnipred_priors_search_continuous`,
-`omnipred_priors_quick_pooled5`, `omnipred_priors_ucb50`, `omnipred_priors_region10` and
-`omnipred_priors_region25` are the designer's
+`omnipred_priors_quick_pooled5`, `omnipred_priors_ucb50`, `omnipred_priors_region10`,
+`omnipred_priors_region25` and `omnipred_priors_relevance` are the designer's
 prior-study settings measured against its defaults), Vizier's GP bandit without and with its
 `set_priors` (stacked residual GPs; related families only: it needs one search space), and
 random search. 30 trials, seeds 0-2 (`--seeds` for others; `--cases related` leaves out the
@@ -121,6 +121,8 @@ ISOLATED = ('gp_bandit', 'gp_bandit_priors')
 # lowest of the three measured).
 # omnipred_priors_region10 and _region25 draw the quasi-random seeds inside the box the prior
 # studies' best 10% / 25% of trials span (`seed_region_share`).
+# omnipred_priors_relevance chooses the parameters the model reads by the held-out likelihood
+# of the study's and the prior studies' own trials together (`parameters_with_priors`).
 _UCB90 = dict(acquisition_with_priors=UCB(quantile=0.9))
 _DEFAULT_QUANTILE = OmniPredDesignerConfig().acquisition_with_priors.quantile
 _UCB75 = dict(acquisition_with_priors=UCB(quantile=0.75))
