@@ -48,6 +48,9 @@ SECTIONS = (
     ('transfer_search', 'Transfer: the acquisition searched once prior studies are set'),
     ('transfer_early', 'Transfer: the first trials with priors (the model sooner, the median)'),
     ('transfer_region', 'Transfer: quasi-random seeds inside the prior studies\' best box'),
+    ('transfer_relevance', 'Transfer: the parameter choice reading the prior studies\' trials'),
+    ('transfer_relevance_unrelated', 'Transfer: the parameter choice reading the prior'
+                                     ' studies\' trials, unrelated control'),
     ('transfer_pregate', 'Transfer, the weights before the gate: every prior-study setting'),
     ('transfer_seeds34', 'Transfer, the weights before the gate: the prior-study reading on'
                          ' seeds it was not chosen on'),
