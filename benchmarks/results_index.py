@@ -51,6 +51,8 @@ SECTIONS = (
     ('transfer_relevance', 'Transfer: the parameter choice reading the prior studies\' trials'),
     ('transfer_relevance_unrelated', 'Transfer: the parameter choice reading the prior'
                                      ' studies\' trials, unrelated control'),
+    ('transfer_relevance_5seeds', 'Transfer: the parameter choice reading the prior'
+                                  ' studies\' trials, five seeds'),
     ('transfer_pregate', 'Transfer, the weights before the gate: every prior-study setting'),
     ('transfer_seeds34', 'Transfer, the weights before the gate: the prior-study reading on'
                          ' seeds it was not chosen on'),

@@ -102,7 +102,8 @@ class RelevanceConfig:
   # first few trials alone (an SVM's kernel at 6 trials: dropping it changed the study's
   # held-out NLL by 0.003 nats per trial); None or False: the study's trials alone choose.
   # Off by measurement (docs/design.md, `benchmarks/results/transfer_relevance.md`): with
-  # related priors below the default on 62% of 16 studies at 10 and 20 trials, but with
+  # related priors below the default on 62% of 16 studies at 10 and 20 trials (seeds 0-2;
+  # 56% / 59% over five), but with
   # misleading priors of the same parameters (the Ellipsoidal control) higher on all four.
   parameters_with_priors: bool | None = attrs.field(default=None, kw_only=True,
                                                     metadata=PRIORS_ONLY)
