@@ -343,7 +343,7 @@ class OmniPredRegressor:
                               config=self.relevance)
     sharing = [(rows, y) for rows, y, shares in zip(
         study_rows(self._prior_sizes), self._prior_raw_y, self._prior_shares) if shares]
-    if self._prior is not None and self.relevance.parameters_with_priors and sharing:
+    if self.relevance.parameters_with_priors and sharing:  # none without prior studies
       score = PooledLikelihood([score] + [
           HeldOutLikelihood(self.base, self._prior.select(rows), meta, y, views=views,
                             config=self.relevance) for rows, y in sharing])

@@ -97,14 +97,13 @@ class RelevanceConfig:
   # With prior studies given: the parameter choice scores a subset by the held-out likelihood
   # of the study's trials and of the own trials of each prior study that shares a parameter
   # with it, together (`PooledLikelihood`: each study predicted from its own other folds,
-  # every trial weighing alike), so that a
-  # parameter the prior studies show to matter is not dropped on the evidence of the study's
-  # first few trials alone (an SVM's kernel at 6 trials: dropping it changed the study's
-  # held-out NLL by 0.003 nats per trial); None or False: the study's trials alone choose.
-  # Off by measurement (docs/design.md, `benchmarks/results/transfer_relevance.md`): with
-  # related priors below the default on 62% of 16 studies at 10 and 20 trials (seeds 0-2;
-  # 56% / 59% over five), but with
-  # misleading priors of the same parameters (the Ellipsoidal control) higher on all four.
+  # every trial weighing alike), so that a parameter the prior studies show to matter is not
+  # dropped on the evidence of the study's first few trials alone (an SVM's kernel at 6
+  # trials: dropping it changed the study's held-out NLL by 0.003 nats per trial); None or
+  # False: the study's trials alone choose. Off by measurement (docs/design.md,
+  # `benchmarks/results/transfer_relevance.md`): with related priors below the default on 62%
+  # of 16 studies at 10 and 20 trials (seeds 0-2; 56% / 59% over five), but with misleading
+  # priors of the same parameters (the Ellipsoidal control) higher on all four.
   parameters_with_priors: bool | None = attrs.field(default=None, kw_only=True,
                                                     metadata=PRIORS_ONLY)
 
