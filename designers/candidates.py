@@ -101,6 +101,12 @@ class CandidateSpace:
   def dim(self) -> int:
     return len(self.axes)
 
+  @property
+  def all_continuous(self) -> bool:
+    """Every parameter continuous (DOUBLE), none conditional."""
+    return (bool(np.all(self.kinds == CONTINUOUS))
+            and not self._search_space.is_conditional)
+
   def to_unit(self, trials: Sequence[vz.TrialSuggestion], *, foreign: bool = False
               ) -> np.ndarray:
     """Trials -> [n, d] points in the unit cube (inactive parameters at their axis' centre).

@@ -39,6 +39,7 @@ from designers.budget import SuggestionClock
 from designers.candidates import CandidateSpace, parameter_key
 from designers.designer_config import OmniPredDesignerConfig
 from designers import prior_studies as prior_studies_lib
+from designers import quadratic_step
 from designers.prior_studies import PriorStudy, PriorStudyInput, prior_examples
 from designers.safety import SafetyConstraints
 from designers.seed_region import SeedRegion
@@ -149,7 +150,34 @@ class OmniPredDesigner(vza.Designer):
     taken = self._record.taken()
     if len(self._record.feasible) < self._config.seed_trials(self._reads_priors()):
       return self._seed_suggestions(count, taken)
-    return self._model_suggestions(count, taken, start)
+    out = self._quadratic_suggestion(taken)
+    if out:
+      taken = taken | {parameter_key(s.parameters) for s in out}
+      count -= 1
+    return out + (self._model_suggestions(count, taken, start) if count else [])
+
+  def _quadratic_suggestion(self, taken: set) -> list[vz.TrialSuggestion]:
+    """[the local quadratic model's step] on its turn (`quadratic_step`), where it applies
+    (one objective, no safety metric, every parameter continuous) and its fit holds; else []."""
+    cfg = self._config.quadratic_step
+    if (cfg is None or len(self._infos) > 1 or self._safety.metrics
+        or not self._space.all_continuous):
+      return []
+    pairs = self._record.feasible
+    turn = len(pairs) - self._config.seed_trials(self._reads_priors())
+    if turn % cfg.every != cfg.every - 1:
+      return []
+    step = quadratic_step.propose(self._space.to_unit([t for t, _ in pairs]),
+                                  np.asarray([v[0] for _, v in pairs]), cfg)
+    if step is None:
+      return []
+    params = self._space.to_parameters(step.point[None])[0]
+    if parameter_key(params) in taken:
+      return []
+    s = vz.TrialSuggestion(params)
+    suggestion_metadata.describe_quadratic_step(s.metadata.ns(_NS), step)
+    self.last_report = dict(quadratic_fit=step.fit)
+    return [s]
 
   def _seed_suggestions(self, count: int, taken: set) -> list[vz.TrialSuggestion]:
     """The centre first (with `seed_with_prior_best` and prior studies set: the prior

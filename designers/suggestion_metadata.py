@@ -1,7 +1,7 @@
 """What a model-phase suggestion's metadata says about how it was chosen.
 
 Everything goes under the `omnipred` namespace of `TrialSuggestion.metadata`, as strings:
-phase ('seed' or 'model'), the acquisition actually used, the surrogate's report (parameters
+phase ('seed', 'model' or 'quadratic_step'), the acquisition actually used, the surrogate's report (parameters
 read, prior studies read and how many of their trials, and with the 'averaged' reading the
 share of the predictions that read them), how many candidates a search scored,
 trials left out of the model and why a suggestion was degraded.
@@ -37,6 +37,14 @@ def describe_model_choice(md, report: dict, *, acquisition: str, searched: int,
   if degraded:
     md['degraded'] = degraded
     logging.info('OmniPredDesigner degraded: %s', degraded)
+
+
+def describe_quadratic_step(md, step) -> None:
+  """Writes into `md` what chose a local quadratic model's step (`quadratic_step.Step`)."""
+  md['phase'] = 'quadratic_step'
+  md['quadratic_fit'] = f'{step.fit:.4f}'
+  md['quadratic_predicted_decrease'] = f'{step.predicted:.4g}'
+  md['quadratic_fitted_trials'] = str(step.fitted)
 
 
 def predicted_medians(md, metric_names: list[str], medians: list[float]) -> None:

@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+from vizier import algorithms as vza
+from vizier import pyvizier as vz
+
+from designers import quadratic_step
+from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
+from designers.quadratic_step import QuadraticStepConfig
+
+CONFIG = QuadraticStepConfig()
+
+
+def _cloud(n, d, centre, spread, seed=0):
+  return np.clip(centre + np.random.default_rng(seed).uniform(-spread, spread, (n, d)), 0, 1)
+
+
+def test_a_separable_bowl_s_minimum_is_found_in_one_step():
+  """Trials around (0.5, ...) of a bowl whose minimum is at 0.55: the step lands on it."""
+  d = 3
+  target = np.full(d, 0.55)
+  weights = np.asarray([1.0, 10.0, 100.0])
+  unit = _cloud(40, d, 0.5, 0.1)
+  step = quadratic_step.propose(unit, -((unit - target) ** 2 * weights).sum(1), CONFIG)
+  assert step is not None and step.fit > 0.999 and step.predicted > 0
+  assert step.fitted == quadratic_step.num_fitted(d, CONFIG) == 11
+  np.testing.assert_allclose(step.point, target, atol=1e-6)
+
+
+def test_the_step_stays_within_the_fitted_trials_span_of_the_incumbent():
+  """A minimum far outside the trials: the step goes no farther than they reach."""
+  unit = _cloud(30, 2, 0.3, 0.05)
+  oriented = -((unit - 0.9) ** 2).sum(1)
+  step = quadratic_step.propose(unit, oriented, CONFIG)
+  best = unit[np.argmax(oriented)]
+  nearest = np.argsort(((unit - best) ** 2).sum(1))[:quadratic_step.num_fitted(2, CONFIG)]
+  reach = np.abs(unit[nearest] - best).max(0)
+  assert step is not None
+  assert np.all(np.abs(step.point - best) <= reach + 1e-12)
+  assert np.all(step.point > best)  # towards the minimum, to the box's edge
+
+
+def test_a_ridge_or_saddle_coordinate_steps_to_the_lower_end():
+  """Concave along x1: the model's minimum along it is an end of the box, the lower one."""
+  unit = _cloud(30, 2, 0.5, 0.1)
+  f = (unit[:, 0] - 0.52) ** 2 - 0.5 * (unit[:, 1] - 0.45) ** 2
+  step = quadratic_step.propose(unit, -f, CONFIG)
+  assert step is not None
+  assert step.point[0] == pytest.approx(0.52, abs=1e-6)
+  best = unit[np.argmin(f)]
+  nearest = np.argsort(((unit - best) ** 2).sum(1))[:quadratic_step.num_fitted(2, CONFIG)]
+  ends = best[1] + np.asarray([-1, 1]) * np.abs(unit[nearest, 1] - best[1]).max()
+  assert step.point[1] == pytest.approx(ends[np.argmax(np.abs(ends - 0.45))])
+
+
+@pytest.mark.parametrize('case', ['rugged', 'too_few', 'constant', 'nan'])
+def test_no_step_where_the_quadratic_cannot_be_trusted(case):
+  rng = np.random.default_rng(1)
+  unit = _cloud(40, 3, 0.5, 0.3)
+  oriented = {'rugged': rng.normal(size=40), 'too_few': -((unit - 0.5) ** 2).sum(1),
+              'constant': np.zeros(40), 'nan': np.where(np.arange(40) == 3, np.nan, 1.0)}[case]
+  if case == 'too_few':
+    unit, oriented = unit[:10], oriented[:10]  # 11 needed in 3-D
+  assert quadratic_step.propose(unit, oriented, CONFIG) is None
+
+
+def test_config_rejects_bad_values():
+  with pytest.raises(ValueError, match='every'):
+    QuadraticStepConfig(every=0)
+  with pytest.raises(ValueError, match='points_per_coefficient'):
+    QuadraticStepConfig(points_per_coefficient=1.0)
+
+
+class _Flat:
+  """A test surrogate that knows nothing: every candidate alike."""
+
+  def condition(self, parameters, y, *, time_budget_s=None):
+    return {}
+
+  def sample(self, parameters, num_samples, *, seed):
+    return np.zeros((len(parameters), num_samples))
+
+
+def _problem(categorical: bool = False):
+  problem = vz.ProblemStatement()
+  for name in ('a', 'b'):
+    problem.search_space.root.add_float_param(name, -2.0, 2.0)
+  if categorical:
+    problem.search_space.root.add_categorical_param('c', ['p', 'q'])
+  problem.metric_information.append(
+      vz.MetricInformation('loss', goal=vz.ObjectiveMetricGoal.MINIMIZE))
+  return problem
+
+
+def _loss(params):
+  return (params['a'].value - 0.7) ** 2 + 3 * (params['b'].value + 0.4) ** 2
+
+
+def _phases(problem, n, every=2):
+  config = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=64, num_samples=4,
+                                  quadratic_step=QuadraticStepConfig(every=every))
+  designer = OmniPredDesigner(problem, seed=0, config=config, surrogate=_Flat())
+  phases, best = [], np.inf
+  for tid in range(1, n + 1):
+    s = designer.suggest(1)[0]
+    md = s.metadata.ns('omnipred')
+    phases.append(md.get('phase'))
+    if md.get('phase') == 'quadratic_step':
+      assert float(md['quadratic_fit']) >= QuadraticStepConfig().min_fit
+      assert float(md['quadratic_predicted_decrease']) > 0
+      assert md['quadratic_fitted_trials'] == '8'
+    t = s.to_trial(tid)
+    t.complete(vz.Measurement(metrics={'loss': _loss(t.parameters)}))
+    best = min(best, _loss(t.parameters))
+    designer.update(vza.CompletedTrials([t]), vza.ActiveTrials())
+  return phases, best
+
+
+def test_the_designer_takes_the_step_on_its_turn_and_converges_on_a_bowl():
+  """A surrogate that knows nothing: the quadratic steps alone find the bowl's minimum."""
+  phases, best = _phases(_problem(), 30)
+  assert phases[:3] == ['seed'] * 3
+  steps = [i for i, p in enumerate(phases) if p == 'quadratic_step']
+  assert steps and all((i - 3) % 2 == 1 for i in steps)  # every other model-phase turn
+  assert best < 1e-6
+
+
+def test_no_step_in_a_space_with_a_categorical_parameter():
+  phases, _ = _phases(_problem(categorical=True), 16)
+  assert 'quadratic_step' not in phases
