@@ -6,6 +6,8 @@
     python -m benchmarks.bbob --preset full --aggregate   # tables + plots from what has run
     python -m benchmarks.bbob --preset seed0              # the full pairs, seed 0, no GP
     python -m benchmarks.bbob --preset seed1              # ... and at seed 1
+    python -m benchmarks.bbob --preset quadratic          # the full pairs with the quadratic
+                                                          # step, GP-UCB-PE from bbob_full.md
     python -m benchmarks.bbob --preset latency            # every designer in one process
     python -m benchmarks.bbob --preset memory --designers omnipred   # peak RSS, 100 trials
     python -m benchmarks.bbob --preset long150            # zero-shot vs LoRA at 150 trials
@@ -80,13 +82,20 @@ PRESETS = {
     'long150': dict(functions=('Sphere', 'Rastrigin', 'StepEllipsoidal', 'RosenbrockRotated'),
                     dims=(4, 8), seeds=(0,), trials=150, compare_at=150,
                     designers=('omnipred', 'omnipred_lora')),
+    # The full preset's pairs and seeds with the local quadratic model's step against the
+    # default; GP-UCB-PE from `bbob_full.md`'s committed means where its runs are not here
+    # (`reference`: hours of GP runs the full preset already made).
+    'quadratic': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(0, 1, 2, 3, 4), trials=50,
+                      designers=('omnipred', 'omnipred_quadratic', 'omnipred_quadratic_every2',
+                                 'random', 'quasi_random'),
+                      reference=('full', 'gp_ucb_pe')),
     # The seed0 pairs suggested 8 at a time (suggest(count=8)), against seed0's one at a time.
     'batch8': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(0,), trials=50, batch=8,
                    designers=('omnipred', 'random', 'quasi_random')),
 }
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
 GP_SEEDS = {'quick': (0, 1), 'full': (0, 1, 2), 'seed0': (0,), 'seed1': (1,), 'latency': (0,),
-            'long150': (0,), 'memory': (0,), 'batch8': (0,)}
+            'long150': (0,), 'memory': (0,), 'batch8': (0,), 'quadratic': (0, 1, 2)}
 
 
 def jobs_for(preset: str, designers: tuple[str, ...]) -> list[tuple]:
@@ -100,7 +109,7 @@ def jobs_for(preset: str, designers: tuple[str, ...]) -> list[tuple]:
 
 # Presets that run the same studies (one at a time, 50 trials, the full functions) share one
 # store: a seed-0 run made by `--preset full` is the `seed0` table's too.
-SHARED_STORE = {'full': 'pairs50', 'seed0': 'pairs50', 'seed1': 'pairs50'}
+SHARED_STORE = {'full': 'pairs50', 'seed0': 'pairs50', 'seed1': 'pairs50', 'quadratic': 'pairs50'}
 
 
 def raw_path(preset, designer, function, dim, seed) -> pathlib.Path:
@@ -225,6 +234,8 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
           cells.append(f'{log_efficiency([a for a, _ in pairs], [b for _, b in pairs]):+.2f}'
                        if pairs else '-')
         lines.append(f'| {f} | {dim} | ' + ' | '.join(cells) + ' |')
+  if p.get('reference') and ours:
+    lines += reference_rows(p, regret, ours, at)
   lines.append('')
   for o in ours:
     if total[o]:
@@ -252,6 +263,64 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
   (RESULTS / f'bbob_{preset}.md').write_text(text)
   plot(preset, present, regret, latency)
   return text
+
+
+# A committed table's means print 4 decimals: below this a mean reads 0.0000.
+TABLE_RESOLUTION = 5e-5
+
+
+def committed_means(preset: str, designer: str) -> dict[tuple[str, int], float]:
+  """(function, dim) -> `designer`'s mean regret in the committed bbob_<preset>.md."""
+  lines = (RESULTS / f'bbob_{preset}.md').read_text().splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith('Mean regret at trial'))
+  header = next(line for line in lines[start:] if line.startswith('| function | dim |'))
+  column = [c.strip() for c in header.strip('|').split('|')].index(designer)
+  out = {}
+  for line in lines[lines.index(header) + 2:]:
+    if not line.startswith('|'):
+      break
+    cells = [c.strip().strip('*') for c in line.strip('|').split('|')]
+    out[(cells[0], int(cells[1]))] = float(cells[column])
+  return out
+
+
+def reference_rows(p: dict, regret: dict, ours: list[str], at: int) -> list[str]:
+  """Each OmniPred variant's mean regret per pair against a designer's committed means
+  (`p['reference']`: the preset whose table holds them, and the designer): the pairs won
+  (lower than theirs, ties half; where theirs reads 0.0000, a mean below the table's
+  resolution is a tie) and those within 10x of theirs (a bound where theirs reads 0.0000)."""
+  preset, other = p['reference']
+  theirs = committed_means(preset, other)
+  lines = ['', f'Against {other}\'s committed means (`bbob_{preset}.md`, seeds '
+           f'{list(GP_SEEDS[preset])}; its runs are not re-made here): mean regret at trial {at}, '
+           '(W) where lower. A pair is won where the mean is lower (ties half; where theirs '
+           f'reads 0.0000, i.e. below {TABLE_RESOLUTION:g}, a mean below that is a tie), and '
+           f'within 10x where the mean is at most 10 times theirs (at most {TABLE_RESOLUTION:g}'
+           ' where theirs reads 0.0000).', '',
+           '| function | dim | ' + ' | '.join(ours) + f' | {other} |',
+           '|---|---|' + '---|' * (len(ours) + 1)]
+  won = {o: [] for o in ours}
+  near = {o: [] for o in ours}
+  for (f, dim), ref in theirs.items():
+    cells = []
+    for o in ours:
+      vals = [regret[k][at - 1] for k in regret if k[0] == o and k[1:3] == (f, dim)]
+      if not vals:
+        cells.append('-')
+        continue
+      mine = float(np.mean(vals))
+      bound = ref if ref > 0 else TABLE_RESOLUTION
+      tie = mine == ref or (ref == 0.0 and mine < TABLE_RESOLUTION)
+      won[o].append(0.5 if tie else float(mine < ref))
+      near[o].append(mine <= 10 * bound if ref > 0 else mine <= bound)
+      cells.append(f'{mine:.2e}' + (' (W)' if mine < ref and not tie else ''))
+    lines.append(f'| {f} | {dim} | ' + ' | '.join(cells) + f' | {ref:.4f} |')
+  lines.append('')
+  for o in ours:
+    if won[o]:
+      lines.append(f'{o}: wins {sum(won[o]):g} of the {len(won[o])} pairs it ran against '
+                   f'{other}\'s committed means; within 10x on {sum(near[o])}.')
+  return lines
 
 
 # The steps whose time split `split_table` reports (completed trials), the range the

@@ -15,6 +15,7 @@ import numpy as np
 
 from designers.acquisition import UCB
 from designers.acquisition_search import EvolutionarySearch
+from designers.quadratic_step import QuadraticStepConfig
 from designers.trust_region import TrustRegionConfig
 from vizier_omnipred.relevance import RelevanceConfig
 
@@ -51,6 +52,10 @@ OMNIPRED_VARIANTS = {
     # UCB at a lower quantile of the same samples: less optimism, more exploitation.
     'omnipred_ucb75': ({'acquisition': UCB(quantile=0.75)}, {}),
     'omnipred_ucb50': ({'acquisition': UCB(quantile=0.5)}, {}),
+    # A local quadratic model's step wherever its fit holds (every model-phase suggestion;
+    # `_every2`: every other one, the LM's in between).
+    'omnipred_quadratic': ({'quadratic_step': QuadraticStepConfig()}, {}),
+    'omnipred_quadratic_every2': ({'quadratic_step': QuadraticStepConfig(every=2)}, {}),
     # Once past 20 feasible trials, read only the 20 nearest the best and move around it.
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
     # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.

@@ -26,6 +26,7 @@ SECTIONS = (
     ('bbob_seed0', 'BBOB, seed 0: 8 functions x 4-D and 8-D'),
     ('bbob_seed1', 'BBOB, seed 1'),
     ('bbob_full', 'BBOB, the full preset (per-point model)'),
+    ('bbob_quadratic', 'BBOB with the local quadratic step (`quadratic_step`)'),
     ('bbob_batch8', 'BBOB in batches of 8'),
     ('bbob_long150', 'BBOB at 150 trials: zero-shot against test-time LoRA'),
     ('bbob_latency', 'Seconds per suggestion'),

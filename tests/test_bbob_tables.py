@@ -1,0 +1,56 @@
+"""The BBOB benchmark's comparison against a committed table's column (`bbob.reference_rows`):
+GP-UCB-PE's hours of runs are read from the table the full preset wrote."""
+import numpy as np
+import pytest
+
+from benchmarks import bbob
+
+TABLE = """Shifted BBOB, preset `full`: ...
+
+Mean regret at trial 50 by (function, dim); bold = ...
+
+| function | dim | omnipred | random | gp_ucb_pe |
+|---|---|---|---|---|
+| Sphere | 4 | **0.0008** | 0.1245 | 0.0000 |
+| Sphere | 8 | **0.0350** | 0.3061 | 0.0001 |
+| Rastrigin | 4 | **0.0439** | 0.1738 | 0.0789 |
+
+Log-efficiency against GP-UCB-PE ...
+"""
+
+
+@pytest.fixture
+def committed(tmp_path, monkeypatch):
+  (tmp_path / 'bbob_full.md').write_text(TABLE)
+  monkeypatch.setattr(bbob, 'RESULTS', tmp_path)
+
+
+def test_committed_means_reads_one_designer_s_column(committed):
+  assert bbob.committed_means('full', 'gp_ucb_pe') == {
+      ('Sphere', 4): 0.0, ('Sphere', 8): 0.0001, ('Rastrigin', 4): 0.0789}
+  assert bbob.committed_means('full', 'omnipred')[('Sphere', 8)] == 0.035  # bold stripped
+  with pytest.raises(ValueError):
+    bbob.committed_means('full', 'eagle')  # no such column
+
+
+def test_reference_rows_count_wins_and_read_0_0000_as_the_table_s_resolution(committed):
+  regret = {}
+  for seed, (s4, s8, r4) in enumerate([(1e-6, 2e-5, 0.1), (3e-6, 4e-5, 0.01)]):
+    for (f, dim), value in {('Sphere', 4): s4, ('Sphere', 8): s8, ('Rastrigin', 4): r4}.items():
+      regret[('ours', f, dim, seed)] = np.full(50, value)
+  lines = bbob.reference_rows(dict(reference=('full', 'gp_ucb_pe')), regret, ['ours'], 50)
+  # Sphere 4: below the resolution where the table reads 0.0000: a tie. Sphere 8: 3e-5 < 1e-4,
+  # won. Rastrigin 4: 0.055 < 0.0789, won.
+  assert lines[-1] == ("ours: wins 2.5 of the 3 pairs it ran against gp_ucb_pe's committed "
+                       'means; within 10x on 3.')
+  assert '| Sphere | 8 | 3.00e-05 (W) | 0.0001 |' in lines
+  assert '| Sphere | 4 | 2.00e-06 | 0.0000 |' in lines
+
+
+def test_reference_rows_leave_out_pairs_not_run_and_bound_0_0000_by_the_resolution(committed):
+  regret = {('ours', 'Sphere', 4, 0): np.full(50, 2e-4), ('ours', 'Sphere', 8, 0): np.full(50, 2e-3)}
+  lines = bbob.reference_rows(dict(reference=('full', 'gp_ucb_pe')), regret, ['ours'], 50)
+  assert '| Rastrigin | 4 | - | 0.0789 |' in lines
+  # Sphere 4: 2e-4 above a 0.0000 (not within 10x: it could be 0); Sphere 8: 20x 0.0001.
+  assert lines[-1] == ("ours: wins 0 of the 2 pairs it ran against gp_ucb_pe's committed "
+                       'means; within 10x on 0.')
