@@ -127,3 +127,24 @@ def test_the_designer_takes_the_step_on_its_turn_and_converges_on_a_bowl():
 def test_no_step_in_a_space_with_a_categorical_parameter():
   phases, _ = _phases(_problem(categorical=True), 16)
   assert 'quadratic_step' not in phases
+
+
+def test_a_batch_holds_one_step_and_the_rest_from_the_model_all_distinct():
+  problem = _problem()
+  config = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=64, num_samples=4,
+                                  quadratic_step=QuadraticStepConfig())
+  designer = OmniPredDesigner(problem, seed=0, config=config, surrogate=_Flat())
+  tid = 0
+  while tid < 12:
+    batch = []
+    for s in designer.suggest(1):
+      tid += 1
+      t = s.to_trial(tid)
+      batch.append(t.complete(vz.Measurement(metrics={'loss': _loss(t.parameters)})))
+    designer.update(vza.CompletedTrials(batch), vza.ActiveTrials())
+  out = designer.suggest(4)
+  phases = [s.metadata.ns('omnipred').get('phase') for s in out]
+  assert len(out) == 4 and phases.count('quadratic_step') == 1
+  assert phases.count('model') == 3
+  keys = {tuple(sorted((k, v.value) for k, v in s.parameters.items())) for s in out}
+  assert len(keys) == 4
