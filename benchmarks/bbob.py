@@ -309,10 +309,9 @@ def reference_rows(p: dict, regret: dict, ours: list[str], at: int) -> list[str]
         cells.append('-')
         continue
       mine = float(np.mean(vals))
-      bound = ref if ref > 0 else TABLE_RESOLUTION
       tie = mine == ref or (ref == 0.0 and mine < TABLE_RESOLUTION)
       won[o].append(0.5 if tie else float(mine < ref))
-      near[o].append(mine <= 10 * bound if ref > 0 else mine <= bound)
+      near[o].append(mine <= (10 * ref if ref > 0 else TABLE_RESOLUTION))
       cells.append(f'{mine:.2e}' + (' (W)' if mine < ref and not tie else ''))
     lines.append(f'| {f} | {dim} | ' + ' | '.join(cells) + f' | {ref:.4f} |')
   lines.append('')

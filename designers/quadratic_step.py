@@ -46,7 +46,8 @@ class QuadraticStepConfig:
 @attrs.frozen
 class Step:
   """point: [d] unit-cube point; fit: leave-one-out R^2; predicted: the model's decrease at
-  the point, in standard deviations of the fitted values (> 0: lower than the incumbent)."""
+  the point, in standard deviations of the fitted values (> 0: lower than the incumbent);
+  fitted: the trials the quadratic was fitted to."""
 
   point: np.ndarray
   fit: float
