@@ -56,6 +56,11 @@ OMNIPRED_VARIANTS = {
     # `_every2`: every other one, the LM's in between).
     'omnipred_quadratic': ({'quadratic_step': QuadraticStepConfig()}, {}),
     'omnipred_quadratic_every2': ({'quadratic_step': QuadraticStepConfig(every=2)}, {}),
+    # The full quadratic too where the trials allow (4-D from 23 trials), the better fit's step.
+    'omnipred_quadratic_cross': ({'quadratic_step': QuadraticStepConfig(cross_terms=True)}, {}),
+    # 1.25 trials per coefficient: the step from 22 trials in 8-D, from a tighter cloud.
+    'omnipred_quadratic_ppc125': (
+        {'quadratic_step': QuadraticStepConfig(points_per_coefficient=1.25)}, {}),
     # Once past 20 feasible trials, read only the 20 nearest the best and move around it.
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
     # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.

@@ -41,6 +41,11 @@ class QuadraticStepConfig:
   # Ridge on the linear and quadratic coefficients (in span-scaled units), for a well-posed
   # solve when the fitted trials lie close to a subspace.
   ridge: float = attrs.field(default=1e-6, kw_only=True, validator=attrs.validators.ge(0.0))
+  # Also fit the full quadratic (cross terms too: (d + 1)(d + 2) / 2 coefficients) where there
+  # are `points_per_coefficient` times that many trials, and step with whichever of the two
+  # predicts its left-out trials better (higher leave-one-out R^2). A rotated valley
+  # (RosenbrockRotated) is not separable. None: the separable fit alone.
+  cross_terms: bool | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -55,20 +60,44 @@ class Step:
   fitted: int
 
 
-def num_fitted(dim: int, config: QuadraticStepConfig) -> int:
-  """Trials a step fits in a space of `dim` continuous parameters."""
-  return math.ceil(config.points_per_coefficient * (2 * dim + 1))
+def num_fitted(dim: int, config: QuadraticStepConfig, cross_terms: bool = False) -> int:
+  """Trials a step fits in a space of `dim` continuous parameters (`cross_terms`: the full
+  quadratic's)."""
+  coefficients = (dim + 1) * (dim + 2) // 2 if cross_terms else 2 * dim + 1
+  return math.ceil(config.points_per_coefficient * coefficients)
 
 
 def propose(unit: np.ndarray, oriented: np.ndarray, config: QuadraticStepConfig
             ) -> Step | None:
   """unit [n, d] trials in the unit cube, oriented [n] their values (higher is better) ->
-  the separable quadratic's minimiser near the best trial, or None when there are too few
-  trials, the fit does not hold, or the model expects no decrease."""
+  the quadratic's minimiser near the best trial, or None when there are too few trials, the
+  fit does not hold, or the model expects no decrease."""
   unit, f = np.asarray(unit, np.float64), -np.asarray(oriented, np.float64)
+  if not np.all(np.isfinite(f)):
+    return None
+  fits = [_fit(unit, f, config, cross) for cross in (False, True)[:1 + bool(config.cross_terms)]]
+  fits = [x for x in fits if x is not None]
+  if not fits:
+    return None
+  return _step(unit[int(np.argmin(f))], max(fits, key=lambda x: x.fit))
+
+
+@attrs.frozen
+class _Fit:
+  """A quadratic c + g.z + z'Hz / 2 in z = (x - incumbent) / span; fit: leave-one-out R^2."""
+
+  g: np.ndarray
+  hessian: np.ndarray
+  span: np.ndarray
+  fit: float
+  fitted: int
+
+
+def _fit(unit: np.ndarray, f: np.ndarray, config: QuadraticStepConfig, cross: bool
+         ) -> _Fit | None:
   n, d = unit.shape
-  m = num_fitted(d, config)
-  if n < m or not np.all(np.isfinite(f)):
+  m = num_fitted(d, config, cross)
+  if n < m:
     return None
   best = int(np.argmin(f))
   nearest = np.argsort(((unit - unit[best]) ** 2).sum(1), kind='stable')[:m]
@@ -81,7 +110,8 @@ def propose(unit: np.ndarray, oriented: np.ndarray, config: QuadraticStepConfig
   if scale <= 0:
     return None
   y = (y - y.mean()) / scale
-  design = np.concatenate([np.ones((m, 1)), z, 0.5 * z ** 2], 1)
+  pairs = np.triu_indices(d, 1) if cross else (np.zeros(0, int), np.zeros(0, int))
+  design = np.concatenate([np.ones((m, 1)), z, 0.5 * z ** 2, z[:, pairs[0]] * z[:, pairs[1]]], 1)
   penalty = config.ridge * np.eye(design.shape[1])
   penalty[0, 0] = 0.0
   inverse = np.linalg.pinv(design.T @ design + penalty)
@@ -91,16 +121,50 @@ def propose(unit: np.ndarray, oriented: np.ndarray, config: QuadraticStepConfig
   fit = 1.0 - float((residual ** 2).sum() / (y ** 2).sum())
   if not fit >= config.min_fit:
     return None
-  g, h = coef[1:d + 1], coef[d + 1:]
-  # Separable: each coordinate's minimum within [-1, 1] spans (and within the unit cube).
-  low = np.maximum(-1.0, -unit[best] / span)
-  high = np.minimum(1.0, (1.0 - unit[best]) / span)
-  inner = np.clip(-g / np.where(h > 0, h, 1.0), low, high)
-  ends = np.stack([low, high])
-  at_end = ends[np.argmin(g * ends + 0.5 * h * ends ** 2, axis=0), np.arange(d)]
-  step = np.where(h > 0, inner, at_end)
-  decrease = -float(g @ step + 0.5 * h @ step ** 2)
+  hessian = np.diag(coef[d + 1:2 * d + 1])
+  hessian[pairs] = hessian[pairs[::-1]] = coef[2 * d + 1:]
+  return _Fit(g=coef[1:d + 1], hessian=hessian, span=span, fit=fit, fitted=m)
+
+
+# Sweeps of coordinate descent that minimise a quadratic with cross terms in the box when its
+# Newton point is outside (a separable one needs one); it stops early once a sweep moves no
+# coordinate by more than 1e-12.
+_SWEEPS = 200
+
+
+def _step(incumbent: np.ndarray, model: _Fit) -> Step | None:
+  """The model's minimum within [-1, 1] spans of the incumbent (and within the unit cube):
+  Newton's point where the Hessian is positive definite and the point inside the box; else
+  exact minimisation along one coordinate at a time from the incumbent (at a coordinate where
+  the curvature is not positive, the lower end of its range)."""
+  g, hessian, span = model.g, model.hessian, model.span
+  d = len(g)
+  low = np.maximum(-1.0, -incumbent / span)
+  high = np.minimum(1.0, (1.0 - incumbent) / span)
+  step = np.zeros(d)
+  sweeps = 1  # exact for a separable quadratic
+  if np.count_nonzero(hessian - np.diag(np.diag(hessian))):
+    sweeps = _SWEEPS
+    if np.all(np.linalg.eigvalsh(hessian) > 0):
+      newton = np.linalg.solve(hessian, -g)
+      if np.all((newton >= low) & (newton <= high)):
+        step, sweeps = newton, 0
+  for _ in range(sweeps):
+    moved = 0.0
+    for i in range(d):
+      gi = g[i] + hessian[i] @ step - hessian[i, i] * step[i]
+      h = hessian[i, i]
+      if h > 0:
+        new = np.clip(-gi / h, low[i], high[i])
+      else:
+        ends = np.asarray([low[i], high[i]])
+        new = ends[np.argmin(gi * ends + 0.5 * h * ends ** 2)]
+      moved = max(moved, abs(new - step[i]))
+      step[i] = new
+    if moved < 1e-12:
+      break
+  decrease = -float(g @ step + 0.5 * step @ hessian @ step)
   if not decrease > 0:
     return None
-  return Step(point=np.clip(unit[best] + step * span, 0.0, 1.0), fit=fit, predicted=decrease,
-              fitted=m)
+  return Step(point=np.clip(incumbent + step * span, 0.0, 1.0), fit=model.fit,
+              predicted=decrease, fitted=model.fitted)

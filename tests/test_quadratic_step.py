@@ -52,6 +52,51 @@ def test_a_ridge_or_saddle_coordinate_steps_to_the_lower_end():
   assert step.point[1] == pytest.approx(ends[np.argmax(np.abs(ends - 0.45))])
 
 
+def _rotated_bowl(unit, centre, seed=0):
+  """A bowl with condition number 100 whose axes are rotated away from the coordinates."""
+  d = unit.shape[1]
+  rotation = np.linalg.qr(np.random.default_rng(seed).normal(size=(d, d)))[0]
+  hessian = rotation @ np.diag(np.logspace(0, 2, d)) @ rotation.T
+  return -np.einsum('ni,ij,nj->n', unit - centre, hessian, unit - centre)
+
+
+def test_cross_terms_find_a_rotated_bowl_s_minimum_that_the_separable_fit_misses():
+  d = 4
+  unit = _cloud(40, d, 0.5, 0.1)
+  oriented = _rotated_bowl(unit, np.full(d, 0.52))
+  cross = quadratic_step.propose(unit, oriented, QuadraticStepConfig(cross_terms=True))
+  assert cross is not None and cross.fit > 0.999
+  assert cross.fitted == quadratic_step.num_fitted(d, CONFIG, cross_terms=True) == 23
+  np.testing.assert_allclose(cross.point, 0.52, atol=1e-4)
+  separable = quadratic_step.propose(unit, oriented, CONFIG)
+  assert separable is None or np.abs(separable.point - 0.52).max() > 1e-3
+
+
+def test_cross_terms_wait_for_enough_trials_and_keep_a_separable_bowl_s_step():
+  """Below the full quadratic's 23 trials in 4-D the separable fit steps alone; on a
+  separable bowl both fits find its minimum."""
+  d = 4
+  unit = _cloud(22, d, 0.5, 0.1)
+  oriented = -((unit - 0.52) ** 2 * np.asarray([1.0, 3.0, 10.0, 30.0])).sum(1)
+  config = QuadraticStepConfig(cross_terms=True)
+  step = quadratic_step.propose(unit, oriented, config)
+  assert step is not None and step.fitted == quadratic_step.num_fitted(d, config) == 14
+  np.testing.assert_allclose(step.point, 0.52, atol=1e-4)
+
+
+def test_a_rotated_bowl_s_minimum_outside_the_trials_is_approached_within_their_span():
+  """Newton's point is outside the box: coordinate descent stays inside it and descends."""
+  d = 3
+  unit = _cloud(40, d, 0.3, 0.05)
+  oriented = _rotated_bowl(unit, np.full(d, 0.9))
+  step = quadratic_step.propose(unit, oriented, QuadraticStepConfig(cross_terms=True))
+  best = unit[np.argmax(oriented)]
+  assert step is not None and step.predicted > 0
+  nearest = np.argsort(((unit - best) ** 2).sum(1))[:step.fitted]
+  assert np.all(np.abs(step.point - best) <= np.abs(unit[nearest] - best).max(0) + 1e-12)
+  assert _rotated_bowl(step.point[None], np.full(d, 0.9))[0] > oriented.max()
+
+
 @pytest.mark.parametrize('case', ['rugged', 'too_few', 'constant', 'nan'])
 def test_no_step_where_the_quadratic_cannot_be_trusted(case):
   rng = np.random.default_rng(1)
