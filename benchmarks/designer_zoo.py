@@ -58,6 +58,8 @@ OMNIPRED_VARIANTS = {
     'omnipred_quadratic_every2': ({'quadratic_step': QuadraticStepConfig(every=2)}, {}),
     # The full quadratic too where the trials allow (4-D from 23 trials), the better fit's step.
     'omnipred_quadratic_cross': ({'quadratic_step': QuadraticStepConfig(cross_terms=True)}, {}),
+    # A trust region's radius: after a step that did not improve, the next one's box halves.
+    'omnipred_quadratic_shrink': ({'quadratic_step': QuadraticStepConfig(shrink=0.5)}, {}),
     # 1.25 trials per coefficient: the step from 22 trials in 8-D, from a tighter cloud.
     'omnipred_quadratic_ppc125': (
         {'quadratic_step': QuadraticStepConfig(points_per_coefficient=1.25)}, {}),

@@ -171,8 +171,11 @@ class OmniPredDesigner(vza.Designer):
     turn = len(pairs) - self._config.seed_trials(self._reads_priors())
     if turn % cfg.every != cfg.every - 1:
       return []
-    step = quadratic_step.propose(self._space.to_unit([t for t, _ in pairs]),
-                                  np.asarray([v[0] for _, v in pairs]), cfg)
+    oriented = np.asarray([v[0] for _, v in pairs])
+    failed = quadratic_step.failed_steps(
+        [t.metadata.ns(_NS).get('phase') == 'quadratic_step' for t, _ in pairs], oriented)
+    step = quadratic_step.propose(self._space.to_unit([t for t, _ in pairs]), oriented, cfg,
+                                  cfg.radius(failed))
     if step is None:
       return []
     params = self._space.to_parameters(step.point[None])[0]

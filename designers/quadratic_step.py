@@ -18,6 +18,7 @@ the trials it suggests gather at the optimum.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import attrs
 import numpy as np
@@ -46,18 +47,34 @@ class QuadraticStepConfig:
   # predicts its left-out trials better (higher leave-one-out R^2). A rotated valley
   # (RosenbrockRotated) is not separable. None: the separable fit alone.
   cross_terms: bool | None = attrs.field(default=None, kw_only=True)
+  # After a step that did not improve on the best trial, the next step's box is this fraction
+  # of the fitted trials' span (compounding over consecutive such steps; a step that improves
+  # restores the whole span): a trust region's radius, shrunk where the model misled.
+  # None: the whole span always.
+  shrink: float | None = attrs.field(default=None, kw_only=True)
+
+  @shrink.validator
+  def _check_shrink(self, attribute, value):
+    if value is not None and not 0.0 < value < 1.0:
+      raise ValueError(f'{attribute.name} must be in (0, 1), got {value!r}.')
+
+  def radius(self, failed_steps: int) -> float:
+    """The step's box, in spans of the fitted trials, after `failed_steps` consecutive steps
+    that did not improve on the best trial."""
+    return 1.0 if self.shrink is None else self.shrink ** failed_steps
 
 
 @attrs.frozen
 class Step:
   """point: [d] unit-cube point; fit: leave-one-out R^2; predicted: the model's decrease at
   the point, in standard deviations of the fitted values (> 0: lower than the incumbent);
-  fitted: the trials the quadratic was fitted to."""
+  fitted: the trials the quadratic was fitted to; radius: the box searched, in spans of them."""
 
   point: np.ndarray
   fit: float
   predicted: float
   fitted: int
+  radius: float = 1.0
 
 
 def num_fitted(dim: int, config: QuadraticStepConfig, cross_terms: bool = False) -> int:
@@ -67,11 +84,23 @@ def num_fitted(dim: int, config: QuadraticStepConfig, cross_terms: bool = False)
   return math.ceil(config.points_per_coefficient * coefficients)
 
 
-def propose(unit: np.ndarray, oriented: np.ndarray, config: QuadraticStepConfig
-            ) -> Step | None:
+def failed_steps(is_step: Sequence[bool], oriented: Sequence[float]) -> int:
+  """Consecutive steps, most recent last, that did not improve on the best trial before them
+  (trials in order; `is_step`: which were steps; oriented: higher is better)."""
+  failed, best = 0, -math.inf
+  for step, value in zip(is_step, oriented):
+    if step:
+      failed = 0 if value > best else failed + 1
+    best = max(best, value)
+  return failed
+
+
+def propose(unit: np.ndarray, oriented: np.ndarray, config: QuadraticStepConfig,
+            radius: float = 1.0) -> Step | None:
   """unit [n, d] trials in the unit cube, oriented [n] their values (higher is better) ->
-  the quadratic's minimiser near the best trial, or None when there are too few trials, the
-  fit does not hold, or the model expects no decrease."""
+  the quadratic's minimiser within `radius` spans of the fitted trials around the best trial,
+  or None when there are too few trials, the fit does not hold, or the model expects no
+  decrease."""
   unit, f = np.asarray(unit, np.float64), -np.asarray(oriented, np.float64)
   if not np.all(np.isfinite(f)):
     return None
@@ -79,7 +108,7 @@ def propose(unit: np.ndarray, oriented: np.ndarray, config: QuadraticStepConfig
   fits = [x for x in fits if x is not None]
   if not fits:
     return None
-  return _step(unit[int(np.argmin(f))], max(fits, key=lambda x: x.fit))
+  return _step(unit[int(np.argmin(f))], max(fits, key=lambda x: x.fit), radius)
 
 
 @attrs.frozen
@@ -132,15 +161,15 @@ def _fit(unit: np.ndarray, f: np.ndarray, config: QuadraticStepConfig, cross: bo
 _SWEEPS = 200
 
 
-def _step(incumbent: np.ndarray, model: _Fit) -> Step | None:
-  """The model's minimum within [-1, 1] spans of the incumbent (and within the unit cube):
-  Newton's point where the Hessian is positive definite and the point inside the box; else
-  exact minimisation along one coordinate at a time from the incumbent (at a coordinate where
-  the curvature is not positive, the lower end of its range)."""
+def _step(incumbent: np.ndarray, model: _Fit, radius: float) -> Step | None:
+  """The model's minimum within [-radius, radius] spans of the incumbent (and within the
+  unit cube): Newton's point where the Hessian is positive definite and the point inside the
+  box; else exact minimisation along one coordinate at a time from the incumbent (at a
+  coordinate where the curvature is not positive, the lower end of its range)."""
   g, hessian, span = model.g, model.hessian, model.span
   d = len(g)
-  low = np.maximum(-1.0, -incumbent / span)
-  high = np.minimum(1.0, (1.0 - incumbent) / span)
+  low = np.maximum(-radius, -incumbent / span)
+  high = np.minimum(radius, (1.0 - incumbent) / span)
   step = np.zeros(d)
   sweeps = 1  # exact for a separable quadratic
   if np.count_nonzero(hessian - np.diag(np.diag(hessian))):
@@ -167,4 +196,4 @@ def _step(incumbent: np.ndarray, model: _Fit) -> Step | None:
   if not decrease > 0:
     return None
   return Step(point=np.clip(incumbent + step * span, 0.0, 1.0), fit=model.fit,
-              predicted=decrease, fitted=model.fitted)
+              predicted=decrease, fitted=model.fitted, radius=radius)

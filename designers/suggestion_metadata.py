@@ -45,6 +45,7 @@ def describe_quadratic_step(md, step) -> None:
   md['quadratic_fit'] = f'{step.fit:.4f}'
   md['quadratic_predicted_decrease'] = f'{step.predicted:.4g}'
   md['quadratic_fitted_trials'] = str(step.fitted)
+  md['quadratic_radius'] = f'{step.radius:.4g}'
 
 
 def predicted_medians(md, metric_names: list[str], medians: list[float]) -> None:

@@ -97,6 +97,27 @@ def test_a_rotated_bowl_s_minimum_outside_the_trials_is_approached_within_their_
   assert _rotated_bowl(step.point[None], np.full(d, 0.9))[0] > oriented.max()
 
 
+def test_a_smaller_radius_keeps_the_step_within_that_share_of_the_span():
+  unit = _cloud(30, 2, 0.3, 0.05)
+  oriented = -((unit - 0.9) ** 2).sum(1)
+  best = unit[np.argmax(oriented)]
+  whole = quadratic_step.propose(unit, oriented, CONFIG)
+  quarter = quadratic_step.propose(unit, oriented, CONFIG, radius=0.25)
+  assert whole is not None and quarter is not None
+  np.testing.assert_allclose(quarter.point - best, 0.25 * (whole.point - best))
+
+
+def test_failed_steps_count_the_latest_run_of_steps_that_did_not_improve():
+  count = quadratic_step.failed_steps
+  assert count([], []) == 0
+  assert count([False, True, True], [1.0, 0.5, 0.7]) == 2  # neither beat 1.0
+  assert count([False, True, True, False], [1.0, 0.5, 2.0, 3.0]) == 0  # the last step improved
+  assert count([False, True, False, True], [1.0, 2.0, 3.0, 2.5]) == 1
+  config = QuadraticStepConfig(shrink=0.5)
+  assert [config.radius(k) for k in range(3)] == [1.0, 0.5, 0.25]
+  assert CONFIG.radius(5) == 1.0
+
+
 @pytest.mark.parametrize('case', ['rugged', 'too_few', 'constant', 'nan'])
 def test_no_step_where_the_quadratic_cannot_be_trusted(case):
   rng = np.random.default_rng(1)
@@ -113,6 +134,8 @@ def test_config_rejects_bad_values():
     QuadraticStepConfig(every=0)
   with pytest.raises(ValueError, match='points_per_coefficient'):
     QuadraticStepConfig(points_per_coefficient=1.0)
+  with pytest.raises(ValueError, match='shrink'):
+    QuadraticStepConfig(shrink=1.0)
 
 
 class _Flat:
@@ -153,6 +176,7 @@ def _phases(problem, n, every=2):
       assert float(md['quadratic_fit']) >= QuadraticStepConfig().min_fit
       assert float(md['quadratic_predicted_decrease']) > 0
       assert md['quadratic_fitted_trials'] == '8'
+      assert md['quadratic_radius'] == '1'  # no `shrink`: the whole span
     t = s.to_trial(tid)
     t.complete(vz.Measurement(metrics={'loss': _loss(t.parameters)}))
     best = min(best, _loss(t.parameters))
@@ -193,3 +217,26 @@ def test_a_batch_holds_one_step_and_the_rest_from_the_model_all_distinct():
   assert phases.count('model') == 3
   keys = {tuple(sorted((k, v.value) for k, v in s.parameters.items())) for s in out}
   assert len(keys) == 4
+
+
+def test_the_designer_shrinks_the_step_s_box_after_steps_that_did_not_improve():
+  """Every step is made to fail (its trial scores a hair worse than the best): with `shrink`,
+  each next step's box halves, and the step stays in it."""
+  problem = _problem()
+  config = OmniPredDesignerConfig(num_seed_trials=3, num_candidates=64, num_samples=4,
+                                  quadratic_step=QuadraticStepConfig(shrink=0.5))
+  designer = OmniPredDesigner(problem, seed=0, config=config, surrogate=_Flat())
+  radii, best = [], np.inf
+  for tid in range(1, 31):
+    s = designer.suggest(1)[0]
+    md = s.metadata.ns('omnipred')
+    t = s.to_trial(tid)
+    loss = _loss(t.parameters)
+    if md.get('phase') == 'quadratic_step':
+      radii.append(float(md['quadratic_radius']))
+      loss = best + 1e-6
+    t.complete(vz.Measurement(metrics={'loss': loss}))
+    best = min(best, loss)
+    designer.update(vza.CompletedTrials([t]), vza.ActiveTrials())
+  assert len(radii) >= 4
+  assert radii == [0.5 ** k for k in range(len(radii))]
