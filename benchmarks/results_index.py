@@ -27,6 +27,7 @@ SECTIONS = (
     ('bbob_seed1', 'BBOB, seed 1'),
     ('bbob_full', 'BBOB, the full preset (per-point model)'),
     ('bbob_quadratic', 'BBOB with the local quadratic step (`quadratic_step`)'),
+    ('bbob_quadratic_heldout', 'BBOB with the quadratic step, seeds its settings were not chosen on'),
     ('bbob_batch8', 'BBOB in batches of 8'),
     ('bbob_long150', 'BBOB at 150 trials: zero-shot against test-time LoRA'),
     ('bbob_latency', 'Seconds per suggestion'),
