@@ -13,5 +13,6 @@ __all__ = ['OmniPredDesigner', 'OmniPredDesignerConfig', 'QuadraticStepConfig']
 
 
 __getattr__ = lazy_exports.getattr_for(
-    __name__, {'OmniPredDesigner': 'omnipred_designer', 'OmniPredDesignerConfig': 'omnipred_designer',
+    __name__, {'OmniPredDesigner': 'omnipred_designer',
+               'OmniPredDesignerConfig': 'omnipred_designer',
                'QuadraticStepConfig': 'quadratic_step'})

@@ -106,7 +106,7 @@ class OmniPredDesignerConfig:
   # alone: 5) and converges on Sphere (8-D 5e-9 against 0.035); on by default it would change
   # every OmniPred run's signature, and the tables it reruns are not yet remade.
   quadratic_step: QuadraticStepConfig | None = attrs.field(default=None, kw_only=True)
-  local_share: float = attrs.field(default=0.5, kw_only=True)
+  local_share: float = attrs.field(default=0.5, kw_only=True)  # with `local_context`, above
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)  # per suggest()
   min_candidates: int = attrs.field(default=64, kw_only=True)  # floor when degrading
 

@@ -113,8 +113,8 @@ def propose(unit: np.ndarray, oriented: np.ndarray, config: QuadraticStepConfig,
   unit, f = np.asarray(unit, np.float64), -np.asarray(oriented, np.float64)
   if not np.all(np.isfinite(f)):
     return None
-  fits = [_fit(unit, f, config, cross) for cross in (False, True)[:1 + bool(config.cross_terms)]]
-  fits = [x for x in fits if x is not None]
+  kinds = (False, True) if config.cross_terms else (False,)  # with cross terms or not
+  fits = [x for x in (_fit(unit, f, config, cross) for cross in kinds) if x is not None]
   if not fits:
     return None
   return _step(unit[int(np.argmin(f))], max(fits, key=lambda x: x.fit), radius)

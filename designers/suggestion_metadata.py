@@ -1,10 +1,10 @@
 """What a model-phase suggestion's metadata says about how it was chosen.
 
 Everything goes under the `omnipred` namespace of `TrialSuggestion.metadata`, as strings:
-phase ('seed', 'model' or 'quadratic_step'), the acquisition actually used, the surrogate's report (parameters
-read, prior studies read and how many of their trials, and with the 'averaged' reading the
-share of the predictions that read them), how many candidates a search scored,
-trials left out of the model and why a suggestion was degraded.
+phase ('seed', 'model' or 'quadratic_step'), the acquisition actually used, the surrogate's
+report (parameters read, prior studies read and how many of their trials, and with the
+'averaged' reading the share of the predictions that read them), how many candidates a search
+scored, trials left out of the model and why a suggestion was degraded.
 """
 
 from __future__ import annotations

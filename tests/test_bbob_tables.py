@@ -48,7 +48,8 @@ def test_reference_rows_count_wins_and_read_0_0000_as_the_table_s_resolution(com
 
 
 def test_reference_rows_leave_out_pairs_not_run_and_bound_0_0000_by_the_resolution(committed):
-  regret = {('ours', 'Sphere', 4, 0): np.full(50, 2e-4), ('ours', 'Sphere', 8, 0): np.full(50, 2e-3)}
+  regret = {('ours', 'Sphere', 4, 0): np.full(50, 2e-4),
+            ('ours', 'Sphere', 8, 0): np.full(50, 2e-3)}
   lines = bbob.reference_rows(dict(reference=('full', 'gp_ucb_pe')), regret, ['ours'], 50)
   assert '| Rastrigin | 4 | - | 0.0789 |' in lines
   # Sphere 4: 2e-4 above a 0.0000 (not within 10x: it could be 0); Sphere 8: 20x 0.0001.
