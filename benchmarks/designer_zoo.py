@@ -63,6 +63,9 @@ OMNIPRED_VARIANTS = {
     # 1.25 trials per coefficient: the step from 22 trials in 8-D, from a tighter cloud.
     'omnipred_quadratic_ppc125': (
         {'quadratic_step': QuadraticStepConfig(points_per_coefficient=1.25)}, {}),
+    # Only the coordinates the fit resolves move (curvature or slope 2 standard errors from 0).
+    'omnipred_quadratic_confident': (
+        {'quadratic_step': QuadraticStepConfig(curvature_confidence=2.0)}, {}),
     # Once past 20 feasible trials, read only the 20 nearest the best and move around it.
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
     # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.

@@ -61,6 +61,12 @@ class QuadraticStepConfig:
   # 1.4e-3), and StepEllipsoidal's plateaus read as failures on both
   # (`bbob_quadratic.md`, `bbob_quadratic_heldout.md`).
   shrink: float | None = attrs.field(default=None, kw_only=True)
+  # A coordinate moves only where the fit resolves it: its curvature positive, or its slope
+  # away from zero, by at least this many standard errors (least squares' own); the others
+  # keep the incumbent's value. Where a few coordinates dominate the values (an
+  # ill-conditioned bowl), the others' fitted curvatures and slopes are noise, and minimising
+  # them sends those coordinates to the box's edges. None: every coordinate moves.
+  curvature_confidence: float | None = attrs.field(default=None, kw_only=True)
 
   @shrink.validator
   def _check_shrink(self, attribute, value):
@@ -129,6 +135,7 @@ class _Fit:
   span: np.ndarray
   fit: float
   fitted: int
+  moves: np.ndarray  # [d] bool: the coordinates the step may move
 
 
 def _fit(unit: np.ndarray, f: np.ndarray, config: QuadraticStepConfig, cross: bool
@@ -159,9 +166,16 @@ def _fit(unit: np.ndarray, f: np.ndarray, config: QuadraticStepConfig, cross: bo
   fit = 1.0 - float((residual ** 2).sum() / (y ** 2).sum())
   if not fit >= config.min_fit:
     return None
-  hessian = np.diag(coef[d + 1:2 * d + 1])
+  curvature = coef[d + 1:2 * d + 1]
+  moves = np.ones(d, bool)
+  if config.curvature_confidence is not None:
+    variance = ((y - design @ coef) ** 2).sum() / max(m - design.shape[1], 1)
+    error = np.sqrt(variance * np.diag(inverse))
+    moves = ((curvature > config.curvature_confidence * error[d + 1:2 * d + 1])
+             | (np.abs(coef[1:d + 1]) > config.curvature_confidence * error[1:d + 1]))
+  hessian = np.diag(curvature)
   hessian[pairs] = hessian[pairs[::-1]] = coef[2 * d + 1:]
-  return _Fit(g=coef[1:d + 1], hessian=hessian, span=span, fit=fit, fitted=m)
+  return _Fit(g=coef[1:d + 1], hessian=hessian, span=span, fit=fit, fitted=m, moves=moves)
 
 
 # Sweeps of coordinate descent that minimise a quadratic with cross terms in the box when its
@@ -177,8 +191,8 @@ def _step(incumbent: np.ndarray, model: _Fit, radius: float) -> Step | None:
   coordinate where the curvature is not positive, the lower end of its range)."""
   g, hessian, span = model.g, model.hessian, model.span
   d = len(g)
-  low = np.maximum(-radius, -incumbent / span)
-  high = np.minimum(radius, (1.0 - incumbent) / span)
+  low = np.where(model.moves, np.maximum(-radius, -incumbent / span), 0.0)
+  high = np.where(model.moves, np.minimum(radius, (1.0 - incumbent) / span), 0.0)
   step = np.zeros(d)
   sweeps = 1  # exact for a separable quadratic
   if np.count_nonzero(hessian - np.diag(np.diag(hessian))):

@@ -118,6 +118,20 @@ def test_failed_steps_count_the_latest_run_of_steps_that_did_not_improve():
   assert CONFIG.radius(5) == 1.0
 
 
+def test_with_curvature_confidence_only_resolved_coordinates_move():
+  """Values steep in x0 (minimum 0.55) and noise in x1, x2: the noise's fitted curvatures send
+  x1 and x2 off; with `curvature_confidence` they keep the incumbent's values, x0 still steps."""
+  unit = _cloud(30, 3, 0.5, 0.1)
+  noise = np.random.default_rng(1).normal(scale=0.01, size=30)
+  oriented = -(100.0 * (unit[:, 0] - 0.55) ** 2 + noise)
+  best = unit[np.argmax(oriented)]
+  free = quadratic_step.propose(unit, oriented, CONFIG)
+  confident = quadratic_step.propose(unit, oriented, QuadraticStepConfig(curvature_confidence=2.0))
+  assert free is not None and confident is not None
+  assert np.abs(free.point[1:] - best[1:]).max() > 0.01
+  np.testing.assert_array_equal(confident.point[1:], best[1:])
+  assert abs(confident.point[0] - 0.55) < 0.01
+
 @pytest.mark.parametrize('case', ['rugged', 'too_few', 'constant', 'nan'])
 def test_no_step_where_the_quadratic_cannot_be_trusted(case):
   rng = np.random.default_rng(1)
