@@ -186,8 +186,8 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
     rss[d] = max(rss.get(d, 0.0), blob['peak_rss_mb'])
   present = [d for d in designers if d in latency]
   lines = [f'Shifted BBOB, preset `{preset}`: {len(p["functions"])} functions x dims '
-           f'{list(p["dims"])} x seeds {list(p["seeds"])} '
-           + (f'(GP-UCB-PE: seeds {list(GP_SEEDS[preset])}), ' if 'gp_ucb_pe' in present else '')
+           f'{list(p["dims"])} x seeds {list(p["seeds"])}'
+           + (f' (GP-UCB-PE: seeds {list(GP_SEEDS[preset])}), ' if 'gp_ucb_pe' in present else ', ')
            + f'{p["trials"]} trials, '
            'normalised simple regret (0 = optimum, 1 = median random point), mean over studies.',
            '', '| designer | studies | ' + ' | '.join(f'regret @ {m}' for m in marks) + ' |',
@@ -223,7 +223,8 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
       for d in present:
         vals = [regret[k][at - 1] for k in regret if k[0] == d and k[1] == f and k[2] == dim]
         means[d] = np.mean(vals) if vals else np.nan
-      cells = [f'{means[d]:.4f}' for d in present]
+      # '-': a pair the designer did not run
+      cells = [f'{means[d]:.4f}' if np.isfinite(means[d]) else '-' for d in present]
       for o in ours:
         if all(k in means and np.isfinite(means[k]) for k in (o, 'random', 'quasi_random')):
           total[o] += 1
@@ -291,7 +292,8 @@ def committed_means(preset: str, designer: str) -> dict[tuple[str, int], float]:
     if not line.startswith('|'):
       break
     cells = [c.strip().strip('*') for c in line.strip('|').split('|')]
-    out[(cells[0], int(cells[1]))] = float(cells[column])
+    if cells[column] != '-':  # a pair the designer did not run
+      out[(cells[0], int(cells[1]))] = float(cells[column])
   return out
 
 
