@@ -92,8 +92,9 @@ PRESETS = {
                                  'omnipred_quadratic_shrink', 'omnipred_quadratic_confident',
                                  'random', 'quasi_random'),
                       reference=('full', 'gp_ucb_pe')),
-    # Seeds the quadratic step's settings were not chosen on: the shrinking box (best on the
-    # quadratic preset's seeds for Ellipsoidal 8-D) against the plain step, and random.
+    # Seeds the quadratic step's settings were not chosen on: the shrinking box and the
+    # confident coordinates (both best on the quadratic preset's seeds for Ellipsoidal 8-D)
+    # against the plain step, and random.
     'quadratic_heldout': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(5, 6, 7), trials=50,
                               designers=('omnipred_quadratic', 'omnipred_quadratic_shrink',
                                          'omnipred_quadratic_confident',
