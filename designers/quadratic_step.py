@@ -70,7 +70,9 @@ class QuadraticStepConfig:
   # 2.0e-4 against 1.0e-3 on seeds 0-4 but 1.6e-3 against 1.4e-3 on seeds 5-7, and on
   # StepEllipsoidal's plateaus a coordinate held still stays on its step (8-D 4.1e-3 against
   # 7.3e-4 and 1.3e-3); 9 of 16 pairs below GP-UCB-PE's means against 11.
-  curvature_confidence: float | None = attrs.field(default=None, kw_only=True)
+  curvature_confidence: float | None = attrs.field(
+      default=None, kw_only=True,
+      validator=attrs.validators.optional(attrs.validators.gt(0.0)))
 
   @shrink.validator
   def _check_shrink(self, attribute, value):

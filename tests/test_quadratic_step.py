@@ -132,6 +132,19 @@ def test_with_curvature_confidence_only_resolved_coordinates_move():
   np.testing.assert_array_equal(confident.point[1:], best[1:])
   assert abs(confident.point[0] - 0.55) < 0.01
 
+
+def test_with_curvature_confidence_a_clear_slope_still_moves_its_coordinate():
+  """x1 far from its optimum: the values fall along it with no curvature the trials can see.
+  Held by its curvature alone it would never move; its slope moves it downhill."""
+  unit = _cloud(30, 3, 0.5, 0.1)
+  noise = np.random.default_rng(1).normal(scale=0.01, size=30)
+  oriented = -(100.0 * (unit[:, 0] - 0.55) ** 2 + 5.0 * unit[:, 1] + noise)
+  best = unit[np.argmax(oriented)]
+  step = quadratic_step.propose(unit, oriented, QuadraticStepConfig(curvature_confidence=2.0))
+  assert step is not None
+  assert step.point[1] < best[1] - 0.01  # downhill in x1
+  assert step.point[2] == best[2]  # noise: held
+
 @pytest.mark.parametrize('case', ['rugged', 'too_few', 'constant', 'nan'])
 def test_no_step_where_the_quadratic_cannot_be_trusted(case):
   rng = np.random.default_rng(1)
@@ -150,6 +163,8 @@ def test_config_rejects_bad_values():
     QuadraticStepConfig(points_per_coefficient=1.0)
   with pytest.raises(ValueError, match='shrink'):
     QuadraticStepConfig(shrink=1.0)
+  with pytest.raises(ValueError, match='curvature_confidence'):
+    QuadraticStepConfig(curvature_confidence=0.0)
 
 
 class _Flat:
