@@ -90,7 +90,7 @@ PRESETS = {
                       designers=('omnipred', 'omnipred_quadratic', 'omnipred_quadratic_every2',
                                  'omnipred_quadratic_cross', 'omnipred_quadratic_ppc125',
                                  'omnipred_quadratic_shrink', 'omnipred_quadratic_confident',
-                                 'random', 'quasi_random'),
+                                 'omnipred_quadratic_confident25', 'random', 'quasi_random'),
                       reference=('full', 'gp_ucb_pe')),
     # Seeds the quadratic step's settings were not chosen on: the shrinking box and the
     # confident coordinates (both best on the quadratic preset's seeds for Ellipsoidal 8-D)
@@ -98,6 +98,7 @@ PRESETS = {
     'quadratic_heldout': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(5, 6, 7), trials=50,
                               designers=('omnipred_quadratic', 'omnipred_quadratic_shrink',
                                          'omnipred_quadratic_confident',
+                                         'omnipred_quadratic_confident25',
                                          'random', 'quasi_random')),
     # The seed0 pairs suggested 8 at a time (suggest(count=8)), against seed0's one at a time.
     'batch8': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(0,), trials=50, batch=8,

@@ -66,6 +66,10 @@ OMNIPRED_VARIANTS = {
     # Only the coordinates the fit resolves move (curvature or slope 2 standard errors from 0).
     'omnipred_quadratic_confident': (
         {'quadratic_step': QuadraticStepConfig(curvature_confidence=2.0)}, {}),
+    # ... and the unresolved ones move within a quarter of the box.
+    'omnipred_quadratic_confident25': (
+        {'quadratic_step': QuadraticStepConfig(curvature_confidence=2.0, unresolved_share=0.25)},
+        {}),
     # Once past 20 feasible trials, read only the 20 nearest the best and move around it.
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
     # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.

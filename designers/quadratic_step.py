@@ -73,6 +73,16 @@ class QuadraticStepConfig:
   curvature_confidence: float | None = attrs.field(
       default=None, kw_only=True,
       validator=attrs.validators.optional(attrs.validators.gt(0.0)))
+  # With `curvature_confidence`: the coordinates the fit does not resolve still move, within
+  # this share of the box the others search (the fitted model's minimum there), so that they
+  # keep varying among the trials the next fits read and can become resolved. None: they keep
+  # the incumbent's value.
+  unresolved_share: float | None = attrs.field(default=None, kw_only=True)
+
+  @unresolved_share.validator
+  def _check_unresolved_share(self, attribute, value):
+    if value is not None and not 0.0 < value < 1.0:
+      raise ValueError(f'{attribute.name} must be in (0, 1), got {value!r}.')
 
   @shrink.validator
   def _check_shrink(self, attribute, value):
@@ -141,7 +151,7 @@ class _Fit:
   span: np.ndarray
   fit: float
   fitted: int
-  moves: np.ndarray  # [d] bool: the coordinates the step may move
+  reach: np.ndarray  # [d] each coordinate's share of the step's box (0: held)
 
 
 def _fit(unit: np.ndarray, f: np.ndarray, config: QuadraticStepConfig, cross: bool
@@ -173,15 +183,16 @@ def _fit(unit: np.ndarray, f: np.ndarray, config: QuadraticStepConfig, cross: bo
   if not fit >= config.min_fit:
     return None
   curvature = coef[d + 1:2 * d + 1]
-  moves = np.ones(d, bool)
+  reach = np.ones(d)
   if config.curvature_confidence is not None:
     variance = ((y - design @ coef) ** 2).sum() / max(m - design.shape[1], 1)
     error = np.sqrt(variance * np.diag(inverse))
-    moves = ((curvature > config.curvature_confidence * error[d + 1:2 * d + 1])
-             | (np.abs(coef[1:d + 1]) > config.curvature_confidence * error[1:d + 1]))
+    resolved = ((curvature > config.curvature_confidence * error[d + 1:2 * d + 1])
+                | (np.abs(coef[1:d + 1]) > config.curvature_confidence * error[1:d + 1]))
+    reach = np.where(resolved, 1.0, config.unresolved_share or 0.0)
   hessian = np.diag(curvature)
   hessian[pairs] = hessian[pairs[::-1]] = coef[2 * d + 1:]
-  return _Fit(g=coef[1:d + 1], hessian=hessian, span=span, fit=fit, fitted=m, moves=moves)
+  return _Fit(g=coef[1:d + 1], hessian=hessian, span=span, fit=fit, fitted=m, reach=reach)
 
 
 # Sweeps of coordinate descent that minimise a quadratic with cross terms in the box when its
@@ -197,8 +208,8 @@ def _step(incumbent: np.ndarray, model: _Fit, radius: float) -> Step | None:
   coordinate where the curvature is not positive, the lower end of its range)."""
   g, hessian, span = model.g, model.hessian, model.span
   d = len(g)
-  low = np.where(model.moves, np.maximum(-radius, -incumbent / span), 0.0)
-  high = np.where(model.moves, np.minimum(radius, (1.0 - incumbent) / span), 0.0)
+  low = np.minimum(np.maximum(-radius * model.reach, -incumbent / span), 0.0)
+  high = np.maximum(np.minimum(radius * model.reach, (1.0 - incumbent) / span), 0.0)
   step = np.zeros(d)
   sweeps = 1  # exact for a separable quadratic
   if np.count_nonzero(hessian - np.diag(np.diag(hessian))):

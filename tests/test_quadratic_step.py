@@ -145,6 +145,23 @@ def test_with_curvature_confidence_a_clear_slope_still_moves_its_coordinate():
   assert step.point[1] < best[1] - 0.01  # downhill in x1
   assert step.point[2] == best[2]  # noise: held
 
+
+def test_unresolved_share_lets_unresolved_coordinates_move_within_that_share_of_the_box():
+  unit = _cloud(30, 3, 0.5, 0.1)
+  noise = np.random.default_rng(1).normal(scale=0.01, size=30)
+  oriented = -(100.0 * (unit[:, 0] - 0.55) ** 2 + noise)
+  best = unit[np.argmax(oriented)]
+  nearest = np.argsort(((unit - best) ** 2).sum(1))[:quadratic_step.num_fitted(3, CONFIG)]
+  span = np.abs(unit[nearest] - best).max(0)
+  held = quadratic_step.propose(unit, oriented, QuadraticStepConfig(curvature_confidence=2.0))
+  share = quadratic_step.propose(unit, oriented, QuadraticStepConfig(curvature_confidence=2.0,
+                                                                       unresolved_share=0.25))
+  free = quadratic_step.propose(unit, oriented, CONFIG)
+  assert share.point[0] == held.point[0]  # the resolved coordinate steps as before
+  offset = np.abs(share.point[1:] - best[1:])
+  assert np.all(offset <= 0.25 * span[1:] + 1e-12) and offset.max() > 0
+  assert offset.max() < np.abs(free.point[1:] - best[1:]).max()
+
 @pytest.mark.parametrize('case', ['rugged', 'too_few', 'constant', 'nan'])
 def test_no_step_where_the_quadratic_cannot_be_trusted(case):
   rng = np.random.default_rng(1)
@@ -165,6 +182,8 @@ def test_config_rejects_bad_values():
     QuadraticStepConfig(shrink=1.0)
   with pytest.raises(ValueError, match='curvature_confidence'):
     QuadraticStepConfig(curvature_confidence=0.0)
+  with pytest.raises(ValueError, match='unresolved_share'):
+    QuadraticStepConfig(unresolved_share=0.0)
 
 
 class _Flat:
