@@ -84,13 +84,9 @@ class QuadraticStepConfig:
   # 0.0262 against 0.0251, Ellipsoidal 8-D 1.5e-3 against 1.4e-3: not the step's default.
   unresolved_share: float | None = attrs.field(default=None, kw_only=True)
 
-  @unresolved_share.validator
-  def _check_unresolved_share(self, attribute, value):
-    if value is not None and not 0.0 < value < 1.0:
-      raise ValueError(f'{attribute.name} must be in (0, 1), got {value!r}.')
-
   @shrink.validator
-  def _check_shrink(self, attribute, value):
+  @unresolved_share.validator
+  def _check_share(self, attribute, value):
     if value is not None and not 0.0 < value < 1.0:
       raise ValueError(f'{attribute.name} must be in (0, 1), got {value!r}.')
 

@@ -118,13 +118,19 @@ def test_failed_steps_count_the_latest_run_of_steps_that_did_not_improve():
   assert CONFIG.radius(5) == 1.0
 
 
+def _steep_in_x0(slope_x1=0.0):
+  """30 trials in 3-D: values steep in x0 (minimum 0.55), noise in x2 and, with `slope_x1`, a
+  slope without curvature in x1. -> (unit, oriented, the best trial)."""
+  unit = _cloud(30, 3, 0.5, 0.1)
+  noise = np.random.default_rng(1).normal(scale=0.01, size=30)
+  oriented = -(100.0 * (unit[:, 0] - 0.55) ** 2 + slope_x1 * unit[:, 1] + noise)
+  return unit, oriented, unit[np.argmax(oriented)]
+
+
 def test_with_curvature_confidence_only_resolved_coordinates_move():
   """Values steep in x0 (minimum 0.55) and noise in x1, x2: the noise's fitted curvatures send
   x1 and x2 off; with `curvature_confidence` they keep the incumbent's values, x0 still steps."""
-  unit = _cloud(30, 3, 0.5, 0.1)
-  noise = np.random.default_rng(1).normal(scale=0.01, size=30)
-  oriented = -(100.0 * (unit[:, 0] - 0.55) ** 2 + noise)
-  best = unit[np.argmax(oriented)]
+  unit, oriented, best = _steep_in_x0()
   free = quadratic_step.propose(unit, oriented, CONFIG)
   confident = quadratic_step.propose(unit, oriented, QuadraticStepConfig(curvature_confidence=2.0))
   assert free is not None and confident is not None
@@ -136,10 +142,7 @@ def test_with_curvature_confidence_only_resolved_coordinates_move():
 def test_with_curvature_confidence_a_clear_slope_still_moves_its_coordinate():
   """x1 far from its optimum: the values fall along it with no curvature the trials can see.
   Held by its curvature alone it would never move; its slope moves it downhill."""
-  unit = _cloud(30, 3, 0.5, 0.1)
-  noise = np.random.default_rng(1).normal(scale=0.01, size=30)
-  oriented = -(100.0 * (unit[:, 0] - 0.55) ** 2 + 5.0 * unit[:, 1] + noise)
-  best = unit[np.argmax(oriented)]
+  unit, oriented, best = _steep_in_x0(slope_x1=5.0)
   step = quadratic_step.propose(unit, oriented, QuadraticStepConfig(curvature_confidence=2.0))
   assert step is not None
   assert step.point[1] < best[1] - 0.01  # downhill in x1
@@ -147,10 +150,7 @@ def test_with_curvature_confidence_a_clear_slope_still_moves_its_coordinate():
 
 
 def test_unresolved_share_lets_unresolved_coordinates_move_within_that_share_of_the_box():
-  unit = _cloud(30, 3, 0.5, 0.1)
-  noise = np.random.default_rng(1).normal(scale=0.01, size=30)
-  oriented = -(100.0 * (unit[:, 0] - 0.55) ** 2 + noise)
-  best = unit[np.argmax(oriented)]
+  unit, oriented, best = _steep_in_x0()
   nearest = np.argsort(((unit - best) ** 2).sum(1))[:quadratic_step.num_fitted(3, CONFIG)]
   span = np.abs(unit[nearest] - best).max(0)
   held = quadratic_step.propose(unit, oriented, QuadraticStepConfig(curvature_confidence=2.0))
@@ -161,6 +161,7 @@ def test_unresolved_share_lets_unresolved_coordinates_move_within_that_share_of_
   offset = np.abs(share.point[1:] - best[1:])
   assert np.all(offset <= 0.25 * span[1:] + 1e-12) and offset.max() > 0
   assert offset.max() < np.abs(free.point[1:] - best[1:]).max()
+
 
 @pytest.mark.parametrize('case', ['rugged', 'too_few', 'constant', 'nan'])
 def test_no_step_where_the_quadratic_cannot_be_trusted(case):
