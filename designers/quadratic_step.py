@@ -90,6 +90,12 @@ class QuadraticStepConfig:
     if value is not None and not 0.0 < value < 1.0:
       raise ValueError(f'{attribute.name} must be in (0, 1), got {value!r}.')
 
+  def __attrs_post_init__(self):
+    if self.unresolved_share is not None and self.curvature_confidence is None:
+      raise ValueError('unresolved_share applies only to the coordinates curvature_confidence '
+                       'leaves unresolved: set curvature_confidence too, or leave '
+                       f'unresolved_share unset (got unresolved_share={self.unresolved_share!r}).')
+
   def radius(self, failed_steps: int) -> float:
     """The step's box, in spans of the fitted trials, after `failed_steps` consecutive steps
     that did not improve on the best trial."""

@@ -184,7 +184,15 @@ def test_config_rejects_bad_values():
   with pytest.raises(ValueError, match='curvature_confidence'):
     QuadraticStepConfig(curvature_confidence=0.0)
   with pytest.raises(ValueError, match='unresolved_share'):
-    QuadraticStepConfig(unresolved_share=0.0)
+    QuadraticStepConfig(curvature_confidence=2.0, unresolved_share=0.0)
+
+
+def test_unresolved_share_without_curvature_confidence_is_refused_naming_both():
+  with pytest.raises(ValueError, match='curvature_confidence') as err:
+    QuadraticStepConfig(unresolved_share=0.25)
+  assert 'unresolved_share=0.25' in str(err.value)
+  both = QuadraticStepConfig(curvature_confidence=2.0, unresolved_share=0.25)
+  assert both.unresolved_share == 0.25
 
 
 class _Flat:
