@@ -15,9 +15,10 @@
                                                           # beside the shipped one
 
 Every (designer, function, dim, seed) study runs through Vizier's BenchmarkRunner (see
-`designers.study_runner`) and is stored as JSON under benchmarks/results/raw/ (ignored by git),
-so shards can run side by side and an interrupted run resumes; an OmniPred run records a hash
-of the weights it read and of its configs, and one made otherwise runs again. Aggregation writes
+`designers.study_runner`) and is stored as JSON under benchmarks/results/raw/ (ignored by git;
+GP-UCB-PE's, hours of runs, under benchmarks/results/archive/, tracked: `run_store`), so
+shards can run side by side and an interrupted run resumes; an OmniPred run records a hash of
+the weights it read and of its configs, and one made otherwise runs again. Aggregation writes
 benchmarks/results/bbob_<preset>.md and convergence/latency PNGs. `--candidate TAG=PATH` adds
 every OmniPred variant of the preset once more as `<variant>@TAG`, reading the checkpoint at
 PATH (a pretraining run's model.pt): the same studies, side by side in the same tables.
@@ -48,7 +49,7 @@ from benchmarks.bbob_reference import reference  # noqa: E402
 from benchmarks.comparisons import log_efficiency, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
 from benchmarks.designer_zoo import (  # noqa: E402
     ISOLATED, OMNIPRED_VARIANTS, designer_factory, is_omnipred, parse_candidates, signature_of)
-from benchmarks.run_store import RAW, RESULTS, is_done  # noqa: E402
+from benchmarks.run_store import RESULTS, is_done, store_for  # noqa: E402
 from designers.candidates import parameter_key  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
 
@@ -92,11 +93,13 @@ PRESETS = {
                                  'omnipred_quadratic_shrink', 'omnipred_quadratic_confident',
                                  'omnipred_quadratic_confident25', 'random', 'quasi_random'),
                       reference=('full', 'gp_ucb_pe')),
-    # Seeds the quadratic step's settings were not chosen on: the shrinking box and the
-    # confident coordinates (both best on the quadratic preset's seeds for Ellipsoidal 8-D)
-    # against the plain step, and random.
+    # Seeds the quadratic step's settings were not chosen on: the step against the LM alone
+    # (whether the step should be the default), the shrinking box and the confident
+    # coordinates (both best on the quadratic preset's seeds for Ellipsoidal 8-D) against
+    # the plain step, and random.
     'quadratic_heldout': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(5, 6, 7), trials=50,
-                              designers=('omnipred_quadratic', 'omnipred_quadratic_shrink',
+                              designers=('omnipred', 'omnipred_quadratic',
+                                         'omnipred_quadratic_shrink',
                                          'omnipred_quadratic_confident',
                                          'omnipred_quadratic_confident25',
                                          'random', 'quasi_random')),
@@ -126,7 +129,8 @@ SHARED_STORE = {'full': 'pairs50', 'seed0': 'pairs50', 'seed1': 'pairs50', 'quad
 
 
 def raw_path(preset, designer, function, dim, seed) -> pathlib.Path:
-  return RAW / SHARED_STORE.get(preset, preset) / f'{designer}_{function}_{dim}_{seed}.json'
+  return (store_for(designer) / SHARED_STORE.get(preset, preset)
+          / f'{designer}_{function}_{dim}_{seed}.json')
 
 
 
@@ -408,6 +412,7 @@ def main(argv=None) -> int:
   parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job from i')
   parser.add_argument('--dims', default=None, help='comma-separated subset of the dims')
   parser.add_argument('--seeds', default=None, help='comma-separated subset of the seeds')
+  parser.add_argument('--functions', default=None, help='comma-separated subset of the functions')
   parser.add_argument('--job', default=None, help='FUNCTION,DIM,SEED: run one study here')
   parser.add_argument('--aggregate', action='store_true', help='only write tables and plots')
   parser.add_argument('--candidate', action='append', default=[], metavar='TAG=PATH',
@@ -430,6 +435,8 @@ def main(argv=None) -> int:
       jobs = [j for j in jobs if str(j[2]) in args.dims.split(',')]
     if args.seeds:
       jobs = [j for j in jobs if str(j[3]) in args.seeds.split(',')]
+    if args.functions:
+      jobs = [j for j in jobs if j[1] in args.functions.split(',')]
     jobs = jobs[i::n]
     t0 = time.perf_counter()
     run_jobs(args.preset, jobs, candidates=candidates)

@@ -1,5 +1,7 @@
 """Where benchmark runs are kept: one JSON file per study under benchmarks/results/raw/
-(ignored by git), tables and plots beside it in benchmarks/results/ (tracked)."""
+(ignored by git), tables and plots beside it in benchmarks/results/ (tracked). The runs of
+baselines that take hours (`ARCHIVED`) go to benchmarks/results/archive/ instead, which git
+tracks: a table that reads them is then regenerable on a machine that did not make them."""
 
 from __future__ import annotations
 
@@ -8,6 +10,15 @@ import pathlib
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 RAW = RESULTS / 'raw'
+ARCHIVE = RESULTS / 'archive'
+# GP-UCB-PE: 5-16 s per suggestion on 2 cores, 10-15 minutes per 50-trial study; every other
+# designer's study takes under a minute and is cheaper to run again than to keep.
+ARCHIVED = ('gp_ucb_pe',)
+
+
+def store_for(designer: str) -> pathlib.Path:
+  """Where a designer's runs are kept: the tracked archive for `ARCHIVED`, else raw."""
+  return ARCHIVE if designer.split('@')[0] in ARCHIVED else RAW
 
 
 def is_done(path: pathlib.Path, signature: str | None) -> bool:

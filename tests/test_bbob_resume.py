@@ -348,3 +348,22 @@ def test_the_share_below_comes_with_its_interval_over_seeds():
   flip = (np.asarray([0.1, 0.5, 0.3]), np.asarray([0.4, 0.2, 0.3]))
   low, high = transfer._share_interval([clear, flip])  # pylint: disable=protected-access
   assert low == 0.5 and high == 1.0
+
+
+def test_gp_ucb_pe_runs_go_to_the_tracked_archive_and_every_other_designer_s_to_raw():
+  """GP-UCB-PE's studies take hours: they are kept where git tracks them, so that a table that
+  reads them regenerates on a machine that did not make them; presets that share a store
+  (`full`, `quadratic`) read the same files."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  from benchmarks import bbob  # pylint: disable=g-import-not-at-top
+  gp = bbob.raw_path('full', 'gp_ucb_pe', 'Sphere', 4, 0)
+  assert gp == run_store.ARCHIVE / 'pairs50' / 'gp_ucb_pe_Sphere_4_0.json'
+  assert bbob.raw_path('quadratic', 'gp_ucb_pe', 'Sphere', 4, 0) == gp
+  ours = bbob.raw_path('full', 'omnipred', 'Sphere', 4, 0)
+  assert ours == run_store.RAW / 'pairs50' / 'omnipred_Sphere_4_0.json'
+  root = run_store.RESULTS.parents[1]
+  ignored = lambda p: subprocess.run(['git', 'check-ignore', '-q', str(p.relative_to(root))],
+                                     cwd=root, check=False).returncode == 0
+  if subprocess.run(['git', 'rev-parse'], cwd=root, check=False).returncode:
+    pytest.skip('not a git checkout')
+  assert ignored(ours) and not ignored(gp)
