@@ -93,16 +93,21 @@ PRESETS = {
                                  'omnipred_quadratic_shrink', 'omnipred_quadratic_confident',
                                  'omnipred_quadratic_confident25', 'random', 'quasi_random'),
                       reference=('full', 'gp_ucb_pe')),
-    # Seeds the quadratic step's settings were not chosen on: the step against the LM alone
-    # (whether the step should be the default), the shrinking box and the confident
-    # coordinates (both best on the quadratic preset's seeds for Ellipsoidal 8-D) against
-    # the plain step, and random.
+    # Seeds the quadratic step's settings were not chosen on: the shrinking box and the
+    # confident coordinates (both best on the quadratic preset's seeds for Ellipsoidal 8-D)
+    # against the plain step, and random.
     'quadratic_heldout': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(5, 6, 7), trials=50,
-                              designers=('omnipred', 'omnipred_quadratic',
-                                         'omnipred_quadratic_shrink',
+                              designers=('omnipred_quadratic', 'omnipred_quadratic_shrink',
                                          'omnipred_quadratic_confident',
                                          'omnipred_quadratic_confident25',
                                          'random', 'quasi_random')),
+    # Both seed sets pooled (0-4, where the step's settings were chosen, and the held-out
+    # 5-7): 128 studies per designer, the measurement a setting of the step is decided on.
+    'quadratic_pooled': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=tuple(range(8)),
+                             trials=50,
+                             designers=('omnipred', 'omnipred_quadratic',
+                                        'omnipred_quadratic_fit05', 'random', 'quasi_random'),
+                             reference=('full', 'gp_ucb_pe')),
     # The seed0 pairs suggested 8 at a time (suggest(count=8)), against seed0's one at a time.
     'batch8': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(0,), trials=50, batch=8,
                    designers=('omnipred', 'random', 'quasi_random')),
@@ -110,7 +115,7 @@ PRESETS = {
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
 GP_SEEDS = {'quick': (0, 1), 'full': (0, 1, 2), 'seed0': (0,), 'seed1': (1,), 'latency': (0,),
             'long150': (0,), 'memory': (0,), 'batch8': (0,), 'quadratic': (0, 1, 2),
-            'quadratic_heldout': ()}
+            'quadratic_heldout': (), 'quadratic_pooled': ()}
 
 
 def jobs_for(preset: str, designers: tuple[str, ...]) -> list[tuple]:
@@ -125,7 +130,7 @@ def jobs_for(preset: str, designers: tuple[str, ...]) -> list[tuple]:
 # Presets that run the same studies (one at a time, 50 trials, the full functions) share one
 # store: a seed-0 run made by `--preset full` is the `seed0` table's too.
 SHARED_STORE = {'full': 'pairs50', 'seed0': 'pairs50', 'seed1': 'pairs50', 'quadratic': 'pairs50',
-                'quadratic_heldout': 'pairs50'}
+                'quadratic_heldout': 'pairs50', 'quadratic_pooled': 'pairs50'}
 
 
 def raw_path(preset, designer, function, dim, seed) -> pathlib.Path:

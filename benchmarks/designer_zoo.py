@@ -70,6 +70,8 @@ OMNIPRED_VARIANTS = {
     'omnipred_quadratic_confident25': (
         {'quadratic_step': QuadraticStepConfig(curvature_confidence=2.0, unresolved_share=0.25)},
         {}),
+    # The step offered wherever its fit's leave-one-out R^2 is at least 0.5 (not 0.9).
+    'omnipred_quadratic_fit05': ({'quadratic_step': QuadraticStepConfig(min_fit=0.5)}, {}),
     # Once past 20 feasible trials, read only the 20 nearest the best and move around it.
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
     # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.
