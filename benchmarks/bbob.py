@@ -107,7 +107,9 @@ PRESETS = {
                              trials=50,
                              designers=('omnipred', 'omnipred_quadratic',
                                         'omnipred_quadratic_fit05', 'random', 'quasi_random'),
-                             reference=('full', 'gp_ucb_pe')),
+                             reference=('full', 'gp_ucb_pe'),
+                             seed_sets={'0-4 (settings chosen)': (0, 1, 2, 3, 4),
+                                        '5-7 (held out)': (5, 6, 7)}),
     # The seed0 pairs suggested 8 at a time (suggest(count=8)), against seed0's one at a time.
     'batch8': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(0,), trials=50, batch=8,
                    designers=('omnipred', 'random', 'quasi_random')),
@@ -208,6 +210,9 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
     cells = [f'{np.mean([regret[k][m - 1] for k in studies]):.4f}' for m in marks]
     lines.append(f'| {d} | {len(studies)} | ' + ' | '.join(cells) + ' |')
 
+  if p.get('seed_sets'):
+    lines += seed_set_rows(p['seed_sets'], regret, present, p['trials'])
+
   if p.get('batch', 1) > 1:
     lines += ['', f'Suggested {p["batch"]} at a time. Repeated configurations within a study, '
               'summed over its studies: ' + ', '.join(
@@ -290,6 +295,22 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
 
 # A committed table's means print 4 decimals: below this a mean reads 0.0000.
 TABLE_RESOLUTION = 5e-5
+
+
+def seed_set_rows(seed_sets: dict[str, tuple[int, ...]], regret: dict, present: list[str],
+                  at: int) -> list[str]:
+  """Mean regret at trial `at` per designer over each named set of seeds (the seeds a
+  setting was chosen on against held-out ones), with the studies each mean reads."""
+  lines = ['', f'Mean regret at trial {at} by seed set (studies in brackets).', '',
+           '| designer | ' + ' | '.join(f'seeds {name}' for name in seed_sets) + ' |',
+           '|---|' + '---|' * len(seed_sets)]
+  for d in present:
+    cells = []
+    for seeds in seed_sets.values():
+      vals = [regret[k][at - 1] for k in regret if k[0] == d and k[3] in seeds]
+      cells.append(f'{np.mean(vals):.4f} ({len(vals)})' if vals else '-')
+    lines.append(f'| {d} | ' + ' | '.join(cells) + ' |')
+  return lines
 
 
 def committed_means(preset: str, designer: str) -> dict[tuple[str, int], float]:

@@ -57,3 +57,12 @@ def test_reference_rows_leave_out_pairs_not_run_and_bound_0_0000_by_the_resoluti
   # Sphere 4: 2e-4 above a 0.0000 (not within 10x: it could be 0); Sphere 8: 20x 0.0001.
   assert lines[-1] == ("ours: wins 0 of the 2 pairs it ran against gp_ucb_pe's committed "
                        'means; within 10x on 0.')
+
+
+def test_seed_set_rows_average_each_designer_over_each_named_set_of_seeds():
+  regret = {('a', 'Sphere', 4, s): np.full(3, float(s)) for s in range(4)}
+  regret[('b', 'Sphere', 4, 0)] = np.full(3, 5.0)
+  lines = bbob.seed_set_rows({'0-1': (0, 1), '2-3': (2, 3)}, regret, ['a', 'b'], at=3)
+  assert lines[3] == '| designer | seeds 0-1 | seeds 2-3 |'
+  assert lines[5] == '| a | 0.5000 (2) | 2.5000 (2) |'
+  assert lines[6] == '| b | 5.0000 (1) | - |'  # a set it did not run
