@@ -66,3 +66,23 @@ def test_seed_set_rows_average_each_designer_over_each_named_set_of_seeds():
   assert lines[3] == '| designer | seeds 0-1 | seeds 2-3 |'
   assert lines[5] == '| a | 0.5000 (2) | 2.5000 (2) |'
   assert lines[6] == '| b | 5.0000 (1) | - |'  # a set it did not run
+
+
+def test_rows_without_runs_name_the_committed_rows_this_machine_cannot_remake(
+    committed, tmp_path, monkeypatch):
+  """A shard's closing aggregate must not drop a committed row whose runs are elsewhere."""
+  (tmp_path / 'bbob_quick.md').write_text(
+      'Shifted BBOB ...\n\n| designer | studies | regret @ 10 |\n|---|---|---|\n'
+      '| omnipred | 4 | 0.1 |\n| random | 4 | 0.2 |\n| gp_ucb_pe | 4 | 0.1 |\n\nWin rate ...\n'
+      '| omnipred | random | 4 | 50% | 0.1 | 0.2 |\n')
+  monkeypatch.setattr(bbob, 'raw_path',
+                      lambda preset, d, f, dim, s: tmp_path / f'{d}_{f}_{dim}_{s}')
+  for seed in (0, 1):
+    (tmp_path / f'random_Sphere_4_{seed}').write_text('{}')
+  (tmp_path / 'gp_ucb_pe_Sphere_4_0').write_text('{}')
+  assert bbob.rows_without_runs('quick', ('omnipred', 'random', 'gp_ucb_pe')) == [
+      'omnipred', 'random', 'gp_ucb_pe']  # none, 2 and 1 of the 4 studies each row reads
+  for f in ('Rastrigin', 'Ellipsoidal'):
+    (tmp_path / f'random_{f}_4_0').write_text('{}')
+  assert 'random' not in bbob.rows_without_runs('quick', ('omnipred', 'random', 'gp_ucb_pe'))
+  assert bbob.rows_without_runs('seed0', ('omnipred',)) == []  # no committed table here
