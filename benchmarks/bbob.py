@@ -20,7 +20,8 @@ Every (designer, function, dim, seed) study runs through Vizier's BenchmarkRunne
 GP-UCB-PE's, hours of runs, under benchmarks/results/archive/, tracked: `run_store`), so
 shards can run side by side and an interrupted run resumes; an OmniPred run records a hash of
 the weights it read and of its configs, and one made otherwise runs again. Aggregation writes
-benchmarks/results/bbob_<preset>.md and convergence/latency PNGs. `--candidate TAG=PATH` adds
+benchmarks/results/bbob_<preset>.md and convergence/latency PNGs (after a shard, only where
+this machine holds the runs of every row the committed table has). `--candidate TAG=PATH` adds
 every OmniPred variant of the preset once more as `<variant>@TAG`, reading the checkpoint at
 PATH (a pretraining run's model.pt): the same studies, side by side in the same tables.
 
