@@ -316,42 +316,49 @@ def seed_set_rows(seed_sets: dict[str, tuple[int, ...]], regret: dict, present: 
   return lines
 
 
+def _committed_table(preset: str, header: str, after: str = ''
+                     ) -> tuple[list[str], list[list[str]]] | None:
+  """The header cells and rows (cells stripped, bold marks too) of the first table in the
+  committed bbob_<preset>.md whose header line starts with `header`, looked for from the
+  first line that starts with `after`; None where there is no such file or table."""
+  path = RESULTS / f'bbob_{preset}.md'
+  if not path.exists():
+    return None
+  lines = path.read_text().splitlines()
+  start = next((i for i, line in enumerate(lines) if line.startswith(after)), len(lines))
+  at = next((i for i in range(start, len(lines)) if lines[i].startswith(header)), None)
+  if at is None:
+    return None
+  cells = lambda line: [c.strip().strip('*') for c in line.strip('|').split('|')]
+  rows = []
+  for line in lines[at + 2:]:
+    if not line.startswith('|'):
+      break
+    rows.append(cells(line))
+  return cells(lines[at]), rows
+
+
 def rows_without_runs(preset: str, designers: tuple[str, ...]) -> list[str]:
   """The designers whose row in the committed bbob_<preset>.md reads more studies than
   this machine holds runs of (a shard's closing aggregate would drop or thin that row: the
   machine did not make those runs)."""
-  path = RESULTS / f'bbob_{preset}.md'
-  if not path.exists():
+  table = _committed_table(preset, '| designer | studies |')
+  if table is None:
     return []
-  lines = path.read_text().splitlines()
-  start = next((i for i, l in enumerate(lines) if l.startswith('| designer | studies |')), None)
-  if start is None:
-    return []
-  rows = {}
-  for line in lines[start + 2:]:
-    if not line.startswith('| '):
-      break
-    cells = line.split('|')
-    rows[cells[1].strip()] = int(cells[2])
   here = collections.Counter(j[0] for j in jobs_for(preset, designers)
                              if raw_path(preset, *j).exists())
-  return [d for d, studies in rows.items() if here[d] < studies]
+  return [row[0] for row in table[1] if here[row[0]] < int(row[1])]
 
 
 def committed_means(preset: str, designer: str) -> dict[tuple[str, int], float]:
   """(function, dim) -> `designer`'s mean regret in the committed bbob_<preset>.md."""
-  lines = (RESULTS / f'bbob_{preset}.md').read_text().splitlines()
-  start = next(i for i, line in enumerate(lines) if line.startswith('Mean regret at trial'))
-  header = next(line for line in lines[start:] if line.startswith('| function | dim |'))
-  column = [c.strip() for c in header.strip('|').split('|')].index(designer)
-  out = {}
-  for line in lines[lines.index(header) + 2:]:
-    if not line.startswith('|'):
-      break
-    cells = [c.strip().strip('*') for c in line.strip('|').split('|')]
-    if cells[column] != '-':  # a pair the designer did not run
-      out[(cells[0], int(cells[1]))] = float(cells[column])
-  return out
+  table = _committed_table(preset, '| function | dim |', after='Mean regret at trial')
+  if table is None:
+    raise ValueError(f'bbob_{preset}.md has no table of mean regret by (function, dim).')
+  header, rows = table
+  column = header.index(designer)
+  return {(cells[0], int(cells[1])): float(cells[column]) for cells in rows
+          if cells[column] != '-'}  # '-': a pair the designer did not run
 
 
 def reference_rows(p: dict, regret: dict, ours: list[str], at: int) -> list[str]:
@@ -496,8 +503,8 @@ def main(argv=None) -> int:
   extra = tuple(d for d in designers if d not in preset_designers)  # e.g. a variant under test
   if extra:
     command += f' --designers {",".join(extra)}'
-  lost = rows_without_runs(args.preset, preset_designers + extra)
-  if lost and not args.aggregate:
+  lost = [] if args.aggregate else rows_without_runs(args.preset, preset_designers + extra)
+  if lost:
     print(f'bbob_{args.preset}.md is not rewritten: it has rows for {", ".join(lost)}, whose'
           ' runs are not on this machine (`--aggregate` rewrites it from what is here).')
     return 0

@@ -18,7 +18,7 @@ ARCHIVED = ('gp_ucb_pe',)
 
 def store_for(designer: str) -> pathlib.Path:
   """Where a designer's runs are kept: the tracked archive for `ARCHIVED`, else raw."""
-  return ARCHIVE if designer.split('@')[0] in ARCHIVED else RAW
+  return ARCHIVE if designer in ARCHIVED else RAW
 
 
 def is_done(path: pathlib.Path, signature: str | None) -> bool:
