@@ -52,7 +52,7 @@ from benchmarks.bbob_reference import reference  # noqa: E402
 from benchmarks.comparisons import log_efficiency, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
 from benchmarks.designer_zoo import (  # noqa: E402
     ISOLATED, OMNIPRED_VARIANTS, designer_factory, is_omnipred, parse_candidates, signature_of)
-from benchmarks.run_store import RESULTS, is_done, store_for  # noqa: E402
+from benchmarks.run_store import ARCHIVED, RESULTS, is_done, store_for  # noqa: E402
 from designers.candidates import parameter_key  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
 
@@ -180,6 +180,14 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
 
 
 
+def normalised(values, f_opt: float, f_med: float) -> np.ndarray:
+  """A study's values -> its normalised simple regret after each trial (0 = f_opt, 1 =
+  f_med; a failed trial's NaN counts as no improvement)."""
+  v = np.asarray(values, dtype=float)
+  best = np.minimum.accumulate(np.where(np.isnan(v), np.inf, v))
+  return np.clip((best - f_opt) / max(f_med - f_opt, 1e-12), 0, None)
+
+
 def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str:
   p = PRESETS[preset]
   marks = [m for m in (10, 25, 50, 100, 150) if m <= p['trials']]
@@ -195,9 +203,7 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
   for job, blob in blobs.items():
     d, f, dim, s = job
     f_opt, f_med = refs[(f, dim, s)]
-    v = np.asarray(blob['values'], dtype=float)
-    best = np.minimum.accumulate(np.where(np.isnan(v), np.inf, v))
-    regret[job] = np.clip((best - f_opt) / max(f_med - f_opt, 1e-12), 0, None)
+    regret[job] = normalised(blob['values'], f_opt, f_med)
     latency.setdefault(d, []).extend(zip(blob['completed'], blob['seconds']))
     rss[d] = max(rss.get(d, 0.0), blob['peak_rss_mb'])
   present = [d for d in designers if d in latency]
@@ -266,7 +272,7 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str
                        if pairs else '-')
         lines.append(f'| {f} | {dim} | ' + ' | '.join(cells) + ' |')
   if p.get('reference') and ours:
-    lines += reference_rows(p, regret, ours, at)
+    lines += reference_rows(p, regret, ours, at, refs)
   lines.append('')
   for o in ours:
     if total[o]:
@@ -361,19 +367,48 @@ def committed_means(preset: str, designer: str) -> dict[tuple[str, int], float]:
           if cells[column] != '-'}  # '-': a pair the designer did not run
 
 
-def reference_rows(p: dict, regret: dict, ours: list[str], at: int) -> list[str]:
-  """Each OmniPred variant's mean regret per pair against a designer's committed means
-  (`p['reference']`: the preset whose table holds them, and the designer): the pairs won
-  (lower than theirs, ties half; where theirs reads 0.0000, a mean below the table's
-  resolution is a tie) and those within 10x of theirs (a bound where theirs reads 0.0000)."""
+def archived_means(preset: str, designer: str, refs: dict, at: int
+                   ) -> dict[tuple[str, int], float]:
+  """(function, dim) -> `designer`'s exact mean regret at trial `at` over `preset`'s seeds
+  for it, from its archived runs (`run_store.ARCHIVED`, kept in git), on the pairs where every
+  seed's run is archived; refs: (function, dim, seed) -> (f_opt, f_median) as the table
+  normalises (computed here where missing)."""
+  if designer not in ARCHIVED:
+    return {}
+  p = PRESETS[preset]
+  seeds = GP_SEEDS[preset] if designer == 'gp_ucb_pe' else p['seeds']
+  out = {}
+  for f in p['functions']:
+    for dim in p['dims']:
+      paths = [raw_path(preset, designer, f, dim, s) for s in seeds]
+      if not all(path.exists() for path in paths):
+        continue
+      vals = [normalised(json.loads(path.read_text())['values'],
+                         *(refs.get((f, dim, s)) or reference(f, dim, s)))[at - 1]
+              for s, path in zip(seeds, paths)]
+      out[(f, dim)] = float(np.mean(vals))
+  return out
+
+
+def reference_rows(p: dict, regret: dict, ours: list[str], at: int, refs: dict | None = None
+                   ) -> list[str]:
+  """Each OmniPred variant's mean regret per pair against a designer's means
+  (`p['reference']`: the preset whose table holds them, and the designer): exact where its
+  archived runs hold every seed of the pair (`archived_means`), else the committed table's
+  4 decimals. The pairs won (lower than theirs, ties half; where a committed mean reads
+  0.0000, a mean below the table's resolution is a tie) and those within 10x of theirs (a
+  bound where it reads 0.0000). refs: as `archived_means` reads them."""
   preset, other = p['reference']
   theirs = committed_means(preset, other)
-  lines = ['', f'Against {other}\'s committed means (`bbob_{preset}.md`, seeds '
-           f'{list(GP_SEEDS[preset])}; its runs are not re-made here): mean regret at trial {at}, '
-           '(W) where lower. A pair is won where the mean is lower (ties half; where theirs '
-           f'reads 0.0000, i.e. below {TABLE_RESOLUTION:g}, a mean below that is a tie), and '
-           f'within 10x where the mean is at most 10 times theirs (at most {TABLE_RESOLUTION:g}'
-           ' where theirs reads 0.0000).', '',
+  exact = archived_means(preset, other, refs or {}, at)
+  theirs.update(exact)
+  lines = ['', f'Against {other}\'s means (seeds {list(GP_SEEDS[preset])}; its runs are not '
+           f're-made here): exact (e-notation) where its runs of every seed are archived '
+           f'(benchmarks/results/archive/), else the committed `bbob_{preset}.md`\'s 4 decimals. '
+           f'Mean regret at trial {at}, (W) where lower. A pair is won where the mean is lower '
+           f'(ties half; where a committed mean reads 0.0000, i.e. below {TABLE_RESOLUTION:g}, '
+           f'a mean below that is a tie), and within 10x where the mean is at most 10 times '
+           f'theirs (at most {TABLE_RESOLUTION:g} where a committed mean reads 0.0000).', '',
            '| function | dim | ' + ' | '.join(ours) + f' | {other} |',
            '|---|---|' + '---|' * (len(ours) + 1)]
   won = {o: [] for o in ours}
@@ -386,16 +421,19 @@ def reference_rows(p: dict, regret: dict, ours: list[str], at: int) -> list[str]
         cells.append('-')
         continue
       mine = float(np.mean(vals))
-      tie = mine == ref or (ref == 0.0 and mine < TABLE_RESOLUTION)
+      unresolved = ref == 0.0 and (f, dim) not in exact  # a committed 0.0000
+      tie = mine == ref or (unresolved and mine < TABLE_RESOLUTION)
       won[o].append(0.5 if tie else float(mine < ref))
-      near[o].append(mine <= (10 * ref if ref > 0 else TABLE_RESOLUTION))
+      near[o].append(mine <= (TABLE_RESOLUTION if unresolved else 10 * ref))
       cells.append(f'{mine:.2e}' + (' (W)' if mine < ref and not tie else ''))
-    lines.append(f'| {f} | {dim} | ' + ' | '.join(cells) + f' | {ref:.4f} |')
+    lines.append(f'| {f} | {dim} | ' + ' | '.join(cells)
+                 + (f' | {ref:.2e} |' if (f, dim) in exact else f' | {ref:.4f} |'))
   lines.append('')
   for o in ours:
     if won[o]:
       lines.append(f'{o}: wins {sum(won[o]):g} of the {len(won[o])} pairs it ran against '
-                   f'{other}\'s committed means; within 10x on {sum(near[o])}.')
+                   f'{other}\'s means ({len(exact)} of them exact); within 10x on '
+                   f'{sum(near[o])}.')
   return lines
 
 

@@ -1,5 +1,8 @@
-"""The BBOB benchmark's comparison against a committed table's column (`bbob.reference_rows`):
-GP-UCB-PE's hours of runs are read from the table the full preset wrote."""
+"""The BBOB benchmark's comparison against GP-UCB-PE's means (`bbob.reference_rows`): its
+hours of runs are read from the archive where every seed is there, else from the table the full
+preset wrote."""
+import json
+
 import numpy as np
 import pytest
 
@@ -23,6 +26,8 @@ Log-efficiency against GP-UCB-PE ...
 def committed(tmp_path, monkeypatch):
   (tmp_path / 'bbob_full.md').write_text(TABLE)
   monkeypatch.setattr(bbob, 'RESULTS', tmp_path)
+  monkeypatch.setattr(bbob, 'raw_path',  # runs (the archive's too) in tmp_path only
+                      lambda preset, d, f, dim, s: tmp_path / f'{d}_{f}_{dim}_{s}')
 
 
 def test_committed_means_reads_one_designer_s_column(committed):
@@ -43,8 +48,8 @@ def test_reference_rows_count_wins_and_read_0_0000_as_the_table_s_resolution(com
   lines = bbob.reference_rows(dict(reference=('full', 'gp_ucb_pe')), regret, ['ours'], 50)
   # Sphere 4: below the resolution where the table reads 0.0000: a tie. Sphere 8: 3e-5 < 1e-4,
   # won. Rastrigin 4: 0.055 < 0.0789, won.
-  assert lines[-1] == ("ours: wins 2.5 of the 3 pairs it ran against gp_ucb_pe's committed "
-                       'means; within 10x on 3.')
+  assert lines[-1] == ("ours: wins 2.5 of the 3 pairs it ran against gp_ucb_pe's means (0 of "
+                       'them exact); within 10x on 3.')
   assert '| Sphere | 8 | 3.00e-05 (W) | 0.0001 |' in lines
   assert '| Sphere | 4 | 2.00e-06 | 0.0000 |' in lines
 
@@ -55,8 +60,26 @@ def test_reference_rows_leave_out_pairs_not_run_and_bound_0_0000_by_the_resoluti
   lines = bbob.reference_rows(dict(reference=('full', 'gp_ucb_pe')), regret, ['ours'], 50)
   assert '| Rastrigin | 4 | - | 0.0789 |' in lines
   # Sphere 4: 2e-4 above a 0.0000 (not within 10x: it could be 0); Sphere 8: 20x 0.0001.
-  assert lines[-1] == ("ours: wins 0 of the 2 pairs it ran against gp_ucb_pe's committed "
-                       'means; within 10x on 0.')
+  assert lines[-1] == ("ours: wins 0 of the 2 pairs it ran against gp_ucb_pe's means (0 of "
+                       'them exact); within 10x on 0.')
+
+
+def test_reference_rows_read_archived_runs_exactly_where_every_seed_is_there(committed, tmp_path):
+  """Sphere 4-D's three GP seeds are archived: their exact mean (2e-6, not the table's
+  0.0000) is the bar; Sphere 8-D has one seed archived, so the table's 0.0001 stays."""
+  refs = {(f, dim, s): (0.0, 1.0) for f, dim in (('Sphere', 4), ('Sphere', 8)) for s in range(3)}
+  for seed, best in enumerate((1e-6, 2e-6, 3e-6)):
+    (tmp_path / f'gp_ucb_pe_Sphere_4_{seed}').write_text(json.dumps({'values': [0.5, best]}))
+  (tmp_path / 'gp_ucb_pe_Sphere_8_0').write_text(json.dumps({'values': [1e-9]}))
+  assert bbob.archived_means('full', 'gp_ucb_pe', refs, at=2) == {('Sphere', 4): 2e-6}
+  assert bbob.archived_means('full', 'omnipred', refs, at=2) == {}  # not an archived designer
+  regret = {('ours', 'Sphere', 4, 0): np.full(2, 1.5e-5),
+            ('ours', 'Sphere', 8, 0): np.full(2, 4e-5)}
+  lines = bbob.reference_rows(dict(reference=('full', 'gp_ucb_pe')), regret, ['ours'], 2, refs)
+  assert '| Sphere | 4 | 1.50e-05 | 2.00e-06 |' in lines  # lost, within 10x of the exact mean
+  assert '| Sphere | 8 | 4.00e-05 (W) | 0.0001 |' in lines
+  assert lines[-1] == ("ours: wins 1 of the 2 pairs it ran against gp_ucb_pe's means (1 of "
+                       'them exact); within 10x on 2.')
 
 
 def test_seed_set_rows_average_each_designer_over_each_named_set_of_seeds():
