@@ -86,6 +86,11 @@ class QuadraticStepConfig:
   # and 14), mean 0.0262 against 0.0270; but on seeds 5-7 (`bbob_quadratic_heldout.md`) mean
   # 0.0262 against 0.0251, Ellipsoidal 8-D 1.5e-3 against 1.4e-3: not the step's default.
   unresolved_share: float | None = attrs.field(default=None, kw_only=True)
+  # Fit the trials with the lowest values instead of those nearest the incumbent (as many).
+  # On an ill-conditioned bowl the nearest trials' values are the steep coordinates' alone;
+  # among the lowest, the steep coordinates sit near their optimum and the next ones show.
+  # None: the nearest.
+  fit_lowest: bool | None = attrs.field(default=None, kw_only=True)
 
   @shrink.validator
   @unresolved_share.validator
@@ -171,7 +176,8 @@ def _fit(unit: np.ndarray, f: np.ndarray, config: QuadraticStepConfig, cross: bo
   if n < m:
     return None
   best = int(np.argmin(f))
-  nearest = np.argsort(((unit - unit[best]) ** 2).sum(1), kind='stable')[:m]
+  order = f if config.fit_lowest else ((unit - unit[best]) ** 2).sum(1)
+  nearest = np.argsort(order, kind='stable')[:m]
   dx = unit[nearest] - unit[best]
   span = np.abs(dx).max(0)
   span = np.where(span > 0, span, 1.0)

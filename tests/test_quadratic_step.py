@@ -39,6 +39,21 @@ def test_the_step_stays_within_the_fitted_trials_span_of_the_incumbent():
   assert np.all(step.point > best)  # towards the minimum, to the box's edge
 
 
+def test_fit_lowest_fits_the_lowest_trials_and_steps_within_their_span():
+  """The lowest trials, not the nearest the incumbent, set the model and the box."""
+  unit = _cloud(30, 2, 0.3, 0.05)
+  oriented = -((unit - 0.9) ** 2 * np.asarray([1.0, 100.0])).sum(1)  # the lowest: high x1
+  config = QuadraticStepConfig(fit_lowest=True)
+  step = quadratic_step.propose(unit, oriented, config)
+  best = unit[np.argmax(oriented)]
+  lowest = np.argsort(-oriented)[:quadratic_step.num_fitted(2, config)]
+  reach = np.abs(unit[lowest] - best).max(0)
+  assert step is not None and step.fit > 0.999
+  np.testing.assert_allclose(np.abs(step.point - best), reach)  # to the box's edge
+  nearest = np.argsort(((unit - best) ** 2).sum(1))[:quadratic_step.num_fitted(2, CONFIG)]
+  assert not np.allclose(reach, np.abs(unit[nearest] - best).max(0))
+
+
 def test_a_ridge_or_saddle_coordinate_steps_to_the_lower_end():
   """Concave along x1: the model's minimum along it is an end of the box, the lower one."""
   unit = _cloud(30, 2, 0.5, 0.1)
