@@ -74,6 +74,9 @@ OMNIPRED_VARIANTS = {
     'omnipred_quadratic_fit05': ({'quadratic_step': QuadraticStepConfig(min_fit=0.5)}, {}),
     # The step fitted to the trials with the lowest values, not those nearest the incumbent.
     'omnipred_quadratic_lowest': ({'quadratic_step': QuadraticStepConfig(fit_lowest=True)}, {}),
+    # The nearest trials, and after a step that did not improve the lowest (and back).
+    'omnipred_quadratic_switch': (
+        {'quadratic_step': QuadraticStepConfig(switch_on_failure=True)}, {}),
     # Once past 20 feasible trials, read only the 20 nearest the best and move around it.
     'omnipred_local': ({'local_context': 20, 'local_share': 1.0}, {}),
     # TuRBO's radius rule (grow after 2 improvements, halve after 4 stalls) instead of a fixed one.

@@ -175,7 +175,7 @@ class OmniPredDesigner(vza.Designer):
     failed = quadratic_step.failed_steps(
         [t.metadata.ns(_NS).get('phase') == 'quadratic_step' for t, _ in pairs], oriented)
     step = quadratic_step.propose(self._space.to_unit([t for t, _ in pairs]), oriented, cfg,
-                                  cfg.radius(failed))
+                                  cfg.radius(failed), lowest=cfg.fits_lowest(failed))
     if step is None:
       return []
     params = self._space.to_parameters(step.point[None])[0]

@@ -54,6 +54,22 @@ def test_fit_lowest_fits_the_lowest_trials_and_steps_within_their_span():
   assert not np.allclose(reach, np.abs(unit[nearest] - best).max(0))
 
 
+def test_switch_on_failure_alternates_the_fitted_trials_after_each_failed_step():
+  assert [CONFIG.fits_lowest(k) for k in range(3)] == [False] * 3
+  assert [QuadraticStepConfig(fit_lowest=True).fits_lowest(k) for k in range(3)] == [True] * 3
+  switch = QuadraticStepConfig(switch_on_failure=True)
+  assert [switch.fits_lowest(k) for k in range(4)] == [False, True, False, True]
+  from_lowest = QuadraticStepConfig(fit_lowest=True, switch_on_failure=True)
+  assert [from_lowest.fits_lowest(k) for k in range(3)] == [True, False, True]
+  unit = _cloud(30, 2, 0.3, 0.05)
+  oriented = -((unit - 0.9) ** 2 * np.asarray([1.0, 100.0])).sum(1)
+  given = quadratic_step.propose(unit, oriented, switch, lowest=True)
+  configured = quadratic_step.propose(unit, oriented, QuadraticStepConfig(fit_lowest=True))
+  assert given is not None and configured is not None
+  np.testing.assert_array_equal(given.point, configured.point)
+  assert not np.allclose(given.point, quadratic_step.propose(unit, oriented, switch).point)
+
+
 def test_a_ridge_or_saddle_coordinate_steps_to_the_lower_end():
   """Concave along x1: the model's minimum along it is an end of the box, the lower one."""
   unit = _cloud(30, 2, 0.5, 0.1)
