@@ -110,7 +110,7 @@ PRESETS = {
                              trials=50,
                              designers=('omnipred', 'omnipred_quadratic',
                                         'omnipred_quadratic_fit05', 'omnipred_quadratic_lowest',
-                                        'random', 'quasi_random'),
+                                        'omnipred_quadratic_switch', 'random', 'quasi_random'),
                              reference=('full', 'gp_ucb_pe'),
                              seed_sets={'0-4 (settings chosen)': (0, 1, 2, 3, 4),
                                         '5-7 (held out)': (5, 6, 7)}),
