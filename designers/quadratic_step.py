@@ -38,7 +38,7 @@ class QuadraticStepConfig:
   # GP-UCB-PE's means against 9 with every other suggestion; the LM still suggests wherever
   # the fit fails (rugged functions, and the start of a study).
   every: int = attrs.field(default=1, kw_only=True, validator=attrs.validators.ge(1))
-  # Trials fitted per coefficient (2d + 1 of them): the nearest to the incumbent. 1.25 (the
+  # Trials fitted per coefficient (2d + 1 of them): the nearest the incumbent (or `fit_lowest`). 1.25 (the
   # step from 22 trials in 8-D) won 8 of 16 BBOB pairs against GP-UCB-PE's means, 1.5 won 11
   # (`bbob_quadratic.md`).
   points_per_coefficient: float = attrs.field(default=1.5, kw_only=True,
@@ -194,12 +194,12 @@ def _fit(unit: np.ndarray, f: np.ndarray, config: QuadraticStepConfig, cross: bo
     return None
   best = int(np.argmin(f))
   order = f if lowest else ((unit - unit[best]) ** 2).sum(1)
-  nearest = np.argsort(order, kind='stable')[:m]
-  dx = unit[nearest] - unit[best]
+  chosen = np.argsort(order, kind='stable')[:m]
+  dx = unit[chosen] - unit[best]
   span = np.abs(dx).max(0)
   span = np.where(span > 0, span, 1.0)
   z = dx / span
-  y = f[nearest]
+  y = f[chosen]
   scale = y.std()
   if scale <= 0:
     return None
