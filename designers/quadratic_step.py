@@ -38,9 +38,9 @@ class QuadraticStepConfig:
   # GP-UCB-PE's means against 9 with every other suggestion; the LM still suggests wherever
   # the fit fails (rugged functions, and the start of a study).
   every: int = attrs.field(default=1, kw_only=True, validator=attrs.validators.ge(1))
-  # Trials fitted per coefficient (2d + 1 of them): the nearest the incumbent (or `fit_lowest`). 1.25 (the
-  # step from 22 trials in 8-D) won 8 of 16 BBOB pairs against GP-UCB-PE's means, 1.5 won 11
-  # (`bbob_quadratic.md`).
+  # Trials fitted per coefficient (2d + 1 of them): the nearest the incumbent (or the
+  # lowest: `fit_lowest`). 1.25 (the step from 22 trials in 8-D) won 8 of 16 BBOB pairs
+  # against GP-UCB-PE's means, 1.5 won 11 (`bbob_quadratic.md`).
   points_per_coefficient: float = attrs.field(default=1.5, kw_only=True,
                                               validator=attrs.validators.gt(1.0))
   # Leave-one-out R^2 of the fit below which no step is offered. 0.5 measured level with 0.9
