@@ -90,7 +90,7 @@ class QuadraticStepConfig:
   # On an ill-conditioned bowl the nearest trials' values are the steep coordinates' alone;
   # among the lowest, the steep coordinates sit near their optimum and the next ones show.
   # None: the nearest, by measurement (`bbob_quadratic_pooled.md`, 8 seeds): Ellipsoidal 8-D
-  # 4.6e-4 against 1.2e-3 and within 10x of GP-UCB-PE on 16 of 16 pairs against 15, but on
+  # 4.6e-4 against 1.2e-3 (GP-UCB-PE's 1.4e-4), Ellipsoidal 4-D below the GP, but on
   # StepEllipsoidal 8-D 5.4e-3 against 9.3e-4 (the lowest trials share a plateau and the
   # steps stall there: seed 7 ends at 0.041) and mean 0.0269 against 0.0263.
   fit_lowest: bool | None = attrs.field(default=None, kw_only=True)
