@@ -376,18 +376,16 @@ def archived_means(preset: str, designer: str, refs: dict, at: int
   normalises (computed here where missing)."""
   if designer not in ARCHIVED:
     return {}
-  p = PRESETS[preset]
-  seeds = GP_SEEDS[preset] if designer == 'gp_ucb_pe' else p['seeds']
+  pairs = collections.defaultdict(list)  # (function, dim) -> the seeds' jobs
+  for job in jobs_for(preset, (designer,)):
+    pairs[job[1:3]].append(job)
   out = {}
-  for f in p['functions']:
-    for dim in p['dims']:
-      paths = [raw_path(preset, designer, f, dim, s) for s in seeds]
-      if not all(path.exists() for path in paths):
-        continue
-      vals = [normalised(json.loads(path.read_text())['values'],
-                         *(refs.get((f, dim, s)) or reference(f, dim, s)))[at - 1]
-              for s, path in zip(seeds, paths)]
-      out[(f, dim)] = float(np.mean(vals))
+  for (f, dim), jobs in pairs.items():
+    if not all(raw_path(preset, *j).exists() for j in jobs):
+      continue
+    out[(f, dim)] = float(np.mean([
+        normalised(json.loads(raw_path(preset, *j).read_text())['values'],
+                   *(refs.get(j[1:]) or reference(*j[1:])))[at - 1] for j in jobs]))
   return out
 
 
