@@ -52,6 +52,7 @@ from benchmarks.bbob_reference import reference  # noqa: E402
 from benchmarks.comparisons import log_efficiency, save_grid, win_rate_rows, WIN_RATE_HEADER  # noqa: E402
 from benchmarks.designer_zoo import (  # noqa: E402
     ISOLATED, OMNIPRED_VARIANTS, designer_factory, is_omnipred, parse_candidates, signature_of)
+from benchmarks import run_store  # noqa: E402
 from benchmarks.run_store import ARCHIVED, RESULTS, is_done, store_for  # noqa: E402
 from designers.candidates import parameter_key  # noqa: E402
 from designers.study_runner import run_study, shifted_bbob  # noqa: E402
@@ -154,7 +155,9 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
   stale = [j for j in todo if raw_path(preset, *j).exists()]
   if stale:
     print(f'{len(stale)} raw run(s) were made with other weights or configs (or do not say'
-          f' which): running them again, e.g. {raw_path(preset, *stale[0]).name}')
+          f' which): running them again, the old ones kept beside, e.g.'
+          f' {raw_path(preset, *stale[0]).name}')
+  todo = [j for j in todo if not _adopt(preset, j, signatures[j[0]])]
   factories = {}
   bar = tqdm(total=len(todo) * p['trials'], desc=f'bbob {preset}', dynamic_ncols=True)
   for designer, function, dim, seed in todo:
@@ -168,9 +171,7 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
       factories[designer] = designer_factory(designer, candidates)
     run = run_study(designer, factories[designer], shifted_bbob(function, dim, seed),
                     p['trials'], seed=seed, batch_size=p.get('batch', 1), progress=bar)
-    path = raw_path(preset, designer, function, dim, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
+    run_store.write_run(raw_path(preset, designer, function, dim, seed), json.dumps({
         'values': [float(v) for v in run.values()], 'seconds': run.seconds,
         'completed': run.completed, 'splits': run.splits, 'signature': signatures[designer],
         'duplicates': len(run.trials) - len({parameter_key(t.parameters) for t in run.trials}),
@@ -179,6 +180,13 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
   bar.close()
 
 
+def _adopt(preset: str, job: tuple, signature: str | None) -> bool:
+  """Another designer's run of the same study and seed in this store, made as this one would
+  be, copied as this one's (`run_store.adopt`)."""
+  _, function, dim, seed = job
+  path = raw_path(preset, *job)
+  return run_store.adopt(path, sorted(path.parent.glob(f'*_{function}_{dim}_{seed}.json')),
+                         signature)
 
 
 def normalised(values, f_opt: float, f_med: float) -> np.ndarray:
@@ -189,14 +197,24 @@ def normalised(values, f_opt: float, f_med: float) -> np.ndarray:
   return np.clip((best - f_opt) / max(f_med - f_opt, 1e-12), 0, None)
 
 
-def aggregate(preset: str, designers: tuple[str, ...], command: str = '') -> str:
+def stored_runs(preset: str, designers: tuple[str, ...],
+                candidates: dict[str, str] | None = None) -> dict[tuple, pathlib.Path]:
+  """job -> the raw (or archived) run of it made as its designer is now (`signature_of`)."""
+  signatures = {d: signature_of(d, candidates) for d in designers}
+  paths = {job: run_store.stored(raw_path(preset, *job), signatures[job[0]])
+           for job in jobs_for(preset, designers)}
+  return {job: path for job, path in paths.items() if path is not None}
+
+
+def aggregate(preset: str, designers: tuple[str, ...], command: str = '',
+              candidates: dict[str, str] | None = None) -> str:
   p = PRESETS[preset]
   marks = [m for m in (10, 25, 50, 100, 150) if m <= p['trials']]
   regret: dict = {}  # (designer, function, dim, seed) -> [trials] normalised regret
   latency: dict = {}  # designer -> list of (completed, seconds)
   rss: dict = {}
-  blobs = {job: json.loads(raw_path(preset, *job).read_text())
-           for job in jobs_for(preset, designers) if raw_path(preset, *job).exists()}
+  blobs = {job: json.loads(path.read_text())
+           for job, path in stored_runs(preset, designers, candidates).items()}
   refs = {}
   for (d, f, dim, s), blob in blobs.items():
     f_opt, f_med = refs.get((f, dim, s)) or reference(f, dim, s)
@@ -345,15 +363,15 @@ def _committed_table(preset: str, header: str, after: str = ''
   return cells(lines[at]), rows
 
 
-def rows_without_runs(preset: str, designers: tuple[str, ...]) -> list[str]:
+def rows_without_runs(preset: str, designers: tuple[str, ...],
+                      candidates: dict[str, str] | None = None) -> list[str]:
   """The designers whose row in the committed bbob_<preset>.md reads more studies than
-  this machine holds runs of (a shard's closing aggregate would drop or thin that row: the
-  machine did not make those runs)."""
+  this machine holds runs of, made as the designer is now (a shard's closing aggregate would
+  drop or thin that row: the machine did not make those runs)."""
   table = _committed_table(preset, '| designer | studies |')
   if table is None:
     return []
-  here = collections.Counter(j[0] for j in jobs_for(preset, designers)
-                             if raw_path(preset, *j).exists())
+  here = collections.Counter(j[0] for j in stored_runs(preset, designers, candidates))
   return [row[0] for row in table[1] if here[row[0]] < int(row[1])]
 
 
@@ -540,12 +558,13 @@ def main(argv=None) -> int:
   extra = tuple(d for d in designers if d not in preset_designers)  # e.g. a variant under test
   if extra:
     command += f' --designers {",".join(extra)}'
-  lost = [] if args.aggregate else rows_without_runs(args.preset, preset_designers + extra)
+  lost = [] if args.aggregate else rows_without_runs(args.preset, preset_designers + extra,
+                                                     candidates)
   if lost:
     print(f'bbob_{args.preset}.md is not rewritten: it has rows for {", ".join(lost)}, whose'
           ' runs are not on this machine (`--aggregate` rewrites it from what is here).')
     return 0
-  print(aggregate(args.preset, preset_designers + extra, command))
+  print(aggregate(args.preset, preset_designers + extra, command, candidates))
   return 0
 
 

@@ -213,9 +213,11 @@ def raw_path(problem: str, designer: str, seed: int) -> pathlib.Path:
 
 def run(problems, designers, seeds) -> None:
   # A raw OmniPred run made with other weights or configs runs again (`designer_zoo.signature_of`).
-  signatures = {d: designer_zoo.signature_of(d) for d in designers}
+  # Conditional spaces: the quadratic step's settings are not signed.
+  signatures = {(p, d): designer_zoo.signature_of(d, problem=PROBLEMS[p][0]())
+                for p in problems for d in designers}
   todo = [(p, d, s) for p in problems for d in designers for s in seeds
-          if not run_store.is_done(raw_path(p, d, s), signatures[d])]
+          if not run_store.is_done(raw_path(p, d, s), signatures[p, d])]
   bar = tqdm(total=len(todo) * TRIALS, desc='conditional', dynamic_ncols=True)
   objectives, factories = {}, {}
   for problem_name, designer, seed in todo:
@@ -233,7 +235,7 @@ def run(problems, designers, seeds) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({'values': [float(v) for v in study.values(METRIC)],
                                 'seconds': time.perf_counter() - t0,
-                                'signature': signatures[designer]}))
+                                'signature': signatures[problem_name, designer]}))
   bar.close()
 
 

@@ -12,6 +12,7 @@ import pathlib
 
 import attrs
 import numpy as np
+from vizier import pyvizier as vz
 
 from designers.acquisition import UCB
 from designers.acquisition_search import EvolutionarySearch
@@ -127,57 +128,85 @@ def omnipred_configs(name: str, candidates: dict[str, str] | None = None):
   return OmniPredDesignerConfig(**designer_fields), LMSurrogateConfig(**surrogate_fields)
 
 
-def signature_of(name: str, candidates: dict[str, str] | None = None) -> str | None:
+def signature_of(name: str, candidates: dict[str, str] | None = None,
+                 problem: vz.ProblemStatement | None = None) -> str | None:
   """A hash of the weights an OmniPred variant reads and of its configs (None: not an LM
   designer). A raw run records it, so a run made otherwise (before a new checkpoint shipped,
-  or a default changed) is run again rather than reported as this one's."""
+  or a default changed) is run again rather than reported as this one's. `problem`: the
+  study's, where it is not one objective over continuous parameters (`continuous_study`) the
+  fields that act only there are left out; None: they are signed."""
   if not is_omnipred(name):
     return None
   from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(checkpoint_of(name, candidates) or checkpoints.SHIPPED)
-  return signature(path, *omnipred_configs(name, candidates))
+  return signature(path, *omnipred_configs(name, candidates),
+                   continuous=problem is None or continuous_study(problem))
 
 
-def config_text(designer, surrogate, with_priors: bool = False) -> str:
+def continuous_study(problem: vz.ProblemStatement) -> bool:
+  """One objective, no safety metric, every parameter DOUBLE and none conditional: the
+  studies whose runs the designer's `CONTINUOUS_ONLY` fields (the quadratic step) can change."""
+  metrics = problem.metric_information
+  space = problem.search_space
+  return (len(metrics.of_type(vz.MetricType.OBJECTIVE)) == 1
+          and not metrics.of_type(vz.MetricType.SAFETY) and not space.is_conditional
+          and all(p.type == vz.ParameterType.DOUBLE for p in space.parameters))
+
+
+def config_text(designer, surrogate, with_priors: bool = False, continuous: bool = True) -> str:
   """The configs as a signature reads them. Left out: the checkpoint's path (the weights are
   hashed by content); fields at None, so that a new optional field, None meaning what the
-  code did before it, reruns nothing; and, unless `with_priors` (a benchmark that sets prior
-  studies), the fields that act only with prior studies set (`PRIORS_ONLY`)."""
-  return repr((type(designer).__name__, _Signed(designer, with_priors).fields(),
-               _Signed(attrs.evolve(surrogate, checkpoint=None), with_priors)))
+  code did before it, reruns nothing; unless `with_priors` (a benchmark that sets prior
+  studies), the fields that act only with prior studies set (`PRIORS_ONLY`); and unless
+  `continuous`, those that act only on one objective over continuous parameters
+  (`CONTINUOUS_ONLY`)."""
+  scope = _Scope(with_priors, continuous)
+  return repr((type(designer).__name__, _Signed(designer, scope).fields(),
+               _Signed(attrs.evolve(surrogate, checkpoint=None), scope)))
 
 
-def signature(weights: pathlib.Path, designer, surrogate, with_priors: bool = False) -> str:
+def signature(weights: pathlib.Path, designer, surrogate, with_priors: bool = False,
+              continuous: bool = True) -> str:
   """The hash a raw run records: of the weights (`checkpoints.weights_digest`: config and
   tensors, not the card; unless `with_priors`, not what acts only with prior studies) and of
   the configs (`config_text`)."""
   from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
   return hashlib.sha256((checkpoints.weights_digest(weights, with_priors=with_priors)
-                         + config_text(designer, surrogate, with_priors)).encode()
+                         + config_text(designer, surrogate, with_priors, continuous)).encode()
                         ).hexdigest()[:16]
 
 
-class _Signed:
-  """An attrs instance's repr (attrs' own format) without its fields at None nor, unless
-  `with_priors`, its `PRIORS_ONLY` ones; nested attrs instances likewise (an optimiser's
-  config inside the designer's too)."""
+@attrs.frozen
+class _Scope:
+  """What the signed study has: prior studies set; one objective over continuous parameters."""
+  with_priors: bool = False
+  continuous: bool = True
 
-  def __init__(self, value, with_priors: bool = False):
-    self.value, self.with_priors = value, with_priors
+  def signs(self, field) -> bool:
+    return ((self.with_priors or not field.metadata.get('priors_only'))
+            and (self.continuous or not field.metadata.get('continuous_only')))
+
+
+class _Signed:
+  """An attrs instance's repr (attrs' own format) without its fields at None nor those that
+  cannot act in the `scope`; nested attrs instances likewise (an optimiser's config inside
+  the designer's too)."""
+
+  def __init__(self, value, scope: _Scope):
+    self.value, self.scope = value, scope
 
   def _signed(self, field) -> bool:
-    return (getattr(self.value, field.name) is not None
-            and (self.with_priors or not field.metadata.get('priors_only')))
+    return getattr(self.value, field.name) is not None and self.scope.signs(field)
 
   def fields(self) -> dict:
-    return {f.name: _Signed(getattr(self.value, f.name), self.with_priors)
+    return {f.name: _Signed(getattr(self.value, f.name), self.scope)
             for f in attrs.fields(type(self.value)) if self._signed(f)}
 
   def __repr__(self) -> str:
     v = self.value
     if not attrs.has(type(v)):
       return repr(v)
-    parts = [f'{f.name}={_Signed(getattr(v, f.name), self.with_priors)!r}'
+    parts = [f'{f.name}={_Signed(getattr(v, f.name), self.scope)!r}'
              for f in attrs.fields(type(v)) if f.repr and self._signed(f)]
     return f'{type(v).__qualname__}({", ".join(parts)})'
 

@@ -134,9 +134,12 @@ def reference(problem: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def run(problems, designers, seeds) -> None:
   # A raw OmniPred run made with other weights or configs runs again (`designer_zoo.signature_of`).
-  signatures = {d: designer_zoo.signature_of(d) for d in designers}
+  # Every problem has several objectives, so the quadratic step's settings are not signed.
+  statements = {p: make_problem(p, 0)[0].problem_statement() for p in problems}
+  signatures = {(p, d): designer_zoo.signature_of(d, problem=statements[p])
+                for p in problems for d in designers}
   todo = [(p, d, s) for p in problems for d in designers for s in seeds
-          if not run_store.is_done(raw_path(p, d, s), signatures[d])]
+          if not run_store.is_done(raw_path(p, d, s), signatures[p, d])]
   bar = tqdm(total=len(todo) * TRIALS, desc='multi-objective', dynamic_ncols=True)
   factories = {}
   for problem, designer, seed in todo:
@@ -152,7 +155,7 @@ def run(problems, designers, seeds) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({'values': values, 'metrics': metrics,
                                 'seconds': time.perf_counter() - t0,
-                                'signature': signatures[designer]}))
+                                'signature': signatures[problem, designer]}))
   bar.close()
 
 

@@ -248,30 +248,10 @@ def raw_path(designer: str, case: str, study: str, seed: int) -> pathlib.Path:
   return RAW / f'{designer}_{case}_{study}_{seed}.json'
 
 
-def _kept_path(path: pathlib.Path, sig: str) -> pathlib.Path:
-  """Where a run made with other weights or configs (signature `sig`) is kept once a run of
-  the designer as it is now takes its place: tables of those weights (`--checkpoint`) still
-  read it."""
-  return path.with_name(f'{path.stem}@{sig}.json')
-
-
 def stored_run(designer: str, case: str, study: str, seed: int,
                sig: str | None) -> pathlib.Path | None:
   """The raw run of this designer, study and seed made with signature `sig`, if stored."""
-  path = raw_path(designer, case, study, seed)
-  if run_store.is_done(path, sig):
-    return path
-  kept = _kept_path(path, sig) if sig else None
-  return kept if kept is not None and run_store.is_done(kept, sig) else None
-
-
-def _write_run(path: pathlib.Path, text: str) -> None:
-  """Stores a run at `path`, keeping the run already there if it was made otherwise."""
-  if path.exists():
-    old = json.loads(path.read_text()).get('signature')
-    if old:
-      path.replace(_kept_path(path, old))
-  path.write_text(text)
+  return run_store.stored(raw_path(designer, case, study, seed), sig)
 
 
 def jobs(designers, seeds: tuple[int, ...] = SEEDS) -> list[tuple[str, str, str, str, int]]:
@@ -308,13 +288,10 @@ def run_all(todo, checkpoint: str, isolate: bool = True,
     exptr = tuning_tasks.TaskExperimenter(studies[study])
     run = run_study(designer, designer_factory(designer, priors, weights[designer]), exptr,
                     TRIALS, seed=seed, progress=bar)
-    path = raw_path(designer, case, study, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_run(path, json.dumps({'values': [float(v) for v in run.values(exptr.metric)],
-                                 'seconds': run.seconds, 'checkpoint': (
-                                     weights[designer] if designer.startswith('omnipred')
-                                     else None),
-                                 'signature': signatures[designer]}))
+    run_store.write_run(raw_path(designer, case, study, seed), json.dumps({
+        'values': [float(v) for v in run.values(exptr.metric)], 'seconds': run.seconds,
+        'checkpoint': weights[designer] if designer.startswith('omnipred') else None,
+        'signature': signatures[designer]}))
   bar.close()
 
 
@@ -324,22 +301,14 @@ def _key(job) -> tuple[str, str, str, int]:
 
 
 def _adopt(job, sig: str | None) -> bool:
-  """Another designer's run of the same study and seed made exactly as this one would be
-  (the same signature: the same weights and configs, so the same run) is copied as this
-  one's rather than run again: a setting made the default leaves its runs to the default. A
-  designer that sets no priors makes the same run whichever case's priors the study has, so
-  it also takes a run of the other case."""
-  if sig is None:
-    return False
+  """Another designer's run of the same study and seed made exactly as this one would be is
+  copied as this one's (`run_store.adopt`). A designer that sets no priors makes the same run
+  whichever case's priors the study has, so it also takes a run of the other case."""
   designer, case, study, seed = _key(job)
   sources = sorted(RAW.glob(f'*_{case}_{study}_{seed}.json'))
   if not _sets_priors(designer):
     sources += [raw_path(designer, c, study, seed) for c in CASES if c != case]
-  for path in sources:
-    if path != raw_path(*_key(job)) and run_store.is_done(path, sig):
-      _write_run(raw_path(*_key(job)), path.read_text())
-      return True
-  return False
+  return run_store.adopt(raw_path(*_key(job)), sources, sig)
 
 
 def regrets(designers: tuple[str, ...] = DESIGNERS, seeds: tuple[int, ...] = SEEDS,

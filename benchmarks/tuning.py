@@ -53,9 +53,10 @@ def raw_path(designer: str, task: str, seed: int) -> pathlib.Path:
 
 def run_jobs(jobs: list[tuple[str, str, int]], *, trials: int = TRIALS,
              isolate: bool = True, candidates: dict[str, str] | None = None) -> None:
-  signatures = {d: designer_zoo.signature_of(d, candidates) for d in {j[0] for j in jobs}}
-  todo = [j for j in jobs if not run_store.is_done(raw_path(*j), signatures[j[0]])]
   tasks = tuning_tasks.tasks()
+  signatures = signatures_of({(d, t) for d, t, _ in jobs}, tasks, candidates)
+  todo = [j for j in jobs if not run_store.is_done(raw_path(*j), signatures[j[:2]])]
+  todo = [j for j in todo if not _adopt(j, signatures[j[:2]])]
   factories = {}
   bar = tqdm(total=len(todo) * trials, desc='tuning', dynamic_ncols=True)
   for designer, task, seed in todo:
@@ -69,12 +70,23 @@ def run_jobs(jobs: list[tuple[str, str, int]], *, trials: int = TRIALS,
       factories[designer] = designer_zoo.designer_factory(designer, candidates)
     exptr = tuning_tasks.TaskExperimenter(tasks[task])
     run = run_study(designer, factories[designer], exptr, trials, seed=seed, progress=bar)
-    path = raw_path(designer, task, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
+    run_store.write_run(raw_path(designer, task, seed), json.dumps({
         'values': [float(v) for v in run.values(exptr.metric)], 'seconds': run.seconds,
-        'completed': run.completed, 'signature': signatures[designer]}))
+        'completed': run.completed, 'signature': signatures[designer, task]}))
   bar.close()
+
+
+def signatures_of(pairs, tasks: dict, candidates: dict[str, str] | None = None) -> dict:
+  """(designer, task) -> the signature its runs record (`designer_zoo.signature_of`, with the
+  task's problem: the quadratic step's settings sign only the all-continuous tasks' runs)."""
+  return {(d, t): designer_zoo.signature_of(d, candidates, tasks[t].problem) for d, t in pairs}
+
+
+def _adopt(job: tuple[str, str, int], signature: str | None) -> bool:
+  """Another designer's run of the same task and seed, made as this one would be, copied as
+  this one's (`run_store.adopt`)."""
+  _, task, seed = job
+  return run_store.adopt(raw_path(*job), sorted(RAW.glob(f'*_{task}_{seed}.json')), signature)
 
 
 def references(task: tuning_tasks.TuningStudy) -> tuple[float, float]:
@@ -87,34 +99,43 @@ def references(task: tuning_tasks.TuningStudy) -> tuple[float, float]:
   return float(np.nanmin(values)), float(np.nanmedian(sign * np.asarray(draws)))
 
 
-def regrets(designers, tasks: dict, seeds=SEEDS, trials: int = TRIALS) -> dict:
-  """(designer, task, seed) -> [trials] normalised regret, for the studies that have run."""
+def stored_runs(designers, tasks: dict, seeds=SEEDS,
+                candidates: dict[str, str] | None = None) -> dict[tuple, pathlib.Path]:
+  """(designer, task, seed) -> its run made as the designer is now (`signatures_of`)."""
+  signatures = signatures_of({(d, t) for d in designers for t in tasks}, tasks, candidates)
+  paths = {(d, t, s): run_store.stored(raw_path(d, t, s), signatures[d, t])
+           for d in designers for t in tasks for s in seeds}
+  return {key: path for key, path in paths.items() if path is not None}
+
+
+def regrets(designers, tasks: dict, seeds=SEEDS, trials: int = TRIALS,
+            candidates: dict[str, str] | None = None) -> dict:
+  """(designer, task, seed) -> [trials] normalised regret, for the studies that have run as
+  each designer is now (`stored_runs`)."""
   out = {}
   refs = {}
-  for d in designers:
-    for name, task in tasks.items():
-      for s in seeds:
-        path = raw_path(d, name, s)
-        if not path.exists():
-          continue
-        if name not in refs:
-          refs[name] = references(task)
-        best, rand = refs[name]
-        sign = -1.0 if task.problem.metric_information.item().goal.is_maximize else 1.0
-        v = sign * np.asarray(json.loads(path.read_text())['values'][:trials], dtype=float)
-        run_best = np.minimum.accumulate(np.where(np.isnan(v), np.inf, v))
-        out[(d, name, s)] = np.clip((run_best - best) / max(rand - best, 1e-12), 0, None)
+  for (d, name, s), path in stored_runs(designers, tasks, seeds, candidates).items():
+    task = tasks[name]
+    if name not in refs:
+      refs[name] = references(task)
+    best, rand = refs[name]
+    sign = -1.0 if task.problem.metric_information.item().goal.is_maximize else 1.0
+    v = sign * np.asarray(json.loads(path.read_text())['values'][:trials], dtype=float)
+    run_best = np.minimum.accumulate(np.where(np.isnan(v), np.inf, v))
+    out[(d, name, s)] = np.clip((run_best - best) / max(rand - best, 1e-12), 0, None)
   return out
 
 
-def aggregate(designers: tuple[str, ...], command: str = '') -> str:
+def aggregate(designers: tuple[str, ...], command: str = '',
+              candidates: dict[str, str] | None = None) -> str:
   tasks = tuning_tasks.tasks()
-  regret = regrets(designers, tasks)
+  runs = stored_runs(designers, tasks, candidates=candidates)
+  regret = regrets(designers, tasks, candidates=candidates)
   present = [d for d in designers if any(k[0] == d for k in regret)]
   seconds = {d: [] for d in present}
-  for d, name, s in regret:
-    blob = json.loads(raw_path(d, name, s).read_text())
-    seconds[d] += [sec for c, sec in zip(blob['completed'], blob['seconds']) if c >= 10]
+  for key in regret:
+    blob = json.loads(runs[key].read_text())
+    seconds[key[0]] += [sec for c, sec in zip(blob['completed'], blob['seconds']) if c >= 10]
   lines = [f'Tuning benchmark: {len(tasks)} scikit-learn tasks x seeds {list(SEEDS)}, {TRIALS}'
            ' trials; normalised regret (0 = best value known on the task, 1 = the median of 64'
            ' random configurations), mean over studies.', '',
@@ -207,7 +228,7 @@ def main(argv=None) -> int:
     print(f'ran shard {args.shard} in {time.perf_counter() - t0:.0f}s')
   extra = tuple(d for d in designers if d not in DESIGNERS)
   command = f' --designers {",".join(extra)}' if extra else ''
-  print(aggregate(DESIGNERS + extra, command))
+  print(aggregate(DESIGNERS + extra, command, candidates))
   return 0
 
 

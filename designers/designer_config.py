@@ -12,6 +12,10 @@ from designers.trust_region import TrustRegionConfig
 from designers.warping import WARPS
 from vizier_omnipred.relevance import PRIORS_ONLY  # fields that act only with `set_priors`
 
+# Fields that act only on one objective over continuous parameters (no safety metric, none
+# conditional): a benchmark's run of another study does not record them (its signature).
+CONTINUOUS_ONLY = {'continuous_only': True}
+
 
 
 @attrs.frozen
@@ -105,7 +109,8 @@ class OmniPredDesignerConfig:
   # `QuadraticStepConfig()` OmniPred is below GP-UCB-PE's means on 11 of 16 BBOB pairs (the LM
   # alone: 5) and converges on Sphere (8-D 5e-9 against 0.035); on by default it would change
   # every OmniPred run's signature, and the tables it reruns are not yet remade.
-  quadratic_step: QuadraticStepConfig | None = attrs.field(default=None, kw_only=True)
+  quadratic_step: QuadraticStepConfig | None = attrs.field(default=None, kw_only=True,
+                                                           metadata=CONTINUOUS_ONLY)
   local_share: float = attrs.field(default=0.5, kw_only=True)  # with `local_context`, above
   time_budget_s: float | None = attrs.field(default=None, kw_only=True)  # per suggest()
   min_candidates: int = attrs.field(default=64, kw_only=True)  # floor when degrading

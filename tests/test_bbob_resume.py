@@ -7,6 +7,7 @@ import re
 import attrs
 import numpy as np
 import pytest
+from vizier import pyvizier as vz
 
 from benchmarks import designer_zoo, run_store
 from designers.acquisition import UCB
@@ -102,6 +103,81 @@ def test_an_optional_field_at_none_leaves_the_signature_alone():
   assert 'moves' not in nested and 'AcquisitionSearchConfig(generations=3' in nested
   assert designer_zoo.config_text(attrs.evolve(search, optimizer=EvolutionarySearch(
       AcquisitionSearchConfig(moves='continuous'))), surrogate) != nested
+
+
+def test_the_quadratic_step_signs_only_the_runs_of_studies_it_can_act_on():
+  """One objective over continuous parameters: its settings are signed; a mixed, several-
+  objective or conditional study's run never takes the step, so they are not."""
+  from designers.designer_config import OmniPredDesignerConfig  # pylint: disable=g-import-not-at-top
+  from designers.lm_surrogate import LMSurrogateConfig  # pylint: disable=g-import-not-at-top
+  from designers.quadratic_step import QuadraticStepConfig  # pylint: disable=g-import-not-at-top
+  surrogate = LMSurrogateConfig()
+  lm, step = (OmniPredDesignerConfig(quadratic_step=q) for q in (None, QuadraticStepConfig()))
+  assert designer_zoo.config_text(lm, surrogate) != designer_zoo.config_text(step, surrogate)
+  assert (designer_zoo.config_text(lm, surrogate, continuous=False)
+          == designer_zoo.config_text(step, surrogate, continuous=False))
+
+  def problem(*kinds, objectives=1):
+    p = vz.ProblemStatement()
+    for i, kind in enumerate(kinds):
+      if kind == 'double':
+        p.search_space.root.add_float_param(f'x{i}', 0.0, 1.0)
+      else:
+        p.search_space.root.add_categorical_param(f'c{i}', ['a', 'b'])
+    for k in range(objectives):
+      p.metric_information.append(vz.MetricInformation(
+          f'y{k}', goal=vz.ObjectiveMetricGoal.MINIMIZE))
+    return p
+  assert designer_zoo.continuous_study(problem('double', 'double'))
+  assert not designer_zoo.continuous_study(problem('double', 'categorical'))
+  assert not designer_zoo.continuous_study(problem('double', objectives=2))
+  mixed, smooth = problem('double', 'categorical'), problem('double')
+  for name in ('omnipred_quadratic', 'omnipred_quadratic_lowest'):
+    assert (designer_zoo.signature_of(name, problem=mixed)
+            == designer_zoo.signature_of('omnipred', problem=mixed)), name
+    assert (designer_zoo.signature_of(name, problem=smooth)
+            != designer_zoo.signature_of('omnipred', problem=smooth)), name
+  assert designer_zoo.signature_of('omnipred', problem=smooth) == designer_zoo.signature_of(
+      'omnipred')  # no problem: every field signed, as on BBOB
+
+
+def test_a_run_made_as_another_designer_would_make_it_is_adopted_and_nothing_is_lost(tmp_path):
+  """A run is copied from another designer's of the same study when the signatures agree;
+  a run it replaces is kept beside it (`run_store.kept_path`), found again by its own."""
+  mine, theirs = tmp_path / 'omnipred_Sphere_4_0.json', tmp_path / 'variant_Sphere_4_0.json'
+  assert not run_store.adopt(mine, [theirs], 'abc')  # nothing to adopt
+  theirs.write_text(json.dumps({'values': [2.0], 'signature': 'abc'}))
+  mine.write_text(json.dumps({'values': [1.0], 'signature': 'old'}))
+  assert not run_store.adopt(mine, [theirs], 'xyz')  # made otherwise
+  assert not run_store.adopt(mine, [theirs], None)  # a baseline's: nothing says how
+  assert run_store.adopt(mine, [mine, theirs], 'abc')
+  assert json.loads(mine.read_text())['values'] == [2.0]
+  kept = run_store.kept_path(mine, 'old')
+  assert json.loads(kept.read_text())['values'] == [1.0]  # the replaced run, kept
+  assert run_store.stored(mine, 'old') == kept and run_store.stored(mine, 'abc') == mine
+  assert run_store.stored(mine, 'new') is None
+  assert run_store.adopt(mine, [mine], 'old')  # its own kept run comes back
+  assert json.loads(mine.read_text())['values'] == [1.0]
+  assert json.loads(run_store.kept_path(mine, 'abc').read_text())['values'] == [2.0]
+
+
+def test_bbob_tables_read_only_runs_made_as_the_designer_is_now(tmp_path, monkeypatch):
+  from benchmarks import bbob  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(run_store, 'RAW', tmp_path)
+  monkeypatch.setattr(bbob, 'raw_path', lambda preset, d, f, dim, s: (
+      tmp_path / f'{d}_{f}_{dim}_{s}.json'))
+  now = designer_zoo.signature_of('omnipred')
+  for seed, sig in ((0, now), (1, 'made-otherwise')):
+    (tmp_path / f'omnipred_Sphere_4_{seed}.json').write_text(
+        json.dumps({'values': [1.0], 'signature': sig}))
+  (tmp_path / 'random_Sphere_4_1.json').write_text(json.dumps({'values': [1.0]}))
+  runs = bbob.stored_runs('quick', ('omnipred', 'random'))
+  assert set(runs) == {('omnipred', 'Sphere', 4, 0), ('random', 'Sphere', 4, 1)}
+  # A variant made the same way takes the default's run instead of running it again.
+  monkeypatch.setitem(designer_zoo.OMNIPRED_VARIANTS, 'omnipred_same', ({}, {}))
+  assert bbob._adopt('quick', ('omnipred_same', 'Sphere', 4, 0), now)
+  assert not bbob._adopt('quick', ('omnipred_same', 'Sphere', 4, 1), now)
+  assert ('omnipred_same', 'Sphere', 4, 0) in bbob.stored_runs('quick', ('omnipred_same',))
 
 
 @pytest.mark.parametrize('spec, message', [('new', 'expected TAG=PATH'),
