@@ -88,11 +88,11 @@ PRESETS = {
     'long150': dict(functions=('Sphere', 'Rastrigin', 'StepEllipsoidal', 'RosenbrockRotated'),
                     dims=(4, 8), seeds=(0,), trials=150, compare_at=150,
                     designers=('omnipred', 'omnipred_lora')),
-    # The full preset's pairs and seeds with the local quadratic model's step against the
-    # default; GP-UCB-PE from `bbob_full.md`'s committed means where its runs are not here
-    # (`reference`: hours of GP runs the full preset already made).
+    # The full preset's pairs and seeds with the local quadratic model's step's settings
+    # against the LM alone; GP-UCB-PE from `bbob_full.md`'s committed means where its runs are
+    # not here (`reference`: hours of GP runs the full preset already made).
     'quadratic': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(0, 1, 2, 3, 4), trials=50,
-                      designers=('omnipred', 'omnipred_quadratic', 'omnipred_quadratic_every2',
+                      designers=('omnipred_lm', 'omnipred_quadratic', 'omnipred_quadratic_every2',
                                  'omnipred_quadratic_cross', 'omnipred_quadratic_ppc125',
                                  'omnipred_quadratic_shrink', 'omnipred_quadratic_confident',
                                  'omnipred_quadratic_confident25', 'random', 'quasi_random'),
@@ -109,7 +109,7 @@ PRESETS = {
     # 5-7): 128 studies per designer, the measurement a setting of the step is decided on.
     'quadratic_pooled': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=tuple(range(8)),
                              trials=50,
-                             designers=('omnipred', 'omnipred_quadratic',
+                             designers=('omnipred', 'omnipred_lm',
                                         'omnipred_quadratic_fit05', 'omnipred_quadratic_lowest',
                                         'omnipred_quadratic_switch', 'random', 'quasi_random'),
                              reference=('full', 'gp_ucb_pe'),
@@ -152,12 +152,12 @@ def run_jobs(preset: str, jobs: list[tuple], *, isolate: bool = True,
   p = PRESETS[preset]
   signatures = {d: signature_of(d, candidates) for d in {j[0] for j in jobs}}
   todo = [j for j in jobs if not is_done(raw_path(preset, *j), signatures[j[0]])]
+  todo = [j for j in todo if not _adopt(preset, j, signatures[j[0]])]
   stale = [j for j in todo if raw_path(preset, *j).exists()]
   if stale:
     print(f'{len(stale)} raw run(s) were made with other weights or configs (or do not say'
           f' which): running them again, the old ones kept beside, e.g.'
           f' {raw_path(preset, *stale[0]).name}')
-  todo = [j for j in todo if not _adopt(preset, j, signatures[j[0]])]
   factories = {}
   bar = tqdm(total=len(todo) * p['trials'], desc=f'bbob {preset}', dynamic_ncols=True)
   for designer, function, dim, seed in todo:

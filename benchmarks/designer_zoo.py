@@ -53,8 +53,12 @@ OMNIPRED_VARIANTS = {
     # UCB at a lower quantile of the same samples: less optimism, more exploitation.
     'omnipred_ucb75': ({'acquisition': UCB(quantile=0.75)}, {}),
     'omnipred_ucb50': ({'acquisition': UCB(quantile=0.5)}, {}),
-    # A local quadratic model's step wherever its fit holds (every model-phase suggestion;
-    # `_every2`: every other one, the LM's in between).
+    # The LM's suggestion at every turn: no local quadratic model's step (the default takes
+    # it wherever its fit holds, on one objective over continuous parameters).
+    'omnipred_lm': ({'quadratic_step': None}, {}),
+    # The step's settings as the default has them, named for the quadratic presets' tables
+    # (the same runs as `omnipred`'s: `run_store.adopt`); `_every2`: the step every other
+    # model-phase suggestion, the LM's in between.
     'omnipred_quadratic': ({'quadratic_step': QuadraticStepConfig()}, {}),
     'omnipred_quadratic_every2': ({'quadratic_step': QuadraticStepConfig(every=2)}, {}),
     # The full quadratic too where the trials allow (4-D from 23 trials), the better fit's step.

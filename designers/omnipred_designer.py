@@ -10,9 +10,9 @@ One suggestion, five steps (`_model_suggestions`):
      them.
   5. `selection.select` takes the best, no duplicates, kept apart from each other.
 
-With `quadratic_step` set (one objective, continuous parameters), a suggestion whose turn it
-is and whose local quadratic fit holds is that quadratic's minimiser near the best trial
-instead (`quadratic_step.py`); the LM suggests the rest.
+With `quadratic_step` (the default; one objective over continuous parameters), a suggestion
+whose turn it is and whose local quadratic fit holds is that quadratic's minimiser near the
+best trial instead (`quadratic_step.py`); the LM suggests the rest.
 
 Before `num_seed_trials` feasible results: the centre (with prior studies set: their best
 trials), then Halton points; the prior studies' best trials also join the pool. Failed trials

@@ -132,13 +132,14 @@ def test_the_quadratic_step_signs_only_the_runs_of_studies_it_can_act_on():
   assert not designer_zoo.continuous_study(problem('double', 'categorical'))
   assert not designer_zoo.continuous_study(problem('double', objectives=2))
   mixed, smooth = problem('double', 'categorical'), problem('double')
-  for name in ('omnipred_quadratic', 'omnipred_quadratic_lowest'):
+  for name in ('omnipred', 'omnipred_quadratic_lowest'):  # the step on, as set; and off
     assert (designer_zoo.signature_of(name, problem=mixed)
-            == designer_zoo.signature_of('omnipred', problem=mixed)), name
+            == designer_zoo.signature_of('omnipred_lm', problem=mixed)), name
     assert (designer_zoo.signature_of(name, problem=smooth)
-            != designer_zoo.signature_of('omnipred', problem=smooth)), name
+            != designer_zoo.signature_of('omnipred_lm', problem=smooth)), name
   assert designer_zoo.signature_of('omnipred', problem=smooth) == designer_zoo.signature_of(
       'omnipred')  # no problem: every field signed, as on BBOB
+  assert designer_zoo.signature_of('omnipred_quadratic') == designer_zoo.signature_of('omnipred')
 
 
 def test_a_run_made_as_another_designer_would_make_it_is_adopted_and_nothing_is_lost(tmp_path):

@@ -8,6 +8,7 @@ from vizier import algorithms as vza
 from vizier import pyvizier as vz
 
 from designers.candidates import parameter_key
+from designers.suggestion_metadata import NAMESPACE
 from designers.omnipred_designer import OmniPredDesigner, OmniPredDesignerConfig
 from designers.lm_surrogate import LMSurrogate, LMSurrogateConfig
 from vizier_omnipred import FineTuneConfig, OmniPredRegressor, RelevanceConfig, StudyInfo
@@ -405,16 +406,25 @@ def test_each_model_suggestion_reports_its_time_split_and_the_runner_records_it(
   from designers.study_runner import run_study, shifted_bbob  # pylint: disable=g-import-not-at-top
   designers = []
 
-  def factory(problem, seed=None):
-    designers.append(OmniPredDesigner(problem, seed=seed, config=FAST, surrogate=_Bowl()))
-    return designers[-1]
-  run = run_study('quadratic', factory, shifted_bbob('Sphere', 1, 0), 8, seed=0)
+  def factory(config):
+    def make(problem, seed=None):
+      designers.append(OmniPredDesigner(problem, seed=seed, config=config, surrogate=_Bowl()))
+      return designers[-1]
+    return make
+  lm = attrs.evolve(FAST, quadratic_step=None)
+  run = run_study('lm', factory(lm), shifted_bbob('Sphere', 1, 0), 8, seed=0)
   seeds = FAST.num_seed_trials
   assert run.splits[:seeds] == [None] * seeds  # the seed phase has no model to time
   for split in run.splits[seeds:]:
     assert set(split) == {'condition', 'search', 'sample'} and min(split.values()) >= 0
   report = designers[-1].last_report
   assert sum(report['split'].values()) == pytest.approx(report['seconds'])
+  # With the quadratic step (the default), its steps read no model: no split recorded.
+  run = run_study('step', factory(FAST), shifted_bbob('Sphere', 1, 0), 12, seed=0)
+  phases = [t.metadata.ns(NAMESPACE).get('phase') for t in run.trials]
+  assert {'model', 'quadratic_step'} <= set(phases)  # on a bowl the step takes turns
+  for phase, split in zip(phases, run.splits):
+    assert (split is not None) == (phase == 'model'), phase
 
 
 def test_the_runner_s_progress_stops_at_the_study_s_trials_when_batches_overshoot():
