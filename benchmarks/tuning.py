@@ -9,7 +9,8 @@
 The nine tasks of `tuning_tasks.py` (2-10 mixed parameters, cross-validated scores), 40
 trials, seeds 0-2 for every designer. Each (designer, task, seed) study runs through Vizier's
 BenchmarkRunner (`designers.study_runner.run_study`) and is stored as JSON under
-benchmarks/results/raw/tuning/ (ignored by git); an OmniPred run records the hash of its
+benchmarks/results/raw/tuning/ (ignored by git; GP-UCB-PE's, hours of runs, under
+benchmarks/results/archive/tuning/, tracked); an OmniPred run records the hash of its
 weights and configs, and one made otherwise runs again. Evaluations are cached per
 configuration (`tuning_tasks.EvaluationCache`), shared by designers and reruns.
 
@@ -48,7 +49,9 @@ MARKS = (10, 20, 40)
 
 
 def raw_path(designer: str, task: str, seed: int) -> pathlib.Path:
-  return RAW / f'{designer}_{task}_{seed}.json'
+  """Where a study's run is kept: GP-UCB-PE's hours of runs in the tracked archive
+  (`run_store.store_for`), the others under raw/."""
+  return run_store.store_for(designer) / 'tuning' / f'{designer}_{task}_{seed}.json'
 
 
 def run_jobs(jobs: list[tuple[str, str, int]], *, trials: int = TRIALS,
@@ -111,18 +114,23 @@ def stored_runs(designers, tasks: dict, seeds=SEEDS,
 def regrets(designers, tasks: dict, seeds=SEEDS, trials: int = TRIALS,
             candidates: dict[str, str] | None = None) -> dict:
   """(designer, task, seed) -> [trials] normalised regret, for the studies that have run as
-  each designer is now (`stored_runs`)."""
-  out = {}
-  refs = {}
+  each designer is now (`stored_runs`). y_best also reads the runs' own values: an archived
+  run's evaluations need not be in this machine's cache."""
+  oriented = {}
   for (d, name, s), path in stored_runs(designers, tasks, seeds, candidates).items():
-    task = tasks[name]
-    if name not in refs:
-      refs[name] = references(task)
-    best, rand = refs[name]
-    sign = -1.0 if task.problem.metric_information.item().goal.is_maximize else 1.0
-    v = sign * np.asarray(json.loads(path.read_text())['values'][:trials], dtype=float)
-    run_best = np.minimum.accumulate(np.where(np.isnan(v), np.inf, v))
-    out[(d, name, s)] = np.clip((run_best - best) / max(rand - best, 1e-12), 0, None)
+    goal = tasks[name].problem.metric_information.item().goal
+    sign = -1.0 if goal.is_maximize else 1.0
+    oriented[(d, name, s)] = sign * np.asarray(json.loads(path.read_text())['values'][:trials],
+                                               dtype=float)
+  out = {}
+  for name in sorted({key[1] for key in oriented}):
+    best, rand = references(tasks[name])
+    best = min([best] + [float(np.nanmin(v)) for k, v in oriented.items()
+                         if k[1] == name and np.isfinite(v).any()])
+    for key in (k for k in oriented if k[1] == name):
+      v = oriented[key]
+      run_best = np.minimum.accumulate(np.where(np.isnan(v), np.inf, v))
+      out[key] = np.clip((run_best - best) / max(rand - best, 1e-12), 0, None)
   return out
 
 
