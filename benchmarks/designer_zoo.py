@@ -143,16 +143,19 @@ def signature_of(name: str, candidates: dict[str, str] | None = None,
     return None
   from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(checkpoint_of(name, candidates) or checkpoints.SHIPPED)
-  return signature(path, *omnipred_configs(name, candidates),
-                   continuous=problem is None or continuous_study(problem))
+  designer, surrogate = omnipred_configs(name, candidates)
+  return signature(path, designer, surrogate, continuous=(
+      problem is None or continuous_study(problem, designer.metric_name)))
 
 
-def continuous_study(problem: vz.ProblemStatement) -> bool:
-  """One objective, no safety metric, every parameter DOUBLE and none conditional: the
-  studies whose runs the designer's `CONTINUOUS_ONLY` fields (the quadratic step) can change."""
+def continuous_study(problem: vz.ProblemStatement, metric_name: str | None = None) -> bool:
+  """One objective (or `metric_name`, optimised alone), no safety metric, every parameter
+  DOUBLE and none conditional: the studies whose runs the designer's `CONTINUOUS_ONLY` fields
+  (the quadratic step) can change."""
   metrics = problem.metric_information
   space = problem.search_space
-  return (len(metrics.of_type(vz.MetricType.OBJECTIVE)) == 1
+  objectives = 1 if metric_name else len(metrics.of_type(vz.MetricType.OBJECTIVE))
+  return (objectives == 1
           and not metrics.of_type(vz.MetricType.SAFETY) and not space.is_conditional
           and all(p.type == vz.ParameterType.DOUBLE for p in space.parameters))
 

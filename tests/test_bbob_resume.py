@@ -131,6 +131,7 @@ def test_the_quadratic_step_signs_only_the_runs_of_studies_it_can_act_on():
   assert designer_zoo.continuous_study(problem('double', 'double'))
   assert not designer_zoo.continuous_study(problem('double', 'categorical'))
   assert not designer_zoo.continuous_study(problem('double', objectives=2))
+  assert designer_zoo.continuous_study(problem('double', objectives=2), metric_name='y1')
   mixed, smooth = problem('double', 'categorical'), problem('double')
   for name in ('omnipred', 'omnipred_quadratic_lowest'):  # the step on, as set; and off
     assert (designer_zoo.signature_of(name, problem=mixed)
