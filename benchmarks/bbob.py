@@ -292,6 +292,8 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '',
         lines.append(f'| {f} | {dim} | ' + ' | '.join(cells) + ' |')
   if p.get('reference') and ours:
     lines += reference_rows(p, regret, ours, at, refs)
+  elif 'gp_ucb_pe' in present and ours:
+    lines += gp_rows(preset, regret, ours, at)
   lines.append('')
   for o in ours:
     if total[o]:
@@ -412,21 +414,47 @@ def reference_rows(p: dict, regret: dict, ours: list[str], at: int, refs: dict |
   """Each OmniPred variant's mean regret per pair against a designer's means
   (`p['reference']`: the preset whose table holds them, and the designer): exact where its
   archived runs hold every seed of the pair (`archived_means`), else the committed table's
-  4 decimals. The pairs won (lower than theirs, ties half; where a committed mean reads
-  0.0000, a mean below the table's resolution is a tie) and those within 10x of theirs (a
-  bound where it reads 0.0000). refs: as `archived_means` reads them."""
+  4 decimals (`against_rows`). refs: as `archived_means` reads them."""
   preset, other = p['reference']
   theirs = committed_means(preset, other)
   exact = archived_means(preset, other, refs or {}, at)
   theirs.update(exact)
-  lines = ['', f'Against {other}\'s means (seeds {list(GP_SEEDS[preset])}; its runs are not '
+  intro = (f'Against {other}\'s means (seeds {list(GP_SEEDS[preset])}; its runs are not '
            f're-made here): exact (e-notation) where its runs of every seed are archived '
            f'(benchmarks/results/archive/), else the committed `bbob_{preset}.md`\'s 4 decimals. '
            f'Mean regret at trial {at}, (W) where lower. A pair is won where the mean is lower '
            f'(ties half; where a committed mean reads 0.0000, i.e. below {TABLE_RESOLUTION:g}, '
            f'a mean below that is a tie), and within 10x where the mean is at most 10 times '
-           f'theirs (at most {TABLE_RESOLUTION:g} where a committed mean reads 0.0000).', '',
-           '| function | dim | ' + ' | '.join(ours) + f' | {other} |',
+           f'theirs (at most {TABLE_RESOLUTION:g} where a committed mean reads 0.0000).')
+  return against_rows(intro, regret, ours, at, other, theirs, set(exact))
+
+
+def gp_rows(preset: str, regret: dict, ours: list[str], at: int) -> list[str]:
+  """Each OmniPred variant's mean regret per pair against GP-UCB-PE's exact means, on the
+  pairs where it ran every one of its seeds (`GP_SEEDS`)."""
+  p, seeds = PRESETS[preset], GP_SEEDS[preset]
+  theirs = {}
+  for f in p['functions']:
+    for dim in p['dims']:
+      runs = [regret.get(('gp_ucb_pe', f, dim, s)) for s in seeds]
+      if runs and all(r is not None for r in runs):
+        theirs[(f, dim)] = float(np.mean([r[at - 1] for r in runs]))
+  if not theirs:
+    return []
+  intro = (f'Against gp_ucb_pe\'s means over its seeds {list(seeds)}, on the pairs where it ran '
+           f'all of them (each OmniPred variant over its own seeds): mean regret at trial {at}, '
+           f'(W) where lower; a pair is won where the mean is lower (ties half), within 10x '
+           f'where it is at most 10 times the GP\'s.')
+  return against_rows(intro, regret, ours, at, 'gp_ucb_pe', theirs, set(theirs))
+
+
+def against_rows(intro: str, regret: dict, ours: list[str], at: int, other: str,
+                 theirs: dict, exact: set) -> list[str]:
+  """Markdown lines: each OmniPred variant's mean regret per pair against `theirs`
+  ((function, dim) -> mean; e-notation where in `exact`, else a committed 4-decimal mean), the
+  pairs won (lower, ties half; where a committed mean reads 0.0000, a mean below the table's
+  resolution is a tie) and those within 10x (a bound where it reads 0.0000)."""
+  lines = ['', intro, '', '| function | dim | ' + ' | '.join(ours) + f' | {other} |',
            '|---|---|' + '---|' * (len(ours) + 1)]
   won = {o: [] for o in ours}
   near = {o: [] for o in ours}

@@ -109,3 +109,27 @@ def test_rows_without_runs_name_the_committed_rows_this_machine_cannot_remake(
     (tmp_path / f'random_{f}_4_0').write_text('{}')
   assert 'random' not in bbob.rows_without_runs('quick', ('omnipred', 'random', 'gp_ucb_pe'))
   assert bbob.rows_without_runs('seed0', ('omnipred',)) == []  # no committed table here
+
+
+def test_gp_rows_compare_pairs_where_the_gp_ran_every_seed_exactly():
+  """The full preset's own GP-UCB-PE runs (seeds 0-2) against OmniPred's five seeds: exact
+  means, a pair the GP did not finish left out, a win, a loss within 10x and one beyond."""
+  regret = {}
+  ours = {('Sphere', 4): 1e-6, ('Sphere', 8): 5e-4, ('Ellipsoidal', 4): 2e-3,
+          ('Rastrigin', 4): 0.01}
+  gp = {('Sphere', 4): 2e-6, ('Sphere', 8): 1e-4, ('Ellipsoidal', 4): 1e-4,
+        ('Rastrigin', 4): 0.02}
+  for (f, dim), v in ours.items():
+    for s in range(5):
+      regret[('omnipred', f, dim, s)] = np.full(50, v)
+  for (f, dim), v in gp.items():
+    for s in range(3 if f != 'Rastrigin' else 2):  # Rastrigin 4-D: seed 2 never ran
+      regret[('gp_ucb_pe', f, dim, s)] = np.full(50, v)
+  lines = bbob.gp_rows('full', regret, ['omnipred'], 50)
+  rows = [line for line in lines if line.startswith('| ') and 'function' not in line]
+  assert [r.split(' | ')[0] for r in rows] == ['| Sphere', '| Sphere', '| Ellipsoidal']
+  assert rows[0] == '| Sphere | 4 | 1.00e-06 (W) | 2.00e-06 |'
+  assert lines[-1] == ('omnipred: wins 1 of the 3 pairs it ran against gp_ucb_pe\'s means '
+                       '(3 of them exact); within 10x on 2.')
+  assert bbob.gp_rows('full', {k: v for k, v in regret.items() if k[0] != 'gp_ucb_pe'},
+                      ['omnipred'], 50) == []
