@@ -19,7 +19,9 @@ Every (designer, function, dim, seed) study runs through Vizier's BenchmarkRunne
 `designers.study_runner`) and is stored as JSON under benchmarks/results/raw/ (ignored by git;
 GP-UCB-PE's, hours of runs, under benchmarks/results/archive/, tracked: `run_store`), so
 shards can run side by side and an interrupted run resumes; an OmniPred run records a hash of
-the weights it read and of its configs, and one made otherwise runs again. Aggregation writes
+the weights it read and of its configs, and one made otherwise runs again (the old one kept
+beside it), unless another designer's run of the study was made the same way: that one is
+copied (`run_store.adopt`; a setting made the default keeps its runs). Aggregation writes
 benchmarks/results/bbob_<preset>.md and convergence/latency PNGs (after a shard, only where
 this machine holds the runs of every row the committed table has). `--candidate TAG=PATH` adds
 every OmniPred variant of the preset once more as `<variant>@TAG`, reading the checkpoint at
