@@ -268,8 +268,9 @@ def aggregate(preset: str, designers: tuple[str, ...], command: str = '',
       means = {}
       for d in present:
         vals = [regret[k][at - 1] for k in regret if k[0] == d and k[1] == f and k[2] == dim]
-        means[d] = np.mean(vals) if vals else np.nan
-      # '-': a pair the designer did not run
+        seeds = GP_SEEDS[preset] if d == 'gp_ucb_pe' else p['seeds']
+        means[d] = np.mean(vals) if len(vals) == len(seeds) else np.nan
+      # '-': a pair the designer did not run at every one of its seeds (no mean of a part)
       cells = [f'{means[d]:.4f}' if np.isfinite(means[d]) else '-' for d in present]
       for o in ours:
         if all(k in means and np.isfinite(means[k]) for k in (o, 'random', 'quasi_random')):
