@@ -186,9 +186,8 @@ def _adopt(preset: str, job: tuple, signature: str | None) -> bool:
   """Another designer's run of the same study and seed in this store, made as this one would
   be, copied as this one's (`run_store.adopt`)."""
   _, function, dim, seed = job
-  path = raw_path(preset, *job)
-  return run_store.adopt(path, sorted(path.parent.glob(f'*_{function}_{dim}_{seed}.json')),
-                         signature)
+  path = raw_path(preset, *job)  # any source will do: the same signature is the same run
+  return run_store.adopt(path, path.parent.glob(f'*_{function}_{dim}_{seed}.json'), signature)
 
 
 def normalised(values, f_opt: float, f_med: float) -> np.ndarray:

@@ -7,6 +7,7 @@ weights and configs an OmniPred variant reads, so a stored run made otherwise ru
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import pathlib
 
@@ -177,10 +178,20 @@ def signature(weights: pathlib.Path, designer, surrogate, with_priors: bool = Fa
   """The hash a raw run records: of the weights (`checkpoints.weights_digest`: config and
   tensors, not the card; unless `with_priors`, not what acts only with prior studies) and of
   the configs (`config_text`)."""
-  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
-  return hashlib.sha256((checkpoints.weights_digest(weights, with_priors=with_priors)
+  stat = pathlib.Path(weights).stat()
+  return hashlib.sha256((_weights_digest(str(pathlib.Path(weights).resolve()), stat.st_mtime_ns,
+                                         stat.st_size, with_priors)
                          + config_text(designer, surrogate, with_priors, continuous)).encode()
                         ).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def _weights_digest(path: str, mtime_ns: int, size: int, with_priors: bool) -> str:
+  """`checkpoints.weights_digest`, read once per file as it is on disk (its modification
+  time and size in the key): a table signs every (designer, task) pair with the same weights."""
+  del mtime_ns, size  # the cache key only
+  from vizier_omnipred import checkpoints  # pylint: disable=g-import-not-at-top
+  return checkpoints.weights_digest(path, with_priors=with_priors)
 
 
 @attrs.frozen

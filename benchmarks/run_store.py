@@ -56,11 +56,12 @@ def write_run(path: pathlib.Path, text: str) -> None:
 
 
 def adopt(target: pathlib.Path, sources, signature: str | None) -> bool:
-  """Copies to `target` the first of `sources` (or the run kept beside one) made as
-  `signature` says, rather than running it again: the same signature is the same weights
-  and configs, so on the same study and seed the same run (a setting made the default
-  leaves its runs to the default, the old default's to the variant that keeps it). False
-  where none is (or `signature` is None: a baseline's runs say nothing of how they were made)."""
+  """Copies to `target` the first of `sources` (or the run kept beside one; an iterable,
+  read only when `signature` is set) made as `signature` says, rather than running it again:
+  the same signature is the same weights and configs, so on the same study and seed the same
+  run (a setting made the default leaves its runs to the default, the old default's to the
+  variant that keeps it). False where none is (or `signature` is None: a baseline's runs say
+  nothing of how they were made)."""
   if signature is None:
     return False
   for source in sources:

@@ -88,8 +88,8 @@ def signatures_of(pairs, tasks: dict, candidates: dict[str, str] | None = None) 
 def _adopt(job: tuple[str, str, int], signature: str | None) -> bool:
   """Another designer's run of the same task and seed, made as this one would be, copied as
   this one's (`run_store.adopt`)."""
-  _, task, seed = job
-  return run_store.adopt(raw_path(*job), sorted(RAW.glob(f'*_{task}_{seed}.json')), signature)
+  _, task, seed = job  # any source will do: the same signature is the same run
+  return run_store.adopt(raw_path(*job), RAW.glob(f'*_{task}_{seed}.json'), signature)
 
 
 def references(task: tuning_tasks.TuningStudy) -> tuple[float, float]:
@@ -114,10 +114,16 @@ def stored_runs(designers, tasks: dict, seeds=SEEDS,
 def regrets(designers, tasks: dict, seeds=SEEDS, trials: int = TRIALS,
             candidates: dict[str, str] | None = None) -> dict:
   """(designer, task, seed) -> [trials] normalised regret, for the studies that have run as
-  each designer is now (`stored_runs`). y_best also reads the runs' own values: an archived
-  run's evaluations need not be in this machine's cache."""
+  each designer is now (`stored_runs`)."""
+  return regrets_of(stored_runs(designers, tasks, seeds, candidates), tasks, trials)
+
+
+def regrets_of(runs: dict, tasks: dict, trials: int = TRIALS) -> dict:
+  """(designer, task, seed) -> run path  ->  the same keys -> [trials] normalised regret.
+  y_best also reads the runs' own values: an archived run's evaluations need not be in this
+  machine's cache."""
   oriented = {}
-  for (d, name, s), path in stored_runs(designers, tasks, seeds, candidates).items():
+  for (d, name, s), path in runs.items():
     goal = tasks[name].problem.metric_information.item().goal
     sign = -1.0 if goal.is_maximize else 1.0
     oriented[(d, name, s)] = sign * np.asarray(json.loads(path.read_text())['values'][:trials],
@@ -138,7 +144,7 @@ def aggregate(designers: tuple[str, ...], command: str = '',
               candidates: dict[str, str] | None = None) -> str:
   tasks = tuning_tasks.tasks()
   runs = stored_runs(designers, tasks, candidates=candidates)
-  regret = regrets(designers, tasks, candidates=candidates)
+  regret = regrets_of(runs, tasks)
   present = [d for d in designers if any(k[0] == d for k in regret)]
   seconds = {d: [] for d in present}
   for key in regret:
