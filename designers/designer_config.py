@@ -107,8 +107,8 @@ class OmniPredDesignerConfig:
   # (`quadratic_step`) instead of the LM's suggestion, when its fit holds. None: the LM alone.
   # On by measurement (docs/design.md, `bbob_quadratic_pooled.md`, 16 BBOB pairs x 8 seeds):
   # mean regret at 50 trials 0.026 against the LM alone's 0.031 (0.025 against 0.030 on the
-  # seeds its settings were not chosen on), within 10x of GP-UCB-PE's exact means on every
-  # pair they exist for (13 of 16; the LM alone: 7), below on 9; on the tuning benchmark's
+  # seeds its settings were not chosen on), within 10x of GP-UCB-PE's exact means on all 16
+  # pairs (the LM alone: 9), below on 12 (the LM alone: 6); on the tuning benchmark's
   # one all-continuous task (SVR, 3 seeds) 0.0010 against 0.0023. Mixed, conditional and
   # several-objective studies never take it.
   quadratic_step: QuadraticStepConfig | None = attrs.field(factory=QuadraticStepConfig,
