@@ -80,6 +80,9 @@ OMNIPRED_VARIANTS = {
     'omnipred_quadratic_fit05': ({'quadratic_step': QuadraticStepConfig(min_fit=0.5)}, {}),
     # The step fitted to the trials with the lowest values, not those nearest the incumbent.
     'omnipred_quadratic_lowest': ({'quadratic_step': QuadraticStepConfig(fit_lowest=True)}, {}),
+    # The lowest trials, and the nearest where the lowest give no step (plateaus).
+    'omnipred_quadratic_lowest_fallback': (
+        {'quadratic_step': QuadraticStepConfig(fit_lowest=True, nearest_fallback=True)}, {}),
     # The nearest trials, and after a step that did not improve the lowest (and back).
     'omnipred_quadratic_switch': (
         {'quadratic_step': QuadraticStepConfig(switch_on_failure=True)}, {}),

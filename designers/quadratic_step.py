@@ -102,6 +102,13 @@ class QuadraticStepConfig:
   # 8-D 4.7e-3 against 9.3e-4 (seed 7 still stalls), AttractiveSector 8-D 4.3e-3 against
   # 4.0e-4, mean 0.0269 against 0.0263.
   switch_on_failure: bool | None = attrs.field(default=None, kw_only=True)
+  # With `fit_lowest`: where the lowest trials give no step (their fit does not hold, or it
+  # expects no decrease), fit the nearest the incumbent instead. On a plateau the lowest
+  # trials share values that no quadratic fits, and without a step the LM suggests (BBOB
+  # StepEllipsoidal 8-D seed 7, `fit_lowest`: from trial 27 the fit holds on 2 of 24 turns
+  # and the study ends at 79, where the nearest trials' steps reach 3.8). None: no second
+  # selection.
+  nearest_fallback: bool | None = attrs.field(default=None, kw_only=True)
 
   @shrink.validator
   @unresolved_share.validator
@@ -110,6 +117,10 @@ class QuadraticStepConfig:
       raise ValueError(f'{attribute.name} must be in (0, 1), got {value!r}.')
 
   def __attrs_post_init__(self):
+    if self.nearest_fallback and not self.fit_lowest:
+      raise ValueError('nearest_fallback is the fallback of fit_lowest (the nearest trials are '
+                       'fitted by default): set fit_lowest=True too, or leave nearest_fallback '
+                       f'unset (got nearest_fallback={self.nearest_fallback!r}).')
     if self.unresolved_share is not None and self.curvature_confidence is None:
       raise ValueError('unresolved_share applies only to the coordinates curvature_confidence '
                        'leaves unresolved: set curvature_confidence too, or leave '
@@ -168,10 +179,14 @@ def propose(unit: np.ndarray, oriented: np.ndarray, config: QuadraticStepConfig,
     return None
   kinds = (False, True) if config.cross_terms else (False,)  # with cross terms or not
   lowest = bool(config.fit_lowest if lowest is None else lowest)
-  fits = [x for x in (_fit(unit, f, config, cross, lowest) for cross in kinds) if x is not None]
-  if not fits:
-    return None
-  return _step(unit[int(np.argmin(f))], max(fits, key=lambda x: x.fit), radius)
+  selections = (True, False) if lowest and config.nearest_fallback else (lowest,)
+  for selection in selections:
+    fits = [x for x in (_fit(unit, f, config, cross, selection) for cross in kinds)
+            if x is not None]
+    step = _step(unit[int(np.argmin(f))], max(fits, key=lambda x: x.fit), radius) if fits else None
+    if step is not None:
+      return step
+  return None
 
 
 @attrs.frozen

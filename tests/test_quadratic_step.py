@@ -194,6 +194,32 @@ def test_unresolved_share_lets_unresolved_coordinates_move_within_that_share_of_
   assert offset.max() < np.abs(free.point[1:] - best[1:]).max()
 
 
+def test_nearest_fallback_steps_from_the_nearest_trials_where_the_lowest_fit_fails():
+  """A bowl around the incumbent and, far from it, a plateau of trials whose values are all
+  but tied (below most of the bowl's): the lowest trials fit no quadratic, the nearest do."""
+  unit = _cloud(30, 2, 0.3, 0.07)
+  bowl = 0.01 + ((unit - 0.32) ** 2).sum(1)
+  plateau = np.random.default_rng(3).uniform(0.6, 1.0, (15, 2))
+  flat = 0.0101 + 1e-5 * np.random.default_rng(4).uniform(size=15)
+  unit, oriented = np.concatenate([unit, plateau]), -np.concatenate([bowl, flat])
+  assert quadratic_step.propose(unit, oriented, QuadraticStepConfig(fit_lowest=True)) is None
+  fallback = QuadraticStepConfig(fit_lowest=True, nearest_fallback=True)
+  step, nearest = (quadratic_step.propose(unit, oriented, c) for c in (fallback, CONFIG))
+  assert step is not None and nearest is not None and step.fit > 0.999
+  np.testing.assert_array_equal(step.point, nearest.point)
+  # where the lowest trials' fit holds, it is theirs
+  bowl_only = QuadraticStepConfig(fit_lowest=True)
+  np.testing.assert_array_equal(
+      quadratic_step.propose(unit[:30], oriented[:30], fallback).point,
+      quadratic_step.propose(unit[:30], oriented[:30], bowl_only).point)
+
+
+def test_nearest_fallback_without_fit_lowest_is_refused_naming_both():
+  with pytest.raises(ValueError, match='fit_lowest') as err:
+    QuadraticStepConfig(nearest_fallback=True)
+  assert 'nearest_fallback=True' in str(err.value)
+
+
 @pytest.mark.parametrize('case', ['rugged', 'too_few', 'constant', 'nan'])
 def test_no_step_where_the_quadratic_cannot_be_trusted(case):
   rng = np.random.default_rng(1)
