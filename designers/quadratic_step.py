@@ -174,7 +174,8 @@ def propose(unit: np.ndarray, oriented: np.ndarray, config: QuadraticStepConfig,
   """unit [n, d] trials in the unit cube, oriented [n] their values (higher is better) ->
   the quadratic's minimiser within `radius` spans of the fitted trials around the best trial,
   or None when there are too few trials, the fit does not hold, or the model expects no
-  decrease. lowest: fit the lowest trials, not the nearest (None: `config.fit_lowest`)."""
+  decrease. lowest: fit the lowest trials, not the nearest (None: `config.fit_lowest`); with
+  `config.nearest_fallback`, the nearest where the lowest give no step."""
   unit, f = np.asarray(unit, np.float64), -np.asarray(oriented, np.float64)
   if not np.all(np.isfinite(f)):
     return None
