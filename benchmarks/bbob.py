@@ -119,6 +119,13 @@ PRESETS = {
                              reference=('full', 'gp_ucb_pe'),
                              seed_sets={'0-4 (settings chosen)': (0, 1, 2, 3, 4),
                                         '5-7 (held out)': (5, 6, 7)}),
+    # Seeds no setting of the step was read on (8-11): the plain step against the lowest
+    # trials with the nearest as fallback, whose rule was found on seed 7.
+    'quadratic_fresh': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(8, 9, 10, 11),
+                            trials=50,
+                            designers=('omnipred', 'omnipred_quadratic_lowest_fallback',
+                                       'random', 'quasi_random'),
+                            reference=('full', 'gp_ucb_pe')),
     # The seed0 pairs suggested 8 at a time (suggest(count=8)), against seed0's one at a time.
     'batch8': dict(functions=FULL_FUNCTIONS, dims=(4, 8), seeds=(0,), trials=50, batch=8,
                    designers=('omnipred', 'random', 'quasi_random')),
@@ -126,7 +133,7 @@ PRESETS = {
 # GP-UCB-PE takes ~5-16 s per suggestion on 2 cores: in the full preset it runs these seeds.
 GP_SEEDS = {'quick': (0, 1), 'full': (0, 1, 2), 'seed0': (0,), 'seed1': (1,), 'latency': (0,),
             'long150': (0,), 'memory': (0,), 'batch8': (0,), 'quadratic': (0, 1, 2),
-            'quadratic_heldout': (), 'quadratic_pooled': ()}
+            'quadratic_heldout': (), 'quadratic_pooled': (), 'quadratic_fresh': ()}
 
 
 def jobs_for(preset: str, designers: tuple[str, ...]) -> list[tuple]:
@@ -141,7 +148,8 @@ def jobs_for(preset: str, designers: tuple[str, ...]) -> list[tuple]:
 # Presets that run the same studies (one at a time, 50 trials, the full functions) share one
 # store: a seed-0 run made by `--preset full` is the `seed0` table's too.
 SHARED_STORE = {'full': 'pairs50', 'seed0': 'pairs50', 'seed1': 'pairs50', 'quadratic': 'pairs50',
-                'quadratic_heldout': 'pairs50', 'quadratic_pooled': 'pairs50'}
+                'quadratic_heldout': 'pairs50', 'quadratic_pooled': 'pairs50',
+                'quadratic_fresh': 'pairs50'}
 
 
 def raw_path(preset, designer, function, dim, seed) -> pathlib.Path:
