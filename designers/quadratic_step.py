@@ -183,11 +183,12 @@ def propose(unit: np.ndarray, oriented: np.ndarray, config: QuadraticStepConfig,
     return None
   kinds = (False, True) if config.cross_terms else (False,)  # with cross terms or not
   lowest = bool(config.fit_lowest if lowest is None else lowest)
+  incumbent = unit[int(np.argmin(f))]
   selections = (True, False) if lowest and config.nearest_fallback else (lowest,)
   for selection in selections:
     fits = [x for x in (_fit(unit, f, config, cross, selection) for cross in kinds)
             if x is not None]
-    step = _step(unit[int(np.argmin(f))], max(fits, key=lambda x: x.fit), radius) if fits else None
+    step = _step(incumbent, max(fits, key=lambda x: x.fit), radius) if fits else None
     if step is not None:
       return step
   return None
